@@ -1,0 +1,1 @@
+"""The `ragdistill` command line: one module a subcommand, registered in `main.COMMANDS`."""

@@ -1,0 +1,76 @@
+"""Entry point of the `ragdistill` command.
+
+Each subcommand lives in its own module of this package and exposes
+``add_parser(subparsers) -> argparse.ArgumentParser`` whose parser sets ``func``
+(a callable taking the parsed ``argparse.Namespace`` and returning an exit status).
+Heavy imports (torch, transformers, faiss) happen inside ``func`` so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ragdistill import __version__
+from ragdistill.errors import RagdistillError
+
+# Order is the order shown in --help: the data flow, then the study.
+COMMANDS = ["data", "index", "retrieve", "scores", "train", "evaluate", "analyze", "diagnose", "reproduce"]
+
+DESCRIPTION = """\
+ragdistill: train a retriever from a reader's attention (attention distillation),
+and find out beforehand whether the reader's attention is a good teacher.
+
+Typical flow:
+  ragdistill data demo --out data/demo                  # write the bundled demo world
+  ragdistill index --corpus data/demo/corpus.jsonl --out runs/index
+  ragdistill retrieve --index runs/index --questions data/demo/test.jsonl --k 5
+  ragdistill diagnose --questions data/demo/dev.jsonl --index runs/index
+  ragdistill train --config configs/demo/finetuned_step1.yaml --out runs/step1
+  ragdistill reproduce --scale demo --out runs/demo     # the whole study
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ragdistill", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"ragdistill {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"ragdistill.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"ragdistill.cli.{name}":
+                continue  # subcommand not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except RagdistillError as exc:
+        print(f"ragdistill {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"ragdistill {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
