@@ -96,6 +96,33 @@ def _gguf_cache(src: ModelSource) -> Path:
     return cache_dir() / f"{src.name}-float32"
 
 
+def _cache_dequantised(src: ModelSource, cached: Path) -> None:
+    """Dequantise a GGUF once and store it as a plain float32 safetensors model directory.
+
+    transformers refuses `save_pretrained` on a GGUF-loaded model, so the state dict,
+    the config (without its quantization entry) and the tokenizer are written directly.
+    """
+    import json
+
+    import safetensors.torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragdistill.utils.io import atomic_dir
+
+    model = AutoModelForCausalLM.from_pretrained(src.path, gguf_file=src.gguf_file, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file)
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    try:
+        with atomic_dir(cached) as tmp:
+            safetensors.torch.save_model(model, str(tmp / "model.safetensors"))
+            (tmp / "config.json").write_text(json.dumps(config, indent=2))
+            model.generation_config.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+    except OSError:
+        pass  # read-only or racing cache: loading straight from the GGUF still works
+
+
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     """The tokenizer of a model name (for a bundled GGUF, read from the same file)."""
     from transformers import AutoTokenizer
@@ -124,17 +151,7 @@ def load_causal_lm(name: str = DEFAULT_READER, dtype: torch.dtype = torch.float3
         if src.gguf_file:
             cached = _gguf_cache(src)
             if not (cached / "model.safetensors").exists():
-                from ragdistill.utils.io import atomic_dir
-
-                model = AutoModelForCausalLM.from_pretrained(src.path, gguf_file=src.gguf_file, dtype=torch.float32)
-                tok = AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file)
-                try:
-                    with atomic_dir(cached) as tmp:
-                        model.save_pretrained(tmp)
-                        tok.save_pretrained(tmp)
-                except OSError:
-                    pass  # a read-only cache only costs time
-                del model
+                _cache_dequantised(src, cached)
             if (cached / "model.safetensors").exists():
                 model = AutoModelForCausalLM.from_pretrained(cached, **kwargs)
                 tok = AutoTokenizer.from_pretrained(cached)
