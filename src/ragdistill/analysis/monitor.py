@@ -1,0 +1,169 @@
+"""Training monitor: the two indicators on a fixed probe set every N steps, and an early stop for poor teachers.
+
+The training loop calls::
+
+    monitor = IndicatorMonitor(probe_questions, index=index, retriever=retriever, every=500, patience=3,
+                               reference="first")
+    ...
+    if monitor.is_due(step):
+        logger.log(monitor.check(reader, step), step)      # flat dict of floats, next to HR@k
+        if stop_if_poor and monitor.should_stop():
+            print(monitor.stop_message()); break
+
+What "fails" means, per check (`reference`):
+
+* ``None`` (default): no comparison; the absolute rule — a group fails when its mean Spearman
+  (p95) is not above ``corr_threshold`` or its mean lift is not above 1. Safe for every
+  setting, including a fixed reader (step 2);
+* ``"first"``: the first check's summary (the reader as training starts, i.e. the
+  off-the-shelf checkpoint) is the reference from then on; Indicators 1 and 2 as in
+  ``ragdistill analyze``. The first check itself cannot fail (nothing to compare with).
+  Use it when the reader trains (off-the-shelf / encoder-decoder / perplexity settings);
+* a summary dict (``indicators.json["readers"][name]`` of an earlier analysis).
+
+``should_stop()`` is true once the reader has failed **both** indicators at ``patience``
+consecutive checks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from ragdistill.analysis.indicators import VerdictOptions, summarize, verdict
+from ragdistill.analysis.quality import GROUPS, PERCENTILES
+from ragdistill.data.types import Passage, Question
+from ragdistill.errors import ConfigError
+
+
+def _num(x: Any) -> float:
+    if x is None:
+        return math.nan
+    if isinstance(x, bool):
+        return 1.0 if x else 0.0
+    return float(x)
+
+
+class IndicatorMonitor:
+    """Computes the indicators on a fixed probe set during training and decides when to stop a poor run."""
+
+    def __init__(self, probe_questions: Sequence[Question], index: Any = None, retriever: Any = None, every: int = 500,
+                 k: int = 5, patience: int = 3, reference: str | dict | None = None,
+                 options: VerdictOptions = VerdictOptions(), signal: str = "attention",
+                 passages: Sequence[Sequence[Passage]] | None = None, refresh_passages: bool = False,
+                 nlp: Any = None, prefix: str = "indicators/", progress: bool = False):
+        if not probe_questions:
+            raise ConfigError("monitor.probe_questions", "the probe set is empty")
+        if every < 1:
+            raise ConfigError("monitor.every", "must be at least 1 step")
+        if patience < 1:
+            raise ConfigError("monitor.patience", "must be at least 1 check")
+        if passages is None and index is None:
+            raise ConfigError("monitor.index", "pass an index and retriever, or the probe passages")
+        if passages is not None and len(passages) != len(probe_questions):
+            raise ConfigError("monitor.passages", "one passage list per probe question")
+        if isinstance(reference, str) and reference != "first":
+            raise ConfigError("monitor.reference", "must be None, 'first' or an indicators summary dict")
+        probe = [q for q in probe_questions if q.answers]
+        if not probe:
+            raise ConfigError("monitor.probe_questions", "no probe question has a gold answer")
+        self.questions = probe
+        self.index, self.retriever = index, retriever
+        self.every, self.k, self.patience = int(every), int(k), int(patience)
+        self.reference_mode = reference
+        self.reference: dict | None = reference if isinstance(reference, dict) else None
+        self.options, self.signal, self.prefix, self.progress = options, signal, prefix, progress
+        self.refresh_passages = refresh_passages
+        self._fixed = [list(p) for p in passages] if passages is not None else None
+        self._nlp = nlp
+        self.history: list[dict[str, Any]] = []
+        self.failed_streak = 0
+
+    def is_due(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def _instances(self, retriever: Any | None):
+        from ragdistill.analysis.run import Instance, instances_from_passages
+        from ragdistill.models import load_spacy
+
+        if self._nlp is None:
+            self._nlp = load_spacy()
+        hits = None
+        if self._fixed is None or self.refresh_passages:
+            retr = retriever if retriever is not None else self.retriever
+            if retr is None:
+                raise ConfigError("monitor.retriever", "a retriever is needed to retrieve the probe passages")
+            was = getattr(retr, "training", False)
+            if hasattr(retr, "eval"):
+                retr.eval()
+            try:
+                hits = self.index.retrieve(retr, [q.question for q in self.questions], self.k)
+            finally:
+                if was:
+                    retr.train()
+            self._fixed = [[h.passage for h in hs] for hs in hits]
+        instances: list[Instance] = instances_from_passages(self.questions, self._fixed, self._nlp)
+        return instances
+
+    def check(self, reader: Any, step: int, retriever: Any | None = None) -> dict[str, float]:
+        """Indicators of `reader` on the probe set; returns a flat {name: float} dict for the training log."""
+        from ragdistill.analysis.run import analyze_reader
+        from ragdistill.retrieval.metrics import has_answer
+
+        instances = self._instances(retriever)
+        model = getattr(reader, "model", None)
+        was_training = bool(getattr(model, "training", False))
+        if model is not None:
+            model.eval()
+        try:
+            analysis = analyze_reader(reader, instances, name=f"step{step}", signal=self.signal,
+                                      percentiles=PERCENTILES, progress=self.progress)
+        finally:
+            if model is not None and was_training:
+                model.train()
+        summary = summarize(analysis.measures, PERCENTILES)
+        first = not self.history
+        if first and self.reference_mode == "first":
+            self.reference = summary
+            v = verdict(summary, None, self.options)
+        else:
+            v = verdict(summary, self.reference, self.options)
+        if v["compared_to_reference"]:
+            failed = v["indicator1"]["holds"] is False and v["indicator2"]["holds"] is False
+        elif self.reference_mode == "first" and first:
+            failed = False
+        else:
+            ab = v["absolute"]
+            failed = all(not (ab[g]["spearman_above_threshold"] and ab[g]["lift_above_uniform"]) for g in GROUPS)
+        self.failed_streak = self.failed_streak + 1 if failed else 0
+        p = self.options.percentile
+        out: dict[str, float] = {}
+        for g in GROUPS:
+            for pp in PERCENTILES:
+                blk = summary[g][f"p{pp}"]
+                out[f"{self.prefix}{g}_p{pp}_attention"] = _num(blk["attention_mean"])
+                out[f"{self.prefix}{g}_p{pp}_lift"] = _num(blk["lift_mean"])
+                out[f"{self.prefix}{g}_p{pp}_spearman"] = _num(blk["spearman_mean"])
+            out[f"{self.prefix}{g}_p{p}_undefined"] = float(summary[g][f"p{p}"]["n_undefined"])
+        out[f"{self.prefix}indicator1"] = _num(v["indicator1"]["holds"])
+        out[f"{self.prefix}indicator2"] = _num(v["indicator2"]["holds"])
+        out[f"{self.prefix}failed_both"] = 1.0 if failed else 0.0
+        out[f"{self.prefix}failed_streak"] = float(self.failed_streak)
+        if self._fixed is not None:
+            flags = [any(has_answer(p.as_text(), q.answers) for p in ps[: self.k]) for q, ps in zip(self.questions, self._fixed)]
+            out[f"{self.prefix}probe_hr@{self.k}"] = sum(flags) / len(flags)
+        self.history.append({"step": step, **out})
+        return out
+
+    def should_stop(self) -> bool:
+        """True once both indicators have failed at `patience` consecutive checks."""
+        return self.failed_streak >= self.patience
+
+    def stop_message(self) -> str:
+        last = self.history[-1] if self.history else {}
+        rule = ("against the reference reader" if self.reference is not None
+                else f"by the absolute rule (mean Spearman > {self.options.corr_threshold} and lift > 1)")
+        return (f"stopping: the reader failed both attention-quality indicators {rule} at {self.failed_streak} consecutive "
+                f"checks (every {self.every} steps, last at step {last.get('step')}); its attention is a poor teacher and "
+                "distilling from it is expected to hurt the retriever. Fine-tune the reader first (step 1), or run "
+                "`ragdistill diagnose` on it; drop --stop-if-poor to train anyway.")

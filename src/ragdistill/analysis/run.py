@@ -1,0 +1,281 @@
+"""The analysis pipeline: sample instances, retrieve, score tokens with each reader, measure, aggregate, write.
+
+Instances are the same for every reader analysed: N questions sampled without replacement
+with ``numpy.random.default_rng(seed)``, their top-K passages retrieved once. The answer is
+the first gold answer (as in distillation training; questions without one are skipped and
+counted) or, with ``answer="generated"``, each reader's own greedy answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ragdistill.analysis.indicators import VerdictOptions, advice, summarize, verdict
+from ragdistill.analysis.quality import (
+    PERCENTILES,
+    SKIP_NO_ANSWER_TOKENS,
+    GroupMeasure,
+    InstanceMeasures,
+    answer_group_ids,
+    measure_instance,
+    noun_char_spans,
+    question_noun_ids,
+)
+from ragdistill.data.types import Passage, Question
+from ragdistill.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+SIGNALS = ("attention", "perplexity")
+ANSWER_MODES = ("gold", "generated")
+
+
+@dataclass
+class Instance:
+    """One analysed question: its retrieved passages and the spaCy noun spans of the question."""
+
+    question: Question
+    passages: list[Passage]
+    noun_spans: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class ReaderAnalysis:
+    """The per-instance measures of one reader (aligned with the instances) and their records."""
+
+    name: str
+    measures: list[InstanceMeasures]
+    records: list[dict[str, Any]]
+
+
+def sample_questions(questions: Sequence[Question], n: int, seed: int = 0, answer: str = "gold") -> tuple[list[Question], int]:
+    """(sample, n_without_gold): up to n questions drawn without replacement, seeded.
+
+    With ``answer="gold"`` questions without a gold answer cannot be analysed; they are left
+    out before sampling and counted.
+    """
+    if n < 1:
+        raise ConfigError("n", "the number of instances must be at least 1")
+    pool = list(questions)
+    n_missing = 0
+    if answer == "gold":
+        pool = [q for q in questions if q.answers and q.answers[0].strip()]
+        n_missing = len(questions) - len(pool)
+    if not pool:
+        raise InputError("no question with a gold answer to analyse (use --answer generated for unanswered questions)")
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(pool), size=min(n, len(pool)), replace=False)
+    return [pool[int(i)] for i in sorted(idx)], n_missing
+
+
+def build_instances(questions: Sequence[Question], index: Any, retriever: Any, k: int, nlp: Any,
+                    batch_size: int = 64) -> list[Instance]:
+    """Retrieve the top-k passages of every question (one batched search) and tag the questions' nouns."""
+    if k < 1:
+        raise ConfigError("k", "the number of retrieved passages must be at least 1")
+    texts = [q.question for q in questions]
+    retrieved: list[list[Any]] = []
+    for s in range(0, len(texts), batch_size):
+        retrieved.extend(index.retrieve(retriever, texts[s:s + batch_size], k))
+    docs = list(nlp.pipe(texts)) if hasattr(nlp, "pipe") else [nlp(t) for t in texts]
+    out = []
+    for q, hits, doc in zip(questions, retrieved, docs):
+        spans = [(t.idx, t.idx + len(t.text)) for t in doc if t.pos_ in ("NOUN", "PROPN")]
+        out.append(Instance(question=q, passages=[h.passage for h in hits], noun_spans=spans))
+    return out
+
+
+def instances_from_passages(questions: Sequence[Question], passages: Sequence[Sequence[Passage]], nlp: Any) -> list[Instance]:
+    """Instances from already retrieved passages (e.g. a training batch)."""
+    return [Instance(q, list(ps), noun_char_spans(q.question, nlp)) for q, ps in zip(questions, passages)]
+
+
+def _generate(reader: Any, instances: Sequence[Instance], batch_size: int, progress: bool) -> list[str]:
+    from tqdm.auto import tqdm
+
+    answers: list[str] = []
+    for s in tqdm(range(0, len(instances), batch_size), desc="generating answers", disable=not progress, leave=False):
+        chunk = instances[s:s + batch_size]
+        answers.extend(reader.generate([i.question.question for i in chunk], [i.passages for i in chunk]))
+    return answers
+
+
+def analyze_reader(reader: Any, instances: Sequence[Instance], name: str = "reader", signal: str = "attention",
+                   answer: str = "gold", percentiles: Iterable[int] = PERCENTILES, attention_options: dict | None = None,
+                   ig_steps: int = 4, progress: bool = True, generate_batch_size: int = 8) -> ReaderAnalysis:
+    """Per-instance measures of one reader on the given instances (no aggregation)."""
+    from tqdm.auto import tqdm
+
+    if signal not in SIGNALS:
+        raise ConfigError("signal", f"'{signal}' is not one of {', '.join(SIGNALS)}")
+    if answer not in ANSWER_MODES:
+        raise ConfigError("answer", f"'{answer}' is not one of {', '.join(ANSWER_MODES)}")
+    percentiles = tuple(int(p) for p in percentiles)
+    embeddings = reader.input_embedding_matrix()
+    tokenizer = reader.tokenizer
+    answers = (_generate(reader, instances, generate_batch_size, progress) if answer == "generated"
+               else [inst.question.answers[0] for inst in instances])
+    measures, records = [], []
+    for inst, ans in tqdm(list(zip(instances, answers)), desc=f"analysing {name}", disable=not progress):
+        q = inst.question
+        record: dict[str, Any] = {"reader": name, "question_id": q.id, "question": q.question, "answer": ans,
+                                  "answer_source": answer, "passage_ids": [p.id for p in inst.passages]}
+        if not ans or not ans.strip():
+            # an empty (generated) answer: nothing to score with; counted as skipped in both groups
+            m = InstanceMeasures(n_passage_tokens=0, groups={g: GroupMeasure(skipped=SKIP_NO_ANSWER_TOKENS)
+                                                             for g in ("answer", "question")})
+        else:
+            if signal == "attention":
+                result = reader.attention_scores(q.question, inst.passages, ans, **(attention_options or {}))
+            else:
+                from ragdistill.analysis.perplexity import perplexity_token_scores
+
+                result, diag = perplexity_token_scores(reader, q.question, inst.passages, ans, steps=ig_steps)
+                record["passage_loglik"] = diag.loglik
+                record["passage_loglik_gain"] = [a - b for a, b in zip(diag.loglik, diag.baseline_loglik)]
+            a_ids = answer_group_ids(result.answer_ids, tokenizer)
+            n_ids = question_noun_ids(q.question, tokenizer, spans=inst.noun_spans)
+            m = measure_instance(result, embeddings, answer_ids=a_ids, noun_ids=n_ids, percentiles=percentiles)
+            record["passage_scores"] = [float(x) for x in result.passage_scores]
+            record["noun_tokens"] = [tokenizer.decode([i]) for i in n_ids]
+        record.update(m.to_dict())
+        measures.append(m)
+        records.append(record)
+    return ReaderAnalysis(name=name, measures=measures, records=records)
+
+
+def build_indicators(analyses: Sequence[ReaderAnalysis], reference: str | None, options: VerdictOptions = VerdictOptions(),
+                     percentiles: Iterable[int] = PERCENTILES, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """indicators.json: summaries per reader, and each reader's verdict against the reference (with advice).
+
+    The reference's own verdict (and every verdict when no reference is given) uses the
+    absolute rule: the comparison is undefined for a reader against itself.
+    """
+    percentiles = tuple(int(p) for p in percentiles)
+    summaries = {a.name: summarize(a.measures, percentiles) for a in analyses}
+    ref_summary = summaries.get(reference) if reference else None
+    verdicts = {}
+    for name, s in summaries.items():
+        v = verdict(s, None if name == reference else ref_summary, options)
+        v["advice"], v["advice_reason"] = advice(v)
+        verdicts[name] = v
+    return {"settings": dict(settings or {}, percentiles=list(percentiles)), "reference": reference,
+            "readers": summaries, "verdict": verdicts}
+
+
+def load_retrieval(retriever_name: str, index_dir: str | None, corpus: str | None, tmp_dir: str | None = None,
+                   progress: bool = True) -> tuple[Any, Any]:
+    """(retriever, index): load an index built for this retriever, or build one in `tmp_dir` from a corpus."""
+    from ragdistill.retrieval.index import PassageIndex
+    from ragdistill.retrieval.retriever import BiEncoderRetriever
+
+    if bool(index_dir) == bool(corpus):
+        raise ConfigError("index", "pass exactly one of --index DIR or --corpus PATH")
+    retriever = BiEncoderRetriever.from_pretrained(retriever_name)
+    if index_dir:
+        return retriever, PassageIndex.load(index_dir, retriever=retriever)
+    from ragdistill.data.corpus import iter_passages
+
+    if not Path(corpus).exists():
+        raise InputError("corpus file not found", corpus)
+    log.info("building an in-memory index of %s (pass --index to reuse one)", corpus)
+    return retriever, PassageIndex.build(iter_passages(corpus), retriever, tmp_dir)
+
+
+def write_outputs(out_dir: str | Path, indicators: dict[str, Any], analyses: Sequence[ReaderAnalysis]) -> dict[str, str]:
+    """indicators.json, instances.jsonl, figures/*.png and report.md, each written atomically."""
+    import json
+
+    from ragdistill.analysis.figures import write_figures
+    from ragdistill.analysis.report import render_report
+    from ragdistill.utils.io import atomic_file, atomic_write_json, atomic_write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pct = indicators["settings"]["percentiles"]
+    figures = write_figures({a.name: a.measures for a in analyses}, out / "figures", pct)
+    indicators = dict(indicators, figures=figures)
+    atomic_write_json(out / "indicators.json", indicators)
+    with atomic_file(out / "instances.jsonl") as f:
+        for a in analyses:
+            for r in a.records:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    atomic_write_text(out / "report.md", render_report(indicators, figures))
+    return {"indicators": str(out / "indicators.json"), "instances": str(out / "instances.jsonl"),
+            "report": str(out / "report.md"), "figures": str(out / "figures")}
+
+
+def _free(reader: Any) -> None:
+    import gc
+
+    del reader
+    gc.collect()
+
+
+def run_analysis(readers: Sequence[str], questions_path: str, *, reference: str | None = None, reader_kind: str = "auto",
+                 signal: str = "attention", retriever: str = "minilm-l6", index: str | None = None,
+                 corpus: str | None = None, n: int = 1000, k: int = 5, seed: int = 0, answer: str = "gold",
+                 options: VerdictOptions = VerdictOptions(), percentiles: Iterable[int] = PERCENTILES,
+                 device: str | None = None, ig_steps: int = 4, progress: bool = True
+                 ) -> tuple[dict[str, Any], list[ReaderAnalysis]]:
+    """Everything `ragdistill analyze` computes: (indicators, per-reader analyses); nothing is written.
+
+    The reference (when given) is analysed first and is a row of every table; a reader
+    equal to the reference is analysed once. Readers are loaded one at a time.
+    """
+    import tempfile
+
+    from ragdistill.data.questions import load_questions
+    from ragdistill.models import load_spacy
+    from ragdistill.readers import get_reader
+    from ragdistill.utils.seed import set_seed
+
+    if signal not in SIGNALS:
+        raise ConfigError("signal", f"'{signal}' is not one of {', '.join(SIGNALS)}")
+    if answer not in ANSWER_MODES:
+        raise ConfigError("answer", f"'{answer}' is not one of {', '.join(ANSWER_MODES)}")
+    if not -1.0 <= options.corr_threshold <= 1.0:
+        raise ConfigError("corr-threshold", "a Spearman threshold must lie in [-1, 1]")
+    if options.attention_measure not in ("lift", "mean"):
+        raise ConfigError("verdict-attention", "must be 'lift' or 'mean'")
+    percentiles = tuple(int(p) for p in percentiles)
+    if options.percentile not in percentiles:
+        raise ConfigError("verdict-percentile", f"must be one of the analysed percentiles {percentiles}")
+    names: list[str] = []
+    for name in ([reference] if reference else []) + list(readers):
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise ConfigError("reader", "pass at least one --reader")
+    set_seed(seed)
+    qs = load_questions(questions_path)
+    sample, n_missing = sample_questions(qs, n, seed, answer)
+    nlp = load_spacy()
+    with tempfile.TemporaryDirectory(prefix="ragdistill-analyze-") as tmp:
+        retr, idx = load_retrieval(retriever, index, corpus, str(Path(tmp) / "index"), progress)
+        instances = build_instances(sample, idx, retr, k, nlp)
+        if hasattr(idx, "close"):
+            idx.close()
+    del retr
+    analyses = []
+    for name in names:
+        kwargs = {"device": device} if device else {}
+        reader = get_reader(name, kind=reader_kind, **kwargs)
+        analyses.append(analyze_reader(reader, instances, name=name, signal=signal, answer=answer,
+                                       percentiles=percentiles, ig_steps=ig_steps, progress=progress))
+        _free(reader)
+    settings = {"signal": signal, "answer": answer, "n_requested": n, "n_instances": len(instances), "k": k, "seed": seed,
+                "questions": str(questions_path), "n_questions_without_gold_answer": n_missing,
+                "retriever": retriever, "index": index, "corpus": corpus, "reader_kind": reader_kind,
+                "verdict_attention_measure": options.attention_measure, "verdict_percentile": options.percentile,
+                "corr_threshold": options.corr_threshold,
+                "percentile_method": "numpy.percentile, linear interpolation; M = {t: sim_t >= threshold}",
+                "std": "population (ddof=0)"}
+    if signal == "perplexity":
+        settings["ig_steps"] = ig_steps
+    return build_indicators(analyses, reference, options, percentiles, settings), analyses

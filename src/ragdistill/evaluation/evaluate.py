@@ -1,0 +1,155 @@
+"""The evaluation pipeline: retrieve top-k for each question, let the reader answer, score.
+
+`evaluate_questions` is used both by ``ragdistill evaluate`` and by the training loop
+(held-out HR@k during training, the final test evaluation). It works in batches, can
+shard the questions across data-parallel processes (each process answers its share,
+the records are gathered), and returns per-question records plus the aggregate metrics
+``{"n", "hr@1", "hr@5", "hr@20", "em", "f1"}`` (fractions in [0, 1]).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ragdistill.data.types import Passage, Question
+from ragdistill.evaluation.metrics import exact_match, f1_score
+from ragdistill.utils.io import atomic_file, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalOutput:
+    metrics: dict[str, Any]
+    records: list[dict[str, Any]]
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _retrieve(index, retriever, texts: list[str], k: int) -> list[list[Passage]]:
+    results = index.retrieve(retriever, texts, k)
+    return [[r.passage for r in rs] for rs in results]
+
+
+def evaluate_questions(
+    reader,
+    retriever,
+    index,
+    questions: Sequence[Question],
+    k: int = 5,
+    ks: Sequence[int] = (1, 5, 20),
+    batch_size: int = 8,
+    match: str = "token",
+    generate: bool = True,
+    progress: bool = False,
+    dist=None,
+    desc: str = "evaluate",
+) -> EvalOutput:
+    """Retrieval + (optionally) generation over `questions`; metrics and one record per question.
+
+    `reader` may be None when `generate` is False. `dist` (a `training.distributed.Dist`)
+    shards the questions across processes; every process gets the full result.
+    """
+    from ragdistill.retrieval.metrics import hit_flags, hits_from_flags
+
+    t0 = time.perf_counter()
+    ks = sorted({int(x) for x in ks})
+    depth = max(max(ks), k)
+    order = list(range(len(questions)))
+    if dist is not None and dist.world_size > 1:
+        order = order[dist.rank :: dist.world_size]
+    timings = {"retrieve": 0.0, "generate": 0.0}
+    records: list[dict[str, Any]] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(order), desc=desc, unit="q", leave=False)
+    try:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = [questions[i] for i in idx]
+            ta = time.perf_counter()
+            ranked = _retrieve(index, retriever, [q.question for q in batch], depth)
+            timings["retrieve"] += time.perf_counter() - ta
+            preds: list[str | None] = [None] * len(batch)
+            if generate:
+                tb = time.perf_counter()
+                preds = list(reader.generate([q.question for q in batch], [r[:k] for r in ranked]))
+                timings["generate"] += time.perf_counter() - tb
+            for i, q, ps, pred in zip(idx, batch, ranked, preds):
+                flags = hit_flags([p.as_text() for p in ps], q.answers, match)
+                rec = {
+                    "index": i,
+                    "id": q.id,
+                    "question": q.question,
+                    "answers": list(q.answers),
+                    "retrieved": [p.id for p in ps],
+                    "hit_flags": flags,
+                    "hit": bool(any(flags[:k])),
+                }
+                if generate:
+                    rec["prediction"] = pred
+                    rec["em"] = exact_match(pred or "", q.answers)
+                    rec["f1"] = f1_score(pred or "", q.answers)
+                records.append(rec)
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+    if dist is not None and dist.world_size > 1:
+        records = dist.gather_objects(records)
+        records.sort(key=lambda r: r["index"])
+    metrics: dict[str, Any] = {"n": len(records)}
+    metrics.update(hits_from_flags([r["hit_flags"] for r in records], ks))
+    if generate:
+        n = max(1, len(records))
+        metrics["em"] = sum(r["em"] for r in records) / n
+        metrics["f1"] = sum(r["f1"] for r in records) / n
+    for r in records:
+        r["retrieved"] = r["retrieved"][:depth]
+        del r["hit_flags"]
+        del r["index"]
+    return EvalOutput(metrics, records, time.perf_counter() - t0, timings)
+
+
+def write_eval(out_dir: str | Path, output: EvalOutput, info: dict[str, Any] | None = None) -> Path:
+    """metrics.json, predictions.jsonl (and eval_info.json when `info` is given), each written atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out_dir / "predictions.jsonl") as f:
+        for rec in output.records:
+            row = {
+                "id": rec["id"],
+                "question": rec["question"],
+                "answers": rec["answers"],
+                "prediction": rec.get("prediction"),
+                "retrieved": rec["retrieved"],
+                "hit": rec["hit"],
+                "em": rec.get("em"),
+                "f1": rec.get("f1"),
+            }
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    atomic_write_json(out_dir / "metrics.json", output.metrics)
+    if info is not None:
+        atomic_write_json(out_dir / "eval_info.json", {**info, "seconds": round(output.seconds, 3),
+                                                       "timings": {k: round(v, 3) for k, v in output.timings.items()}})
+    return out_dir
+
+
+def format_table(metrics: dict[str, Any], title: str | None = None) -> str:
+    """A Markdown table of the metrics in percent (n as a count)."""
+    keys = [k for k in metrics if k != "n"]
+    head = ["n"] + [k.upper() if k.startswith("hr@") else k.upper() for k in keys]
+    row = [str(metrics.get("n", ""))] + [f"{100 * float(metrics[k]):.2f}" for k in keys]
+    lines = [f"**{title}**", ""] if title else []
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join("---:" for _ in head) + "|")
+    lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)

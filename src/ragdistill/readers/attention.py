@@ -1,0 +1,353 @@
+"""Answer-row attention capture: w_t of DESIGN §3 without materialising L×H×T×T.
+
+The naive way to read a reader's attention is ``output_attentions=True``, which forces
+the eager kernel and keeps every layer's T×T probabilities. Only the rows of the
+*answer queries* are needed, so this module computes just those rows, per layer, next
+to the normal SDPA kernel that produces the layer's output:
+
+    w_t = mean_l mean_h mean_a  softmax(q_a·Kᵀ·scale + mask)_t · ‖v_t‖₂
+
+Two capture routes, chosen by architecture:
+
+* **AttentionInterface models** (Llama, SmolLM, Mistral, Qwen2/Qwen3 and every other
+  transformers model whose attention calls ``ALL_ATTENTION_FUNCTIONS``): a registered
+  attention function (``ragdistill_capture``) runs transformers' own SDPA function for the
+  output and adds the answer rows' scores to an accumulator. The model is switched to it
+  only inside :func:`capture_attention` and switched back afterwards.
+* **Falcon** (its attention calls ``torch.nn.functional.scaled_dot_product_attention``
+  directly, with ALiBi folded into the mask): inside :func:`capture_attention`, each
+  Falcon attention module marks itself as the current layer (forward pre-hook) and the
+  SDPA call it makes is observed, so the scores use exactly the tensors the kernel sees.
+
+The building block :func:`row_attention_scores` is public: the FiD reader uses it for
+decoder→encoder cross-attention rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+
+from ragdistill.errors import ConfigError, ModelError
+
+CAPTURE_IMPLEMENTATION = "ragdistill_capture"
+
+#: model_type values whose attention is covered and tested (others that use the
+#: AttentionInterface are accepted too; see :func:`capture_route`).
+TESTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "falcon")
+SUPPORTED_TEXT = (
+    "decoder-only models whose attention uses transformers' AttentionInterface "
+    "(Llama, SmolLM/SmolLM2, Mistral, Qwen2, Qwen3, ...) and Falcon"
+)
+_UNSUPPORTED_TYPES = {
+    "gemma2": "it soft-caps attention logits",
+    "gemma3": "it soft-caps attention logits",
+    "gpt_oss": "its attention has learned sink logits",
+}
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def value_norms(value: torch.Tensor) -> torch.Tensor:
+    """‖v_t‖₂ per key/value head: [B, H_kv, T, d] -> [B, H_kv, T] (float32)."""
+    return value.detach().float().norm(dim=-1)
+
+
+def gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Select query rows per batch item along dim 2: x [B, H, Q, D], rows [B, A] -> [B, H, A, D].
+
+    A size-1 head dimension or batch dimension broadcasts (masks shared by all heads).
+    """
+    b, h, _, d = x.shape
+    batch = rows.shape[0]
+    idx = rows.to(x.device)[:, None, :, None].expand(batch, h, rows.shape[1], d)
+    if b == 1 and batch > 1:
+        x = x.expand(batch, h, x.shape[2], d)
+    return torch.gather(x, 2, idx)
+
+
+def row_attention_scores(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    rows: torch.Tensor | None = None,
+    row_mask: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    causal: bool = False,
+    scaling: float | None = None,
+    value_norm: bool = True,
+) -> torch.Tensor:
+    """Mean over heads and selected query rows of α_{a,t}·‖v_t‖ (or α alone): [B, T_kv] float32.
+
+    query [B, H, Q, d]; key, value [B, H_kv, T_kv, d] with H a multiple of H_kv (grouped-query
+    attention: query head h reads key/value head h // (H/H_kv), as ``repeat_kv`` does).
+    ``rows`` [B, A] picks the query positions (default: all Q); ``row_mask`` [B, A] marks the
+    real ones (padding rows are left out of the mean). ``attention_mask`` is a boolean
+    (True = attend) or additive float mask broadcastable to [B, 1|H, Q, T_kv]; when it is
+    None and ``causal`` is set, query position q sees keys 0..q (no cache offset).
+    """
+    bsz, n_heads, q_len, head_dim = query.shape
+    n_kv = key.shape[1]
+    if n_heads % n_kv:
+        raise ValueError(f"{n_heads} query heads cannot share {n_kv} key/value heads")
+    group = n_heads // n_kv
+    scale = head_dim ** -0.5 if scaling is None else scaling
+    if rows is None:
+        rows = torch.arange(q_len, device=query.device).expand(bsz, q_len)
+    rows = rows.to(query.device)
+    n_rows = rows.shape[1]
+    with torch.no_grad():
+        q = gather_rows(query.detach(), rows).float()                       # [B, H, A, d]
+        k = key.detach().float()
+        if k.shape[0] == 1 and bsz > 1:
+            k = k.expand(bsz, *k.shape[1:])
+        q = q.view(bsz, n_kv, group, n_rows, head_dim)
+        logits = torch.einsum("bkgad,bktd->bkgat", q, k) * scale              # [B, Hkv, G, A, T]
+        t_kv = logits.shape[-1]
+        if attention_mask is not None:
+            m = attention_mask.to(query.device)
+            if m.dim() == 2:                                                    # [B, T] padding mask
+                m = m[:, None, None, :].bool()
+            if m.shape[2] == 1:                                                 # one row shared by all queries
+                m_rows = m.expand(m.shape[0], m.shape[1], n_rows, m.shape[3])
+            else:
+                m_rows = gather_rows(m, rows)                                   # [B, 1|H, A, T]
+            m_rows = m_rows[..., -t_kv:]
+            if m_rows.shape[1] == 1:
+                m_rows = m_rows[:, :, None]                                     # broadcast over heads
+            else:
+                m_rows = m_rows.reshape(m_rows.shape[0], n_kv, group, n_rows, t_kv)
+            if m_rows.dtype == torch.bool:
+                logits = logits.masked_fill(~m_rows, float("-inf"))
+            else:
+                logits = logits + m_rows.float()
+        elif causal:
+            keep = torch.arange(t_kv, device=query.device)[None, None, :] <= rows[:, :, None]
+            logits = logits.masked_fill(~keep[:, None, None], float("-inf"))
+        probs = torch.softmax(logits, dim=-1).nan_to_num(0.0)                  # fully masked rows -> 0
+        if value_norm:
+            vn = value_norms(value)
+            if vn.shape[0] == 1 and bsz > 1:
+                vn = vn.expand(bsz, *vn.shape[1:])
+            probs = probs * vn[:, :, None, None, :]
+        per_row = probs.sum(dim=(1, 2)) / n_heads                             # [B, A, T] mean over heads
+        if row_mask is None:
+            return per_row.mean(dim=1)
+        w = row_mask.to(per_row.device, torch.float32)
+        return (per_row * w[:, :, None]).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)[:, None]
+
+
+# --------------------------------------------------------------------------- capture state
+
+
+@dataclass
+class CaptureState:
+    """Accumulator shared by the per-layer calls of one forward pass."""
+
+    rows: torch.Tensor                      # [B, A] answer-query positions
+    row_mask: torch.Tensor                  # [B, A] True for real rows
+    layers: frozenset[int] | None           # None = all layers
+    value_norm: bool = True
+    total: torch.Tensor | None = None       # [B, T] sum over captured layers
+    seen_layers: list[int] = field(default_factory=list)
+
+    def wants(self, layer_idx: int | None) -> bool:
+        return layer_idx is not None and (self.layers is None or layer_idx in self.layers)
+
+    def add(self, layer_idx: int, scores: torch.Tensor) -> None:
+        self.total = scores if self.total is None else self.total + scores
+        self.seen_layers.append(layer_idx)
+
+    def token_scores(self) -> torch.Tensor:
+        """w_t [B, T]: mean over the captured layers."""
+        if self.total is None:
+            raise ModelError(
+                "no attention layer reported to the score capture: this architecture is not supported. "
+                f"Supported: {SUPPORTED_TEXT}."
+            )
+        return self.total / len(self.seen_layers)
+
+
+_local = threading.local()
+
+
+def _active() -> CaptureState | None:
+    return getattr(_local, "state", None)
+
+
+def _capture_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
+                               scaling: float | None = None, is_causal: bool | None = None, **kwargs):
+    """AttentionInterface function: transformers' SDPA for the output, plus the answer rows' scores."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    out = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                 is_causal=is_causal, **kwargs)
+    state = _active()
+    layer_idx = getattr(module, "layer_idx", None)
+    if state is not None and state.wants(layer_idx):
+        if query.shape[2] != key.shape[2]:
+            raise ModelError("attention scores need a forward pass without a KV cache (use_cache=False)")
+        causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+        scores = row_attention_scores(query, key, value, state.rows, state.row_mask, attention_mask,
+                                      causal=bool(causal), scaling=scaling, value_norm=state.value_norm)
+        state.add(int(layer_idx), scores)
+    return out
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    if CAPTURE_IMPLEMENTATION not in AttentionInterface._global_mapping:
+        AttentionInterface.register(CAPTURE_IMPLEMENTATION, _capture_attention_forward)
+    if CAPTURE_IMPLEMENTATION not in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
+        ALL_MASK_ATTENTION_FUNCTIONS.register(CAPTURE_IMPLEMENTATION, sdpa_mask)
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def capture_route(model) -> str:
+    """'interface' or 'falcon' for a supported model; ModelError naming the supported ones otherwise."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", type(model).__name__)
+    if getattr(config, "is_encoder_decoder", False):
+        raise ModelError(f"'{model_type}' is an encoder-decoder model: use the FiD reader (kind='fid') for it")
+    if model_type in _UNSUPPORTED_TYPES:
+        raise ModelError(f"attention scores are not supported for '{model_type}' ({_UNSUPPORTED_TYPES[model_type]}). "
+                         f"Supported: {SUPPORTED_TEXT}.")
+    if model_type == "falcon":
+        return "falcon"
+    can_set = getattr(type(model), "_can_set_attn_implementation", None)
+    if callable(can_set) and can_set():
+        return "interface"
+    raise ModelError(
+        f"attention scores are not supported for '{model_type}': its attention does not go through "
+        f"transformers' AttentionInterface. Supported: {SUPPORTED_TEXT}."
+    )
+
+
+def num_layers(model) -> int:
+    n = getattr(model.config, "num_hidden_layers", None)
+    if n is None:
+        raise ModelError(f"cannot tell how many layers '{model.config.model_type}' has (no num_hidden_layers)")
+    return int(n)
+
+
+def normalize_layers(layers: Sequence[int] | None, n_layers: int) -> frozenset[int] | None:
+    """Validate a layer subset (negative indices count from the top); None means all layers."""
+    if layers is None:
+        return None
+    out = set()
+    for layer in layers:
+        if not isinstance(layer, int) or isinstance(layer, bool):
+            raise ConfigError("layers", f"layer indices must be integers, got {layer!r}")
+        idx = layer + n_layers if layer < 0 else layer
+        if not 0 <= idx < n_layers:
+            raise ConfigError("layers", f"layer {layer} does not exist: the model has {n_layers} layers (0..{n_layers - 1})")
+        out.add(idx)
+    if not out:
+        raise ConfigError("layers", "the layer subset is empty: give at least one layer index, or None for all")
+    return frozenset(out)
+
+
+@contextlib.contextmanager
+def _falcon_route(model) -> Iterator[None]:
+    import torch.nn.functional as F
+
+    from transformers.models.falcon.modeling_falcon import FalconAttention
+
+    original = F.scaled_dot_product_attention
+    current = threading.local()
+
+    def observed_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
+        out = original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                       scale=scale, **kw)
+        layer_idx = getattr(current, "layer", None)
+        state = _active()
+        if state is not None and layer_idx is not None and state.wants(layer_idx):
+            current.layer = None  # one SDPA call per attention module
+            scores = row_attention_scores(query, key, value, state.rows, state.row_mask, attn_mask,
+                                          causal=bool(is_causal) or attn_mask is None, scaling=scale,
+                                          value_norm=state.value_norm)
+            state.add(int(layer_idx), scores)
+        return out
+
+    def pre_hook(module, args):
+        current.layer = module.layer_idx
+
+    if model.config._attn_implementation != "sdpa":
+        raise ModelError("Falcon attention scores need the model loaded with attn_implementation='sdpa'")
+    handles = [m.register_forward_pre_hook(pre_hook) for m in model.modules() if isinstance(m, FalconAttention)]
+    F.scaled_dot_product_attention = observed_sdpa
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = original
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def _interface_route(model) -> Iterator[None]:
+    _register()
+    previous = model.config._attn_implementation
+    if previous not in ("sdpa", "eager", CAPTURE_IMPLEMENTATION):
+        # flash/flex kernels: scores are still right (answer rows are recomputed), the output kernel becomes SDPA
+        pass
+    if previous != CAPTURE_IMPLEMENTATION:
+        model.set_attn_implementation(CAPTURE_IMPLEMENTATION)
+    try:
+        yield
+    finally:
+        if previous != CAPTURE_IMPLEMENTATION:
+            model.set_attn_implementation(previous)
+
+
+@contextlib.contextmanager
+def capture_attention(model, rows: torch.Tensor, row_mask: torch.Tensor | None = None,
+                      layers: Sequence[int] | None = None, value_norm: bool = True) -> Iterator[CaptureState]:
+    """Within the block, forward passes of `model` accumulate answer-row scores into the yielded state.
+
+    rows [B, A]: positions of the answer queries in each sequence; row_mask [B, A]: real rows.
+    After the forward, ``state.token_scores()`` is w_t [B, T]. The model's attention
+    implementation is restored on exit, even on error.
+    """
+    route = capture_route(model)
+    n = num_layers(model)
+    rows = rows.long()
+    if row_mask is None:
+        row_mask = torch.ones_like(rows, dtype=torch.bool)
+    state = CaptureState(rows=rows, row_mask=row_mask.bool(), layers=normalize_layers(layers, n), value_norm=value_norm)
+    if _active() is not None:
+        raise RuntimeError("capture_attention blocks cannot be nested")
+    router = _falcon_route(model) if route == "falcon" else _interface_route(model)
+    with router:
+        _local.state = state
+        try:
+            yield state
+        finally:
+            _local.state = None
+    expected = n if state.layers is None else len(state.layers)
+    if state.total is not None and len(state.seen_layers) % expected:
+        raise ModelError(
+            f"the score capture saw {len(state.seen_layers)} attention calls for {expected} layers: "
+            f"this architecture is not supported. Supported: {SUPPORTED_TEXT}."
+        )
+
+
+def aggregate_passages(token_scores: torch.Tensor, spans: Sequence[tuple[int, int]], aggregation: str = "sum") -> torch.Tensor:
+    """S_i from w_t [T]: sum (DESIGN default) or mean over each passage's own tokens."""
+    if aggregation not in ("sum", "mean"):
+        raise ConfigError("aggregation", f"must be 'sum' or 'mean', got {aggregation!r}")
+    out = torch.zeros(len(spans), dtype=torch.float32)
+    for i, (start, end) in enumerate(spans):
+        seg = token_scores[start:end].float()
+        if seg.numel():
+            out[i] = seg.sum() if aggregation == "sum" else seg.mean()
+    return out

@@ -1,0 +1,526 @@
+"""Fusion-in-Decoder reader: any Hugging Face encoder-decoder reading K passages at once.
+
+Each passage is encoded together with the question as ``question: Q title: T context: C``
+(``title:`` is left out when a passage has no title), every encoder input is truncated to
+`max_passage_tokens` (the passage is cut, the question never), the K encoder outputs are
+concatenated along the sequence ([B, K·L, D], with the attention mask concatenated likewise)
+and the decoder cross-attends to all of them (Izacard & Grave, 2021).
+
+Architectures: T5 family first (`T5ForConditionalGeneration`: T5, T5 v1.1, Flan-T5, mT5, ...),
+any `AutoModelForSeq2SeqLM` (BART, mBART, Pegasus, ...), and `EncoderDecoderModel`.
+Offline default ``minilm-bert2bert``: a BERT-to-BERT `EncoderDecoderModel` warm-started from
+the bundled MiniLM-L6 (both encoder and decoder; the decoder's cross-attention and LM-head
+bias are freshly initialised with a fixed seed). It runs everywhere but must be fine-tuned
+before its answers or its attention mean anything.
+
+Attention scores (DESIGN §3, ATLAS's "norms"): the decoder is teacher-forced with the gold
+answer; the decoder positions are those that *predict* answer tokens, i.e. decoder inputs
+``shift_right(A) = [start, A_1 .. A_{|A|-1}]`` (the position that predicts the final EOS is
+not one of them, unlike ATLAS which averages over all label positions including EOS). For
+each cross-attention layer l, head h, decoder position a and encoder position t:
+w_t = mean_l mean_h mean_a α·‖v_t‖, S_i = Σ (or mean) of w_t over passage i's
+``title: T context: C`` tokens (the ``question: Q`` prefix, special tokens and padding belong
+to no passage). See `ragdistill.readers.fid_attention` for how α is read without eager attention.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ragdistill.data.types import Passage
+from ragdistill.errors import ConfigError, InputError, ModelError
+from ragdistill.readers.base import AttentionResult
+from ragdistill.readers.fid_attention import capture_cross_attention, cross_attention_modules
+
+BERT2BERT = "minilm-bert2bert"
+BUNDLED_FID_READERS = {BERT2BERT: "BERT2BERT EncoderDecoderModel warm-started from the bundled MiniLM-L6 (needs fine-tuning)"}
+READER_FILE = "ragdistill_reader.json"
+_OPTION_KEYS = ("max_passage_tokens", "max_answer_tokens", "max_new_tokens", "batch_size")
+
+
+def is_fid_name(name: str) -> bool:
+    """True for the bundled FiD names (so a reader factory can pick this class without loading anything)."""
+    return isinstance(name, str) and name.strip().lower() in BUNDLED_FID_READERS
+
+
+@dataclass
+class _Row:
+    """One encoder input: special prefix + question + passage + special suffix."""
+
+    ids: list[int]
+    question_span: tuple[int, int]   # the question's own tokens (not the "question:" label)
+    passage_span: tuple[int, int]    # "title: T context: C" tokens; empty for a question-only row
+    has_passage: bool = True
+
+
+@dataclass
+class _EncoderBatch:
+    input_ids: torch.Tensor          # [B*K, L]
+    attention_mask: torch.Tensor     # [B*K, L]
+    cross_mask: torch.Tensor         # [B, K*L]: real rows' real tokens
+    rows: list[list[_Row]]           # per question, its real rows
+    K: int
+    L: int
+
+
+def _as_passage(p) -> Passage:
+    if isinstance(p, Passage):
+        return p
+    if isinstance(p, str):
+        return Passage(id="", title="", text=p)
+    if isinstance(p, dict) and "text" in p:
+        return Passage(id=str(p.get("id", "")), title=str(p.get("title", "") or ""), text=str(p["text"]))
+    raise InputError(f"a passage must be a Passage, a string or a dict with 'text', not {type(p).__name__}")
+
+
+def _first_id(value) -> int | None:
+    if isinstance(value, (list, tuple)):
+        return int(value[0]) if value else None
+    return None if value is None else int(value)
+
+
+class FiDReader:
+    """Fusion-in-Decoder reader over a Hugging Face encoder-decoder (see the module docstring)."""
+
+    kind = "fid"
+
+    def __init__(self, model, tokenizer, *, name: str | None = None, max_passage_tokens: int = 200,
+                 max_answer_tokens: int = 64, max_new_tokens: int = 32, batch_size: int = 8,
+                 question_prefix: str = "question:", title_prefix: str = "title:", context_prefix: str = "context:"):
+        config = getattr(model, "config", None)
+        if not getattr(config, "is_encoder_decoder", False):
+            raise ModelError(
+                f"{name or type(model).__name__} is not an encoder-decoder model ({type(model).__name__}): "
+                "the FiD reader needs one (T5, BART, EncoderDecoderModel, ...); use the decoder-only reader "
+                "(get_reader(name, kind='decoder')) for causal language models"
+            )
+        for key, value in (("max_passage_tokens", max_passage_tokens), ("max_answer_tokens", max_answer_tokens),
+                           ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(key, f"must be a positive integer, got {value!r}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name or getattr(config, "_name_or_path", None) or type(model).__name__
+        self.max_passage_tokens = max_passage_tokens
+        self.max_answer_tokens = max_answer_tokens
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.question_prefix = question_prefix
+        self.title_prefix = title_prefix
+        self.context_prefix = context_prefix
+        self._check_lengths()
+        self.pad_id, self.eos_id, self.start_id = self._special_ids()
+        self._prefix_ids, self._suffix_ids = self._special_wrapping()
+        self._fast = bool(getattr(tokenizer, "is_fast", False))
+        self.n_cross_layers = len(cross_attention_modules(model))
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str = BERT2BERT, *, device: str | torch.device | None = None,
+                        dtype: torch.dtype = torch.float32, attn_implementation: str | None = "sdpa",
+                        trust_remote_code: bool = False, **options) -> FiDReader:
+        """Load a reader: a bundled name (``minilm-bert2bert``), a Hugging Face id, or a directory.
+
+        A directory written by `save_pretrained` also restores the reader options it was saved
+        with; keyword `options` (max_passage_tokens, max_answer_tokens, max_new_tokens,
+        batch_size, question/title/context prefixes) override them.
+        """
+        from ragdistill.utils.seed import default_device
+
+        if is_fid_name(name_or_dir):
+            model, tok = build_minilm_bert2bert(dtype=dtype, attn_implementation=attn_implementation)
+            name = BERT2BERT
+        else:
+            model, tok = _load_seq2seq(name_or_dir, dtype, attn_implementation, trust_remote_code)
+            name = name_or_dir
+            saved = Path(name_or_dir).expanduser() / READER_FILE
+            if saved.is_file():
+                try:
+                    stored = json.loads(saved.read_text())
+                except (OSError, ValueError) as exc:
+                    raise InputError(f"unreadable reader settings ({exc})", saved) from exc
+                options = {**{k: v for k, v in stored.get("options", {}).items()}, **options}
+        unknown = set(options) - set(_OPTION_KEYS) - {"question_prefix", "title_prefix", "context_prefix"}
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], f"not an option of the FiD reader (options: {', '.join(_OPTION_KEYS)}, question_prefix, title_prefix, context_prefix)")
+        model.to(default_device(str(device) if device is not None else None))
+        model.eval()
+        return cls(model, tok, name=name, **options)
+
+    def save_pretrained(self, out_dir: str | Path) -> None:
+        """Write model, tokenizer and reader options to `out_dir` atomically (loadable by `from_pretrained`)."""
+        from ragdistill.utils.io import atomic_dir
+
+        with atomic_dir(out_dir) as tmp:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            options = {k: getattr(self, k) for k in (*_OPTION_KEYS, "question_prefix", "title_prefix", "context_prefix")}
+            (tmp / READER_FILE).write_text(json.dumps({"kind": self.kind, "source": str(self.name), "options": options}, indent=2) + "\n")
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def input_embedding_matrix(self) -> torch.Tensor:
+        """The encoder's (for T5: the shared) input embedding rows, [V, D], detached."""
+        return self.model.get_input_embeddings().weight.detach()
+
+    # ------------------------------------------------------------------ public API
+
+    def generate(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]]) -> list[str]:
+        """Greedy answers (at most `max_new_tokens`), batched over questions in chunks of `batch_size`."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        questions, passages = self._check_batch(questions, passages)
+        answers: list[str] = []
+        with self._eval(), torch.inference_mode():
+            for lo in range(0, len(questions), self.batch_size):
+                qs, ps = questions[lo:lo + self.batch_size], passages[lo:lo + self.batch_size]
+                batch = self._encoder_batch(qs, ps)
+                hidden = self._encode(batch)
+                out = self.model.generate(
+                    encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                    attention_mask=batch.cross_mask,
+                    max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
+                    decoder_start_token_id=self.start_id, eos_token_id=self.eos_id, pad_token_id=self.pad_id,
+                )
+                texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
+                answers.extend(" ".join(t.split()) for t in texts)
+        return answers
+
+    def attention_scores(self, question: str, passages: Sequence[Passage], answer: str, layers: Sequence[int] | None = None,
+                         value_norm: bool = True, aggregation: str = "sum") -> AttentionResult:
+        """Cross-attention passage scores S_1..S_K of DESIGN §3 for one question (no grad)."""
+        with self._eval(), torch.inference_mode():
+            _, results = self._forward([question], [list(passages)], [answer],
+                                       attention=dict(layers=layers, value_norm=value_norm, aggregation=aggregation))
+        return results[0]
+
+    def perplexity_scores(self, question: str, passages: Sequence[Passage], answer: str) -> torch.Tensor:
+        """S_i = −mean NLL of the answer tokens given the question and passage i alone, [K] float32."""
+        passages = list(passages)
+        if not passages:
+            return torch.zeros(0)
+        out = []
+        with self._eval(), torch.inference_mode():
+            for lo in range(0, len(passages), self.batch_size):
+                chunk = passages[lo:lo + self.batch_size]
+                logits, labels, n_answer = self._forward([question] * len(chunk), [[p] for p in chunk], [answer] * len(chunk))[0]
+                nll = self._token_nll(logits, labels)                      # [B, Q]
+                mask = torch.arange(nll.shape[1], device=nll.device)[None, :] < n_answer[:, None]
+                out.append(-(nll * mask).sum(1) / mask.sum(1))
+        return torch.cat(out).float().cpu()
+
+    def lm_loss(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]], answers: Sequence[str]) -> torch.Tensor:
+        """Differentiable token-mean cross-entropy of the answers (+ EOS) given the question and its passages."""
+        (logits, labels, _), _ = self._forward(questions, passages, answers)
+        return self._mean_loss(logits, labels)
+
+    def lm_loss_and_attention(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]], answers: Sequence[str],
+                              layers: Sequence[int] | None = None, value_norm: bool = True,
+                              aggregation: str = "sum") -> tuple[torch.Tensor, list[AttentionResult]]:
+        """One forward pass: the differentiable LM loss and the (detached) attention results per question."""
+        (logits, labels, _), results = self._forward(questions, passages, answers,
+                                                     attention=dict(layers=layers, value_norm=value_norm, aggregation=aggregation))
+        return self._mean_loss(logits, labels), results
+
+    # ------------------------------------------------------------------ internals: setup
+
+    def _check_lengths(self) -> None:
+        enc_cfg, dec_cfg = self._sub_configs()
+        for key, cfg, wanted in (("max_passage_tokens", enc_cfg, self.max_passage_tokens),
+                                 ("max_answer_tokens", dec_cfg, self.max_answer_tokens + 1)):
+            limit = getattr(cfg, "max_position_embeddings", None)
+            if limit and wanted > limit:
+                raise ConfigError(key, f"{wanted} tokens exceed the model's {limit} positions")
+
+    def _sub_configs(self):
+        cfg = self.model.config
+        return getattr(cfg, "encoder", cfg), getattr(cfg, "decoder", cfg)
+
+    def _special_ids(self) -> tuple[int, int, int]:
+        tok, cfg = self.tokenizer, self.model.config
+        gen = getattr(self.model, "generation_config", None)
+        pad = _first_id(tok.pad_token_id if tok.pad_token_id is not None else getattr(cfg, "pad_token_id", None))
+        eos = _first_id(getattr(gen, "eos_token_id", None) if gen is not None else None)
+        if eos is None:
+            eos = _first_id(getattr(cfg, "eos_token_id", None))
+        if eos is None:
+            eos = _first_id(tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id)
+        start = _first_id(getattr(gen, "decoder_start_token_id", None) if gen is not None else None)
+        if start is None:
+            start = _first_id(getattr(cfg, "decoder_start_token_id", None))
+        missing = [n for n, v in (("pad", pad), ("eos", eos), ("decoder_start", start)) if v is None]
+        if missing:
+            raise ModelError(
+                f"{self.name}: the tokenizer/model define no {', '.join(missing)} token id. Set them before wrapping, e.g. "
+                "tokenizer.pad_token = ..., model.config.eos_token_id = ..., model.config.decoder_start_token_id = "
+                "(the id the decoder starts from: <pad> for T5, [CLS] for BERT2BERT)"
+            )
+        return pad, eos, start
+
+    def _special_wrapping(self) -> tuple[list[int], list[int]]:
+        """The special tokens the tokenizer puts before and after a single sequence (e.g. [CLS] .. [SEP], .. </s>)."""
+        probe = "question"
+        bare = self.tokenizer(probe, add_special_tokens=False)["input_ids"]
+        full = self.tokenizer(probe, add_special_tokens=True)["input_ids"]
+        for i in range(len(full) - len(bare) + 1):
+            if full[i:i + len(bare)] == bare:
+                return list(full[:i]), list(full[i + len(bare):])
+        return [], []
+
+    # ------------------------------------------------------------------ internals: inputs
+
+    def _check_batch(self, questions, passages):
+        if isinstance(questions, str):
+            raise InputError("questions must be a list of strings (one per question), not a single string")
+        questions = list(questions)
+        passages = [[_as_passage(p) for p in ps] for ps in passages]
+        if len(questions) != len(passages):
+            raise InputError(f"{len(questions)} questions but {len(passages)} passage lists")
+        for q in questions:
+            if not isinstance(q, str) or not q.strip():
+                raise InputError("empty question")
+        return questions, passages
+
+    def _passage_text(self, p: Passage) -> str:
+        title = f"{self.title_prefix} {p.title} " if p.title else ""
+        return f"{title}{self.context_prefix} {p.text}"
+
+    def _encode_row(self, question: str, passage: Passage | None) -> _Row:
+        tok = self.tokenizer
+        q_text = f"{self.question_prefix} {question}"
+        label_end = len(self.question_prefix)
+        if passage is None:
+            text = q_text
+        else:
+            text = f"{q_text} {self._passage_text(passage)}"
+        if self._fast:
+            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+            ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
+            n_q = sum(1 for s, _ in offsets if s < len(q_text))
+            n_label = sum(1 for _, e in offsets[:n_q] if e <= label_end)
+            q_ids, p_ids = ids[:n_q], ids[n_q:]
+        else:
+            label_ids = tok(self.question_prefix, add_special_tokens=False)["input_ids"]
+            q_ids = label_ids + tok(question, add_special_tokens=False)["input_ids"]
+            n_label = len(label_ids)
+            p_ids = tok(self._passage_text(passage), add_special_tokens=False)["input_ids"] if passage is not None else []
+        budget = self.max_passage_tokens - len(self._prefix_ids) - len(self._suffix_ids) - len(q_ids)
+        p_ids = p_ids[:max(budget, 0)]
+        start = len(self._prefix_ids)
+        ids = self._prefix_ids + q_ids + p_ids + self._suffix_ids
+        q_end = start + len(q_ids)
+        return _Row(ids=ids, question_span=(start + n_label, q_end), passage_span=(q_end, q_end + len(p_ids)),
+                    has_passage=passage is not None)
+
+    def _encoder_batch(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]]) -> _EncoderBatch:
+        rows = [[self._encode_row(q, p) for p in ps] or [self._encode_row(q, None)] for q, ps in zip(questions, passages)]
+        K = max(len(r) for r in rows)
+        fillers = [self._encode_row(q, None) if len(r) < K else None for q, r in zip(questions, rows)]
+        L = max(len(row.ids) for rs in rows for row in rs)
+        B = len(rows)
+        input_ids = torch.full((B * K, L), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((B * K, L), dtype=torch.long)
+        cross = torch.zeros((B, K * L), dtype=torch.long)
+        for b, rs in enumerate(rows):
+            for k in range(K):
+                row = rs[k] if k < len(rs) else fillers[b]
+                n = len(row.ids)
+                input_ids[b * K + k, :n] = torch.tensor(row.ids)
+                attn[b * K + k, :n] = 1          # filler rows are encoded normally ...
+                if k < len(rs):
+                    cross[b, k * L:k * L + n] = 1  # ... but hidden from the decoder
+        dev = self.device
+        return _EncoderBatch(input_ids.to(dev), attn.to(dev), cross.to(dev), rows, K, L)
+
+    def _encode(self, batch: _EncoderBatch) -> torch.Tensor:
+        encoder = self.model.get_encoder()
+        hidden = encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        B = batch.cross_mask.shape[0]
+        return hidden.reshape(B, batch.K * batch.L, hidden.shape[-1])
+
+    def _answer_ids(self, answer: str) -> list[int]:
+        if not isinstance(answer, str) or not answer.strip():
+            raise InputError("empty answer: attention, perplexity and LM loss need a non-empty answer string")
+        ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"][: self.max_answer_tokens]
+        if not ids:
+            raise InputError(f"the answer {answer!r} has no tokens for this tokenizer")
+        return list(ids)
+
+    # ------------------------------------------------------------------ internals: forward
+
+    def _forward(self, questions, passages, answers, attention: dict | None = None):
+        """Teacher-forced forward over a batch; returns ((logits, labels, |A| per row), results or None)."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        questions, passages = self._check_batch(questions, passages)
+        answers = list(answers)
+        if len(answers) != len(questions):
+            raise InputError(f"{len(questions)} questions but {len(answers)} answers")
+        answer_ids = [self._answer_ids(a) for a in answers]
+        batch = self._encoder_batch(questions, passages)
+        hidden = self._encode(batch)
+        B, Q = len(answer_ids), max(len(a) for a in answer_ids) + 1
+        dec_in = torch.full((B, Q), self.pad_id, dtype=torch.long)
+        dec_mask = torch.zeros((B, Q), dtype=torch.long)
+        labels = torch.full((B, Q), -100, dtype=torch.long)
+        qweights = torch.zeros((B, Q))
+        for b, a in enumerate(answer_ids):
+            n = len(a)
+            dec_in[b, :n + 1] = torch.tensor([self.start_id] + a)
+            dec_mask[b, :n + 1] = 1
+            labels[b, :n + 1] = torch.tensor(a + [self.eos_id])
+            qweights[b, :n] = 1.0 / n        # positions predicting A_1..A_|A| (not the final EOS)
+        dev = self.device
+        dec_in, dec_mask, labels = dec_in.to(dev), dec_mask.to(dev), labels.to(dev)
+        n_answer = torch.tensor([len(a) for a in answer_ids], device=dev)
+        kwargs = dict(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=batch.cross_mask,
+                      decoder_input_ids=dec_in, decoder_attention_mask=dec_mask, use_cache=False)
+        if attention is None:
+            logits = self.model(**kwargs).logits
+            return (logits, labels, n_answer), None
+        aggregation = attention.get("aggregation", "sum")
+        if aggregation not in ("sum", "mean"):
+            raise ConfigError("aggregation", f"must be 'sum' or 'mean', got {aggregation!r}")
+        with capture_cross_attention(self.model, qweights.to(dev), layers=attention.get("layers"),
+                                     value_norm=attention.get("value_norm", True)) as cap:
+            logits = self.model(**kwargs).logits
+        w = (cap.total / len(cap.layers)).detach().float()          # [B, K*L]
+        results = [self._result(w[b], batch, b, answer_ids[b], aggregation) for b in range(B)]
+        return (logits, labels, n_answer), results
+
+    def _result(self, w: torch.Tensor, batch: _EncoderBatch, b: int, answer_ids: list[int], aggregation: str) -> AttentionResult:
+        positions, ids, spans = [], [], []
+        question_span = None
+        offset = 0
+        for k, row in enumerate(batch.rows[b]):
+            n = len(row.ids)
+            positions.append(torch.arange(k * batch.L, k * batch.L + n))
+            ids.extend(row.ids)
+            spans.append((offset + row.passage_span[0], offset + row.passage_span[1]))
+            if question_span is None:
+                question_span = (offset + row.question_span[0], offset + row.question_span[1])
+            offset += n
+        token_scores = w.cpu()[torch.cat(positions)]
+        if not batch.rows[b][0].has_passage:   # no passages: the question-only row holds no passage
+            spans = []
+        scores = []
+        for start, end in spans:
+            seg = token_scores[start:end]
+            if end <= start:
+                scores.append(0.0)
+            else:
+                scores.append(float(seg.sum() if aggregation == "sum" else seg.mean()))
+        return AttentionResult(
+            passage_scores=torch.tensor(scores, dtype=torch.float32),
+            token_scores=token_scores,
+            input_ids=torch.tensor(ids, dtype=torch.long),
+            passage_spans=spans,
+            answer_span=(0, len(answer_ids)),
+            answer_ids=torch.tensor(answer_ids, dtype=torch.long),
+            question_span=question_span,
+        )
+
+    @staticmethod
+    def _token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels.clamp_min(0), reduction="none")
+        return nll * (labels != -100)
+
+    @staticmethod
+    def _mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+    @contextlib.contextmanager
+    def _eval(self) -> Iterator[None]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield
+        finally:
+            if was_training:
+                self.model.train()
+
+
+# ---------------------------------------------------------------------- loading helpers
+
+def _load_seq2seq(name: str, dtype: torch.dtype, attn_implementation: str | None, trust_remote_code: bool):
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from ragdistill.models import _hub_error, resolve
+
+    src = resolve(name)
+    if src.gguf_file:
+        raise ModelError(f"'{name}' is a decoder-only (GGUF) language model, not an encoder-decoder: use the decoder-only reader (kind='decoder')")
+    try:
+        config = AutoConfig.from_pretrained(src.path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(src, exc) from exc
+    if not getattr(config, "is_encoder_decoder", False):
+        raise ModelError(
+            f"'{name}' is a {config.model_type} model, not an encoder-decoder: the FiD reader needs one (T5, BART, "
+            "EncoderDecoderModel); use the decoder-only reader (kind='decoder') for causal language models"
+        )
+    kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code)
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(src.path, **kwargs)
+        tok = AutoTokenizer.from_pretrained(src.path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(src, exc) from exc
+    return model, tok
+
+
+def build_minilm_bert2bert(seed: int = 0, dtype: torch.dtype = torch.float32, attn_implementation: str | None = "sdpa"):
+    """(model, tokenizer): a BERT2BERT `EncoderDecoderModel` warm-started from the bundled MiniLM-L6.
+
+    Encoder and decoder both start from MiniLM's weights; the decoder becomes causal and gets
+    cross-attention layers (random, seeded, so every build is identical) and an LM head tied to
+    the word embeddings. Special tokens: decoder start = [CLS], EOS = [SEP], pad = [PAD].
+    It reads nothing well until fine-tuned (e.g. the study's "fine-tuned" step 1).
+    """
+    import transformers
+    from transformers import AutoTokenizer, EncoderDecoderModel
+
+    from ragdistill.models import MINILM, resolve
+
+    src = resolve(MINILM)
+    kwargs = {}
+    if attn_implementation:
+        kwargs = dict(encoder_attn_implementation=attn_implementation, decoder_attn_implementation=attn_implementation)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # "some weights are newly initialized" is expected here
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = EncoderDecoderModel.from_encoder_decoder_pretrained(src.path, src.path, encoder_dtype=dtype,
+                                                                        decoder_dtype=dtype, **kwargs)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    tok = AutoTokenizer.from_pretrained(src.path)
+    configure_bert2bert(model, tok)
+    model.eval()
+    return model, tok
+
+
+def configure_bert2bert(model, tokenizer) -> None:
+    """Set the special token ids an `EncoderDecoderModel` with a BERT tokenizer needs to train and generate."""
+    for cfg in (model.config, model.generation_config):
+        cfg.decoder_start_token_id = tokenizer.cls_token_id
+        cfg.bos_token_id = tokenizer.cls_token_id
+        cfg.eos_token_id = tokenizer.sep_token_id
+        cfg.pad_token_id = tokenizer.pad_token_id
+    model.config.vocab_size = model.config.decoder.vocab_size
+
+
+__all__ = ["FiDReader", "BERT2BERT", "BUNDLED_FID_READERS", "is_fid_name", "build_minilm_bert2bert", "configure_bert2bert"]

@@ -1,0 +1,122 @@
+"""On-disk passage store (SQLite): FAISS row i <-> passage i, without the corpus text in memory.
+
+One table ``passages(row INTEGER PRIMARY KEY, id TEXT UNIQUE, title TEXT, text TEXT)``;
+``row`` is the FAISS row, so ``get(rows)`` is a primary-key lookup. A loaded store is
+opened read-only; `iter_range` streams rows in order for re-embedding (refresh).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from ragdistill.data.types import Passage
+from ragdistill.errors import InputError
+
+STORE_NAME = "passages.sqlite"
+_SCHEMA = "CREATE TABLE passages (row INTEGER PRIMARY KEY, id TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL)"
+
+
+class PassageStore:
+    """Rows of passages in a SQLite file."""
+
+    def __init__(self, path: str | Path, conn: sqlite3.Connection, writable: bool):
+        self.path = Path(path)
+        self._conn = conn
+        self.writable = writable
+        self._count: int | None = None
+
+    @classmethod
+    def create(cls, path: str | Path) -> "PassageStore":
+        """A new, empty store (the file must not exist yet)."""
+        path = Path(path)
+        if path.exists():
+            raise InputError("passage store already exists; build into a fresh directory", path)
+        conn = sqlite3.connect(str(path), check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=OFF")  # the whole directory is committed atomically instead
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute(_SCHEMA)
+        conn.commit()
+        return cls(path, conn, writable=True)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "PassageStore":
+        """Open an existing store read-only."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError("passage store is missing: the index directory is incomplete; rebuild it", path)
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+            conn.execute("SELECT count(*) FROM passages").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"not a readable passage store ({exc}); rebuild the index", path) from None
+        return cls(path, conn, writable=False)
+
+    def add(self, passages: Sequence[Passage], start_row: int) -> None:
+        """Append passages as rows start_row, start_row+1, ..."""
+        self._conn.executemany(
+            "INSERT INTO passages (row, id, title, text) VALUES (?, ?, ?, ?)",
+            ((start_row + i, str(p.id), p.title or "", p.text) for i, p in enumerate(passages)),
+        )
+        self._count = None
+
+    def finish(self) -> None:
+        """Index the ids (refusing duplicates) and close the writer."""
+        try:
+            self._conn.execute("CREATE UNIQUE INDEX passages_id ON passages (id)")
+        except sqlite3.IntegrityError:
+            dup = self._conn.execute(
+                "SELECT id, count(*) FROM passages GROUP BY id HAVING count(*) > 1 LIMIT 1"
+            ).fetchone()
+            raise InputError(
+                f"passage id '{dup[0]}' occurs {dup[1]} times: ids must be unique within a corpus "
+                "(give the passages distinct ids, or let chunking number them)"
+            ) from None
+        self._conn.commit()
+        self._conn.close()
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except sqlite3.Error:
+            pass
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = int(self._conn.execute("SELECT count(*) FROM passages").fetchone()[0])
+        return self._count
+
+    def get(self, rows: Iterable[int]) -> list[Passage]:
+        """Passages of the given rows, in the given order (duplicates allowed)."""
+        rows = [int(r) for r in rows]
+        if not rows:
+            return []
+        found: dict[int, Passage] = {}
+        uniq = sorted(set(rows))
+        for i in range(0, len(uniq), 900):  # stay under SQLite's bound-parameter limit
+            chunk = uniq[i : i + 900]
+            q = f"SELECT row, id, title, text FROM passages WHERE row IN ({','.join('?' * len(chunk))})"
+            for row, pid, title, text in self._conn.execute(q, chunk):
+                found[row] = Passage(pid, title, text)
+        missing = [r for r in rows if r not in found]
+        if missing:
+            raise IndexError(f"row {missing[0]} is not in the passage store ({len(self)} rows)")
+        return [found[r] for r in rows]
+
+    def row_of(self, passage_id: str) -> int | None:
+        """FAISS row of a passage id, or None."""
+        r = self._conn.execute("SELECT row FROM passages WHERE id = ?", (str(passage_id),)).fetchone()
+        return None if r is None else int(r[0])
+
+    def iter_range(self, start: int = 0, stop: int | None = None, batch: int = 10_000) -> Iterator[list[Passage]]:
+        """Passages of rows [start, stop) in row order, in lists of `batch`."""
+        stop = len(self) if stop is None else stop
+        cur = start
+        while cur < stop:
+            end = min(stop, cur + batch)
+            res = self._conn.execute(
+                "SELECT id, title, text FROM passages WHERE row >= ? AND row < ? ORDER BY row", (cur, end)
+            ).fetchall()
+            yield [Passage(pid, title, text) for pid, title, text in res]
+            cur = end

@@ -1,0 +1,79 @@
+"""Target distributions: p_gold from the reader's passage scores, p_RETR from the retriever's.
+
+DESIGN §3: p_gold(n_i) = softmax_i(S_i / τ_gold) (ATLAS convention), or, as an option,
+S_i / Σ_j S_j; p_RETR(n_i | Q) = softmax_i(s_i / θ). Scores are [..., K] tensors; the
+last dimension runs over the K passages of one question.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ragdistill.errors import ConfigError
+
+MODES = ("softmax", "normalize")
+
+
+def check_temperature(value: float, key: str) -> float:
+    """A positive, finite temperature, or ConfigError naming `key`."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, f"must be a positive number, got {value!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise ConfigError(key, f"must be a positive finite number, got {value!r}")
+    return v
+
+
+def scaled_logits(scores: torch.Tensor, temperature: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(s - max s) / T in float32 (float64 stays), clamped so that even tiny temperatures stay finite.
+
+    Shifting by the max first makes the division safe (all values ≤ 0); the clamp keeps
+    log-probabilities finite (a floor of -1e30 instead of -inf), so 0·log q never turns into NaN.
+    Masked entries (mask False) are -inf.
+    """
+    s = scores if scores.dtype == torch.float64 else scores.float()
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    top = s.amax(dim=-1, keepdim=True).detach()
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    z = ((s - top) / temperature).clamp(min=-1e30)
+    if mask is not None:
+        z = z.masked_fill(~mask, float("-inf"))
+    return z
+
+
+def target(S: torch.Tensor, tau_gold: float = 1.0, mode: str = "softmax", mask: torch.Tensor | None = None) -> torch.Tensor:
+    """p_gold over the last dimension (detached): softmax(S/τ_gold), or S/ΣS with mode='normalize'.
+
+    'normalize' needs non-negative scores (attention scores are); a row summing to zero becomes
+    uniform. τ_gold is not used by 'normalize'. `mask` [..., K] leaves padded passages out (p = 0).
+    """
+    if mode not in MODES:
+        raise ConfigError("mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+    tau = check_temperature(tau_gold, "tau_gold")
+    S = torch.as_tensor(S).detach()
+    if S.dim() == 0:
+        raise ValueError("S must have a passage dimension, got a scalar")
+    if mask is not None:
+        mask = mask.to(device=S.device, dtype=torch.bool)
+    if mode == "softmax":
+        return torch.softmax(scaled_logits(S, tau, mask), dim=-1)
+    s = S if S.dtype == torch.float64 else S.float()
+    if bool((s < 0).any()):
+        raise ConfigError("mode", "'normalize' needs non-negative scores (S/ΣS); use mode='softmax' for signals "
+                                  "that can be negative, such as perplexity")
+    if mask is not None:
+        s = s.masked_fill(~mask, 0.0)
+    total = s.sum(dim=-1, keepdim=True)
+    n = mask.sum(dim=-1, keepdim=True).to(s.dtype) if mask is not None else torch.full_like(total, s.shape[-1])
+    uniform = (mask.to(s.dtype) if mask is not None else torch.ones_like(s)) / n.clamp(min=1)
+    return torch.where(total > 0, s / torch.where(total > 0, total, torch.ones_like(total)), uniform)
+
+
+def p_retr(scores: torch.Tensor, theta: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """p_RETR = softmax(s/θ) over the last dimension (differentiable)."""
+    theta = check_temperature(theta, "theta")
+    return torch.softmax(scaled_logits(scores, theta, mask), dim=-1)
