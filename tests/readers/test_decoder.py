@@ -171,3 +171,9 @@ def test_capture_restores_implementation_on_error(reader):
             assert reader.model.config._attn_implementation == "ragdistill_capture"
             raise RuntimeError("boom")
     assert reader.model.config._attn_implementation == "sdpa"
+
+
+def test_detect_kind_for_bundled_names():
+    assert detect_kind("smollm2-135m") == "decoder"
+    pytest.importorskip("ragdistill.readers.fid")
+    assert detect_kind("minilm-bert2bert") == "fid"

@@ -70,11 +70,15 @@ def bert_models(bert_tok):
 def _value_modules(model):
     if hasattr(model, "decoder") and hasattr(model.decoder, "block"):  # T5
         return [blk.layer[1].EncDecAttention.v for blk in model.decoder.block]
+    if hasattr(model, "model"):  # BART
+        return [layer.encoder_attn.v_proj for layer in model.model.decoder.layers]
     return [layer.crossattention.self.value for layer in model.decoder.bert.encoder.layer]  # BERT2BERT
 
 
 def _n_heads(model):
     cfg = model.config
+    if hasattr(cfg, "decoder_attention_heads"):
+        return cfg.decoder_attention_heads
     return cfg.num_heads if hasattr(cfg, "num_heads") else cfg.decoder.num_attention_heads
 
 
@@ -201,6 +205,20 @@ def test_truncation_cuts_passages_never_the_question(t5_models, t5_tok):
     assert torch.all(res.passage_scores == 0)
 
 
+def test_t5_cross_attention_has_no_position_bias(t5_models, t5_tok):
+    """T5 adds a relative position bias in self-attention only: what reaches cross-attention is zero."""
+    biases = []
+    hooks = [blk.layer[1].EncDecAttention.register_forward_hook(lambda m, args, out: biases.append(out[1]))
+             for blk in t5_models[0].decoder.block]
+    try:
+        FiDReader(t5_models[0], t5_tok).attention_scores(QUESTION, PASSAGES, ANSWER)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert len(biases) == 2 and all(torch.count_nonzero(b) == 0 for b in biases)
+    assert all(not blk.layer[1].EncDecAttention.has_relative_attention_bias for blk in t5_models[0].decoder.block)
+
+
 def test_option_errors(t5_models, t5_tok):
     reader = FiDReader(t5_models[0], t5_tok)
     with pytest.raises(ConfigError, match="layers"):
@@ -216,3 +234,25 @@ def test_no_passages_gives_empty_scores(t5_models, t5_tok):
     res = reader.attention_scores(QUESTION, [], ANSWER)
     assert res.passage_scores.shape == (0,) and res.passage_spans == []
     assert res.token_scores.shape[0] == res.input_ids.shape[0] > 0
+
+
+def test_bart_scores_match_brute_force(t5_tok):
+    """Beyond T5 and BERT2BERT: a BART-family decoder (`encoder_attn`) through the same capture."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    cfg = dict(vocab_size=len(t5_tok), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+               decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=256,
+               pad_token_id=0, eos_token_id=1, bos_token_id=1, decoder_start_token_id=1, forced_eos_token_id=None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        sdpa = BartForConditionalGeneration._from_config(BartConfig(**cfg), attn_implementation="sdpa").eval()
+    eager = BartForConditionalGeneration._from_config(BartConfig(**cfg), attn_implementation="eager").eval()
+    eager.load_state_dict(sdpa.state_dict())
+    assert sdpa.model.decoder.config._attn_implementation == "sdpa"
+    reader = FiDReader(sdpa, t5_tok)
+    for opts in ({}, {"layers": [0], "value_norm": False}):
+        res = reader.attention_scores(QUESTION, PASSAGES, ANSWER, **opts)
+        S, w, ids, spans = brute_force(eager, t5_tok, QUESTION, PASSAGES, ANSWER, **opts)
+        assert res.input_ids.tolist() == ids and res.passage_spans == spans
+        _rel_close(res.token_scores, w)
+        _rel_close(res.passage_scores, S)

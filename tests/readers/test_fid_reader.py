@@ -11,7 +11,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, InputError, ModelError
 from ragdistill.readers.fid import BERT2BERT, READER_FILE, FiDReader, is_fid_name
-from ragdistill.readers.fid_tiny import tiny_bert2bert, tiny_t5, tiny_tokenizer, write_tiny_t5
+from ragdistill.readers.fid_tiny import tiny_bert2bert, tiny_t5, tiny_tokenizer, write_tiny_bert2bert, write_tiny_t5
 
 Q = "who wrote the novel Moby Dick?"
 A = "Herman Melville"
@@ -132,11 +132,12 @@ def test_generate_matches_hf_generate_and_batches(bert_tok):
     assert all(isinstance(a, str) and a == a.strip() for a in batched)
 
 
-def test_save_and_load_roundtrip(tmp_path, tok):
-    src = write_tiny_t5(tmp_path / "tiny-t5", seed=4)
-    r = FiDReader.from_pretrained(str(src), max_passage_tokens=40, device="cpu")
+@pytest.mark.parametrize("write", [write_tiny_t5, write_tiny_bert2bert], ids=["t5", "bert2bert"])
+def test_save_and_load_roundtrip(tmp_path, write):
+    src = write(tmp_path / "tiny", seed=4)
+    r = FiDReader.from_pretrained(str(src), max_passage_tokens=40, device="cpu", dtype="float32")
     assert r.name == str(src) and r.max_passage_tokens == 40
-    assert r.model.decoder.config._attn_implementation == "sdpa"
+    assert r.model.get_decoder().config._attn_implementation == "sdpa"
     before = r.attention_scores(Q, PASSAGES, A)
     r.save_pretrained(tmp_path / "saved")
     meta = json.loads((tmp_path / "saved" / READER_FILE).read_text())
@@ -162,10 +163,16 @@ def test_errors(tmp_path, tok, t5):
         FiDReader.from_pretrained(str(tmp_path / "causal"))
     with pytest.raises(ModelError):
         FiDReader.from_pretrained(str(tmp_path / "does-not-exist"))
+    with pytest.raises(ConfigError, match="template"):
+        FiDReader.from_pretrained(str(write_tiny_t5(tmp_path / "t5")), template="{question}")
+    # the decoder reader's budget name is the per-encoder-input budget here (the training loop passes it to any reader)
+    assert FiDReader.from_pretrained(str(tmp_path / "t5"), max_prompt_tokens=24).max_passage_tokens == 24
     with pytest.raises(ConfigError, match="max_prompt_tokens"):
-        FiDReader.from_pretrained(str(write_tiny_t5(tmp_path / "t5")), max_prompt_tokens=10)
+        FiDReader.from_pretrained(str(tmp_path / "t5"), max_prompt_tokens=24, max_passage_tokens=30)
     with pytest.raises(ConfigError, match="max_passage_tokens"):
         FiDReader(t5, tok, max_passage_tokens=0)
+    with pytest.raises(ConfigError, match="dtype"):
+        FiDReader.from_pretrained(str(tmp_path / "t5"), dtype="float33")
     no_pad = tiny_tokenizer()
     no_pad.pad_token = None
     t5_nopad = tiny_t5(no_pad, seed=0)
@@ -222,3 +229,12 @@ def test_minilm_bert2bert_offline_default(minilm):
     again, _ = build_minilm_bert2bert()
     w = "decoder.bert.encoder.layer.0.crossattention.self.query.weight"
     assert torch.equal(again.state_dict()[w], r.model.state_dict()[w])
+
+
+def test_get_reader_picks_fid_for_an_encoder_decoder_directory(tmp_path):
+    from ragdistill.readers import get_reader
+
+    path = str(write_tiny_t5(tmp_path / "t5"))
+    reader = get_reader(path, device="cpu", max_prompt_tokens=32, max_new_tokens=4, batch_size=2)
+    assert isinstance(reader, FiDReader) and reader.kind == "fid" and reader.max_passage_tokens == 32
+    assert isinstance(reader.generate([Q], [PASSAGES])[0], str)

@@ -64,12 +64,25 @@ def _answer_loglik(reader: Any, kind: str, embeds: torch.Tensor, layout: Attenti
     return logp.gather(-1, targets.view(1, -1, 1).expand(embeds.shape[0], -1, 1)).squeeze(-1).mean(-1)
 
 
-def passage_token_gains(reader: Any, question: str, passage: Passage, answer: str, steps: int = 4
-                        ) -> tuple[AttentionResult, torch.Tensor, float, float]:
+BASELINES = ("mean", "zero")
+
+
+def _baseline_row(emb_layer: torch.nn.Module, baseline: str) -> torch.Tensor:
+    if baseline == "zero":
+        return torch.zeros_like(emb_layer.weight[0])
+    return emb_layer.weight.detach().mean(0)
+
+
+def passage_token_gains(reader: Any, question: str, passage: Passage, answer: str, steps: int = 4,
+                        baseline: str = "mean") -> tuple[AttentionResult, torch.Tensor, float, float]:
     """(single-passage layout, g_t over the passage's tokens, S_i(x), S_i(x')) for one passage."""
     if steps < 1:
         raise ValueError("steps must be at least 1")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}")
     layout = reader.attention_scores(question, [passage], answer)
+    # readers may build these under torch.inference_mode(); autograd needs ordinary tensors
+    layout.input_ids, layout.answer_ids = layout.input_ids.clone(), layout.answer_ids.clone()
     kind = getattr(reader, "kind", "decoder")
     model = reader.model
     emb_layer = model.get_input_embeddings()
@@ -82,7 +95,7 @@ def passage_token_gains(reader: Any, question: str, passage: Passage, answer: st
         with torch.no_grad():
             x = emb_layer(ids).detach()                     # [T, D]
             base = x.clone()
-            base[start:end] = 0.0
+            base[start:end] = _baseline_row(emb_layer, baseline)
             ends = _answer_loglik(reader, kind, torch.stack([x, base]), layout)
         alphas = (torch.arange(steps, device=device, dtype=x.dtype) + 0.5) / steps
         path = (base.unsqueeze(0) + alphas.view(-1, 1, 1) * (x - base).unsqueeze(0)).requires_grad_(True)
@@ -101,8 +114,8 @@ def passage_token_gains(reader: Any, question: str, passage: Passage, answer: st
     return layout, gains, float(ends[0]), float(ends[1])
 
 
-def perplexity_token_scores(reader: Any, question: str, passages: Sequence[Passage], answer: str, steps: int = 4
-                            ) -> tuple[AttentionResult, PerplexityTokenDiagnostics]:
+def perplexity_token_scores(reader: Any, question: str, passages: Sequence[Passage], answer: str, steps: int = 4,
+                            baseline: str = "mean") -> tuple[AttentionResult, PerplexityTokenDiagnostics]:
     """An AttentionResult whose token scores are the positive per-token gains over the K passages.
 
     ``input_ids`` is the concatenation of the K passages' own tokens (as the reader tokenises
@@ -114,7 +127,7 @@ def perplexity_token_scores(reader: Any, question: str, passages: Sequence[Passa
     answer_ids = None
     pos = 0
     for passage in passages:
-        layout, gains, ll, base_ll = passage_token_gains(reader, question, passage, answer, steps)
+        layout, gains, ll, base_ll = passage_token_gains(reader, question, passage, answer, steps, baseline)
         s, e = layout.passage_spans[0]
         ids.append(layout.input_ids[s:e].cpu())
         scores.append(gains.clamp(min=0.0))

@@ -76,22 +76,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _load_passages(path: str, fmt: str | None):
+    """JSONL {id?, title?, text} read here (ids optional: the line number); other corpus formats via data.corpus."""
+    import json
     from pathlib import Path
 
+    from ragdistill.data.types import Passage
     from ragdistill.errors import InputError
 
     if not Path(path).is_file():
         raise InputError("the passages file does not exist", path)
-    try:
+    if fmt is not None or Path(path).suffix.lower() not in (".jsonl", ".jl", ".ndjson"):
         from ragdistill.data.corpus import iter_passages
-    except ImportError:  # pragma: no cover - the data package is part of the project
-        iter_passages = None
-    if iter_passages is not None:
+
         return list(iter_passages(path, format=fmt))
-    import json
-
-    from ragdistill.data.types import Passage
-
     out = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -101,9 +98,13 @@ def _load_passages(path: str, fmt: str | None):
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"not valid JSON ({exc.msg})", path, n) from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
-                raise InputError('each line must be an object with a "text" string (and optionally "id", "title")', path, n)
-            out.append(Passage(str(rec.get("id", n)), str(rec.get("title") or ""), rec["text"]))
+            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or not rec["text"].strip():
+                raise InputError('each line must be an object with a non-empty "text" string '
+                                 '(and optionally "id" and "title")', path, n)
+            title = rec.get("title") or ""
+            if not isinstance(title, str):
+                raise InputError('"title" must be a string', path, n)
+            out.append(Passage(str(rec.get("id", n)), title, rec["text"]))
     return out
 
 

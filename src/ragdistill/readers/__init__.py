@@ -53,6 +53,12 @@ def detect_kind(name: str, trust_remote_code: bool = False) -> str:
 
     from ragdistill.models import resolve
 
+    try:
+        from ragdistill.readers.fid import is_fid_name
+    except ImportError:
+        is_fid_name = None
+    if is_fid_name is not None and is_fid_name(name):
+        return "fid"  # bundled encoder-decoder reader names (e.g. minilm-bert2bert)
     src = resolve(name)
     if src.gguf_file:
         return "decoder"  # GGUF files hold decoder-only LMs

@@ -296,10 +296,7 @@ def _falcon_route(model) -> Iterator[None]:
 @contextlib.contextmanager
 def _interface_route(model) -> Iterator[None]:
     _register()
-    previous = model.config._attn_implementation
-    if previous not in ("sdpa", "eager", CAPTURE_IMPLEMENTATION):
-        # flash/flex kernels: scores are still right (answer rows are recomputed), the output kernel becomes SDPA
-        pass
+    previous = model.config._attn_implementation  # eager/flash/flex: the output runs on SDPA meanwhile
     if previous != CAPTURE_IMPLEMENTATION:
         model.set_attn_implementation(CAPTURE_IMPLEMENTATION)
     try:

@@ -124,16 +124,29 @@ class FiDReader:
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str = BERT2BERT, *, device: str | torch.device | None = None,
-                        dtype: torch.dtype = torch.float32, attn_implementation: str | None = "sdpa",
+                        dtype: torch.dtype | str = torch.float32, attn_implementation: str | None = "sdpa",
                         trust_remote_code: bool = False, **options) -> FiDReader:
         """Load a reader: a bundled name (``minilm-bert2bert``), a Hugging Face id, or a directory.
 
         A directory written by `save_pretrained` also restores the reader options it was saved
         with; keyword `options` (max_passage_tokens, max_answer_tokens, max_new_tokens,
-        batch_size, question/title/context prefixes) override them.
+        batch_size, question/title/context prefixes) override them. `max_prompt_tokens` (the
+        decoder-only reader's option, passed by the training loop for every reader) is accepted
+        as the same per-encoder-input budget as `max_passage_tokens`.
         """
         from ragdistill.utils.seed import default_device
 
+        if isinstance(dtype, str):
+            resolved = getattr(torch, dtype.replace("torch.", ""), None)
+            if not isinstance(resolved, torch.dtype):
+                raise ConfigError("dtype", f"unknown torch dtype {dtype!r} (float32, bfloat16, float16)")
+            dtype = resolved
+        if options.get("max_prompt_tokens") is not None:  # the decoder reader's budget name: here, per encoder input
+            budget = options.pop("max_prompt_tokens")
+            if options.get("max_passage_tokens") not in (None, budget):
+                raise ConfigError("max_prompt_tokens", f"conflicts with max_passage_tokens={options['max_passage_tokens']}: pass one of them")
+            options["max_passage_tokens"] = budget
+        options.pop("max_prompt_tokens", None)
         if is_fid_name(name_or_dir):
             model, tok = build_minilm_bert2bert(dtype=dtype, attn_implementation=attn_implementation)
             name = BERT2BERT
@@ -228,7 +241,11 @@ class FiDReader:
     def lm_loss_and_attention(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]], answers: Sequence[str],
                               layers: Sequence[int] | None = None, value_norm: bool = True,
                               aggregation: str = "sum") -> tuple[torch.Tensor, list[AttentionResult]]:
-        """One forward pass: the differentiable LM loss and the (detached) attention results per question."""
+        """One forward pass: the differentiable LM loss and the (detached) attention results per question.
+
+        Runs in the model's current mode (training: dropout on); the scores use the attention
+        probabilities before attention dropout and carry no gradient (the distillation target).
+        """
         (logits, labels, _), results = self._forward(questions, passages, answers,
                                                      attention=dict(layers=layers, value_norm=value_norm, aggregation=aggregation))
         return self._mean_loss(logits, labels), results

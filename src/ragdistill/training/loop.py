@@ -299,6 +299,7 @@ class Trainer:
         self.phases = _Phases(self.device)
         self._perm_cache: dict = {}
         self._index_snapshot: dict[str, torch.Tensor] | None = None
+        self._fresh: tuple[int, Any, dict[str, torch.Tensor]] | None = None  # (step, index, weights) of the last eval index
         self._stop_requested: str | None = None
         self._writer = None
         self._metrics_file = None
@@ -590,7 +591,12 @@ class Trainer:
         step = st.step
         if cfg.trains_retriever and step > st.index_step and self.schedule.is_due(step):
             with self.phases("refresh"):
-                info = self._refresh_index()
+                if self._fresh is not None and self._fresh[0] == step:
+                    _, self.index, self._index_snapshot = self._fresh
+                    info = {"adopted_eval_index": True}
+                else:
+                    info = self._refresh_index()
+            self._fresh = None
             st.index_step = step
             st.refreshes += 1
             log.debug("index refreshed at step %d: %s", step, info)
@@ -653,6 +659,9 @@ class Trainer:
 
         fresh = PassageIndex(faiss.clone_index(self.index.index), self.index.store, dict(self.index.manifest), self.index.path)
         self._refresh_index(index=fresh)  # shares the read-only passage store; the training index is untouched
+        # Same weights, same embeddings: a refresh due at this very step can adopt it instead of re-embedding.
+        snapshot = {k: v.detach().clone().cpu() for k, v in self.retriever.passage_encoder.state_dict().items()}
+        self._fresh = (self.state.step, fresh, snapshot)
         return fresh
 
     def evaluate(self, split: str | None = None, generate: bool | None = None, write_dir: Path | None = None,

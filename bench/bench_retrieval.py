@@ -1,0 +1,232 @@
+"""Retrieval speed and agreement: index build vs sentence-transformers, FAISS vs numpy search.
+
+On SQuAD-open (the 2,067 SQuAD v1.1 dev paragraphs of ../shared/data as the knowledge base,
+title + text), with the bundled retriever ``minilm-l6`` and the same batch size on both sides:
+
+* index build: ``PassageIndex.build`` (tokenise, length-sorted batches, embed, FAISS add,
+  SQLite passage store, checksums) against ``SentenceTransformer.encode`` of the same texts
+  (embedding only), in passages/s and their ratio (> 1: the project is faster). The two run
+  interleaved, round after round, after a warm-up; the best round of each is reported.
+* agreement: HR@5 (and @1, @20) on a seeded sample of the questions, from the project's
+  index against sentence-transformers embeddings + exact inner product (numpy).
+* search: queries/s of the FAISS ``IndexFlatIP`` search (through ``PassageIndex.search``)
+  against a plain numpy brute force (matrix product + ``argpartition`` + sort of the top k),
+  on the real index and on a synthetic 100k x 384 one; both must return the same top k.
+
+    python bench/bench_retrieval.py                    # full run (several minutes on 2 CPU cores)
+    python bench/bench_retrieval.py --quick --out retrieval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import SHARED_DATA, ratio, run_header, synthetic_passages, timeit  # noqa: E402
+
+RETRIEVER = "minilm-l6"
+
+
+def _data(quick: bool):
+    """(passages, questions, source): SQuAD dev paragraphs and questions, or synthetic stand-ins."""
+    from ragdistill.data.types import Passage
+
+    path = SHARED_DATA / "squad" / "dev-v1.1.json"
+    if path.exists():
+        from ragdistill.data.corpus import iter_passages
+        from ragdistill.data.questions import load_questions
+
+        passages = list(iter_passages(path))
+        questions = load_questions(path)
+        source = "SQuAD v1.1 dev paragraphs"
+    else:
+        passages = [Passage(str(i), t, x) for i, (t, x) in enumerate(synthetic_passages(2067, words=120))]
+        questions = []
+        source = "synthetic 120-word passages (../shared/data absent)"
+    if quick:
+        passages = passages[:256]
+        if questions:  # keep the questions asked on those paragraphs (SQuAD lists them in paragraph order)
+            import json
+
+            paras = [p for a in json.loads(path.read_text())["data"] for p in a["paragraphs"]][:256]
+            questions = questions[: sum(len(p["qas"]) for p in paras)]
+    return passages, questions, source
+
+
+def _topk_numpy(q, d, k: int):
+    import numpy as np
+
+    s = q @ d.T
+    part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    ps = np.take_along_axis(s, part, axis=1)
+    order = np.argsort(-ps, axis=1, kind="stable")
+    return np.take_along_axis(ps, order, axis=1), np.take_along_axis(part, order, axis=1)
+
+
+def _search_row(name: str, index_search, q, d, k: int, repeats: int) -> dict[str, Any]:
+    """Time FAISS (via `index_search`) and numpy brute force on the same queries; check agreement."""
+    import numpy as np
+
+    t_faiss = timeit(lambda: index_search(q, k), repeats=repeats, warmup=1)
+    t_np = timeit(lambda: _topk_numpy(q, d, k), repeats=repeats, warmup=1)
+    s1, r1 = index_search(q, k)
+    s2, r2 = _topk_numpy(q, d, k)
+    same = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(r1.tolist(), r2.tolist())]))
+    qps_f, qps_n = len(q) / t_faiss.min, len(q) / t_np.min
+    return {
+        "measure": name, "queries": int(len(q)), "passages": int(d.shape[0]), "k": k,
+        "ours": qps_f, "ours_label": "FAISS IndexFlatIP", "baseline": qps_n, "baseline_label": "numpy argpartition",
+        "unit": "queries/s", "ratio": ratio(qps_f, qps_n), "topk_overlap": same,
+        "max_score_diff": float(np.max(np.abs(s1 - s2))), "faiss": t_faiss.as_dict(), "numpy": t_np.as_dict(),
+    }
+
+
+def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, questions_n: int | None = None,
+        threads: int | None = None, device: str = "cpu", seed: int = 0) -> dict[str, Any]:
+    """Measure build speed, HR@k agreement and search speed; returns the suite's result dict."""
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from ragdistill.models import resolve
+    from ragdistill.retrieval.evaluate import evaluate_retrieval, sample_questions
+    from ragdistill.retrieval.index import PassageIndex
+    from ragdistill.retrieval.metrics import hit_flags, hits_from_flags
+    from ragdistill.retrieval.retriever import BiEncoderRetriever
+
+    if threads:
+        torch.set_num_threads(threads)
+    rounds = rounds or 2
+    questions_n = questions_n or (200 if quick else 1000)
+    passages, questions, source = _data(quick)
+    texts = [p.as_text() for p in passages]
+    retriever = BiEncoderRetriever.from_pretrained(RETRIEVER, device=device)
+    st = SentenceTransformer(resolve(RETRIEVER).path, device=device)
+    st.max_seq_length = retriever.max_length
+
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
+        # warm-up both pipelines on a few passages (allocator, kernels, tokenizer caches)
+        PassageIndex.build(passages[:64], retriever, Path(tmp) / "warm", batch_size=batch_size, progress=False)
+        st.encode(texts[:64], batch_size=batch_size)
+        ours_t, st_t = [], []
+        index = st_emb = None
+        for r in range(rounds):
+            order = ("ours", "st") if r % 2 == 0 else ("st", "ours")
+            for who in order:
+                t0 = time.perf_counter()
+                if who == "ours":
+                    index = PassageIndex.build(passages, retriever, Path(tmp) / f"idx{r}", batch_size=batch_size, progress=False)
+                    ours_t.append(time.perf_counter() - t0)
+                else:
+                    st_emb = st.encode(texts, batch_size=batch_size, convert_to_numpy=True)
+                    st_t.append(time.perf_counter() - t0)
+            print(f"# round {r + 1}/{rounds}: ours {ours_t[-1]:.1f}s, sentence-transformers {st_t[-1]:.1f}s", file=sys.stderr)
+        n = len(passages)
+        rows.append({
+            "measure": f"index build, {n} passages, batch {batch_size}", "ours": n / min(ours_t),
+            "ours_label": "PassageIndex.build (embed + FAISS + SQLite)", "baseline": n / min(st_t),
+            "baseline_label": "SentenceTransformer.encode", "unit": "passages/s", "ratio": ratio(min(st_t), min(ours_t)),
+            "ours_seconds": ours_t, "baseline_seconds": st_t,
+        })
+        our_emb = index.index.reconstruct_n(0, n)
+        emb_diff = float(np.max(np.abs(our_emb - st_emb)))
+
+        # HR@k agreement on a seeded question sample
+        if questions:
+            sample = sample_questions(questions, questions_n, seed)
+            ks = (1, 5, 20)
+            ours_m, _, _ = evaluate_retrieval(index, retriever, sample, ks=ks)
+            q_st = st.encode([q.question for q in sample], batch_size=batch_size, convert_to_numpy=True)
+            _, top = _topk_numpy(q_st, st_emb, max(ks))
+            flags = [hit_flags([passages[i].text for i in row], q.answers) for row, q in zip(top.tolist(), sample)]
+            st_m = hits_from_flags(flags, ks)
+            for k in ks:
+                key = f"hr@{k}"
+                rows.append({
+                    "measure": f"HR@{k} (%), {len(sample)} questions", "ours": 100 * ours_m[key],
+                    "ours_label": "ragdistill index + retrieve", "baseline": 100 * st_m[key],
+                    "baseline_label": "sentence-transformers + exact IP", "unit": "%",
+                    "diff_points": 100 * (ours_m[key] - st_m[key]),
+                })
+
+        # search speed: real index (all questions as queries), then a synthetic 100k index
+        qtexts = [q.question for q in questions] if questions else [p.text[:80] for p in passages]
+        if quick:
+            qtexts = qtexts[:1000]
+        t0 = time.perf_counter()
+        q_emb = retriever.encode_queries(qtexts, batch_size=256)
+        notes.append(f"encoded {len(qtexts)} queries in {time.perf_counter() - t0:.1f}s for the search rows")
+        rows.append(_search_row(f"search k=5, {n} passages", index.search, q_emb, our_emb, 5, repeats=5))
+        index.close()
+
+    if not quick:
+        import faiss
+
+        rng = np.random.default_rng(seed)
+        big = rng.standard_normal((100_000, retriever.dim), dtype=np.float32)
+        big /= np.linalg.norm(big, axis=1, keepdims=True)
+        flat = faiss.IndexFlatIP(retriever.dim)
+        flat.add(big)
+        qs = q_emb[:1000]
+        rows.append(_search_row("search k=5, 100k synthetic passages", flat.search, qs, big, 5, repeats=3))
+
+    notes += [
+        f"knowledge base: {source}; retriever {RETRIEVER} (mean pooling, L2-normalised as its modules.json says), "
+        f"max {retriever.max_length} tokens; device {device}; torch threads {torch.get_num_threads()}.",
+        f"build: best of {rounds} interleaved rounds (order alternates) after a warm-up; ratio = baseline time / our time "
+        "(> 1: ragdistill faster). Our time includes the SQLite store, FAISS add and sha256 checksums; the baseline only embeds.",
+        f"max |embedding difference| ragdistill vs sentence-transformers: {emb_diff:.2e}.",
+        "search: best of the timed repeats; ratio = FAISS queries/s / numpy queries/s; topk_overlap = share of identical top-k rows.",
+    ]
+    ratios = {r["measure"]: r["ratio"] for r in rows if r.get("ratio") is not None}
+    ratios.update({r["measure"] + " diff (points)": r["diff_points"] for r in rows if "diff_points" in r})
+    return {"title": "Retrieval: index build vs sentence-transformers, FAISS vs numpy search, HR@k agreement",
+            "rows": rows, "ratios": ratios, "notes": notes}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = ["| measure | ragdistill | baseline | ratio / diff |", "|---|---:|---:|---:|"]
+    for r in result["rows"]:
+        if r["unit"] == "%":
+            last = f"{r['diff_points']:+.2f} points"
+            ours, base = f"{r['ours']:.2f}", f"{r['baseline']:.2f}"
+        else:
+            last = "—" if r.get("ratio") is None else f"{r['ratio']:.2f}x"
+            if "topk_overlap" in r:
+                last += f" (top-k overlap {100 * r['topk_overlap']:.2f}%)"
+            ours, base = f"{r['ours']:,.1f} {r['unit']}", f"{r['baseline']:,.1f} {r['unit']}"
+        lines.append(f"| {r['measure']} | {ours} ({r['ours_label']}) | {base} ({r['baseline_label']}) | {last} |")
+    return "\n".join(lines + [""] + [f"- {n}" for n in result["notes"]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="256 passages, 200 questions, no 100k search (a smoke run)")
+    parser.add_argument("--batch-size", type=int, default=64, help="encoder batch size on both sides (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved build rounds (default 2)")
+    parser.add_argument("--questions", type=int, default=None, help="questions sampled for HR@k (default 1000; quick 200)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
+    parser.add_argument("--out", default=None, help="write the results (with machine and versions) as JSON")
+    args = parser.parse_args(argv)
+    result = run(quick=args.quick, batch_size=args.batch_size, rounds=args.rounds, questions_n=args.questions,
+                 threads=args.threads, device=args.device)
+    print(markdown(result))
+    if args.out:
+        from ragdistill.utils.io import atomic_write_json
+
+        atomic_write_json(args.out, {**run_header(argv), **result})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""`ragdistill train`: run one training config (joint, reader or retriever regime) into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+examples:
+  ragdistill train --config configs/demo/finetuned_step1.yaml --out runs/step1
+  ragdistill train --config configs/demo/finetuned_step2.yaml --out runs/step2 --set reader.name=runs/step1/reader
+  ragdistill train --config configs/paper/offshelf_distill.yaml --set dataset=triviaqa --out runs/tqa  # paper scale
+  ragdistill train --config ... --out runs/step1 --resume        # continue from the last intact checkpoint
+  torchrun --nproc_per_node 2 -m ragdistill train --config ... --out ...           # 2 CPU processes (gloo)
+  accelerate launch --multi_gpu --num_processes 8 -m ragdistill train --config ... --out ...  # 8 GPUs
+
+The run directory receives config.yaml (the resolved config), metrics.jsonl, tensorboard/,
+checkpoints/, the trained reader/ and/or retriever/ (loadable by path), eval/ (final
+metrics.json and predictions.jsonl) and completed.json when the run has finished.
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train", help="train the reader and/or the retriever (joint, reader or retriever regime)",
+        description="Train with one explicit loop: refresh index if due -> retrieve top-K -> reader -> signal -> "
+                    "losses -> backward -> step -> log -> evaluate -> save.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="YAML training config (see configs/demo and configs/paper)")
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory (created; refused if it holds another run)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set optim.lr_reader=1e-5 --set train.steps=100 (repeatable)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest intact checkpoint in --out (corrupt ones are skipped)")
+    p.add_argument("--stop-if-poor", action="store_true",
+                   help="end the run early when the attention-quality monitor (monitor.every > 0) judges the reader a poor teacher")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the resolved config, train nothing")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ragdistill.training.config import load_config
+
+    cfg = load_config(args.config, args.overrides, check_hardware=not args.dry_run)
+    if args.dry_run:
+        print(cfg.to_yaml(), end="")
+        return 0
+    from ragdistill.training.loop import train
+
+    summary = train(cfg, args.out, resume=args.resume, stop_if_poor=args.stop_if_poor, progress=not args.no_progress,
+                    config_source=str(args.config))
+    if summary.get("interrupted"):
+        print(f"interrupted at step {summary['step']}: a checkpoint was saved; continue with --resume")
+        return 130
+    from ragdistill.training.distributed import launched_with_several_processes
+
+    import os
+
+    if launched_with_several_processes() and os.environ.get("RANK", "0") != "0":
+        return 0
+    final = summary.get("final_eval") or {}
+    print(f"done: {summary['steps']} steps in {summary['seconds']:.0f}s ({summary['skipped_steps']} skipped), "
+          f"peak memory {summary['peak_mem_mb']:.0f} MB -> {args.out}")
+    if final:
+        from ragdistill.evaluation.evaluate import format_table
+
+        print(format_table(final, title=f"final evaluation ({cfg.eval.final_split})"))
+    if summary.get("stopped_early"):
+        print(f"stopped early: {summary['stopped_early']}")
+    return 0
