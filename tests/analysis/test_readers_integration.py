@@ -74,7 +74,7 @@ def test_monitor_logs_and_stops_after_patience(tiny_fid):
     mon = IndicatorMonitor(qs, passages=passages, every=10, patience=2, reference="first", nlp=nlp)
     assert mon.is_due(20) and not mon.is_due(15)
     out = mon.check(tiny_fid, 0)
-    assert out["indicators/failed_both"] == 0.0 and math.isnan(out["indicators/indicator1"])
+    assert out["indicators/failed_both"] == 0.0 and "indicators/indicator1" not in out  # undefined: not logged
     assert "indicators/answer_p95_lift" in out and "indicators/probe_hr@5" in out
     assert out["indicators/probe_hr@5"] == 1.0
     # the same reader again: not strictly better than itself -> both indicators fail
@@ -84,6 +84,7 @@ def test_monitor_logs_and_stops_after_patience(tiny_fid):
     mon.check(tiny_fid, 20)
     assert mon.should_stop() and "2 consecutive checks" in mon.stop_message()
     # an unbeatable reference: every check fails both
+    assert [h["step"] for h in mon.history] == [0, 10, 20]
     unbeatable = {g: {f"p{p}": {"attention_mean": 1.0, "lift_mean": 1e9, "spearman_mean": 1.0} for p in (90, 95)}
                   for g in ("answer", "question")}
     mon2 = IndicatorMonitor(qs, passages=passages, every=1, patience=1, reference=unbeatable, nlp=nlp)
@@ -113,3 +114,29 @@ def test_bundled_reader_token_scores_sum_to_passage_scores(smollm2):
     assert ll == pytest.approx(float(reader.perplexity_scores(q, PASSAGES[:1], "Herman Melville")[0]), abs=1e-4)
     assert gains.shape[0] == layout.passage_spans[0][1] - layout.passage_spans[0][0]
     assert torch.isfinite(gains).all()
+
+
+def test_monitor_from_training_config(tiny_fid, tmp_path):
+    """The training loop's call form: IndicatorMonitor(cfg, dev_questions, index, retriever, out_dir=..., **options)."""
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(monitor=SimpleNamespace(every=5, instances=2, options={}),
+                          train=SimpleNamespace(k=3, seed=0),
+                          signal=SimpleNamespace(name="attention", layers=None, value_norm=True, aggregation="sum"),
+                          trains_reader=True)
+
+    class FixedIndex:
+        def retrieve(self, retriever, questions, k):
+            from ragdistill.retrieval.index import Retrieved
+
+            return [[Retrieved(p, 1.0, r + 1, r) for r, p in enumerate(PASSAGES[:k])] for _ in questions]
+
+    qs = [Question(str(i), q, [a]) for i, (q, a) in enumerate([("who wrote the novel?", "Herman Melville"),
+                                                                 ("where is the tower?", "Paris"),
+                                                                 ("what is the capital of Italy?", "Rome")])]
+    mon = IndicatorMonitor(cfg, qs, FixedIndex(), object(), out_dir=tmp_path / "monitor", patience=1)
+    assert mon.every == 5 and mon.k == 3 and len(mon.questions) == 2 and mon.reference_mode == "first"
+    mon.check(tiny_fid, 5)
+    assert (tmp_path / "monitor" / "history.jsonl").read_text().count("\n") == 1
+    with pytest.raises(Exception, match="unknown option"):
+        IndicatorMonitor(cfg, qs, FixedIndex(), object(), bogus=1)

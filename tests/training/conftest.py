@@ -38,7 +38,8 @@ def make_tiny_retriever(out: Path, seed: int = 0) -> Path:
     tok = load_tokenizer("minilm-l6")
     torch.manual_seed(seed)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=512)
+                     intermediate_size=64, max_position_embeddings=512,
+                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # data-parallel runs compare exactly
     BertModel(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out

@@ -84,7 +84,7 @@ def test_overrides_win_over_dataset_section():
     ("train.regime=both", "train.regime"),
     ("signal.name=gradients", "signal.name"),
     ("optim.schedule=step", "optim.schedule"),
-    ("optim.warmup_steps=999999", "optim.warmup_steps"),
+    ("optim.warmup_steps=-1", "optim.warmup_steps"),
     ("optim.betas=[0.9]", "optim.betas"),
     ("eval.ks=[]", "eval.ks"),
     ("eval.ks=[0, 5]", "eval.ks[0]"),

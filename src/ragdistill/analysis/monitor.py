@@ -23,6 +23,15 @@ What "fails" means, per check (`reference`):
 
 ``should_stop()`` is true once the reader has failed **both** indicators at ``patience``
 consecutive checks.
+
+The training loop of ``ragdistill train`` builds it from its config as
+``IndicatorMonitor(cfg, dev_questions, index, retriever, out_dir=..., **cfg.monitor.options)``:
+``monitor.every`` checks, ``monitor.instances`` probe questions (a seeded sample of the dev
+split), ``train.k`` passages, the config's signal and attention options; ``monitor.options``
+may set ``patience`` (3), ``reference`` ("first" when the reader trains, else None),
+``corr_threshold``, ``percentile``, ``attention_measure``, ``refresh_passages``. Each check is
+appended to ``out_dir/history.jsonl``. Undefined values (no reference yet, no defined
+Spearman) are left out of the returned dict rather than logged as NaN.
 """
 
 from __future__ import annotations
@@ -47,11 +56,21 @@ def _num(x: Any) -> float:
 class IndicatorMonitor:
     """Computes the indicators on a fixed probe set during training and decides when to stop a poor run."""
 
-    def __init__(self, probe_questions: Sequence[Question], index: Any = None, retriever: Any = None, every: int = 500,
-                 k: int = 5, patience: int = 3, reference: str | dict | None = None,
+    def __init__(self, probe_questions: Sequence[Question] | Any, index: Any = None, retriever: Any = None,
+                 every: int = 500, k: int = 5, patience: int = 3, reference: str | dict | None = None,
                  options: VerdictOptions = VerdictOptions(), signal: str = "attention",
                  passages: Sequence[Sequence[Passage]] | None = None, refresh_passages: bool = False,
-                 nlp: Any = None, prefix: str = "indicators/", progress: bool = False):
+                 nlp: Any = None, prefix: str = "indicators/", progress: bool = False,
+                 attention_options: dict | None = None, out_dir: str | None = None, **config_options: Any):
+        if hasattr(probe_questions, "monitor") and hasattr(probe_questions, "train"):
+            # the training loop's form: IndicatorMonitor(cfg, questions, index, retriever, out_dir=..., **options)
+            cfg, questions = probe_questions, index
+            loop_index, loop_retriever = retriever, (None if isinstance(every, int) else every)
+            index, retriever = loop_index, loop_retriever
+            self._init_from_config(cfg, questions, index, retriever, out_dir, nlp, config_options)
+            return
+        if config_options:
+            raise ConfigError("monitor.options", f"unknown option(s): {', '.join(sorted(config_options))}")
         if not probe_questions:
             raise ConfigError("monitor.probe_questions", "the probe set is empty")
         if every < 1:
@@ -76,8 +95,33 @@ class IndicatorMonitor:
         self.refresh_passages = refresh_passages
         self._fixed = [list(p) for p in passages] if passages is not None else None
         self._nlp = nlp
+        self.attention_options = dict(attention_options or {})
+        self.out_dir = out_dir
         self.history: list[dict[str, Any]] = []
         self.failed_streak = 0
+
+    def _init_from_config(self, cfg: Any, questions: Sequence[Question], index: Any, retriever: Any,
+                          out_dir: Any, nlp: Any, opts: dict[str, Any]) -> None:
+        from ragdistill.analysis.run import sample_questions
+
+        known = {"patience", "reference", "corr_threshold", "percentile", "attention_measure", "refresh_passages",
+                 "prefix", "seed"}
+        unknown = set(opts) - known
+        if unknown:
+            raise ConfigError("monitor.options", f"unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        n = int(getattr(cfg.monitor, "instances", 20))
+        probe, _ = sample_questions(list(questions), n, int(opts.get("seed", getattr(cfg.train, "seed", 0))))
+        sig = cfg.signal
+        attention_options = {"layers": sig.layers, "value_norm": sig.value_norm}
+        reference = opts.get("reference", "first" if getattr(cfg, "trains_reader", True) else None)
+        options = VerdictOptions(corr_threshold=float(opts.get("corr_threshold", 0.3)),
+                                 percentile=int(opts.get("percentile", 95)),
+                                 attention_measure=str(opts.get("attention_measure", "lift")))
+        self.__init__(probe, index=index, retriever=retriever, every=int(cfg.monitor.every), k=int(cfg.train.k),
+                      patience=int(opts.get("patience", 3)), reference=reference, options=options,
+                      signal=sig.name, refresh_passages=bool(opts.get("refresh_passages", False)), nlp=nlp,
+                      prefix=str(opts.get("prefix", "indicators/")), attention_options=attention_options,
+                      out_dir=None if out_dir is None else str(out_dir))
 
     def is_due(self, step: int) -> bool:
         return step % self.every == 0
@@ -117,7 +161,8 @@ class IndicatorMonitor:
             model.eval()
         try:
             analysis = analyze_reader(reader, instances, name=f"step{step}", signal=self.signal,
-                                      percentiles=PERCENTILES, progress=self.progress)
+                                      percentiles=PERCENTILES, progress=self.progress,
+                                      attention_options=self.attention_options)
         finally:
             if model is not None and was_training:
                 model.train()
@@ -152,7 +197,15 @@ class IndicatorMonitor:
         if self._fixed is not None:
             flags = [any(has_answer(p.as_text(), q.answers) for p in ps[: self.k]) for q, ps in zip(self.questions, self._fixed)]
             out[f"{self.prefix}probe_hr@{self.k}"] = sum(flags) / len(flags)
+        out = {key: val for key, val in out.items() if not math.isnan(val)}  # undefined: not logged
         self.history.append({"step": step, **out})
+        if self.out_dir is not None:
+            import json
+            from pathlib import Path
+
+            from ragdistill.utils.io import atomic_write_text
+
+            atomic_write_text(Path(self.out_dir) / "history.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
         return out
 
     def should_stop(self) -> bool:

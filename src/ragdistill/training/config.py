@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import logging
 import math
 import types
 import typing
@@ -350,8 +351,9 @@ def validate(cfg: Config, check_hardware: bool = False) -> Config:
         raise ConfigError("optim.lr_reader", f"regime '{t.regime}' trains the reader: the learning rate must be > 0")
     if cfg.trains_retriever and o.lr_retriever == 0:
         raise ConfigError("optim.lr_retriever", f"regime '{t.regime}' trains the retriever: the learning rate must be > 0")
-    if o.warmup_steps > t.steps:
-        raise ConfigError("optim.warmup_steps", f"{o.warmup_steps} warm-up steps exceed train.steps={t.steps}")
+    if o.warmup_steps > t.steps:  # allowed (short smoke runs of long configs), but worth a word
+        logging.getLogger(__name__).warning("optim.warmup_steps=%d exceeds train.steps=%d: the learning rate never "
+                                            "reaches its peak", o.warmup_steps, t.steps)
     if not e.ks:
         raise ConfigError("eval.ks", "needs at least one cut-off, e.g. [1, 5, 20]")
     for i, kk in enumerate(e.ks):

@@ -114,6 +114,16 @@ class Dist:
             bucket = [g] if g is not None else []
             size = g.numel() * g.element_size() if g is not None else 0
 
+    def in_sync(self, params: Sequence[torch.nn.Parameter]) -> bool:
+        """True when every process holds bit-identical `params` (a cheap end-of-run sanity check)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for p in params:
+            h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        digests = self.gather_objects([h.hexdigest()])
+        return len(set(digests)) == 1
+
     def gather_blocks(self, local: np.ndarray) -> list[np.ndarray]:
         """Every process's [n_r, D] float32 block, in rank order (blocks may differ in length)."""
         local = np.ascontiguousarray(local, dtype=np.float32)

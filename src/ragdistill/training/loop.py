@@ -792,6 +792,9 @@ class Trainer:
         final = {}
         if cfg.eval.every > 0 and not st.stopped_early:
             self._eval_and_log()
+        in_sync = dist.in_sync(self.params) if dist.distributed else True
+        if not in_sync:
+            log.error("the processes ended with different weights: data-parallel training went out of sync")
         reader_path = cfg.reader.name
         retriever_path = cfg.retriever.name
         if dist.is_main:
@@ -821,6 +824,7 @@ class Trainer:
             "seconds": round(seconds, 2),
             "peak_mem_mb": round(peak_memory_mb(self.device), 1),
             "world_size": dist.world_size,
+            "ranks_in_sync": in_sync,
             "config_sha256": cfg.fingerprint(),
             "config_source": self.config_source,
         }
