@@ -239,8 +239,11 @@ def _row_ratios(res: dict[str, Any]) -> dict[str, float | None]:
 
 def run(quick: bool = False, lengths: list[int] | None = None, answer_tokens: int = 16, repeats: int | None = None,
         device: str | None = None, threads: int | None = None, naive_limit_gb: float | None = None,
-        reader: str = READER) -> dict[str, Any]:
-    """All lengths, each in a fresh child process; returns rows, ratios and notes (the suite's format)."""
+        reader: str = READER, partial_out: str | None = None) -> dict[str, Any]:
+    """All lengths, each in fresh child processes; returns rows, ratios and notes (the suite's format).
+
+    `partial_out`: rewrite this JSON file after each length, so a long run keeps what it measured.
+    """
     if device is None:
         from ragdistill.utils.seed import default_device
 
@@ -273,6 +276,10 @@ def run(quick: bool = False, lengths: list[int] | None = None, answer_tokens: in
         res["wall_s"] = time.perf_counter() - t0
         rows.append(res)
         print(f"# {length} tokens done in {res['wall_s']:.0f} s", file=sys.stderr)
+        if partial_out:
+            from ragdistill.utils.io import atomic_write_json
+
+            atomic_write_json(partial_out, {"rows": rows, "partial": True})
     ratios = {}
     for res in rows:
         for key, val in res["ratios"].items():
@@ -328,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lengths = [int(x) for x in args.lengths.split(",")] if args.lengths else None
     result = run(quick=args.quick, lengths=lengths, answer_tokens=args.answer_tokens, repeats=args.repeats,
-                 device=args.device, threads=args.threads, naive_limit_gb=args.naive_limit_gb, reader=args.reader)
+                 device=args.device, threads=args.threads, naive_limit_gb=args.naive_limit_gb, reader=args.reader,
+                 partial_out=args.out)
     print(markdown(result))
     if args.out:
         from ragdistill.utils.io import atomic_write_json

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -375,10 +375,60 @@ def ratio(numerator: float, denominator: float) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
+# --------------------------------------------------------------------------- Markdown
+
+def fmt_value(value: Any) -> str:
+    """A table cell: 3 significant figures for small floats, thousands separators for big ones, '—' for none."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return "—"
+        a = abs(value)
+        if a >= 1e5:
+            return f"{value:.3g}" if a >= 1e9 else f"{value:,.0f}"
+        if a >= 100:
+            return f"{value:.0f}"
+        if a >= 10:
+            return f"{value:.1f}"
+        if a >= 1:
+            return f"{value:.2f}"
+        if a == 0:
+            return "0"
+        return f"{value:.3g}" if a >= 1e-3 else f"{value:.2e}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]] | None = None) -> str:
+    """A Markdown table of `rows`; `columns` = [(key, header)], default: every key in first-seen order.
+
+    Numeric columns are right-aligned; nested values (dicts, lists) are left out of the default columns.
+    """
+    if not rows:
+        return "_(no rows)_"
+    if columns is None:
+        keys: list[str] = []
+        for row in rows:
+            for key, value in row.items():
+                if key not in keys and not isinstance(value, (dict, list)):
+                    keys.append(key)
+        columns = [(k, k) for k in keys]
+    numeric = [all(isinstance(r.get(k), (int, float)) or r.get(k) is None for r in rows) and
+               any(isinstance(r.get(k), (int, float)) for r in rows) for k, _ in columns]
+    head = "| " + " | ".join(h for _, h in columns) + " |"
+    rule = "|" + "|".join("---:" if num else "---" for num in numeric) + "|"
+    body = ["| " + " | ".join(fmt_value(r.get(k)) for k, _ in columns) + " |" for r in rows]
+    return "\n".join([head, rule, *body])
+
+
 __all__ = [
     "Timing", "timeit", "stopwatch", "current_rss_mb", "peak_rss_mb", "cuda_peak_mb", "run_isolated",
     "IsolatedRunError", "machine_info", "gpu_info", "device_label", "bench_devices", "package_versions",
-    "git_info", "run_header", "load_real_passages", "synthetic_passages", "fmt_si", "ratio", "asdict",
+    "git_info", "run_header", "load_real_passages", "synthetic_passages", "fmt_si", "ratio", "fmt_value", "md_table",
 ]
 
 

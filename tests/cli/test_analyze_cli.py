@@ -36,6 +36,27 @@ def test_bad_input_exits_2_with_message(tmp_path, capsys, world):
 
 
 @pytest.mark.slow
+def test_fid_reader_perplexity_signal_with_reference(tmp_path, world):
+    """A (tiny, random) FiD checkpoint, the perplexity signal, a reference: the verdict compares the two."""
+    from ragdistill.readers.fid_tiny import write_tiny_t5
+
+    a, b = write_tiny_t5(tmp_path / "t5a", seed=0), write_tiny_t5(tmp_path / "t5b", seed=1)
+    out = tmp_path / "ppl"
+    rc = main(["analyze", "--reader", str(b), "--reference", str(a), "--signal", "perplexity", "--ig-steps", "2",
+               "--corpus", str(world["corpus"]), "--questions", str(world["dev"]), "--n", "3", "--k", "2",
+               "--no-progress", "--out", str(out)])
+    assert rc == 0
+    ind = json.loads((out / "indicators.json").read_text())
+    assert list(ind["readers"]) == [str(a), str(b)] and ind["reference"] == str(a)
+    v = ind["verdict"][str(b)]
+    assert v["compared_to_reference"] and v["indicator1"]["holds"] in (True, False)
+    assert ind["settings"]["signal"] == "perplexity"
+    rec = json.loads((out / "instances.jsonl").read_text().splitlines()[0])
+    assert len(rec["passage_loglik"]) == 2
+    assert len(list((out / "figures").glob("compare_*.png"))) == 2
+
+
+@pytest.mark.slow
 def test_analyze_and_diagnose_on_demo_world(tmp_path, capsys, world):
     out = tmp_path / "analysis"
     rc = main(["analyze", "--reader", "smollm2-135m", "--corpus", str(world["corpus"]), "--questions", str(world["dev"]),

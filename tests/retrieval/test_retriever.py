@@ -145,6 +145,18 @@ def test_normalize_default_follows_modules_json(tmp_path):
     assert _model_dir_normalizes(tmp_path)
 
 
+def test_bf16_on_cpu_is_close_to_fp32():
+    r = make_tiny_retriever(normalize=True)
+    ps = synthetic_passages(10)
+    full = r.encode_passages(ps)
+    r.precision = "bf16"
+    half = r.encode_passages(ps)
+    assert half.dtype == np.float32
+    assert np.min(np.sum(full * half, axis=1)) > 0.99  # cosine of unit vectors
+    r.precision = "fp16"  # CUDA only: float32 on CPU
+    np.testing.assert_allclose(r.encode_passages(ps), full, atol=1e-6)
+
+
 def test_bad_options_are_config_errors():
     with pytest.raises(ConfigError, match="pooling"):
         make_tiny_retriever(pooling="max")

@@ -79,11 +79,11 @@ def test_two_processes_joint_regime_stay_in_sync(tiny_models, tiny_world, tmp_pa
     proc = _launch(out, tiny_overrides(tiny_models, tiny_world, **{
         "train.regime": "joint", "train.steps": 4, "reader.name": tiny_models["reader"], "eval.every": 0,
         "eval.final": False, "optim.lr_reader": 1e-3, "optim.lr_retriever": 1e-3, "optim.warmup_steps": 0,
-        "train.save_every": 2}))
+        "train.save_every": 2, "data.max_train": 2}))
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = json.loads((out / "completed.json").read_text())
     assert done["ranks_in_sync"] and done["world_size"] == 2
     losses = [json.loads(x)["reader_loss"] for x in (out / "metrics.jsonl").read_text().splitlines()
               if json.loads(x)["kind"] == "train"]
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
-    assert losses[-1] < losses[0]                                  # lr 1e-3 on a tiny LM: the loss falls
+    assert losses[-1] < losses[0]             # the same 2 questions every step at lr 1e-3: the loss falls

@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--max-length", type=int, default=None, metavar="N",
                    help="truncate passages to N tokens (default 256, or the trained retriever's)")
     p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
-                   help="autocast precision for embedding on a GPU (ignored on CPU); default %(default)s")
+                   help="autocast precision for embedding: fp16/bf16 on GPU, bf16 also on CPU (fast with AMX); default %(default)s")
     p.add_argument("--train-size", type=int, default=None, metavar="N",
                    help="passages sampled to train IVF/PQ indexes (default: max(65536, 256 x lists), capped at the corpus)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training sample (default %(default)s)")

@@ -53,6 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="FAISS search parameters for approximate indexes, e.g. nprobe=32 or efSearch=128")
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the index files (large indexes)")
     p.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
+                   help="autocast precision for the query encoder: fp16/bf16 on GPU, bf16 also on CPU; default %(default)s")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a Markdown table")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if name is None:
         PassageIndex.load(args.index, verify=False)  # raises the precise error
         raise InputError("the index manifest does not name its retriever: pass --retriever", args.index)
-    retriever = BiEncoderRetriever.from_pretrained(name, device=args.device)
+    retriever = BiEncoderRetriever.from_pretrained(name, device=args.device, precision=args.precision)
     index = PassageIndex.load(args.index, retriever=retriever, verify=not args.no_verify)
     if args.search_params:
         index.set_search_params(args.search_params)

@@ -52,7 +52,7 @@ def _nonempty_text(text: str, file: Path, where: Where, field: str = "text") -> 
 # --------------------------------------------------------------------------- per format
 
 
-def _iter_dpr_tsv(path: Path) -> Iterator[Passage]:
+def _iter_dpr_tsv(path: Path) -> Iterator[tuple[Where, Passage]]:
     cols = {"id": 0, "text": 1, "title": 2}  # DPR's order when there is no header
     first = True
     for lineno, line in iter_lines(path):
@@ -73,14 +73,14 @@ def _iter_dpr_tsv(path: Path) -> Iterator[Passage]:
             raise where.error(path, "empty passage id")
         text = _nonempty_text(fields[cols["text"]].strip(), path, where)
         title = fields[cols["title"]].strip() if "title" in cols else ""
-        yield Passage(pid, title, text)
+        yield where, Passage(pid, title, text)
 
 
-def _iter_passages_jsonl(path: Path) -> Iterator[Passage]:
+def _iter_passages_jsonl(path: Path) -> Iterator[tuple[Where, Passage]]:
     for where, rec in iter_records(path):
         pid = _id_field(rec, "id", path, where)
         text = _nonempty_text(_text_field(rec, "text", path, where), path, where)
-        yield Passage(pid, _text_field(rec, "title", path, where, required=False), text)
+        yield where, Passage(pid, _text_field(rec, "title", path, where, required=False), text)
 
 
 def split_flashrag_contents(contents: str) -> tuple[str, str]:
@@ -94,7 +94,7 @@ def split_flashrag_contents(contents: str) -> tuple[str, str]:
     return title, text.strip()
 
 
-def _iter_flashrag(path: Path) -> Iterator[Passage]:
+def _iter_flashrag(path: Path) -> Iterator[tuple[Where, Passage]]:
     for where, rec in iter_records(path):
         pid = _id_field(rec, "id", path, where)
         contents = rec.get("contents")
@@ -103,10 +103,10 @@ def _iter_flashrag(path: Path) -> Iterator[Passage]:
         if not isinstance(contents, str):
             raise where.error(path, f"'contents' must be a string, got {type(contents).__name__}")
         title, text = split_flashrag_contents(contents)
-        yield Passage(pid, title, _nonempty_text(text, path, where, "contents"))
+        yield where, Passage(pid, title, _nonempty_text(text, path, where, "contents"))
 
 
-def _iter_squad(path: Path) -> Iterator[Passage]:
+def _iter_squad(path: Path) -> Iterator[tuple[Where, Passage]]:
     doc = load_json(path)
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, list):
@@ -123,13 +123,13 @@ def _iter_squad(path: Path) -> Iterator[Passage]:
             if not isinstance(para, dict):
                 raise where.error(path, f"expected an object, got {type(para).__name__}")
             text = _nonempty_text(_text_field(para, "context", path, where), path, where, "context")
-            yield Passage(f"{ai}-{pi}", title, text)
+            yield where, Passage(f"{ai}-{pi}", title, text)
 
 
 CTX_FIELDS = ("positive_ctxs", "negative_ctxs", "hard_negative_ctxs")
 
 
-def _iter_dpr_biencoder(path: Path) -> Iterator[Passage]:
+def _iter_dpr_biencoder(path: Path) -> Iterator[tuple[Where, Passage]]:
     seen: set[str] = set()
     for where, rec in iter_records(path):
         for field in CTX_FIELDS:
@@ -151,10 +151,10 @@ def _iter_dpr_biencoder(path: Path) -> Iterator[Passage]:
                 if pid in seen:
                     continue
                 seen.add(pid)
-                yield Passage(pid, title, text)
+                yield cw, Passage(pid, title, text)
 
 
-_READERS: dict[str, Callable[[Path], Iterator[Passage]]] = {
+_READERS: dict[str, Callable[[Path], Iterator[tuple[Where, Passage]]]] = {  # (where, passage) pairs
     "dpr-tsv": _iter_dpr_tsv,
     "passages-jsonl": _iter_passages_jsonl,
     "flashrag": _iter_flashrag,
@@ -193,6 +193,11 @@ def iter_passages(path: str | Path, format: str | None = None, chunk_words: int 
     The format is checked at the call (a question-only file raises at once); records are
     read lazily as the iterator advances.
     """
+    return (p for _, p in _iter_located(path, format, chunk_words))
+
+
+def _iter_located(path: str | Path, format: str | None, chunk_words: int | None) -> Iterator[tuple[Where, Passage]]:
+    """`iter_passages` with where each passage comes from (for errors that name the line)."""
     path = Path(path)
     fmt = resolve_format(path, format, PASSAGES)
     if chunk_words is not None and (isinstance(chunk_words, bool) or not isinstance(chunk_words, int) or chunk_words < 1):
@@ -200,7 +205,7 @@ def iter_passages(path: str | Path, format: str | None = None, chunk_words: int 
     it = _READERS[fmt.name](path)
     if chunk_words is None:
         return it
-    return (c for p in it for c in chunk_passage(p, chunk_words))
+    return ((w, c) for w, p in it for c in chunk_passage(p, chunk_words))
 
 
 def iter_passage_batches(
@@ -222,14 +227,15 @@ def batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
 def load_passages(path: str | Path, format: str | None = None, chunk_words: int | None = None) -> list[Passage]:
     """All passages of a corpus, checked to be non-empty and to have unique ids."""
     path = Path(path)
-    out = list(iter_passages(path, format, chunk_words))
+    out: list[Passage] = []
+    first_seen: dict[str, Where] = {}
+    for where, p in _iter_located(path, format, chunk_words):
+        if p.id in first_seen:
+            raise where.error(path, f"duplicate passage id '{p.id}' (first at {first_seen[p.id]})")
+        first_seen[p.id] = where
+        out.append(p)
     if not out:
         raise InputError("holds no passages", path)
-    seen: set[str] = set()
-    for p in out:
-        if p.id in seen:
-            raise InputError(f"duplicate passage id '{p.id}'", path)
-        seen.add(p.id)
     return out
 
 

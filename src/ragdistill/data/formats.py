@@ -113,6 +113,30 @@ def open_text(path: str | Path) -> IO[str]:
     return open(path, encoding="utf-8-sig", newline=None)
 
 
+def _utf8_error_line(path: Path) -> tuple[int, int] | None:
+    """(1-based line, 1-based byte in that line) of the first line that is not valid UTF-8, or None.
+
+    Text decoding fails a whole block at a time, so this rescans the bytes line by line to
+    tell the user which line to fix (only ever run on the error path).
+    """
+    try:
+        with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    return lineno, exc.start + 1
+    except (OSError, EOFError):
+        return None
+    return None
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> InputError:
+    loc = _utf8_error_line(path)
+    where = f", byte {loc[1]} of the line" if loc else ""
+    return InputError(f"is not UTF-8 text ({exc.reason}{where}); re-encode the file as UTF-8", path, loc[0] if loc else None)
+
+
 def read_head(path: str | Path, n_chars: int = _HEAD_BYTES) -> str:
     """The first `n_chars` characters of a file (decoded), for format detection."""
     path = Path(path)
@@ -120,7 +144,7 @@ def read_head(path: str | Path, n_chars: int = _HEAD_BYTES) -> str:
         with open_text(path) as f:
             return f.read(n_chars)
     except UnicodeDecodeError as exc:
-        raise InputError(f"is not UTF-8 text ({exc.reason} at byte {exc.start} of the first block)", path) from exc
+        raise _not_utf8(path, exc) from exc
     except (OSError, EOFError) as exc:
         raise InputError(f"cannot be read: {exc}", path) from exc
 
@@ -134,7 +158,7 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
             for lineno, line in enumerate(f, 1):  # noqa: B007 - lineno used in the handler
                 yield lineno, line.rstrip("\r\n")
     except UnicodeDecodeError as exc:
-        raise InputError(f"is not UTF-8 text ({exc.reason})", path, lineno + 1) from exc
+        raise _not_utf8(path, exc) from exc
     except (OSError, EOFError) as exc:
         raise InputError(f"cannot be read: {exc}", path, lineno + 1 if lineno else None) from exc
 
@@ -148,7 +172,7 @@ def load_json(path: str | Path) -> Any:
     except json.JSONDecodeError as exc:
         raise InputError(f"is not valid JSON ({exc.msg}, column {exc.colno})", path, exc.lineno) from exc
     except UnicodeDecodeError as exc:
-        raise InputError(f"is not UTF-8 text ({exc.reason})", path) from exc
+        raise _not_utf8(path, exc) from exc
     except (OSError, EOFError) as exc:
         raise InputError(f"cannot be read: {exc}", path) from exc
 
@@ -301,7 +325,7 @@ def detect_format(path: str | Path) -> str:
         return fmt
 
     if stripped[0] == "{":
-        lines = [ln for ln in head.splitlines() if ln.strip()]
+        lines = [ln for ln in head.split("\n") if ln.strip()]  # not splitlines: U+2028 etc. may sit in a JSON string
         complete_first_line = "\n" in head or len(head) < _HEAD_BYTES
         first_line = lines[0] if lines else ""
         if complete_first_line:
@@ -320,7 +344,7 @@ def detect_format(path: str | Path) -> str:
         if re.search(r'"paragraphs"\s*:\s*\[', head) or re.match(r'\s*\{\s*"data"\s*:\s*\[', head):
             return "squad"
         # JSONL whose first line is broken? Then a later line is a JSON object.
-        for i, line in enumerate(head.splitlines()[1:20], 2):
+        for i, line in enumerate(head.split("\n")[1:20], 2):
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError:
@@ -339,7 +363,7 @@ def detect_format(path: str | Path) -> str:
         raise InputError(f"matches no known format; {_UNKNOWN_HINT}", path)
 
     # Tab-separated text.
-    first_line = next((ln for ln in head.splitlines() if ln.strip()), "")
+    first_line = next((ln for ln in head.split("\n") if ln.strip()), "")
     fields = [f.strip().lower() for f in split_tsv(first_line)]
     if "id" in fields and "text" in fields:
         return "dpr-tsv"

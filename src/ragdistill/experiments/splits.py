@@ -51,15 +51,13 @@ def squad_questions_by_article(path: str | Path) -> tuple[list[str], dict[int, l
     return titles, by_article
 
 
-def split_squad_by_article(path: str | Path, out_dir: str | Path, fractions: Sequence[float] = (0.6, 0.2, 0.2),
-                           seed: int = 0) -> dict[str, Path]:
-    """Write train/dev/test question files whose articles are disjoint; returns their paths.
+def plan_squad_split(path: str | Path, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0
+                     ) -> tuple[list[str], dict[int, list], dict[str, list[int]]]:
+    """(titles, questions by article, {split: [article index, ...]}): the split, computed without writing.
 
     `fractions` are the shares of *questions* (train, dev, test) aimed at; articles are
-    shuffled with `seed` and test is filled first, then dev, the rest is train, so every
-    split gets at least one article when there are at least three. Within a split the
-    questions are shuffled too (seeded), so "the first N questions" is a sample of all its
-    articles. ``split.json`` records the source's sha256, the seed and each split's articles.
+    shuffled with `seed` and test is filled first, then dev, the rest is train, so test and
+    train always get at least one article (dev too when there are at least three).
     """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
         raise ConfigError("fractions", f"need three non-negative shares (train, dev, test), got {list(fractions)}")
@@ -71,15 +69,12 @@ def split_squad_by_article(path: str | Path, out_dir: str | Path, fractions: Seq
     if len(articles) < 2:
         raise InputError(f"holds questions from {len(articles)} article(s): at least 2 are needed for an article-disjoint "
                          "train/test split", path)
-    rng = random.Random(seed)
     order = articles[:]
-    rng.shuffle(order)
+    random.Random(seed).shuffle(order)
     n_total = sum(len(by_article[a]) for a in articles)
     assign: dict[str, list[int]] = {s: [] for s in SPLITS}
     counts = {s: 0 for s in SPLITS}
     pending = list(order)
-    # test first, then dev: each takes articles until its share of questions is reached (at least one article
-    # when its share is > 0 and enough articles remain for the splits still to fill).
     for split, share in (("test", fr[2]), ("dev", fr[1])):
         if share <= 0:
             continue
@@ -90,20 +85,35 @@ def split_squad_by_article(path: str | Path, out_dir: str | Path, fractions: Seq
             assign[split].append(a)
             counts[split] += len(by_article[a])
     assign["train"] = pending
-    counts["train"] = sum(len(by_article[a]) for a in pending)
     if fr[0] > 0 and not assign["train"]:
         raise InputError("too few articles to give the train split one", path)
+    return titles, by_article, assign
+
+
+def split_squad_by_article(path: str | Path, out_dir: str | Path, fractions: Sequence[float] = (0.6, 0.2, 0.2),
+                           seed: int = 0) -> dict[str, Path]:
+    """Write train/dev/test question files whose articles are disjoint; returns their paths.
+
+    The split is `plan_squad_split`'s. Within a split the questions are shuffled (seeded), so
+    "the first N questions" is a sample of all its articles. ``split.json`` records the
+    source's sha256, the seed, the question counts and each split's articles. Files already
+    holding the same split are left untouched (their timestamps and hashes stay stable).
+    """
+    path = Path(path)
+    titles, by_article, assign = plan_squad_split(path, fractions, seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for split in SPLITS:
         qs = [(a, q) for a in assign[split] for q in by_article[a]]
         random.Random(f"{seed}-{split}").shuffle(qs)
+        text = "".join(json.dumps({"id": q.id, "question": q.question, "answers": list(q.answers),
+                                   "article": titles[a] if a < len(titles) else str(a)}, ensure_ascii=False) + "\n"
+                       for a, q in qs)
         target = out_dir / f"{split}.jsonl"
-        with atomic_file(target) as f:
-            for a, q in qs:
-                f.write(json.dumps({"id": q.id, "question": q.question, "answers": list(q.answers),
-                                    "article": titles[a] if a < len(titles) else str(a)}, ensure_ascii=False) + "\n")
+        if not (target.is_file() and target.read_text(encoding="utf-8") == text):
+            with atomic_file(target) as f:
+                f.write(text)
         paths[split] = target
     manifest = {
         "source": str(path), "source_sha256": sha256_file(path), "seed": seed, "fractions": list(fractions),

@@ -102,13 +102,9 @@ def row_attention_scores(
     rows = rows.to(query.device)
     n_rows = rows.shape[1]
     with torch.no_grad():
-        q = gather_rows(query.detach(), rows).float()                       # [B, H, A, d]
-        k = key.detach().float()
-        if k.shape[0] == 1 and bsz > 1:
-            k = k.expand(bsz, *k.shape[1:])
-        q = q.view(bsz, n_kv, group, n_rows, head_dim)
-        logits = torch.einsum("bkgad,bktd->bkgat", q, k) * scale              # [B, Hkv, G, A, T]
-        t_kv = logits.shape[-1]
+        q_all = gather_rows(query.detach(), rows)                              # [B, H, A, d]
+        t_kv = key.shape[2]
+        m_rows = None                                                           # [B, 1|H, A, T] bool or float
         if attention_mask is not None:
             m = attention_mask.to(query.device)
             if m.dim() == 2:                                                    # [B, T] padding mask
@@ -116,26 +112,33 @@ def row_attention_scores(
             if m.shape[2] == 1:                                                 # one row shared by all queries
                 m_rows = m.expand(m.shape[0], m.shape[1], n_rows, m.shape[3])
             else:
-                m_rows = gather_rows(m, rows)                                   # [B, 1|H, A, T]
+                m_rows = gather_rows(m, rows)
             m_rows = m_rows[..., -t_kv:]
-            if m_rows.shape[1] == 1:
-                m_rows = m_rows[:, :, None]                                     # broadcast over heads
-            else:
-                m_rows = m_rows.reshape(m_rows.shape[0], n_kv, group, n_rows, t_kv)
-            if m_rows.dtype == torch.bool:
-                logits = logits.masked_fill(~m_rows, float("-inf"))
-            else:
-                logits = logits + m_rows.float()
         elif causal:
-            keep = torch.arange(t_kv, device=query.device)[None, None, :] <= rows[:, :, None]
-            logits = logits.masked_fill(~keep[:, None, None], float("-inf"))
-        probs = torch.softmax(logits, dim=-1).nan_to_num(0.0)                  # fully masked rows -> 0
-        if value_norm:
-            vn = value_norms(value)
-            if vn.shape[0] == 1 and bsz > 1:
-                vn = vn.expand(bsz, *vn.shape[1:])
-            probs = probs * vn[:, :, None, None, :]
-        per_row = probs.sum(dim=(1, 2)) / n_heads                             # [B, A, T] mean over heads
+            m_rows = (torch.arange(t_kv, device=query.device)[None, None, :] <= rows[:, :, None])[:, None]
+        vn_all = value_norms(value) if value_norm else None                    # [B|1, Hkv, T]
+        total = torch.zeros(bsz, n_rows, t_kv, dtype=torch.float32, device=query.device)
+        # one key/value head (and the query heads that read it) at a time: the temporaries stay
+        # [B, G, A, T], a small fraction of what the layer's forward holds anyway
+        for kv in range(n_kv):
+            q = q_all[:, kv * group:(kv + 1) * group].float()                  # [B, G, A, d]
+            k = key[:, kv].detach().float()                                     # [B|1, T, d]
+            logits = torch.matmul(q, k.transpose(-1, -2)[:, None])             # [B, G, A, T]
+            logits.mul_(scale)
+            if m_rows is not None:
+                mk = m_rows if m_rows.shape[1] == 1 else m_rows[:, kv * group:(kv + 1) * group]
+                if mk.dtype == torch.bool:
+                    logits.masked_fill_(~mk, float("-inf"))
+                else:
+                    logits.add_(mk.float())
+            probs = torch.softmax(logits, dim=-1)
+            del logits
+            probs.nan_to_num_(0.0)                                              # fully masked rows -> 0
+            if vn_all is not None:
+                probs.mul_(vn_all[:, kv][:, None, None, :])
+            total.add_(probs.sum(dim=1))
+            del probs
+        per_row = total.div_(n_heads)                                           # [B, A, T] mean over heads
         if row_mask is None:
             return per_row.mean(dim=1)
         w = row_mask.to(per_row.device, torch.float32)

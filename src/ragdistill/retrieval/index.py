@@ -34,6 +34,7 @@ import numpy as np
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, InputError, ModelError
 from ragdistill.retrieval.store import STORE_NAME, PassageStore
+from ragdistill.utils.faults import maybe_fault
 from ragdistill.utils.io import atomic_dir, sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -481,6 +482,7 @@ class PassageIndex:
                 fresh = faiss.clone_index(self.index)
                 fresh.reset()
         _add(fresh, emb)
+        maybe_fault("index_refresh")
         self.index = fresh
         fp = retriever.fingerprint()
         self.manifest = dict(self.manifest, retriever=fp, model=fp["model"], pooling=fp["pooling"], normalize=fp["normalize"])

@@ -307,12 +307,18 @@ class BiEncoderRetriever(nn.Module):
 
     # ------------------------------------------------------------------ inference
     def _autocast(self):
+        """fp16/bf16 autocast on CUDA; bf16 also on CPU (fast with AMX/AVX512-BF16); fp16 on CPU is ignored."""
         if self.precision == "fp32":
             return nullcontext()
-        if self.device.type != "cuda":
-            return nullcontext()  # half precision only pays off (and is only exact enough) on GPU
-        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        return torch.autocast("cuda", dtype=dtype)
+        if self.device.type == "cuda":
+            dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+            return torch.autocast("cuda", dtype=dtype)
+        if self.device.type == "cpu" and self.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        if not getattr(self, "_warned_precision", False):
+            log.warning("precision %s is not used on %s: embedding in float32", self.precision, self.device.type)
+            self._warned_precision = True
+        return nullcontext()
 
     def _encode(self, encoder: nn.Module, texts: list[str], batch_size: int, progress: bool, desc: str) -> np.ndarray:
         if batch_size <= 0:

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from ragdistill.errors import InputError
+from ragdistill.utils.faults import maybe_fault
 from ragdistill.utils.io import atomic_dir, sha256_file
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def save_checkpoint(
         for name, obj in (objects or {}).items():
             torch.save(obj, tmp / f"{name}.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, **(state or {})}, indent=2) + "\n", encoding="utf-8")
+        maybe_fault("checkpoint_write")
         files = {
             p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
             for p in sorted(tmp.iterdir())

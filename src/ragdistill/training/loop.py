@@ -44,6 +44,7 @@ from ragdistill.data.types import Passage, Question
 from ragdistill.errors import ConfigError, InputError, RagdistillError
 from ragdistill.training import checkpoint as ckpt
 from ragdistill.training.config import Config
+from ragdistill.utils.faults import maybe_fault
 from ragdistill.utils.io import atomic_file, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -620,6 +621,7 @@ class Trainer:
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
             st.examples += len(batch) * dist.world_size
+        maybe_fault("step")
         record: dict[str, Any] = {}
         with self.phases("optim"):
             if bad_batch is None:
@@ -653,6 +655,8 @@ class Trainer:
         """The index to evaluate with: the training one, or a fresh one when the retriever moved on."""
         if not (self.cfg.eval.fresh_index and self.cfg.trains_retriever) or self.state.index_step == self.state.step:
             return self.index
+        if self._fresh is not None and self._fresh[0] == self.state.step:
+            return self._fresh[1]       # already embedded with these weights (e.g. final eval after the last dev eval)
         import faiss
 
         from ragdistill.retrieval.index import PassageIndex
@@ -699,6 +703,10 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         """Train to `train.steps` (or an early stop), then save weights, evaluate and mark the run complete."""
+        done = self.out / COMPLETED
+        if self.resume and done.is_file():
+            log.info("%s is already complete: nothing to resume", self.out)
+            return json.loads(done.read_text(encoding="utf-8"))
         self.setup()
         cfg, dist, st = self.cfg, self.dist, self.state
         t_start = time.perf_counter()

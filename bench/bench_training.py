@@ -1,0 +1,232 @@
+"""Training step throughput per regime, with the per-phase split, and step time vs K and prompt length.
+
+Uses the project's own training loop (`ragdistill.training.loop.Trainer`) on the generated
+demo world with the demo configs (configs/demo/*.yaml), a handful of steps each:
+
+* per regime (joint = off-the-shelf distillation, reader = fine-tuned step 1, retriever =
+  fine-tuned step 2 with the bundled reader, FiD joint and FiD perplexity distillation):
+  examples/s, reader tokens/s (counted by a forward pre-hook on the reader: every token the
+  reader reads in the step, prompt and answer) and the loop's own per-phase seconds per step
+  (retrieve, reader, signal, retriever, backward, optim); a full index refresh is timed once
+  per regime that trains the retriever and shown both per refresh and amortised over the
+  config's refresh interval;
+* joint regime, in one process: step time vs K (1, 5, 20 passages, prompt budget large
+  enough to hold them all) and vs the prompt budget (128, 256, 512 tokens at K = 5).
+
+Each regime runs in a fresh process (peak RSS is its own); on a machine with CUDA the
+regimes run again on the GPU, marked with the card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, bench_devices, device_label, run_isolated
+
+REGIMES = {
+    # label: (config file, extra overrides)
+    "joint (off-the-shelf distillation)": ("offshelf_distill.yaml", []),
+    "reader (fine-tuned step 1)": ("finetuned_step1.yaml", []),
+    "retriever (fine-tuned step 2)": ("finetuned_step2.yaml", ["reader.name=smollm2-135m"]),
+    "FiD joint (encoder-decoder distillation)": ("encdec_distill.yaml", []),
+    "FiD perplexity distillation": ("perplexity_distill.yaml", []),
+}
+QUICK_REGIMES = ("joint (off-the-shelf distillation)", "retriever (fine-tuned step 2)")
+LOOP_PHASES = ("retrieve", "reader", "signal", "retriever", "backward", "optim")
+BENCH_OVERRIDES = [  # no evaluation, checkpoints or monitor inside the measured steps
+    "eval.every=0", "eval.final=false", "train.save_every=0", "monitor.every=0", "train.log_every=1000000",
+    "train.steps=1000000",
+]
+
+
+class _TokenCounter:
+    """Counts every token the reader's model reads (forward pre-hook): the reader's share of the work."""
+
+    def __init__(self, model):
+        self.tokens = 0
+        self.calls = 0
+        self.handle = model.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs):
+        mask = kwargs.get("attention_mask")
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if mask is not None:
+            self.tokens += int(mask.sum())
+        elif ids is not None:
+            self.tokens += int(ids.numel())
+        self.calls += 1
+
+    def take(self) -> tuple[int, int]:
+        out = (self.tokens, self.calls)
+        self.tokens, self.calls = 0, 0
+        return out
+
+
+def _trainer(config: str, overrides: list[str], device: str, out: Path):
+    from ragdistill.training.config import load_config
+    from ragdistill.training.loop import Trainer
+
+    cfg = load_config(ROOT / "configs" / "demo" / config, [*BENCH_OVERRIDES, f"runtime.device={device}", *overrides])
+    trainer = Trainer(cfg, out, progress=False)
+    trainer.setup()
+    trainer.phases.take()  # drop setup time (initial index build)
+    return trainer
+
+
+def _measure_steps(trainer, counter: _TokenCounter, steps: int) -> dict[str, Any]:
+    """Run `steps` training steps; wall time, per-phase seconds per step, examples/s, reader tokens/s."""
+    trainer.phases.take()
+    counter.take()
+    ex0 = trainer.state.examples
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+    wall = time.perf_counter() - t0
+    phases = trainer.phases.take()
+    tokens, calls = counter.take()
+    examples = trainer.state.examples - ex0
+    row: dict[str, Any] = {
+        "steps": steps, "step_s": wall / steps, "examples_per_s": examples / wall,
+        "reader_tokens_per_s": tokens / wall, "reader_tokens_per_example": tokens / max(1, examples),
+    }
+    for p in LOOP_PHASES:
+        row[f"{p}_s"] = phases.get(p, 0.0) / steps
+    row["refresh_in_steps_s"] = phases.get("refresh", 0.0) / steps
+    return row
+
+
+def regime_config(label: str, device: str = "cpu", steps: int = 2, warmup: int = 1) -> dict[str, Any]:
+    """One regime in this (fresh) process: setup, `warmup` steps, `steps` measured steps, one timed refresh."""
+    import torch
+
+    from ragdistill.retrieval.refresh import RefreshSchedule
+
+    config, overrides = REGIMES[label]
+    with tempfile.TemporaryDirectory(prefix="ragdistill-bench-train-") as tmp:
+        t0 = time.perf_counter()
+        trainer = _trainer(config, overrides, device, Path(tmp))
+        setup_s = time.perf_counter() - t0
+        counter = _TokenCounter(trainer.reader.model)
+        for _ in range(warmup):
+            trainer.train_step()
+        if device != "cpu":
+            torch.cuda.reset_peak_memory_stats(device)
+        row = {"regime": label, "device": device_label(device), "batch_size": trainer.cfg.train.batch_size,
+               "k": trainer.cfg.train.k, "setup_s": setup_s}
+        row.update(_measure_steps(trainer, counter, steps))
+        if trainer.cfg.trains_retriever:
+            with trainer.phases("refresh"):
+                info = trainer._refresh_index() if hasattr(trainer, "_refresh_index") else trainer.index.refresh(trainer.retriever)
+            refresh_s = trainer.phases.take()["refresh"]
+            interval = _interval(RefreshSchedule.parse(trainer.cfg.index.refresh, key="index.refresh"))
+            row.update({"refresh_s": refresh_s, "passages": len(trainer.index),
+                        "refresh_passages_per_s": len(trainer.index) / refresh_s if refresh_s else None,
+                        "refresh_every": interval,
+                        "refresh_amortised_s": refresh_s / interval if interval else None})
+            row["refresh_info"] = {k: v for k, v in (info or {}).items() if isinstance(v, (int, float, str))}
+        if device != "cpu":
+            row["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        counter.handle.remove()
+    return row
+
+
+def _interval(schedule) -> int | None:
+    """Steps between refreshes at the start of training (the first step that is due after step 0)."""
+    for step in range(1, 100_001):
+        if schedule.is_due(step):
+            return step
+    return None
+
+
+def sweep_config(device: str = "cpu", ks: tuple[int, ...] = (1, 5, 20), budgets: tuple[int, ...] = (128, 256, 512),
+                 steps: int = 2) -> dict[str, Any]:
+    """Joint regime in one process: step time vs K (ample prompt budget) and vs the prompt budget at K = 5."""
+    label = "joint (off-the-shelf distillation)"
+    config, overrides = REGIMES[label]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="ragdistill-bench-sweep-") as tmp:
+        trainer = _trainer(config, [*overrides, f"train.k={max(ks)}"], device, Path(tmp))
+        counter = _TokenCounter(trainer.reader.model)
+        builder = trainer.reader.prompt
+        trainer.train_step()  # warm-up
+        points = [("K", k, k, 4096) for k in ks] + [("prompt budget", b, 5, b) for b in budgets]
+        for sweep, value, k, budget in points:
+            trainer.cfg.train.k = k
+            builder.max_prompt_tokens = budget
+            row = {"sweep": sweep, "value": value, "k": k, "prompt_budget": budget, "device": device_label(device)}
+            row.update(_measure_steps(trainer, counter, steps))
+            row["prompt_tokens_per_example"] = row["reader_tokens_per_example"]
+            rows.append(row)
+        counter.handle.remove()
+    return {"rows": rows}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Every regime (quick: two) and the K / prompt-length sweep, on CPU and, when present, on the GPU."""
+    regimes: list[dict[str, Any]] = []
+    sweep: list[dict[str, Any]] = []
+    errors: list[str] = []
+    labels = QUICK_REGIMES if quick else tuple(REGIMES)
+    for device in bench_devices():
+        gpu = device != "cpu"
+        for label in labels:
+            try:
+                row = run_isolated("bench.bench_training:regime_config",
+                                   {"label": label, "device": device, "steps": 1 if quick else (4 if gpu else 2)},
+                                   timeout=1200)
+            except Exception as exc:
+                errors.append(f"{label} on {device}: {exc}")
+                continue
+            row.pop("baseline_rss_mb", None)
+            row.pop("peak_rss_delta_mb", None)
+            if gpu:
+                row.pop("peak_rss_mb", None)
+            regimes.append(row)
+        try:
+            res = run_isolated("bench.bench_training:sweep_config",
+                               {"device": device, "ks": [1, 5] if quick else [1, 5, 20],
+                                "budgets": [128] if quick else [128, 256, 512], "steps": 1 if quick else 2},
+                               timeout=1200)
+            sweep.extend(res["rows"])
+        except Exception as exc:
+            errors.append(f"sweep on {device}: {exc}")
+
+    ratios: dict[str, float | None] = {}
+    k_rows = {r["value"]: r for r in sweep if r["sweep"] == "K" and r["device"].startswith("cpu")}
+    if 1 in k_rows and max(k_rows) > 1:
+        kmax = max(k_rows)
+        ratios[f"step time K={kmax} / K=1 (cpu)"] = k_rows[kmax]["step_s"] / k_rows[1]["step_s"]
+    for r in regimes:
+        if r["device"].startswith("cpu") and r.get("refresh_s"):
+            ratios[f"refresh / step time, {r['regime'].split(' (')[0]} (cpu)"] = r["refresh_s"] / r["step_s"]
+    joint = next((r for r in regimes if r["regime"].startswith("joint") and r["device"].startswith("cpu")), None)
+    if joint:
+        ratios["reader+backward share of a joint step (cpu)"] = (joint["reader_s"] + joint["backward_s"]) / joint["step_s"]
+    notes = [
+        "Demo world and demo configs (configs/demo), the project's Trainer.train_step; evaluation, checkpoints "
+        "and the monitor are off during the measured steps. Phases are the loop's own timers, in seconds per step.",
+        "reader tokens = every token the reader model reads in the step (prompts and answers; FiD: encoder inputs).",
+        "refresh_s = one full re-embedding of the demo corpus with the current retriever; refresh_amortised_s "
+        "spreads it over the config's refresh interval.",
+    ]
+    return {"title": "Training step throughput per regime, per-phase split, and step time vs K and prompt length",
+            "regimes": regimes, "sweep": sweep, "ratios": ratios, "notes": notes, "errors": errors}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two regimes, one step each, a short sweep")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    print(json.dumps(run(quick=args.quick), indent=2))
+    print(f"# {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""`ragdistill evaluate` on tiny models: metrics.json keys, predictions.jsonl records, seeded samples, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ragdistill.cli.main import main
+from tests.training.conftest import tiny_models, tiny_world  # noqa: F401 - fixtures
+
+
+def _run(models, world, out, *extra):
+    return main(["evaluate", "--reader", models["reader"], "--retriever", models["retriever"], "--corpus", world["corpus"],
+                 "--questions", world["test"], "--k", "3", "--max-new-tokens", "3", "--max-prompt-tokens", "96",
+                 "--out", str(out), "--no-progress", *extra])
+
+
+def test_evaluate_writes_metrics_and_predictions(tiny_models, tiny_world, tmp_path, capsys):
+    from ragdistill.data.questions import load_questions
+    from ragdistill.evaluation.metrics import exact_match, f1_score
+
+    out = tmp_path / "ev"
+    assert _run(tiny_models, tiny_world, out, "--limit", "5", "--seed", "1") == 0
+    table = capsys.readouterr().out
+    assert "| n | HR@1 | HR@5 | HR@20 | EM | F1 |" in table and "wall time" in table
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"n", "hr@1", "hr@5", "hr@20", "em", "f1"} and metrics["n"] == 5
+    rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 5
+    gold = {q.id: q for q in load_questions(tiny_world["test"])}
+    for r in rows:
+        assert set(r) == {"id", "question", "answers", "prediction", "retrieved", "hit", "em", "f1"}
+        assert r["answers"] == gold[r["id"]].answers and len(r["retrieved"]) == 20
+        assert r["em"] == exact_match(r["prediction"], r["answers"]) and r["f1"] == f1_score(r["prediction"], r["answers"])
+    assert metrics["em"] == pytest.approx(sum(r["em"] for r in rows) / 5)
+    assert metrics["f1"] == pytest.approx(sum(r["f1"] for r in rows) / 5)
+    assert metrics["hr@1"] <= metrics["hr@5"] <= metrics["hr@20"]
+    info = json.loads((out / "eval_info.json").read_text())
+    assert info["sample"] == 5 and info["seed"] == 1 and info["wall_seconds"] > 0
+
+    # same seed, same sample (and the index in OUT/index is reused); another seed, another sample
+    again = tmp_path / "ev_again"
+    with pytest.raises(SystemExit) as exc:   # --index and --corpus are exclusive (argparse exits with 2)
+        _run(tiny_models, tiny_world, again, "--limit", "5", "--seed", "1", "--index", str(out / "index"))
+    assert exc.value.code == 2
+    assert main(["evaluate", "--reader", tiny_models["reader"], "--retriever", tiny_models["retriever"], "--index",
+                 str(out / "index"), "--questions", tiny_world["test"], "--k", "3", "--limit", "5", "--seed", "1",
+                 "--no-generate", "--out", str(again), "--no-progress"]) == 0
+    ids_again = [json.loads(x)["id"] for x in (again / "predictions.jsonl").read_text().splitlines()]
+    assert ids_again == [r["id"] for r in rows]
+    assert json.loads((again / "metrics.json").read_text())["hr@5"] == metrics["hr@5"]
+    other = tmp_path / "ev_other"
+    assert main(["evaluate", "--retriever", tiny_models["retriever"], "--index", str(out / "index"), "--questions",
+                 tiny_world["test"], "--limit", "5", "--seed", "2", "--no-generate", "--out", str(other), "--no-progress"]) == 0
+    assert [json.loads(x)["id"] for x in (other / "predictions.jsonl").read_text().splitlines()] != ids_again
+
+
+def test_run_and_checkpoint_directories_resolve(tmp_path):
+    from ragdistill.cli.evaluate import resolve_model
+
+    run = tmp_path / "run"
+    (run / "reader").mkdir(parents=True)
+    (run / "completed.json").write_text(json.dumps({"reader": str(run / "reader"), "retriever": "minilm-l6"}))
+    assert resolve_model(str(run), "reader") == (str(run / "reader"), None)
+    assert resolve_model(str(run), "retriever") == ("minilm-l6", None)
+    step = run / "checkpoints" / "step-000000004"
+    step.mkdir(parents=True)
+    for f in ("manifest.json", "state.json", "retriever.safetensors"):
+        (step / f).write_text("{}")
+    (run / "config.yaml").write_text("retriever: {name: minilm-l6}\nreader: {name: smollm2-135m}\n")
+    assert resolve_model(str(step), "retriever") == ("minilm-l6", step)
+    assert resolve_model(str(step), "reader") == ("smollm2-135m", None)
+    assert resolve_model("smollm2-135m", "reader") == ("smollm2-135m", None)
+
+
+@pytest.mark.parametrize("extra,needle", [(["--k", "0"], "--k"), (["--ks", "1,x"], "--ks"), (["--limit", "0"], "--limit")])
+def test_bad_options_exit_2(tiny_models, tiny_world, tmp_path, capsys, extra, needle):
+    assert _run(tiny_models, tiny_world, tmp_path / "bad", *extra) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_missing_questions_file_names_it(tiny_models, tiny_world, tmp_path, capsys):
+    code = main(["evaluate", "--retriever", tiny_models["retriever"], "--corpus", tiny_world["corpus"], "--questions",
+                 str(tmp_path / "missing.jsonl"), "--no-generate", "--out", str(tmp_path / "o"), "--no-progress"])
+    assert code == 2 and "missing.jsonl" in capsys.readouterr().err

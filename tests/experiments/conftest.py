@@ -1,0 +1,78 @@
+"""Tiny random models (decoder Llama, BERT retriever, FiD T5) and a tiny demo world, saved to disk.
+
+The reproduce runner loads models by name like a user would, so the tiny ones are written
+to directories: the code paths are the real ones, the arithmetic is tiny.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def make_tiny_decoder(out: Path, seed: int = 0) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ragdistill.models import load_tokenizer
+
+    tok = load_tokenizer("smollm2-135m")
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def make_tiny_bert(out: Path, seed: int = 0) -> Path:
+    from transformers import BertConfig, BertModel
+
+    from ragdistill.models import load_tokenizer
+
+    tok = load_tokenizer("minilm-l6")
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512)
+    BertModel(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, str]:
+    from ragdistill.readers.fid_tiny import write_tiny_t5
+
+    root = tmp_path_factory.mktemp("repro_models")
+    return {"reader": str(make_tiny_decoder(root / "decoder")), "retriever": str(make_tiny_bert(root / "retriever")),
+            "fid": str(write_tiny_t5(root / "t5"))}
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory) -> dict[str, str]:
+    from ragdistill.data.demo import write_demo_world
+
+    root = tmp_path_factory.mktemp("repro_world")
+    paths = write_demo_world(root, seed=0, countries=3, people=3, companies=3, rivers=2, inventions=2)
+    return {k: str(v) for k, v in paths.items()}
+
+
+TINY_SETS = [
+    "train.steps=2", "train.log_every=1", "train.save_every=0", "eval.every=1", "eval.batch_size=4", "eval.ks=[1,5]",
+    "data.max_dev=4", "data.max_test=6", "reader.max_prompt_tokens=96", "reader.max_new_tokens=3",
+    "retriever.max_length=48", "index.batch_size=16", "index.refresh=1", "optim.warmup_steps=1", "runtime.device=cpu",
+]
+
+
+def tiny_argv(models: dict[str, str], world: dict[str, str], out: Path, *extra: str) -> list[str]:
+    """`ragdistill reproduce` arguments for a seconds-long run of every setting on the tiny models."""
+    argv = ["reproduce", "--scale", "demo", "--out", str(out), "--corpus", world["corpus"],
+            "--questions-train", world["train"], "--questions-dev", world["dev"], "--questions-test", world["test"],
+            "--reader", models["reader"], "--encdec-reader", models["fid"], "--retriever", models["retriever"],
+            "--analysis-n", "3", "--ig-steps", "1", "--no-progress", "--no-hub-check"]
+    for s in TINY_SETS:
+        argv += ["--set", s]
+    return argv + list(extra)
