@@ -24,7 +24,7 @@ import json
 import time
 from typing import Any
 
-from bench.common import bench_devices, device_label, fmt_si, ratio, timeit
+from bench.common import bench_devices, device_label, fmt_si, md_table, ratio, timeit
 
 READER = "smollm2-135m"
 
@@ -119,7 +119,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         probe = gemm_probe(device, dtype, n=(1024 if quick else 2048) if device == "cpu" else 8192,
                            repeats=3 if quick else 5)
         gemm_rows.append(probe)
-        batch, seq_len = (1, 256) if quick else (2, 512)
+        batch, seq_len = (1, 256) if quick else (1, 512)
         rows = reader_flop_rate(device, batch=batch, seq_len=seq_len, repeats=2 if quick else 3)
         for row in rows:
             row["fraction_of_gemm"] = ratio(row["flops_per_s"], probe["flops_per_s"])
@@ -136,6 +136,23 @@ def run(quick: bool = False) -> dict[str, Any]:
         "title": "Reader FLOP rate vs the machine's GEMM rate",
         "gemm": gemm_rows, "reader": reader_rows, "ratios": ratios, "notes": notes,
     }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The GEMM probe and the reader rows as one table (GFLOP/s and the fraction of the GEMM rate)."""
+    rows = []
+    for g in result.get("gemm", []):
+        rows.append({"what": f"torch.matmul {g['n']}×{g['n']}×{g['n']}", "device": g["device"], "dtype": g["dtype"],
+                     "seconds": g["median_s"], "gflops": g["flops_per_s"] / 1e9, "fraction": 1.0})
+    for r in result.get("reader", []):
+        rows.append({"what": f"{READER} {r['pass']} (batch {r['batch']}×{r['seq_len']} tokens)", "device": r["device"],
+                     "dtype": r["dtype"], "seconds": r["median_s"], "gflops": r["flops_per_s"] / 1e9,
+                     "fraction": r.get("fraction_of_gemm"), "tokens_per_s": r["tokens_per_s"],
+                     "attention_share": r.get("attention_share")})
+    table = md_table(rows, [("what", "measure"), ("device", "device"), ("dtype", "dtype"), ("seconds", "median s"),
+                            ("gflops", "achieved GFLOP/s"), ("fraction", "fraction of GEMM rate"),
+                            ("tokens_per_s", "tokens/s"), ("attention_share", "attention share of FLOPs")])
+    return "\n".join([table, "", *[f"- {n}" for n in result.get("notes", [])]])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,8 +28,8 @@ import math
 import time
 from typing import Any
 
-from bench.common import (bench_devices, current_rss_mb, device_label, load_real_passages, ratio, run_isolated,
-                          synthetic_passages, timeit)
+from bench.common import (bench_devices, current_rss_mb, device_label, load_real_passages, md_table, ratio,
+                          run_isolated, synthetic_passages, timeit)
 
 PAPER_PASSAGES = 21_015_324      # DPR's Wikipedia 2018-12-20 split into 100-word passages (psgs_w100)
 CONTRIEVER_DIM = 768
@@ -39,6 +39,9 @@ GPU_PEAK_BF16 = {                # dense bf16 tensor-core peak, FLOP/s (vendor d
 }
 ASSUMED_ENCODER_MFU = 0.35       # share of that peak a BERT-base encoder reaches in bf16 with length-sorted batches
 ALLGATHER_BYTES_PER_S = {"intra-node (NVLink)": 150e9, "inter-node (InfiniBand)": 20e9}
+ASSUMED_STEP_S = 0.15            # one paper-scale training step (1B reader, batch 1 per GPU, K=5) on an H100: assumption
+REFRESH_OVERHEAD_TARGET = 0.10   # refresh time kept at ≤ 10% of training time when choosing the interval
+GPUS_PER_NODE = 8
 
 
 # --------------------------------------------------------------------------- synthetic data
@@ -128,6 +131,7 @@ def index_config(n: int, d: int, kind: str, nq: int = 64, k: int = 10, pq_m: int
         ivf.cp.niter = kmeans_iter
         ivf.pq.cp.niter = kmeans_iter
         ivf.do_polysemous_training = False  # FAISS's default trains polysemous codes: most of the training time, unused here
+        ivf.pq.cp.max_points_per_centroid = 64  # 16k points per 256-centroid codebook: plenty, and 4x faster training
         sample = x[np.random.default_rng(seed + 2).choice(n, size=min(n, train_sample), replace=False)]
         t = time.perf_counter()
         index.train(sample)
@@ -196,28 +200,32 @@ def embed_config(model: str = "minilm-l6", n: int = 256, batch_size: int = 64, m
     pairs, source = _texts(n)
     passages = [Passage(id=str(i), title=t, text=x) for i, (t, x) in enumerate(pairs)]
     texts = [p.as_text() for p in passages]
-    enc, tok = load_encoder("minilm-l6")
     path = "transformers mean pooling"
     encode = None
-    if model == "bert-base":
-        from transformers import BertConfig, BertModel
-
-        torch.manual_seed(0)
-        enc = BertModel(BertConfig(vocab_size=tok.vocab_size), add_pooling_layer=False).eval()
-    elif model == "minilm-l6":
-        try:
+    enc = tok = None
+    if model == "minilm-l6":
+        try:  # the project's own embedding path (length-sorted batches, its pooling)
             from ragdistill.retrieval.retriever import BiEncoderRetriever
 
             retriever = BiEncoderRetriever.from_pretrained("minilm-l6", max_length=max_length, device=device)
+            enc, tok = retriever.passage_encoder, retriever.tokenizer
             encode = lambda: retriever.encode_passages(passages, batch_size=batch_size)  # noqa: E731
             path = "ragdistill BiEncoderRetriever.encode_passages"
         except (ImportError, AttributeError, TypeError):
             encode = None
-    else:
+    elif model != "bert-base":
         raise ValueError(f"unknown model {model!r}")
-    enc = enc.to(device)
-    if device != "cpu":
-        enc = enc.to(torch.bfloat16)
+    if enc is None:
+        enc, tok = load_encoder("minilm-l6")
+        if model == "bert-base":
+            from transformers import BertConfig, BertModel
+
+            torch.manual_seed(0)
+            enc = BertModel(BertConfig(vocab_size=tok.vocab_size), add_pooling_layer=False).eval()
+        enc = enc.to(device)
+        if device != "cpu":
+            enc = enc.to(torch.bfloat16)
+    base = getattr(enc, "base_model", enc)
 
     if encode is None:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -231,11 +239,13 @@ def embed_config(model: str = "minilm-l6", n: int = 256, batch_size: int = 64, m
                     m = b["attention_mask"].unsqueeze(-1).to(h.dtype)
                     (h * m).sum(1) / m.sum(1).clamp(min=1)
 
+    with torch.inference_mode():  # one small forward: allocator and kernel warm-up stay out of the timed passes
+        enc(**tok(texts[:4], padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device))
     lengths = [len(ids) for ids in tok(texts, truncation=True, max_length=max_length)["input_ids"]]
-    cfg = enc.config
-    layer_params = sum(m.weight.numel() for m in enc.encoder.modules() if isinstance(m, torch.nn.Linear))
+    cfg = base.config
+    layer_params = sum(m.weight.numel() for m in base.encoder.modules() if isinstance(m, torch.nn.Linear))
     flops = sum(2 * layer_params * t + 4 * cfg.num_hidden_layers * cfg.hidden_size * t * t for t in lengths)
-    timing = timeit(encode, repeats=2, warmup=1, device=device)
+    timing = timeit(encode, repeats=2, warmup=0, device=device)
     probe = gemm_probe(device, "float32" if device == "cpu" else "bfloat16", n=gemm_n if device == "cpu" else 8192, repeats=3)
     return {
         "model": model if model != "bert-base" else "bert-base (Contriever arch., random init)",
@@ -244,7 +254,7 @@ def embed_config(model: str = "minilm-l6", n: int = 256, batch_size: int = 64, m
         "passages_per_s": n / timing.median, "gflop_per_passage": flops / n / 1e9,
         "flops_per_s": flops / timing.median, "gemm_flops_per_s": probe["flops_per_s"],
         "fraction_of_gemm": ratio(flops / timing.median, probe["flops_per_s"]),
-        "code_path": path if model == "minilm-l6" else "transformers mean pooling", "text_source": source,
+        "code_path": path, "text_source": source,
     }
 
 
@@ -348,6 +358,56 @@ def project(index_rows: list[dict[str, Any]], embed_rows: list[dict[str, Any]], 
     return rows
 
 
+def settings(embed_rows: list[dict[str, Any]], n: int = PAPER_PASSAGES, d: int = CONTRIEVER_DIM,
+             gpu: str = "H100 SXM", gpu_counts: tuple[int, ...] = (1, 8, 64)) -> list[dict[str, Any]]:
+    """What to pick on 1, 8 and 64 GPUs: refresh time when sharded, the interval that keeps it ≤ 10%, the index.
+
+    Refresh time on N GPUs = (21M passages / N) / per-GPU passages/s + the all-gather of the
+    float16 embeddings; per-GPU passages/s comes from the measured FLOPs per passage at the
+    assumed share of the card's peak (or from a measured GPU row when the suite ran on one).
+    """
+    bert = [r for r in embed_rows if r["model"].startswith("bert-base")]
+    gpu_row = next((r for r in bert if r["device"].startswith("cuda")), None)
+    cpu_row = next((r for r in bert if r["device"].startswith("cpu")), None)
+    if gpu_row is not None:
+        per_gpu, basis = gpu_row["passages_per_s"], f"measured on {gpu_row['device']}"
+    elif cpu_row is not None:
+        per_gpu = GPU_PEAK_BF16[gpu] * ASSUMED_ENCODER_MFU / (cpu_row["gflop_per_passage"] * 1e9)
+        basis = f"projected: {gpu}, {ASSUMED_ENCODER_MFU:.0%} of bf16 peak"
+    else:
+        return []
+    flat_gib = n * d * 4 / 2**30
+    out = []
+    for g in gpu_counts:
+        link = ALLGATHER_BYTES_PER_S["intra-node (NVLink)" if g <= GPUS_PER_NODE else "inter-node (InfiniBand)"]
+        gather = 0.0 if g == 1 else n * d * 2 / link
+        refresh = n / g / per_gpu + gather
+        interval = refresh / (REFRESH_OVERHEAD_TARGET * ASSUMED_STEP_S)
+        if g == 1:
+            index = f"IVF65536,PQ64 on the host (~{(n * 72) / 2**30:.1f} GiB) or flat float16 on the GPU ({flat_gib / 2:.0f} GiB)"
+            advice = ("refresh at most a few times per run, or train the query side only (retriever.query_only: true, "
+                      "no refresh at all); K=5")
+        elif g <= GPUS_PER_NODE:
+            index = (f"flat float16 sharded over the {g} GPUs ({flat_gib / 2 / g:.0f} GiB each, faiss-gpu), "
+                     "or IVF-PQ on the host")
+            advice = f"refresh every ~{_round_interval(interval):,} steps, sharded over the {g} ranks"
+        else:
+            index = f"flat float32 sharded over the {g} GPUs ({flat_gib / g:.1f} GiB each), exact search"
+            advice = f"refresh every ~{_round_interval(interval):,} steps; shard the refresh over all ranks"
+        out.append({"gpus": g, "per_gpu_passages_per_s": per_gpu, "refresh_min": refresh / 60,
+                    "allgather_s": gather, "interval_for_10pct": interval, "index": index, "advice": advice,
+                    "basis": basis})
+    return out
+
+
+def _round_interval(steps: float) -> int:
+    """A round refresh interval near `steps` (100, 200, 500, 1000, 2000, 5000, ...)."""
+    for base in (100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000):
+        if base >= steps:
+            return base
+    return 1_000_000
+
+
 # --------------------------------------------------------------------------- entry point
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -358,9 +418,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         for kind in ("Flat", "IVF-PQ"):
             configs.append({"n": n, "d": 384, "kind": kind, "readd": n < 1_000_000 or kind == "Flat",
                             "repeats": 3 if n < 1_000_000 else 2})
-    if not quick:
-        for kind in ("Flat", "IVF-PQ"):
-            configs.append({"n": 100_000, "d": 768, "kind": kind, "pq_m": 64})
+    if not quick:  # Contriever's dimension at 100k: checks that time and memory scale linearly in d
+        configs.append({"n": 100_000, "d": 768, "kind": "Flat"})
+        configs.append({"n": 100_000, "d": 768, "kind": "IVF-PQ", "pq_m": 64, "train_sample": 25_000})
     index_rows = []
     errors = []
     for cfg in configs:
@@ -376,12 +436,12 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     embed_rows = []
     for device in bench_devices():
-        for model, n_cpu, n_quick in (("minilm-l6", 256, 64), ("bert-base", 32, 8)):
+        for model, n_cpu, n_quick in (("minilm-l6", 128, 32), ("bert-base", 16, 4)):
             n = (n_quick if quick else n_cpu) if device == "cpu" else 2048
             try:
                 row = run_isolated("bench.bench_scale:embed_config",
                                    {"model": model, "n": n, "device": device,
-                                    "batch_size": 32 if device == "cpu" else 256}, timeout=900)
+                                    "batch_size": 16 if device == "cpu" else 256}, timeout=900)
             except Exception as exc:
                 errors.append(f"embed {model} on {device}: {exc}")
                 continue
@@ -418,10 +478,51 @@ def run(quick: bool = False) -> dict[str, Any]:
         "growth": growth_exponents(index_rows),
         "embedding": embed_rows,
         "projection": project(index_rows, embed_rows),
+        "settings": settings(embed_rows),
         "ratios": ratios,
         "notes": notes,
         "errors": errors,
     }
+
+
+INDEX_COLUMNS = [
+    ("passages", "passages"), ("dim", "dim"), ("index", "index"), ("train_s", "train s"), ("add_s", "add s"),
+    ("readd_s", "refresh re-add s"), ("faiss_qps", "FAISS q/s"), ("numpy_qps", "numpy q/s"),
+    ("faiss_vs_numpy", "FAISS/numpy"), ("recall1_at_k", "1-recall@10"), ("recall_k_at_k", "10-recall@10"),
+    ("index_mb", "index MiB"), ("bytes_per_vector", "bytes/vector"), ("peak_rss_mb", "peak RSS MiB"),
+]
+EMBED_COLUMNS = [
+    ("model", "encoder"), ("dim", "dim"), ("device", "device"), ("passages", "passages"), ("mean_tokens", "tokens/passage"),
+    ("passages_per_s", "passages/s"), ("gflop_per_passage", "GFLOP/passage"), ("flops_per_s", "achieved FLOP/s"),
+    ("fraction_of_gemm", "fraction of GEMM"), ("peak_rss_delta_mb", "peak RSS delta MiB"), ("code_path", "code path"),
+]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """Index curves, growth exponents and embedding cost (the projection is rendered by `projection_markdown`)."""
+    growth_cols = [("index", "index"), ("dim", "dim"), ("passages", "passages"), ("slope_build_s", "build"),
+                   ("slope_readd_s", "re-add"), ("slope_search_s_per_query", "search s/query"), ("slope_index_mb", "memory")]
+    parts = ["Index build, refresh re-add and search (top-10, 64 queries) vs corpus size:", "",
+             md_table(result.get("index", []), INDEX_COLUMNS), "",
+             "Growth exponents (log-log slope vs passages; 1 = linear):", "",
+             md_table(result.get("growth", []), growth_cols), "",
+             "Passage embedding cost (real-length passages):", "", md_table(result.get("embedding", []), EMBED_COLUMNS), ""]
+    parts += [f"- {n}" for n in result.get("notes", [])]
+    return "\n".join(parts)
+
+
+def projection_markdown(result: dict[str, Any]) -> str:
+    """The paper-scale projection table (quantity, value, unit, measured or projected)."""
+    return md_table(result.get("projection", []), [("quantity", "quantity"), ("value", "value"), ("unit", "unit"),
+                                                    ("basis", "measured / projected")])
+
+
+def settings_markdown(result: dict[str, Any]) -> str:
+    """Settings per GPU count (refresh time when sharded, interval for ≤ 10% overhead, index, advice)."""
+    return md_table(result.get("settings", []), [
+        ("gpus", "GPUs"), ("per_gpu_passages_per_s", "passages/s per GPU"), ("refresh_min", "full refresh, min"),
+        ("allgather_s", "all-gather s"), ("interval_for_10pct", "steps between refreshes for ≤10% overhead"),
+        ("index", "index"), ("advice", "pick"), ("basis", "basis")])
 
 
 def main(argv: list[str] | None = None) -> int:

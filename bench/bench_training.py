@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, bench_devices, device_label, run_isolated
+from bench.common import ROOT, bench_devices, device_label, md_table, run_isolated
 
 REGIMES = {
     # label: (config file, extra overrides)
@@ -216,6 +216,26 @@ def run(quick: bool = False) -> dict[str, Any]:
     ]
     return {"title": "Training step throughput per regime, per-phase split, and step time vs K and prompt length",
             "regimes": regimes, "sweep": sweep, "ratios": ratios, "notes": notes, "errors": errors}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """Per-regime throughput and phase split, then the K / prompt-budget sweep."""
+    regime_cols = [("regime", "regime"), ("device", "device"), ("batch_size", "batch"), ("k", "K"),
+                   ("step_s", "step s"), ("examples_per_s", "examples/s"), ("reader_tokens_per_s", "reader tokens/s"),
+                   ("retrieve_s", "retrieve s"), ("reader_s", "reader s"), ("signal_s", "signal s"),
+                   ("retriever_s", "retriever s"), ("backward_s", "backward s"), ("optim_s", "optim s"),
+                   ("refresh_s", "refresh s (one)"), ("refresh_every", "refresh every"),
+                   ("refresh_amortised_s", "refresh s/step"), ("peak_rss_mb", "peak RSS MiB"), ("peak_mem_mb", "GPU peak MiB")]
+    regimes = result.get("regimes", [])
+    regime_cols = [c for c in regime_cols if any(r.get(c[0]) is not None for r in regimes)]
+    sweep_cols = [("sweep", "sweep"), ("value", "value"), ("device", "device"), ("prompt_tokens_per_example", "reader tokens/example"),
+                  ("step_s", "step s"), ("examples_per_s", "examples/s"), ("reader_tokens_per_s", "reader tokens/s"),
+                  ("retrieve_s", "retrieve s"), ("reader_s", "reader s"), ("retriever_s", "retriever s"),
+                  ("backward_s", "backward s"), ("optim_s", "optim s")]
+    parts = ["Per regime (seconds per step by phase):", "", md_table(regimes, regime_cols), "",
+             "Step time vs K and prompt budget (joint regime):", "", md_table(result.get("sweep", []), sweep_cols), ""]
+    parts += [f"- {n}" for n in result.get("notes", [])]
+    return "\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

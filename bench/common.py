@@ -389,7 +389,7 @@ def fmt_value(value: Any) -> str:
         if value != value or value in (float("inf"), float("-inf")):
             return "—"
         a = abs(value)
-        if a >= 1e5:
+        if a >= 1000:
             return f"{value:.3g}" if a >= 1e9 else f"{value:,.0f}"
         if a >= 100:
             return f"{value:.0f}"

@@ -161,3 +161,47 @@ def test_fp_determinism_of_two_fresh_runs(tiny_models, tiny_world, tmp_path):
     train(cfg, tmp_path / "a", progress=False)
     train(cfg, tmp_path / "b", progress=False)
     assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+
+
+class _FakeMonitor:
+    """Says 'poor teacher' from its second check on (the hook's contract: check(), should_stop(), stop_message())."""
+
+    def __init__(self):
+        self.history, self.failed_streak, self.reference = [], 0, None
+
+    def check(self, reader, step, retriever=None):
+        self.failed_streak += 1 if step >= 2 else 0
+        self.history.append({"step": step})
+        return {"indicators/failed_streak": float(self.failed_streak)}
+
+    def should_stop(self):
+        return self.failed_streak >= 1
+
+    def stop_message(self):
+        return "fake monitor: poor teacher"
+
+
+def test_stop_if_poor_ends_the_run_with_a_checkpoint(tiny_models, tiny_world, tmp_path):
+    cfg = _cfg(tiny_models, tiny_world, **{"train.regime": "reader", "train.steps": 4, "monitor.every": 1,
+                                           "eval.every": 0, "eval.final": False, "train.save_every": 0})
+    summary = Trainer(cfg, tmp_path / "poor", progress=False, monitor=_FakeMonitor(), stop_if_poor=True).run()
+    assert summary["steps"] == 2 and summary["stopped_early"] == "fake monitor: poor teacher"
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "poor" / "checkpoints")] == [2]
+    state = ckpt.read_state(tmp_path / "poor" / "checkpoints" / "step-000000002")
+    assert state["monitor"]["failed_streak"] == 1 and len(state["monitor"]["history"]) == 2
+    recs = [json.loads(x) for x in (tmp_path / "poor" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs if r["kind"] == "monitor"] == [1, 2]
+    # without --stop-if-poor the monitor only logs
+    summary = Trainer(cfg, tmp_path / "logs", progress=False, monitor=_FakeMonitor()).run()
+    assert summary["steps"] == 4 and summary["stopped_early"] is None
+
+
+def test_real_indicator_monitor_is_built_from_the_config(tiny_models, tiny_world, tmp_path):
+    pytest.importorskip("ragdistill.analysis.monitor")
+    cfg = _cfg(tiny_models, tiny_world, **{"train.regime": "reader", "train.steps": 2, "monitor.every": 2,
+                                           "monitor.instances": 2, "eval.every": 0, "eval.final": False})
+    train(cfg, tmp_path / "mon", progress=False)
+    recs = [json.loads(x) for x in (tmp_path / "mon" / "metrics.jsonl").read_text().splitlines()]
+    mon = [r for r in recs if r["kind"] == "monitor"]
+    assert len(mon) == 1 and any(k.startswith("indicators/") for k in mon[0])
+    assert (tmp_path / "mon" / "monitor" / "history.jsonl").is_file()

@@ -89,22 +89,23 @@ def _load_passages(path: str, fmt: str | None):
         from ragdistill.data.corpus import iter_passages
 
         return list(iter_passages(path, format=fmt))
+    from ragdistill.data.formats import iter_lines  # UTF-8 with or without BOM, CRLF, gzip; bad bytes name the line
+
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"not valid JSON ({exc.msg})", path, n) from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or not rec["text"].strip():
-                raise InputError('each line must be an object with a non-empty "text" string '
-                                 '(and optionally "id" and "title")', path, n)
-            title = rec.get("title") or ""
-            if not isinstance(title, str):
-                raise InputError('"title" must be a string', path, n)
-            out.append(Passage(str(rec.get("id", n)), title, rec["text"]))
+    for n, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not valid JSON ({exc.msg})", path, n) from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or not rec["text"].strip():
+            raise InputError('each line must be an object with a non-empty "text" string '
+                             '(and optionally "id" and "title")', path, n)
+        title = rec.get("title") or ""
+        if not isinstance(title, str):
+            raise InputError('"title" must be a string', path, n)
+        out.append(Passage(str(rec.get("id", n)), title, rec["text"]))
     return out
 
 

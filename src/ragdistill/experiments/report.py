@@ -244,14 +244,14 @@ def together_table(rows: Sequence[dict[str, Any]]) -> str:
         if r["status"] in ("not run", "failed") or not BY_NAME[r["name"]].reference:
             continue
         v = r["verdict"] or {}
-        i1 = (v.get("indicator1") or {}).get("holds")
-        i2 = (v.get("indicator2") or {}).get("holds")
+        i1 = _holds((v.get("indicator1") or {}).get("holds")) if v else "–"
+        i2 = _holds((v.get("indicator2") or {}).get("holds")) if v else "–"
         teacher = r["analysis_same_as"] or r["name"]
         delta = "–" if r["delta_hr5"] is None else (
             f"{100 * r['delta_hr5']:+.1f}" + ("" if r["delta_se"] is None else f" (± {200 * r['delta_se']:.1f})"))
         agree = "–" if r["agrees"] is None else ("yes" if r["agrees"] else "**no**")
         lines.append("| " + " | ".join([r["number"], r["name"], f"{teacher}'s final reader", r["signal"], delta,
-                                        r["outcome"], _holds(i1), _holds(i2), r["prediction"] or "–", agree]) + " |")
+                                        r["outcome"], i1, i2, r["prediction"] or "–", agree]) + " |")
     return "\n".join(lines)
 
 

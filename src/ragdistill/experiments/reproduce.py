@@ -465,12 +465,6 @@ def _decide(item: PlannedSetting, items: list[PlannedSetting], options: Options,
                                                "this decoder-only variant runs when a decoder reader is named")
         item.flag = f"{s.enabled_by} (e.g. --reader smollm2-135m)"
         return
-    if not item.selected:
-        if _marker_complete(item.run_dir):
-            item.status, item.reason = "reuse", "not selected by --only; its finished run is shown"
-        else:
-            item.status, item.reason, item.flag = "not run", "not selected by --only", f"--only {s.name} (or no --only)"
-        return
     reasons: list[str] = []
     flags: list[str] = []
     for dep in s.depends_on:
@@ -499,6 +493,11 @@ def _decide(item: PlannedSetting, items: list[PlannedSetting], options: Options,
         flags.append("--corpus PATH --questions-train PATH --questions-test PATH [--questions-dev PATH]")
     if reasons:
         item.status, item.reason, item.flag = "not run", "; ".join(reasons), "; ".join(dict.fromkeys(flags))
+    elif not item.selected:
+        if _marker_complete(item.run_dir):
+            item.status, item.reason = "reuse", "not selected by --only; its finished run is shown"
+        else:
+            item.status, item.reason, item.flag = "not run", "not selected by --only", f"--only {s.name} (or no --only)"
     else:
         item.status = "run"
 
@@ -949,11 +948,6 @@ def run_plan(plan: Plan, say: Callable[[str], None] = _say) -> list[RunResult]:
             continue
         pos = f"[{todo.index(it) + 1}/{len(todo)}]"
         marker = read_marker(it.run_dir)
-        if it.status == "reuse" and not it.selected:
-            results.append(RunResult(it, "reused", marker))
-            run_ids[it.key] = (marker or {}).get("run_id", "")
-            say(f"{pos} {it.key}: shown from its earlier run (not selected by --only)")
-            continue
         bad_dep = next((d for d in it.setting.depends_on if f"{it.dataset.label}/{d}" in failed), None)
         if bad_dep:
             results.append(RunResult(it, "not run", error=f"its dependency {bad_dep} failed"))
@@ -962,6 +956,16 @@ def run_plan(plan: Plan, say: Callable[[str], None] = _say) -> list[RunResult]:
         deps = {d: run_ids.get(f"{it.dataset.label}/{d}", "") for d in it.setting.depends_on}
         key = train_key(it, deps)
         force = options.force and (not options.only or it.setting.name in options.only)
+        if not it.selected:
+            changed = [d for d in it.setting.depends_on if (marker or {}).get("deps", {}).get(d) != deps[d]]
+            if not changed:  # --only: an unselected row is shown from its earlier run, never redone for a config change
+                if marker.get("train_key") != key:
+                    it.reason = "not selected by --only; shown from an earlier run made with a different config"
+                results.append(RunResult(it, "reused", marker))
+                run_ids[it.key] = marker.get("run_id", "")
+                say(f"{pos} {it.key}: shown from its earlier run (not selected by --only)")
+                continue
+            say(f"{pos} {it.key}: re-run although not selected by --only: {', '.join(changed)} re-ran, and it reads its output")
         try:
             if marker and marker.get("completed") and marker.get("train_key") == key and not force:
                 say(f"{pos} {it.key}: reusing the finished run in {it.run_dir}")

@@ -396,6 +396,18 @@ class Trainer:
         if self.monitor is None and cfg.monitor.every > 0:
             self.monitor = self._build_monitor()
 
+    _MONITOR_FIELDS = ("history", "failed_streak", "reference")
+
+    def _monitor_state(self) -> dict[str, Any] | None:
+        if self.monitor is None:
+            return None
+        out = {k: getattr(self.monitor, k) for k in self._MONITOR_FIELDS if hasattr(self.monitor, k)}
+        try:
+            json.dumps(out)
+        except (TypeError, ValueError):
+            return None
+        return out
+
     def _build_monitor(self):
         try:
             from ragdistill.analysis.monitor import IndicatorMonitor
@@ -500,6 +512,9 @@ class Trainer:
                     tensors["index_passage_encoder"] = self._index_snapshot
                 state = asdict(self.state)
                 state.update(rng=rng_state_json(), world_size=dist.world_size, config_sha256=self.cfg.fingerprint())
+                monitor_state = self._monitor_state()
+                if monitor_state is not None:
+                    state["monitor"] = monitor_state
                 path = ckpt.save_checkpoint(
                     self.ckpt_root, self.state.step, modules=modules, tensors=tensors,
                     objects={"optimizer": self.optimizer.state_dict(), "scheduler": scheduler_state(self.scheduler),
@@ -524,6 +539,11 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt.load_object(path, "optimizer"))
         load_scheduler_state(self.scheduler, ckpt.load_object(path, "scheduler"))
         restore_rng(ckpt.load_object(path, "rng"), state.get("rng"))
+        if self.monitor is None and cfg.monitor.every > 0:
+            self.monitor = self._build_monitor()
+        if self.monitor is not None and isinstance(state.get("monitor"), dict):
+            for key, value in state["monitor"].items():   # history, streak and reference continue where they were
+                setattr(self.monitor, key, value)
         known = {f for f in RunState.__dataclass_fields__}
         self.state = RunState(**{k: v for k, v in state.items() if k in known})
         if cfg.trains_retriever and self.state.index_step > 0:
@@ -785,13 +805,16 @@ class Trainer:
     def _run_monitor(self) -> None:
         result = None
         if self.dist.is_main:
-            result = self.monitor.check(self.reader, self.state.step)
+            result = self.monitor.check(self.reader, self.state.step, retriever=self.retriever)
             if isinstance(result, dict):
                 self._log({"step": self.state.step, "kind": "monitor",
                            **{k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}})
             if self.stop_if_poor and self.monitor.should_stop():
-                self.state.stopped_early = "the indicator monitor judged the reader's attention a poor teacher"
+                message = getattr(self.monitor, "stop_message", None)
+                self.state.stopped_early = (message() if callable(message) else
+                                            "the indicator monitor judged the reader's attention a poor teacher")
                 log.warning("stopping early at step %d: %s", self.state.step, self.state.stopped_early)
+        self.reader.model.train(self.cfg.trains_reader)
 
     def _finish(self, seconds: float) -> dict[str, Any]:
         cfg, dist, st = self.cfg, self.dist, self.state
