@@ -114,16 +114,18 @@ def merged_view(current: dict[str, Any], out_dir: Path, current_path: Path | Non
     benches = {k: dict(v, run=v.get("run") or {"date": current.get("date"), "command": current.get("command")})
                for k, v in current.get("benchmarks", {}).items()}
     files = sorted(out_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if out_dir.is_dir() else []
-    for path in files:
-        if current_path is not None and path.resolve() == current_path.resolve():
-            continue
-        old = load_results(path)
-        if not old or old.get("quick"):
-            continue
-        for name, entry in old.get("benchmarks", {}).items():
-            if name not in benches and entry.get("status") == "ok":
-                benches[name] = dict(entry, run=entry.get("run") or {"date": old.get("date"), "command": old.get("command"),
-                                                                      "file": path.name})
+    for want_quick in (False, True):  # full results first; a quick one only where no full one exists (marked)
+        for path in files:
+            if current_path is not None and path.resolve() == current_path.resolve():
+                continue
+            old = load_results(path)
+            if not old or bool(old.get("quick")) != want_quick:
+                continue
+            for name, entry in old.get("benchmarks", {}).items():
+                if name not in benches and entry.get("status") == "ok":
+                    run = dict(entry.get("run") or {"date": old.get("date"), "command": old.get("command")})
+                    run["file"] = path.name
+                    benches[name] = dict(entry, run=run, quick=entry.get("quick", want_quick))
     view["benchmarks"] = {name: benches[name] for name in BENCHMARKS if name in benches}
     return view
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from typing import Any
 
@@ -66,17 +67,26 @@ def reader_flops(model, batch: int, seq_len: int) -> dict[str, float]:
     return {"forward": float(forward), "forward_backward": float(3 * forward), "attention_share": attention / forward}
 
 
-def reader_flop_rate(device: str = "cpu", batch: int = 2, seq_len: int = 512, repeats: int = 3,
-                     model_name: str = READER) -> list[dict[str, Any]]:
-    """Achieved FLOP/s of the reader's forward (inference mode) and forward+backward (LM loss)."""
+def measure(device: str = "cpu", batch: int = 1, seq_len: int = 512, rounds: int = 3, gemm_n: int | None = None,
+            model_name: str = READER) -> dict[str, Any]:
+    """GEMM probe, reader forward and reader forward+backward, interleaved round after round.
+
+    Each round times one GEMM (best of 3 calls), one forward (inference mode) and one
+    forward+backward (LM loss); medians over rounds. Interleaving keeps the machine's drifting
+    load from favouring one side of the ratio.
+    """
     import torch
 
     from ragdistill.models import load_causal_lm
 
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    dtype_name = str(dtype).replace("torch.", "")
+    n = gemm_n or (2048 if device == "cpu" else 8192)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
     model, _ = load_causal_lm(model_name, dtype=dtype, device=device)
     flops = reader_flops(model, batch, seq_len)
-    gen = torch.Generator(device="cpu").manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (batch, seq_len), generator=gen).to(device)
 
     def forward() -> None:
@@ -88,15 +98,27 @@ def reader_flop_rate(device: str = "cpu", batch: int = 2, seq_len: int = 512, re
         out.loss.backward()
         model.zero_grad(set_to_none=True)
 
+    fns = {"gemm": lambda: torch.matmul(a, b), "forward": forward, "forward+backward": forward_backward}
+    for fn in fns.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(max(1, rounds)):
+        times["gemm"].append(timeit(fns["gemm"], repeats=3, warmup=0, device=device).min)
+        for name in ("forward", "forward+backward"):
+            times[name].append(timeit(fns[name], repeats=1, warmup=0, device=device).median)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    gemm_rate = 2 * n**3 / med["gemm"]
+    label = device_label(device)
+    gemm_row = {"device": label, "dtype": dtype_name, "n": n, "median_s": med["gemm"], "flops_per_s": gemm_rate,
+                "rounds": rounds}
     rows = []
-    for name, fn, n_flops in (("forward", forward, flops["forward"]),
-                              ("forward+backward", forward_backward, flops["forward_backward"])):
-        timing = timeit(fn, repeats=repeats, warmup=1, device=device)
+    for name, key in (("forward", "forward"), ("forward+backward", "forward_backward")):
+        rate = flops[key] / med[name]
         row: dict[str, Any] = {
-            "pass": name, "device": device_label(device), "dtype": str(dtype).replace("torch.", ""),
-            "batch": batch, "seq_len": seq_len, "tflop_per_call": n_flops / 1e12,
-            "median_s": timing.median, "flops_per_s": n_flops / timing.median,
-            "tokens_per_s": batch * seq_len / timing.median,
+            "pass": name, "device": label, "dtype": dtype_name, "batch": batch, "seq_len": seq_len,
+            "tflop_per_call": flops[key] / 1e12, "median_s": med[name], "min_s": min(times[name]),
+            "flops_per_s": rate, "tokens_per_s": batch * seq_len / med[name],
+            "attention_share": flops["attention_share"], "fraction_of_gemm": ratio(rate, gemm_rate),
         }
         if device != "cpu":
             row["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -104,9 +126,7 @@ def reader_flop_rate(device: str = "cpu", batch: int = 2, seq_len: int = 512, re
     del model
     if device != "cpu":
         torch.cuda.empty_cache()
-    for row in rows:
-        row["attention_share"] = flops["attention_share"]
-    return rows
+    return {"gemm": gemm_row, "reader": rows}
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -115,20 +135,18 @@ def run(quick: bool = False) -> dict[str, Any]:
     reader_rows: list[dict[str, Any]] = []
     ratios: dict[str, float | None] = {}
     for device in bench_devices():
-        dtype = "float32" if device == "cpu" else "bfloat16"
-        probe = gemm_probe(device, dtype, n=(1024 if quick else 2048) if device == "cpu" else 8192,
-                           repeats=3 if quick else 5)
-        gemm_rows.append(probe)
         batch, seq_len = (1, 256) if quick else (1, 512)
-        rows = reader_flop_rate(device, batch=batch, seq_len=seq_len, repeats=2 if quick else 3)
-        for row in rows:
-            row["fraction_of_gemm"] = ratio(row["flops_per_s"], probe["flops_per_s"])
+        res = measure(device, batch=batch, seq_len=seq_len, rounds=2 if quick else 3,
+                      gemm_n=(1024 if quick else 2048) if device == "cpu" else 8192)
+        gemm_rows.append(res["gemm"])
+        for row in res["reader"]:
             reader_rows.append(row)
             tag = "cpu" if device == "cpu" else "gpu"
             ratios[f"reader {row['pass']} / GEMM rate ({tag})"] = row["fraction_of_gemm"]
     notes = [
-        f"GEMM probe: torch.matmul n×n×n, 2n³ FLOPs per call; reader: {READER}, random token ids, "
-        "FLOPs counted analytically (2·P_matmul·tokens + 4·L·d_attn·T·tokens forward, ×3 for forward+backward).",
+        f"GEMM probe: torch.matmul n×n×n, 2n³ FLOPs per call (best of 3 per round); reader: {READER}, random token "
+        "ids; GEMM, forward and forward+backward interleaved round after round, medians over rounds. FLOPs counted "
+        "analytically (2·P_matmul·tokens + 4·L·d_attn·T·tokens forward, ×3 for forward+backward).",
     ]
     for probe in gemm_rows:
         notes.append(f"{probe['device']}: {fmt_si(probe['flops_per_s'], 'FLOP/s')} {probe['dtype']} GEMM (n={probe['n']}).")

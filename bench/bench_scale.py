@@ -384,7 +384,8 @@ def settings(embed_rows: list[dict[str, Any]], n: int = PAPER_PASSAGES, d: int =
         refresh = n / g / per_gpu + gather
         interval = refresh / (REFRESH_OVERHEAD_TARGET * ASSUMED_STEP_S)
         if g == 1:
-            index = f"IVF65536,PQ64 on the host (~{(n * 72) / 2**30:.1f} GiB) or flat float16 on the GPU ({flat_gib / 2:.0f} GiB)"
+            ivf_gib = (n * 72 + 65536 * d * 4 + d * 256 * 4) / 2**30
+            index = f"IVF65536,PQ64 on the host (~{ivf_gib:.1f} GiB) or flat float16 on the GPU ({flat_gib / 2:.0f} GiB)"
             advice = ("refresh at most a few times per run, or train the query side only (retriever.query_only: true, "
                       "no refresh at all); K=5")
         elif g <= GPUS_PER_NODE:

@@ -106,8 +106,10 @@ def test_merged_view_borrows_missing_benchmarks_from_older_full_runs(tmp_path):
     current = {"date": "now", "command": "python -m bench --only training",
                "benchmarks": {"training": {"status": "ok", "seconds": 1, "result": {}}}}
     view = suite.merged_view(current, tmp_path)
-    assert list(view["benchmarks"]) == ["gemm", "training"]     # suite order; quick runs never borrowed
+    assert list(view["benchmarks"]) == ["gemm", "training", "scale"]  # suite order
     assert view["benchmarks"]["gemm"]["run"]["file"] == "2026-01-01-box.json"
+    assert view["benchmarks"]["scale"]["quick"] is True                    # a quick result only where no full one
+    assert "training" not in json.dumps(view["benchmarks"]["training"].get("run", {}).get("file", ""))
 
 
 def test_json_safe_turns_nan_into_null():

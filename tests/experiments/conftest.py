@@ -61,7 +61,7 @@ def tiny_world(tmp_path_factory) -> dict[str, str]:
 
 
 TINY_SETS = [
-    "train.steps=2", "train.log_every=1", "train.save_every=0", "eval.every=1", "eval.batch_size=4", "eval.ks=[1,5]",
+    "train.steps=2", "train.log_every=1", "train.save_every=0", "eval.every=2", "eval.batch_size=4", "eval.ks=[1,5]",
     "data.max_dev=4", "data.max_test=6", "reader.max_prompt_tokens=96", "reader.max_new_tokens=3",
     "retriever.max_length=48", "index.batch_size=16", "index.refresh=1", "optim.warmup_steps=1", "runtime.device=cpu",
 ]

@@ -11,7 +11,6 @@ one test runs the real executable to check the exit status and stderr end to end
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -119,7 +118,7 @@ def test_corpus_file_arguments(case, bom, crlf, tmp_path_factory, capsys, tiny_m
         assert code == 0, err
         assert (dest / "manifest.json").is_file()
     elif "duplicate" in str(exc):       # the index store refuses duplicates too, while building
-        assert code == 2 and "Traceback" not in err and "duplicate" in err.lower() or "occurs" in err
+        assert code == 2 and "Traceback" not in err and ("duplicate" in err.lower() or "occurs" in err)
         assert not dest.exists() or not any(p.is_file() for p in dest.rglob("*"))
     else:
         check_refused(code, err, path, exc, [dest])
@@ -196,5 +195,3 @@ def test_scores_passages_with_bom_and_latin1(tmp_path, capsys, tiny_models):
     code, out, err = run_main(capsys, [*base, "--passages", str(p)])
     assert code == 2 and f"{p}, line 2" in err and "Traceback" not in err
 
-
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

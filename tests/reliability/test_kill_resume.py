@@ -132,3 +132,25 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(unbroken, tiny_models, tiny
     assert res.returncode == 0, res.stderr[-3000:]
     assert_same_run(unbroken, run)
     count("SIGINT interruptions that lost nothing")
+
+
+def test_fault_spec_parsing(monkeypatch):
+    from ragdistill.utils import faults
+
+    assert faults.parse("step:3, checkpoint_write:1:sigint,index_refresh") == {
+        "step": (3, signal.SIGKILL), "checkpoint_write": (1, signal.SIGINT), "index_refresh": (1, signal.SIGKILL)}
+    for bad in ("step:0", ":2", "step:x", "step:1:SIGNOPE", "a:1:2:3"):
+        with pytest.raises((ValueError, KeyError)):
+            faults.parse(bad)
+    sent = []
+    monkeypatch.setattr(faults.os, "kill", lambda pid, sig: sent.append(sig))
+    monkeypatch.setenv(faults.ENV, "step:2:SIGINT")
+    faults.reset()
+    for _ in range(4):
+        faults.maybe_fault("step")
+        faults.maybe_fault("checkpoint_write")
+    assert sent == [signal.SIGINT]           # only the 2nd hit of the named point fires, once
+    monkeypatch.delenv(faults.ENV)
+    faults.maybe_fault("step")
+    assert sent == [signal.SIGINT]
+    faults.reset()

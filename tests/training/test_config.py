@@ -94,6 +94,7 @@ def test_overrides_win_over_dataset_section():
     ("dataset=squad", "dataset"),
     ("train.batch_size=0", "train.batch_size"),
     ("data.chunk_words=0", "data.chunk_words"),
+    ("train.reader_loss_weight=0", "train.reader_loss_weight"),   # joint trains both
 ])
 def test_mistakes_name_the_key(override, key):
     path = ROOT / "configs" / "paper" / "offshelf_distill.yaml"

@@ -78,8 +78,8 @@ def test_two_processes_joint_regime_stay_in_sync(tiny_models, tiny_world, tmp_pa
     out = tmp_path / "joint"
     proc = _launch(out, tiny_overrides(tiny_models, tiny_world, **{
         "train.regime": "joint", "train.steps": 4, "reader.name": tiny_models["reader"], "eval.every": 0,
-        "eval.final": False, "optim.lr_reader": 1e-3, "optim.lr_retriever": 1e-3, "optim.warmup_steps": 0,
-        "train.save_every": 2, "data.max_train": 2}))
+        "eval.final": False, "optim.lr_reader": 1e-2, "optim.lr_retriever": 1e-3, "optim.warmup_steps": 0,
+        "train.save_every": 2, "data.max_train": 2, "train.reader_loss_weight": 1.0}))
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = json.loads((out / "completed.json").read_text())
     assert done["ranks_in_sync"] and done["world_size"] == 2

@@ -54,7 +54,10 @@ def _hist(ax, vals: np.ndarray, title: str, xlabel: str, color: str, n_undefined
         ax.axvline(vals.mean(), color="black", linestyle="--", linewidth=1.2, label=f"mean = {vals.mean():.3g}")
         ax.legend(fontsize=9, loc="best")
     else:
-        ax.text(0.5, 0.5, "no defined values", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no defined values" + ("\n(ρ undefined: â or sim constant over M)" if n_undefined else ""),
+                ha="center", va="center", transform=ax.transAxes)
+        if range_ is not None:
+            ax.set_xlim(*range_)
     sub = f"n = {vals.size}" + (f", undefined = {n_undefined}" if n_undefined else "")
     ax.set_title(f"{title}\n({sub})", fontsize=10)
     ax.set_xlabel(xlabel, fontsize=10)
@@ -110,7 +113,8 @@ def comparison_figure(per_reader: dict[str, Sequence[InstanceMeasures]], group: 
     for ax, t in zip(axes, ("lift", "Spearman")):
         ax.set_ylabel("instances")
         ax.set_title(f"p{p} {t}")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle(f"Readers compared — {GROUP_TITLE[group]}", fontsize=12)
     fig.tight_layout()

@@ -177,4 +177,7 @@ def advice(v: dict[str, Any]) -> tuple[str, str]:
     if h1 or h2:
         which = "Indicator 1 (answer-related)" if h1 else "Indicator 2 (question-related)"
         return FINE_TUNE, f"only {which} holds: its attention improved over the reference on one axis only"
+    if h1 is None and h2 is None:
+        return NO_BENEFIT, ("neither indicator can be computed (no instance with a defined Spearman): "
+                            "there is no evidence that its attention is a better teacher than the reference's")
     return NO_BENEFIT, "neither indicator holds: its attention is no better a teacher than the reference's"

@@ -33,6 +33,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--reader", default="smollm2-135m", metavar="NAME|CKPT", help="reader model (default: smollm2-135m)")
     p.add_argument("--reader-kind", default="auto", choices=["auto", "decoder", "fid"], help="reader type (default: from the config)")
     p.add_argument("--retriever", default="minilm-l6", metavar="NAME|CKPT", help="retriever model (default: minilm-l6)")
+    p.add_argument("--retriever-max-length", type=int, default=None,
+                   help="tokens per text for a base retriever (default 256; a saved retriever keeps its own; must match the index)")
+    p.add_argument("--pooling", default=None, choices=["mean", "cls"], help="pooling of a base retriever (default: mean)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--index", metavar="DIR", help="a built index (ragdistill index); must match --retriever")
     src.add_argument("--corpus", metavar="PATH", help="a corpus file: an index is built with --retriever into OUT/index (reused on reruns)")
@@ -101,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     from ragdistill.training import checkpoint as ckpt
     from ragdistill.utils.seed import default_device
 
+    if args.retriever_max_length is not None and args.retriever_max_length < 2:
+        raise ConfigError("--retriever-max-length", f"must be at least 2, got {args.retriever_max_length}")
     for key, value in (("--k", args.k), ("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens),
                        ("--max-prompt-tokens", args.max_prompt_tokens)):
         if value <= 0:
@@ -128,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     if (Path(retr_name) / CONFIG_NAME).is_file():
         retriever = BiEncoderRetriever.from_pretrained(retr_name, device=device)
     else:
-        retriever = BiEncoderRetriever.from_pretrained(retr_name, device=device, trust_remote_code=args.trust_remote_code)
+        retriever = BiEncoderRetriever.from_pretrained(retr_name, device=device, trust_remote_code=args.trust_remote_code,
+                                                       max_length=args.retriever_max_length, pooling=args.pooling)
     if retr_ckpt is not None:
         ckpt.load_module(retr_ckpt, "retriever", retriever)
     retriever.eval()

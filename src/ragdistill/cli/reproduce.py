@@ -101,7 +101,7 @@ def run_command(args: argparse.Namespace) -> int:
     from ragdistill.experiments.reproduce import Options, build_plan, format_plan, planned_status, reproduce
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-    argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("ragdistill", "__main__.py")) else None
+    argv = sys.argv[1:] if _launched_as_ragdistill() and "reproduce" in sys.argv[1:3] else None
     command = "ragdistill " + shlex.join(argv) if argv else _command_from_args(args)
     options = Options(
         out=args.out, scale=args.scale, corpus=args.corpus, questions_train=args.questions_train,
@@ -128,6 +128,16 @@ def run_command(args: argparse.Namespace) -> int:
         else:
             print(f"  {r['dataset']:>10} {r['number']:>2} {r['name']:<28} {r['status']}: {r['reason'] or r['error']}")
     return 1 if report["failed"] else 0
+
+
+def _launched_as_ragdistill() -> bool:
+    """True when this process is the `ragdistill` command (or `python -m ragdistill`), so argv is the command line."""
+    from pathlib import Path
+
+    if not sys.argv:
+        return False
+    prog = Path(sys.argv[0])
+    return prog.name == "ragdistill" or (prog.name == "__main__.py" and prog.parent.name == "ragdistill")
 
 
 def _command_from_args(args: argparse.Namespace) -> str:

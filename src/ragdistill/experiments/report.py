@@ -24,7 +24,6 @@ from ragdistill.utils.io import atomic_file, atomic_write_json, atomic_write_tex
 
 log = logging.getLogger(__name__)
 
-FAMILY_TITLE = {"decoder": "decoder-only reader", "fid": "FiD (encoder-decoder) reader"}
 PREDICT_HELP = "helps"
 PREDICT_NO = "no gain"
 
@@ -330,8 +329,18 @@ def histograms(rows: Sequence[dict[str, Any]], fig_dir: Path, dataset: str) -> l
     out = []
     for (family, signal), per_reader in groups.items():
         d = fig_dir / f"{dataset}_{family}_{signal}"
-        written = write_figures(per_reader, d)
-        out += [f"figures/{w}" for w in written]
+        # the figures of a group are redrawn only when its analyses changed (a rerun that reuses them is quick)
+        sources = sorted(str(Path(r["analyses"][signal]["dir"]) / "instances.jsonl") for r in rows
+                         if signal in r["analyses"] and not r["analysis_same_as"] and r["family"] == family)
+        stamp = {"labels": sorted(per_reader), "sources": {p: Path(p).stat().st_mtime_ns for p in sources if Path(p).is_file()}}
+        cached = _read_json(d / "figures.json")
+        if cached and cached.get("stamp") == stamp and all((fig_dir / Path(w).relative_to("figures")).is_file()
+                                                             for w in cached.get("written", [])):
+            out += cached["written"]
+            continue
+        written = [f"figures/{w}" for w in write_figures(per_reader, d)]
+        atomic_write_json(d / "figures.json", {"stamp": stamp, "written": written})
+        out += written
     return out
 
 

@@ -25,15 +25,12 @@ which changes its dependants' keys, so they re-run too. ``--force`` re-runs the 
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import dataclasses
 import datetime as _dt
 import gc
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -41,7 +38,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 from ragdistill.errors import ConfigError, InputError, ModelError, RagdistillError
 from ragdistill.experiments.settings import BY_NAME, DECODER, FID, SETTINGS, Setting

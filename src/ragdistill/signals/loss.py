@@ -31,5 +31,5 @@ def distillation_loss(retriever_scores: torch.Tensor, S: torch.Tensor, theta: fl
     if mask is not None:
         log_q = log_q.masked_fill(~mask, 0.0)                         # p_gold is 0 there
     log_p = torch.log(p_gold.clamp(min=torch.finfo(p_gold.dtype).tiny))
-    kl = torch.where(p_gold > 0, p_gold * (log_p - log_q), torch.zeros_like(log_q))
+    kl = torch.where(p_gold == 0, torch.zeros_like(log_q), p_gold * (log_p - log_q))  # a NaN target stays NaN: the loop skips the step
     return kl.sum() / s.shape[0]

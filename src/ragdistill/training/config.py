@@ -351,6 +351,11 @@ def validate(cfg: Config, check_hardware: bool = False) -> Config:
         raise ConfigError("optim.lr_reader", f"regime '{t.regime}' trains the reader: the learning rate must be > 0")
     if cfg.trains_retriever and o.lr_retriever == 0:
         raise ConfigError("optim.lr_retriever", f"regime '{t.regime}' trains the retriever: the learning rate must be > 0")
+    if t.regime == "joint":
+        for key, w in (("train.reader_loss_weight", t.reader_loss_weight), ("train.retriever_loss_weight", t.retriever_loss_weight)):
+            if w == 0:
+                raise ConfigError(key, "regime 'joint' trains both models: the weight must be > 0 "
+                                       "(use regime 'reader' or 'retriever' to train only one)")
     if o.warmup_steps > t.steps:  # allowed (short smoke runs of long configs), but worth a word
         logging.getLogger(__name__).warning("optim.warmup_steps=%d exceeds train.steps=%d: the learning rate never "
                                             "reaches its peak", o.warmup_steps, t.steps)

@@ -302,6 +302,7 @@ class Trainer:
         self._index_snapshot: dict[str, torch.Tensor] | None = None
         self._fresh: tuple[int, Any, dict[str, torch.Tensor]] | None = None  # (step, index, weights) of the last eval index
         self._stop_requested: str | None = None
+        self._resumed_from: Path | None = None
         self._writer = None
         self._metrics_file = None
         self.index = None
@@ -370,6 +371,7 @@ class Trainer:
             self.reader = build_reader(cfg, self.device)
         if self.retriever is None:
             self.retriever = build_retriever(cfg, self.device)
+        self._check_layers()
         reader_params = _set_trainable(self.reader.model, cfg.trains_reader)
         retriever_params = _set_trainable(self.retriever, cfg.trains_retriever)
         self.reader_params = _unique(reader_params)
@@ -390,11 +392,29 @@ class Trainer:
 
             self.signal_fn = get_signal(cfg.signal.name)
         self._open_index()
+        self._resumed_from = resume_from
         if resume_from is not None:
             self._restore(resume_from)
         self._open_logs()
         if self.monitor is None and cfg.monitor.every > 0:
             self.monitor = self._build_monitor()
+
+    def _check_layers(self) -> None:
+        """signal.layers must exist in the reader: refused before the index is built, naming the key."""
+        layers = self.cfg.signal.layers
+        if layers is None:
+            return
+        mc = getattr(self.reader.model, "config", None)
+        n = None
+        if getattr(self.reader, "kind", "decoder") == "fid":  # cross-attention lives in the decoder
+            n = getattr(mc, "num_decoder_layers", None) or getattr(getattr(mc, "decoder", None), "num_hidden_layers", None)
+        n = n or getattr(mc, "num_hidden_layers", None) or getattr(mc, "n_layer", None)
+        if not n:
+            return  # unknown architecture: the reader checks at the first step
+        bad = [layer for layer in layers if not -n <= layer < n]
+        if bad:
+            raise ConfigError("signal.layers", f"layer(s) {bad} do not exist: the reader has {n} layers "
+                                               f"(0..{n - 1}; negative indices count from the top)")
 
     _MONITOR_FIELDS = ("history", "failed_streak", "reference")
 
@@ -455,7 +475,7 @@ class Trainer:
             return
         step = self.state.step
         kept = []
-        if self.metrics_path.is_file():
+        if self.metrics_path.is_file() and self._resumed_from is not None:  # a fresh start keeps nothing
             for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
                 try:
                     rec = json.loads(line)
@@ -469,7 +489,9 @@ class Trainer:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(self.out / "tensorboard"), purge_step=step + 1 if step else None)
+            tb = self.out / "tensorboard"
+            purge = (step + 1 if self._resumed_from is not None else 0) if tb.is_dir() else None
+            self._writer = SummaryWriter(log_dir=str(tb), purge_step=purge)  # drop events a killed run logged later
         except ImportError:  # pragma: no cover - tensorboard is a dependency
             log.warning("tensorboard is not installed: metrics go to metrics.jsonl only")
 
