@@ -162,8 +162,6 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
     assert err.value.line is not None and str(p) in str(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason="defect for the training owner: signal.layers is checked against the reader "
-                                       "only at the first step, after the index is built (and the error names 'layers')")
 def test_layers_beyond_the_model_are_refused_before_indexing(tiny_models, tiny_world, tmp_path):
     from ragdistill.training.loop import Trainer
     from tests.reliability.test_kill_resume import train_args

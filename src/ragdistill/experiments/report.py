@@ -510,6 +510,8 @@ def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[
                    f"{_minutes(r['seconds']['analysis'])} | {r['steps'] if r['steps'] is not None else '–'} | "
                    f"{r['refreshes'] if r['refreshes'] is not None else '–'} | {r['seeds']['train.seed']} | "
                    f"`{os.path.relpath(r['config'], o.out)}` |")
+    total = sum((r["seconds"]["run"] or 0) + (r["seconds"]["analysis"] or 0) for r in rows if r["status"] != "not run")
+    out += ["", f"Sum of the settings' run and analysis times (what a first run costs, setup excluded): {_minutes(total)}."]
     seeds = {"analysis sample": o.analysis_seed, "demo world": next((r["seeds"]["data.demo_seed"] for r in rows), 0)}
     out += ["", "Seeds: " + ", ".join(f"{k} {v}" for k, v in seeds.items()) + "; each setting's `train.seed` above "
             "(data order and dropout are functions of (seed, step)).", "",
