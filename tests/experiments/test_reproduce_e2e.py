@@ -60,6 +60,7 @@ def test_every_setting_runs_and_the_report_is_filled(run):
     assert set(markers["offshelf_checkpoint_fid"]["analysis"]["dirs"]) == {"attention", "perplexity"}
     assert (out / "custom" / "finetuned_step1" / "reader").is_dir()          # step 2's teacher
     assert (out / "custom" / "offshelf_distill" / "retriever").is_dir()
+    assert not (out / "custom" / "offshelf_distill" / "checkpoints").exists()  # dropped once the setting completed
 
     report = json.loads((out / "report.json").read_text())
     text = (out / "report.md").read_text()

@@ -92,6 +92,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     run.add_argument("--configs", metavar="DIR", help="directory holding demo/ and paper/ configs (default: the checkout's configs/)")
     run.add_argument("--no-hub-check", action="store_true",
                      help="do not probe the Hugging Face hub for models that are not cached (treat them as unavailable)")
+    run.add_argument("--keep-checkpoints", action="store_true",
+                     help="keep each finished training run's checkpoints/ (optimizer state included; gigabytes per "
+                          "setting); by default only the trained reader/ and retriever/ are kept once a setting completes")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     p.set_defaults(func=run_command)
     return p
@@ -110,6 +113,7 @@ def run_command(args: argparse.Namespace) -> int:
         overrides=list(args.overrides), force=args.force, only=only, analysis_n=args.analysis_n,
         analysis_seed=args.analysis_seed, ig_steps=args.ig_steps, progress=not args.no_progress,
         configs_dir=args.configs, command=command, check_hub=not args.no_hub_check,
+        keep_checkpoints=args.keep_checkpoints,
     )
     if args.dry_run:
         plan = build_plan(options, write=False)

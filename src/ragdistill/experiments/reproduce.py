@@ -91,6 +91,7 @@ class Options:
     configs_dir: Path | None = None
     command: str = ""
     check_hub: bool = True
+    keep_checkpoints: bool = False
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -858,6 +859,10 @@ def train_setting(item: PlannedSetting, options: Options) -> dict[str, Any]:
     summary = train(cfg, run_dir, resume=resume, progress=options.progress, config_source=str(item.config_path))
     if summary.get("interrupted"):
         raise KeyboardInterrupt
+    if not options.keep_checkpoints and (run_dir / "checkpoints").is_dir():
+        # the finished run's reader/ and retriever/ are saved apart; the resumable states (optimizer included,
+        # gigabytes per setting) only matter until the run completes
+        shutil.rmtree(run_dir / "checkpoints")
     gc.collect()
     return summary
 
