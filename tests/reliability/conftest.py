@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import HealthCheck, settings
+from tests.tiny_models import make_tiny_reader, make_tiny_retriever
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,39 +31,6 @@ COUNTS: dict[str, int] = {}
 
 def count(key: str, n: int = 1) -> None:
     COUNTS[key] = COUNTS.get(key, 0) + n
-
-
-def make_tiny_reader(out: Path, seed: int = 0) -> Path:
-    """A 2-layer Llama (hidden 32) with SmolLM2's tokenizer, saved to `out`."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from ragdistill.models import load_tokenizer
-
-    tok = load_tokenizer("smollm2-135m")
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
-def make_tiny_retriever(out: Path, seed: int = 0) -> Path:
-    """A 2-layer BERT (hidden 32, no dropout) with MiniLM's tokenizer, saved to `out`."""
-    from transformers import BertConfig, BertModel
-
-    from ragdistill.models import load_tokenizer
-
-    tok = load_tokenizer("minilm-l6")
-    torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=512,
-                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    BertModel(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="session")

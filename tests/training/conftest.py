@@ -10,39 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
-
-
-def make_tiny_reader(out: Path, seed: int = 0) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from ragdistill.models import load_tokenizer
-
-    tok = load_tokenizer("smollm2-135m")
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
-    model = LlamaForCausalLM(cfg)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
-def make_tiny_retriever(out: Path, seed: int = 0) -> Path:
-    from transformers import BertConfig, BertModel
-
-    from ragdistill.models import load_tokenizer
-
-    tok = load_tokenizer("minilm-l6")
-    torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=512,
-                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # data-parallel runs compare exactly
-    BertModel(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+from tests.tiny_models import make_tiny_reader, make_tiny_retriever
 
 
 @pytest.fixture(scope="session")
