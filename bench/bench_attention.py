@@ -285,7 +285,7 @@ def run(quick: bool = False, lengths: list[int] | None = None, answer_tokens: in
 
         device = str(default_device())
     lengths = lengths or ([256, 512] if quick else [512, 2048, 4096])
-    repeats = repeats or (2 if quick else 3)
+    repeats = repeats or (2 if quick else 5)
     rows = []
     for length in lengths:
         t0 = time.perf_counter()
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", default=None, help="prompt lengths in tokens, comma-separated (default 512,2048,4096)")
     parser.add_argument("--answer-tokens", type=int, default=16, help="answer length in tokens (default %(default)s)")
-    parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds (default 3; quick 2)")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds (default 5; quick 2)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads in the children")
     parser.add_argument("--naive-limit-gb", type=float, default=None,

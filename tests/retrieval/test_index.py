@@ -288,3 +288,20 @@ def test_refresh_keeps_ivf_training_or_retrains(tmp_path, tiny_retriever):
         index.refresh(r, retrain=retrain)
         index.set_search_params("nprobe=4")
         assert len(index) == 300 and (index.search(q, 1)[1] == exact).all()
+
+
+@pytest.mark.parametrize("spec", ["IVF4,PQ8", "PQ8", "OPQ8,IVF4,PQ8"])
+def test_pq_indexes_skip_polysemous_training(spec):
+    """FAISS trains polysemous codes for PQ by default: most of train()'s time, never used by search here."""
+    import faiss
+
+    from ragdistill.retrieval.index import make_faiss_index
+
+    index = make_faiss_index(32, spec)
+    inner = [faiss.downcast_index(index)]
+    try:
+        inner.append(faiss.downcast_index(faiss.extract_index_ivf(index)))
+    except RuntimeError:
+        pass
+    flags = [x.do_polysemous_training for x in inner if hasattr(x, "do_polysemous_training")]
+    assert flags and not any(flags)

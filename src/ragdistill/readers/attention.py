@@ -52,6 +52,11 @@ _UNSUPPORTED_TYPES = {
 
 # --------------------------------------------------------------------------- building blocks
 
+#: size of the per-block score temporaries: all heads in one batched matmul below it, key/value
+#: head blocks above it (long prompts with many answer rows)
+_BLOCK_BYTES = 64 * 2**20
+
+
 
 def value_norms(value: torch.Tensor) -> torch.Tensor:
     """‖v_t‖₂ per key/value head: [B, H_kv, T, d] -> [B, H_kv, T] (float32)."""
@@ -118,15 +123,19 @@ def row_attention_scores(
             m_rows = (torch.arange(t_kv, device=query.device)[None, None, :] <= rows[:, :, None])[:, None]
         vn_all = value_norms(value) if value_norm else None                    # [B|1, Hkv, T]
         total = torch.zeros(bsz, n_rows, t_kv, dtype=torch.float32, device=query.device)
-        # one key/value head (and the query heads that read it) at a time: the temporaries stay
-        # [B, G, A, T], a small fraction of what the layer's forward holds anyway
-        for kv in range(n_kv):
-            q = q_all[:, kv * group:(kv + 1) * group].float()                  # [B, G, A, d]
-            k = key[:, kv].detach().float()                                     # [B|1, T, d]
-            logits = torch.matmul(q, k.transpose(-1, -2)[:, None])             # [B, G, A, T]
-            logits.mul_(scale)
+        # key/value heads in blocks (all at once when the [B, H, A, T] temporaries are small, the usual
+        # case: few answer rows): one batched matmul per block instead of a chain of small kernels
+        per_kv = bsz * group * n_rows * t_kv * 4
+        block = max(1, min(n_kv, _BLOCK_BYTES // max(per_kv, 1)))
+        for k0 in range(0, n_kv, block):
+            k1 = min(n_kv, k0 + block)
+            h0, h1 = k0 * group, k1 * group
+            q = q_all[:, h0:h1].float().reshape(bsz, k1 - k0, group * n_rows, head_dim)  # [B, kv, G·A, d]
+            k = key[:, k0:k1].detach().float()                                  # [B|1, kv, T, d]
+            logits = torch.matmul(q, k.transpose(-1, -2))                       # [B, kv, G·A, T]
+            logits = logits.view(bsz, h1 - h0, n_rows, t_kv).mul_(scale)        # [B, H_blk, A, T]
             if m_rows is not None:
-                mk = m_rows if m_rows.shape[1] == 1 else m_rows[:, kv * group:(kv + 1) * group]
+                mk = m_rows if m_rows.shape[1] == 1 else m_rows[:, h0:h1]
                 if mk.dtype == torch.bool:
                     logits.masked_fill_(~mk, float("-inf"))
                 else:
@@ -134,9 +143,10 @@ def row_attention_scores(
             probs = torch.softmax(logits, dim=-1)
             del logits
             probs.nan_to_num_(0.0)                                              # fully masked rows -> 0
+            probs = probs.view(bsz, k1 - k0, group * n_rows, t_kv)
             if vn_all is not None:
-                probs.mul_(vn_all[:, kv][:, None, None, :])
-            total.add_(probs.sum(dim=1))
+                probs.mul_(vn_all[:, k0:k1, None, :])
+            total.add_(probs.view(bsz, (k1 - k0) * group, n_rows, t_kv).sum(dim=1))
             del probs
         per_row = total.div_(n_heads)                                           # [B, A, T] mean over heads
         if row_mask is None:

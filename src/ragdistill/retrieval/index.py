@@ -97,7 +97,7 @@ def make_faiss_index(dim: int, faiss_type: str = "Flat") -> Any:
     if spec == "Flat":
         return faiss.IndexFlatIP(dim)
     try:
-        return faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
         msg = str(exc).strip().splitlines()
         detail = next((line for line in reversed(msg) if line.strip()), "") if msg else ""
@@ -106,6 +106,22 @@ def make_faiss_index(dim: int, faiss_type: str = "Flat") -> Any:
             f"FAISS cannot build '{spec}' for dimension {dim} ({detail}). "
             "Use 'Flat' (exact), or an index_factory string such as 'HNSW32', 'IVF256,Flat', 'IVF4096,PQ64'.",
         ) from None
+    _no_polysemous_training(index)
+    return index
+
+
+def _no_polysemous_training(index: Any) -> None:
+    """IVF-PQ: skip FAISS's polysemous-code training (most of train() time; search never uses it here)."""
+    import faiss
+
+    candidates = [faiss.downcast_index(index)]
+    try:
+        candidates.append(faiss.downcast_index(faiss.extract_index_ivf(index)))
+    except RuntimeError:
+        pass  # not an IVF index
+    for inner in candidates:
+        if hasattr(inner, "do_polysemous_training"):
+            inner.do_polysemous_training = False
 
 
 def _check_trainable(index: Any, n: int, spec: str) -> None:
