@@ -77,6 +77,26 @@ def test_index_then_retrieve(world, tmp_path, capsys):
     assert len((tmp_path / "r2.jsonl").read_text().splitlines()) == 5
 
 
+def test_retrieve_uses_the_settings_the_index_was_built_with(world, tmp_path, capsys):
+    """An index built with --pooling cls --max-length 16 is queried with CLS pooling and 16 tokens too."""
+    encoder = world["retriever"] / "query_encoder"   # a plain Hugging Face encoder directory
+    out = tmp_path / "idx_cls"
+    assert main(["index", "--corpus", str(world["corpus"]), "--retriever", str(encoder), "--pooling", "cls",
+                 "--max-length", "16", "--out", str(out), "--no-progress", "--batch-size", "8"]) == 0
+    built_with = json.loads((out / "manifest.json").read_text())["retriever"]
+    assert built_with["pooling"] == "cls" and built_with["max_length"] == 16
+    capsys.readouterr()
+    code = main(["retrieve", "--index", str(out), "--questions", str(world["questions"]), "--k", "3",
+                 "--out", str(tmp_path / "r.jsonl"), "--json", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["questions"] == 12
+    # an explicit --retriever with other settings is still refused by the index's fingerprint check
+    code = main(["retrieve", "--index", str(out), "--questions", str(world["questions"]), "--retriever", str(encoder),
+                 "--out", str(tmp_path / "r2.jsonl"), "--no-progress"])
+    assert code == 2 and "pooling" in capsys.readouterr().err
+    assert not (tmp_path / "r2.jsonl").exists()
+
+
 def test_index_with_factory_string_and_chunking(world, tmp_path, capsys):
     out = tmp_path / "hnsw"
     assert build(world, out, "--faiss-type", "HNSW8", "--chunk-words", "5") == 0
@@ -114,3 +134,26 @@ def test_help_explains_options(capsys):
             main([cmd, "--help"])
         text = capsys.readouterr().out
         assert "--faiss-type" in text if cmd == "index" else "--match" in text
+
+
+def test_duplicate_passage_id_names_both_lines_and_stops_early(world, tmp_path, capsys):
+    rows = [{"id": p.id, "title": p.title, "text": p.text} for p in world["passages"][:20]]
+    rows[17]["id"] = rows[3]["id"]
+    corpus = tmp_path / "dup.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "idx"
+    code = main(["index", "--corpus", str(corpus), "--retriever", str(world["retriever"]), "--out", str(out),
+                 "--no-progress", "--batch-size", "4"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{corpus}, line 18: duplicate passage id '{rows[3]['id']}' (first at line 4)" in err
+    assert not out.exists() and not list(tmp_path.glob(".idx*"))
+
+
+def test_duplicate_id_from_a_plain_list_names_the_positions(tmp_path):
+    from ragdistill.data.types import Passage
+    from ragdistill.retrieval.store import DuplicatePassageId
+
+    passages = [Passage("a", "", "one"), Passage("b", "", "two"), Passage("a", "", "three")]
+    with pytest.raises(DuplicatePassageId, match=r"passages #1 and #3"):
+        PassageIndex.build(passages, make_tiny_retriever(seed=0), tmp_path / "idx", progress=False)
+    assert not (tmp_path / "idx").exists()

@@ -118,3 +118,15 @@ def test_split_tsv_unquotes_like_dpr():
     assert split_tsv('1\t"Aaron ( or ; ""Ahärôn"") is"\tAaron') == ["1", 'Aaron ( or ; "Ahärôn") is', "Aaron"]
     assert split_tsv('2\t"has\ta tab"\tT') == ["2", "has\ta tab", "T"]
     assert split_tsv("q\t['a', \"b\"]") == ["q", "['a', \"b\"]"]
+
+
+@pytest.mark.parametrize("content,line", [(b"{", 1), (b"{\n", 1), (b"{\r\n\r\n\n", 1), (b'[{"a": 1},\n  {"b":\n\n', 2)])
+def test_truncated_json_names_its_last_line_with_content(tmp_path, content, line):
+    """A document cut short is reported at the line where it stops, not at the blank line after it."""
+    from ragdistill.data.formats import load_json
+
+    path = tmp_path / "cut.json"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=rf"line {line}: .*truncated") as info:
+        load_json(path)
+    assert info.value.line == line and str(path) in str(info.value)

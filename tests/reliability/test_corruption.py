@@ -82,9 +82,6 @@ def test_corrupted_checkpoint_is_refused_and_resume_falls_back(two_checkpoints, 
     shutil.rmtree(root.parent, ignore_errors=True)
 
 
-@pytest.mark.xfail(strict=True, reason="defect for the training owner: checkpoint.load_module/load_tensors/load_object "
-                                       "do not check the manifest, so `evaluate --reader <checkpoint>` loads a bit-flipped "
-                                       "weight file silently (only resume verifies checksums)")
 def test_loading_a_corrupted_checkpoint_directly_is_refused(two_checkpoints, tmp_path):
     root = tmp_path / "checkpoints"
     shutil.copytree(two_checkpoints, root)

@@ -131,3 +131,34 @@ def test_real_full_filesystem(tmp_path):
         assert _tree(root) == before and ckpt.latest_complete(root) == ckpt.checkpoint_dir(root, 1)
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_cli_reports_a_full_disk_without_a_traceback(tmp_path, monkeypatch, capsys):
+    """`ragdistill index` on a full disk: exit 2, a message that says what to do, no partial index."""
+    import json
+
+    import faiss
+
+    from ragdistill.cli.main import main
+    from tests.retrieval.tiny import make_tiny_retriever, synthetic_passages
+
+    retriever_dir = tmp_path / "retriever"
+    make_tiny_retriever(seed=0).save_pretrained(retriever_dir)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": p.id, "title": p.title, "text": p.text}) + "\n"
+                              for p in synthetic_passages(12, seed=0)))
+
+    class WrappedError(Exception):  # a library's own type around the OS error, as safetensors and FAISS do
+        pass
+
+    def full(*args, **kwargs):
+        raise WrappedError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                           "message: \"No space left on device\" })")
+
+    monkeypatch.setattr(faiss, "write_index", full)
+    out = tmp_path / "index"
+    code = main(["index", "--corpus", str(corpus), "--retriever", str(retriever_dir), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the disk is full" in err and "Traceback" not in err and "free some space" in err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".index")]
+    count("failed writes tried")

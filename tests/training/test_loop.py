@@ -205,3 +205,13 @@ def test_real_indicator_monitor_is_built_from_the_config(tiny_models, tiny_world
     mon = [r for r in recs if r["kind"] == "monitor"]
     assert len(mon) == 1 and any(k.startswith("indicators/") for k in mon[0])
     assert (tmp_path / "mon" / "monitor" / "history.jsonl").is_file()
+
+
+def test_k_larger_than_the_corpus_is_refused_before_indexing(tiny_models, tiny_world, tmp_path):
+    from ragdistill.errors import ConfigError
+
+    n_passages = sum(1 for line in Path(tiny_world["corpus"]).read_text().splitlines() if line.strip())
+    cfg = _cfg(tiny_models, tiny_world, **{"train.k": n_passages + 1})
+    with pytest.raises(ConfigError, match=rf"train.k.*k={n_passages + 1}.*holds only {n_passages}"):
+        Trainer(cfg, tmp_path / "run", progress=False).setup()
+    assert not (tmp_path / "run" / "index").exists()

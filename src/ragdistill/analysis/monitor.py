@@ -104,9 +104,9 @@ class IndicatorMonitor:
                           out_dir: Any, nlp: Any, opts: dict[str, Any]) -> None:
         from ragdistill.analysis.run import sample_questions
 
-        known = {"patience", "reference", "corr_threshold", "percentile", "attention_measure", "refresh_passages",
-                 "prefix", "seed"}
-        unknown = set(opts) - known
+        from ragdistill.training.config import MONITOR_OPTIONS as known
+
+        unknown = set(opts) - set(known)
         if unknown:
             raise ConfigError("monitor.options", f"unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
         n = int(getattr(cfg.monitor, "instances", 20))

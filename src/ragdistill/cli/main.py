@@ -9,6 +9,7 @@ Heavy imports (torch, transformers, faiss) happen inside ``func`` so ``--help`` 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -70,6 +71,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ragdistill {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - only a full disk is turned into a message; the rest re-raises
+        if not _disk_full(exc):
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"ragdistill {args.command}: error: the disk is full{where}: {exc}. Nothing was half-written (files "
+              "are written to a temporary name and renamed); free some space or write elsewhere (--out), then run "
+              "the command again (train resumes from its last complete checkpoint).", file=sys.stderr)
+        return 2
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT, also when a library wraps it in its own error type (safetensors, FAISS, SQLite)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc)
+        if "No space left on device" in text or "database or disk is full" in text or "Disk quota exceeded" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 if __name__ == "__main__":

@@ -84,17 +84,20 @@ def run(args: argparse.Namespace) -> int:
     questions = sample_questions(load_questions(args.questions, format=args.format), args.limit, args.seed)
     if not questions:
         raise InputError("no questions to retrieve for", args.questions)
-    name = args.retriever
+    name, settings = args.retriever, {}
     if name is None:
+        # the retriever that built the index, with the settings it used (pooling, max_length, normalize, ...)
         try:
-            manifest = json.loads((Path(args.index) / MANIFEST_NAME).read_text())
-            name = manifest["retriever"]["source"]
-        except (OSError, ValueError, KeyError):
+            built_with = json.loads((Path(args.index) / MANIFEST_NAME).read_text())["retriever"]
+            name = built_with["source"]
+            settings = {k: built_with[k] for k in ("pooling", "max_length", "normalize", "shared", "query_only")
+                        if built_with.get(k) is not None}
+        except (OSError, ValueError, KeyError, TypeError):
             name = None  # load() below reports what is wrong with the directory
     if name is None:
         PassageIndex.load(args.index, verify=False)  # raises the precise error
         raise InputError("the index manifest does not name its retriever: pass --retriever", args.index)
-    retriever = BiEncoderRetriever.from_pretrained(name, device=args.device, precision=args.precision)
+    retriever = BiEncoderRetriever.from_pretrained(name, device=args.device, precision=args.precision, **settings)
     index = PassageIndex.load(args.index, retriever=retriever, verify=not args.no_verify)
     if args.search_params:
         index.set_search_params(args.search_params)

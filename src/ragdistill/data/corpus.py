@@ -193,7 +193,32 @@ def iter_passages(path: str | Path, format: str | None = None, chunk_words: int 
     The format is checked at the call (a question-only file raises at once); records are
     read lazily as the iterator advances.
     """
-    return (p for _, p in _iter_located(path, format, chunk_words))
+    return PassageStream(path, format, chunk_words)
+
+
+class PassageStream:
+    """The passages of one corpus file, streamed; can say which line the n-th passage came from.
+
+    An iterator like any generator; `locate` lets a consumer that finds a problem late (the
+    index store meeting a duplicate id) name the file and line instead of a position.
+    """
+
+    def __init__(self, path: str | Path, format: str | None = None, chunk_words: int | None = None):
+        self.path, self.format, self.chunk_words = Path(path), format, chunk_words
+        self._it = (p for _, p in _iter_located(path, format, chunk_words))  # checks the format now
+
+    def __iter__(self) -> "PassageStream":
+        return self
+
+    def __next__(self) -> Passage:
+        return next(self._it)
+
+    def locate(self, position: int) -> Where | None:
+        """Where the passage at 0-based `position` of the stream sits in the file (reads the file again)."""
+        for i, (where, _) in enumerate(_iter_located(self.path, self.format, self.chunk_words)):
+            if i == position:
+                return where
+        return None
 
 
 def _iter_located(path: str | Path, format: str | None, chunk_words: int | None) -> Iterator[tuple[Where, Passage]]:

@@ -170,6 +170,11 @@ def load_json(path: str | Path) -> Any:
         with open_text(path) as f:
             return json.load(f)
     except json.JSONDecodeError as exc:
+        end = len(exc.doc.rstrip())
+        if exc.pos >= end:  # the document stops early: name the last line with content, not the blank after it
+            line = exc.doc.count("\n", 0, end) + 1
+            raise InputError(f"is not valid JSON: it ends before the document is complete (truncated?; {exc.msg})",
+                             path, line) from exc
         raise InputError(f"is not valid JSON ({exc.msg}, column {exc.colno})", path, exc.lineno) from exc
     except UnicodeDecodeError as exc:
         raise _not_utf8(path, exc) from exc

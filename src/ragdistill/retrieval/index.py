@@ -33,7 +33,7 @@ import numpy as np
 
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, InputError, ModelError
-from ragdistill.retrieval.store import STORE_NAME, PassageStore
+from ragdistill.retrieval.store import STORE_NAME, DuplicatePassageId, PassageStore
 from ragdistill.utils.faults import maybe_fault
 from ragdistill.utils.io import atomic_dir, sha256_file
 
@@ -122,6 +122,18 @@ def _no_polysemous_training(index: Any) -> None:
     for inner in candidates:
         if hasattr(inner, "do_polysemous_training"):
             inner.do_polysemous_training = False
+
+
+def _located_duplicate(exc: DuplicatePassageId, passages: Any) -> InputError:
+    """The duplicate-id error with the file and line of both passages when they came from a corpus file."""
+    locate = getattr(passages, "locate", None)
+    if locate is None:
+        return exc
+    first, second = locate(exc.first), locate(exc.second)
+    if second is None:
+        return exc
+    return second.error(passages.path, f"duplicate passage id '{exc.passage_id}' (first at {first}): ids must be unique "
+                                       "within a corpus (give the passages distinct ids, or let chunking number them)")
 
 
 def _check_trainable(index: Any, n: int, spec: str) -> None:
@@ -249,6 +261,9 @@ class PassageIndex:
                     del emb
                     spool_path.unlink()
                 store.finish()
+            except DuplicatePassageId as exc:
+                store.close()
+                raise _located_duplicate(exc, passages) from None
             except BaseException:
                 store.close()
                 raise

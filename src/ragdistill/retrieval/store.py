@@ -15,6 +15,16 @@ from ragdistill.data.types import Passage
 from ragdistill.errors import InputError
 
 STORE_NAME = "passages.sqlite"
+
+
+class DuplicatePassageId(InputError):
+    """Two passages with one id; `first` and `second` are their 0-based positions in the input."""
+
+    def __init__(self, passage_id: str, first: int, second: int):
+        self.passage_id, self.first, self.second = passage_id, first, second
+        super().__init__(f"passage id '{passage_id}' occurs twice (passages #{first + 1} and #{second + 1} of the input): "
+                         "ids must be unique within a corpus (give the passages distinct ids, or let chunking number them)")
+
 _SCHEMA = "CREATE TABLE passages (row INTEGER PRIMARY KEY, id TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL)"
 
 
@@ -37,6 +47,8 @@ class PassageStore:
         conn.execute("PRAGMA journal_mode=OFF")  # the whole directory is committed atomically instead
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute(_SCHEMA)
+        # unique from the first row: a duplicate stops the build before its embeddings are computed
+        conn.execute("CREATE UNIQUE INDEX passages_id ON passages (id)")
         conn.commit()
         return cls(path, conn, writable=True)
 
@@ -55,24 +67,30 @@ class PassageStore:
 
     def add(self, passages: Sequence[Passage], start_row: int) -> None:
         """Append passages as rows start_row, start_row+1, ..."""
-        self._conn.executemany(
-            "INSERT INTO passages (row, id, title, text) VALUES (?, ?, ?, ?)",
-            ((start_row + i, str(p.id), p.title or "", p.text) for i, p in enumerate(passages)),
-        )
+        try:
+            self._conn.executemany(
+                "INSERT INTO passages (row, id, title, text) VALUES (?, ?, ?, ?)",
+                ((start_row + i, str(p.id), p.title or "", p.text) for i, p in enumerate(passages)),
+            )
+        except sqlite3.IntegrityError:
+            raise self._duplicate(passages, start_row) from None
         self._count = None
 
+    def _duplicate(self, passages: Sequence[Passage], start_row: int) -> DuplicatePassageId:
+        """The first passage of this batch whose id an earlier passage already has."""
+        seen: dict[str, int] = {}
+        for i, p in enumerate(passages):
+            pid = str(p.id)
+            if pid in seen:
+                return DuplicatePassageId(pid, seen[pid], start_row + i)
+            seen[pid] = start_row + i
+            hit = self._conn.execute("SELECT row FROM passages WHERE id = ? AND row < ?", (pid, start_row)).fetchone()
+            if hit is not None:
+                return DuplicatePassageId(pid, int(hit[0]), start_row + i)
+        raise AssertionError("IntegrityError without a duplicate id")  # pragma: no cover
+
     def finish(self) -> None:
-        """Index the ids (refusing duplicates) and close the writer."""
-        try:
-            self._conn.execute("CREATE UNIQUE INDEX passages_id ON passages (id)")
-        except sqlite3.IntegrityError:
-            dup = self._conn.execute(
-                "SELECT id, count(*) FROM passages GROUP BY id HAVING count(*) > 1 LIMIT 1"
-            ).fetchone()
-            raise InputError(
-                f"passage id '{dup[0]}' occurs {dup[1]} times: ids must be unique within a corpus "
-                "(give the passages distinct ids, or let chunking number them)"
-            ) from None
+        """Commit the rows and close the writer (ids were checked for duplicates as they came)."""
         self._conn.commit()
         self._conn.close()
 

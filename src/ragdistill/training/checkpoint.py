@@ -150,9 +150,30 @@ def prune(root: str | Path, keep_last: int) -> list[Path]:
 
 
 def _require(path: Path, name: str) -> Path:
+    """`path/name`, after checking it against the checkpoint's manifest (size and sha256).
+
+    Every loader goes through here, so a checkpoint opened directly (``evaluate --reader
+    <checkpoint>``) is held to the same standard as one picked by ``latest_complete``.
+    """
     fp = path / name
     if not fp.is_file():
         raise InputError(f"checkpoint has no {name}", path)
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise InputError(f"{mpath.name} is missing: the checkpoint was never completed (its save was interrupted); "
+                         "use an earlier checkpoint", path)
+    try:
+        meta = json.loads(mpath.read_text(encoding="utf-8"))["files"][name]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{name} is not listed in a readable manifest ({type(exc).__name__}): "
+                         "the checkpoint is incomplete or was edited; use an earlier checkpoint", mpath) from None
+    size = fp.stat().st_size
+    if size != meta.get("bytes"):
+        raise InputError(f"{name} has {size} bytes, the manifest says {meta.get('bytes')} (truncated?): "
+                         "use an earlier checkpoint", fp)
+    if sha256_file(fp) != meta.get("sha256"):
+        raise InputError(f"{name} does not match its sha256 checksum in the manifest (corrupted): "
+                         "use an earlier checkpoint", fp)
     return fp
 
 

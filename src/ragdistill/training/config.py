@@ -142,6 +142,12 @@ class EvalConfig:
     match: str = "token"
 
 
+#: keys `monitor.options` may hold (see analysis.monitor.IndicatorMonitor); anything else -- out_dir
+#: included: the monitor always writes under <run>/monitor -- is refused when the config loads
+MONITOR_OPTIONS = ("patience", "reference", "corr_threshold", "percentile", "attention_measure", "refresh_passages",
+                   "prefix", "seed")
+
+
 @dataclass
 class MonitorConfig:
     every: int = 0
@@ -316,6 +322,11 @@ def validate(cfg: Config, check_hardware: bool = False) -> Config:
     _choice("reader.dtype", cfg.reader.dtype, DTYPES)
     _choice("retriever.pooling", r.pooling, POOLINGS)
     _choice("optim.name", o.name, OPTIMIZERS)
+    if not isinstance(cfg.monitor.options, dict):
+        raise ConfigError("monitor.options", f"must be a mapping of option: value, got {cfg.monitor.options!r}")
+    unknown = sorted(set(map(str, cfg.monitor.options)) - set(MONITOR_OPTIONS))
+    if unknown:
+        raise ConfigError("monitor.options", f"unknown option(s) {', '.join(unknown)}; known: {', '.join(MONITOR_OPTIONS)}")
     _choice("optim.schedule", o.schedule, SCHEDULES)
     _choice("eval.match", e.match, MATCHES)
     _choice("eval.split", e.split, ("dev", "test", "train"))

@@ -442,13 +442,25 @@ class Trainer:
         from ragdistill.retrieval.index import PassageIndex
 
         cfg, dist = self.cfg, self.dist
+        k = cfg.train.k
         if cfg.index.dir:
             self.index = PassageIndex.load(cfg.index.dir, retriever=self.retriever)
+            if len(self.index) < k:
+                raise ConfigError("train.k", f"k={k} passages per question, but the index {cfg.index.dir} holds only "
+                                             f"{len(self.index)}: lower train.k or use a larger corpus")
             return
         index_dir = self.out / "index"
         if dist.is_main and not (index_dir / "manifest.json").is_file():
+            from itertools import islice
+
             from ragdistill.data.corpus import iter_passages
 
+            # k larger than the corpus is refused before any embedding is spent (reads at most k passages)
+            n = sum(1 for _ in islice(iter_passages(self.data.corpus, format=self.data.corpus_format,
+                                                    chunk_words=self.data.chunk_words), k))
+            if n < k:
+                raise ConfigError("train.k", f"k={k} passages per question, but the corpus {self.data.corpus} holds "
+                                             f"only {n}: lower train.k or use a larger corpus")
             with self.phases("refresh"):
                 PassageIndex.build(
                     iter_passages(self.data.corpus, format=self.data.corpus_format, chunk_words=self.data.chunk_words),
