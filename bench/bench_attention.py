@@ -124,7 +124,7 @@ def _passages(length: int, k: int = 5):
 
 def measure_length(length: int, answer_tokens: int = 16, repeats: int = 5, device: str = "cpu",
                    threads: int | None = None, naive_limit_gb: float | None = None, reader: str = READER,
-                   part: str = "both") -> dict[str, Any]:
+                   part: str = "both", budget_s: float = 20.0) -> dict[str, Any]:
     """Peak memory ('memory'), times ('time') or both of (a), (b), (c) at one prompt length, in this (fresh) process."""
     import torch
 
@@ -235,7 +235,12 @@ def measure_length(length: int, answer_tokens: int = 16, repeats: int = 5, devic
     attention_mod.row_attention_scores = timed_rows
     try:
         for phase in phases:
-            for _ in range(repeats):
+            # at least `repeats` rounds; short prompts get more (until ~budget_s of timing) because a few
+            # hundred milliseconds per forward on a shared VM drift by several percent from round to round
+            t_phase = time.perf_counter()
+            rounds = 0
+            while rounds < repeats or (time.perf_counter() - t_phase < budget_s and rounds < 6 * repeats):
+                rounds += 1
                 for name in phase:
                     spent[0] = 0.0
                     c0 = time.process_time()
@@ -246,6 +251,9 @@ def measure_length(length: int, answer_tokens: int = 16, repeats: int = 5, devic
     finally:
         attention_mod.row_attention_scores = inner
     result["extraction_share_of_b"] = statistics.median(shares) if shares else None
+    if times.get("a_sdpa") and times.get("b_extract"):  # (a) and (b) ran in pairs: the median of the pair ratios
+        result["paired_b_over_a"] = statistics.median(b / a for a, b in zip(times["a_sdpa"], times["b_extract"]))
+    result["rounds"] = {name: len(t) for name, t in times.items()}
     for name in fns:
         result["configs"][name].update(median_s=statistics.median(times[name]), times_s=times[name])
         if not device.startswith("cuda"):
@@ -266,7 +274,7 @@ def _row_ratios(res: dict[str, Any]) -> dict[str, float | None]:
     return {
         "b/a CPU time": ratio(b.get("median_cpu_s"), a.get("median_cpu_s")),
         "c/b CPU time": ratio(n.get("median_cpu_s"), b.get("median_cpu_s")) if n else None,
-        "b/a time": ratio(b.get("median_s"), a.get("median_s")),
+        "b/a time": res.get("paired_b_over_a") or ratio(b.get("median_s"), a.get("median_s")),
         "b/a peak memory": ratio(b.get("peak_mb"), a.get("peak_mb")),
         "c/b time": ratio(n.get("median_s"), b.get("median_s")) if n else None,
         "c/b peak memory": ratio(n.get("peak_mb"), b.get("peak_mb")) if n else None,
@@ -322,8 +330,10 @@ def run(quick: bool = False, lengths: list[int] | None = None, answer_tokens: in
             ratios[f"{key} @ {res['length']}"] = val
     notes = [
         f"reader {reader}, batch 1, prompt of exactly N tokens (5 passages cut by the budget), {answer_tokens}-token answer; "
-        f"median of {repeats} rounds after a warm-up, (a) and (b) alternating, (c) after them. On CPU the process CPU time (all threads) is "
-        "reported too: on a shared machine wall time mostly measures the other jobs.",
+        f"at least {repeats} rounds after a warm-up (more for short prompts, up to ~20 s of timing per config), (a) and (b) "
+        "alternating, (c) after them; times are medians, (b)/(a) time is the median of the per-round ratios (each pair "
+        "ran back to back, so drift cancels). On CPU the process CPU time (all threads) is reported too: on a shared "
+        "machine wall time mostly measures the other jobs.",
         "peak = extra resident memory of one forward (CPU: VmHWM reset via /proc/self/clear_refs, glibc mmap threshold "
         "64 KiB, fresh process per length; CUDA: max_memory_allocated growth).",
         "extraction share of (b): wall time spent computing the answer rows' scores inside (b)'s forward, over (b)'s "

@@ -178,3 +178,20 @@ def test_unavailable_encdec_reader_rows_are_listed_not_run_in_the_report(tmp_pat
     assert "--encdec-reader NAME" in text and "--reader NAME" in text
     assert {r["setting"] for r in report["not_run"]} == set(BY_NAME)
     assert Path(tmp_path / "out" / "report.json").is_file()
+
+
+def test_configs_ship_inside_the_package():
+    """An installed wheel carries the configs (package data); the checkout's configs/ is a link to them."""
+    import tomllib
+
+    import ragdistill
+    from ragdistill.experiments.reproduce import configs_root
+
+    package_dir = Path(ragdistill.__file__).resolve().parent
+    assert configs_root() == package_dir / "configs"
+    shipped = sorted(p.relative_to(package_dir).as_posix() for p in (package_dir / "configs").glob("*/*.yaml"))
+    assert {"configs/demo/offshelf_distill.yaml", "configs/paper/offshelf_distill.yaml"} <= set(shipped)
+    root = package_dir.parents[1]
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "configs/**/*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["ragdistill"]
+    assert (root / "configs").resolve() == package_dir / "configs"

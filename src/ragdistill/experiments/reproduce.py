@@ -148,7 +148,11 @@ class DataSpec:
 
 
 def configs_root(options: Options | None = None) -> Path:
-    """configs/ of the checkout (or --configs / $RAGDISTILL_CONFIGS)."""
+    """--configs, else $RAGDISTILL_CONFIGS, else the configs shipped inside the package.
+
+    The checkout's top-level ``configs/`` is a link to the same directory, so README paths
+    and an installed wheel read the same files.
+    """
     if options is not None and options.configs_dir:
         return Path(options.configs_dir)
     env = os.environ.get("RAGDISTILL_CONFIGS")
@@ -156,11 +160,7 @@ def configs_root(options: Options | None = None) -> Path:
         return Path(env)
     import ragdistill
 
-    here = Path(ragdistill.__file__).resolve()
-    for parent in here.parents:
-        if (parent / "configs" / "demo").is_dir():
-            return parent / "configs"
-    return Path.cwd() / "configs"
+    return Path(ragdistill.__file__).resolve().parent / "configs"
 
 
 def _same_file(a: str | None, b: str | None) -> bool:

@@ -76,6 +76,51 @@ def gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 2, idx)
 
 
+@dataclass
+class RowSetup:
+    """What every layer of one forward shares: the answer rows, their mask over the keys, their weights."""
+
+    rows: torch.Tensor                  # [B, A]
+    mask: torch.Tensor | None           # [B, 1|H, A, T]: bool True = blocked (masked out), or additive float
+    row_w: torch.Tensor                 # [B, A] weight of each row in the mean over rows
+    n_heads: int
+    _coeff: dict = field(default_factory=dict)
+
+    def coeff_for(self, group: int) -> torch.Tensor:
+        """[B, 1, 1, G·A]: 1/H times the row weight, repeated for the G query heads of a key/value head."""
+        if group not in self._coeff:
+            self._coeff[group] = (self.row_w / self.n_heads).repeat(1, group)[:, None, None, :]
+        return self._coeff[group]
+
+
+def row_setup(rows: torch.Tensor, row_mask: torch.Tensor | None, attention_mask: torch.Tensor | None,
+              causal: bool, t_kv: int, n_heads: int) -> RowSetup:
+    """The per-forward part of :func:`row_attention_scores` (mask rows, row weights)."""
+    device = rows.device
+    bsz, n_rows = rows.shape
+    with torch.no_grad():
+        m_rows = None
+        if attention_mask is not None:
+            m = attention_mask.to(device)
+            if m.dim() == 2:                                                    # [B, T] padding mask
+                m = m[:, None, None, :].bool()
+            if m.shape[2] == 1:                                                 # one row shared by all queries
+                m_rows = m.expand(m.shape[0], m.shape[1], n_rows, m.shape[3])
+            else:
+                m_rows = gather_rows(m, rows)
+            m_rows = m_rows[..., -t_kv:]
+            if m_rows.dtype == torch.bool:
+                m_rows = ~m_rows
+        elif causal:
+            m_rows = (torch.arange(t_kv, device=device)[None, None, :] > rows[:, :, None])[:, None]
+        if row_mask is None:
+            row_w = torch.full((bsz, n_rows), 1.0 / n_rows, device=device)
+        else:
+            rm = row_mask.to(device, torch.float32)
+            row_w = rm / rm.sum(dim=1, keepdim=True).clamp(min=1.0)
+    return RowSetup(rows=rows, mask=m_rows, row_w=row_w, n_heads=n_heads)
+
+
 def row_attention_scores(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -86,6 +131,7 @@ def row_attention_scores(
     causal: bool = False,
     scaling: float | None = None,
     value_norm: bool = True,
+    setup: "RowSetup | None" = None,
 ) -> torch.Tensor:
     """Mean over heads and selected query rows of α_{a,t}·‖v_t‖ (or α alone): [B, T_kv] float32.
 
@@ -95,6 +141,7 @@ def row_attention_scores(
     real ones (padding rows are left out of the mean). ``attention_mask`` is a boolean
     (True = attend) or additive float mask broadcastable to [B, 1|H, Q, T_kv]; when it is
     None and ``causal`` is set, query position q sees keys 0..q (no cache offset).
+    ``setup`` (from :func:`row_setup`) reuses the mask and row weights across the layers of one forward.
     """
     bsz, n_heads, q_len, head_dim = query.shape
     n_kv = key.shape[1]
@@ -104,55 +151,42 @@ def row_attention_scores(
     scale = head_dim ** -0.5 if scaling is None else scaling
     if rows is None:
         rows = torch.arange(q_len, device=query.device).expand(bsz, q_len)
-    rows = rows.to(query.device)
+    setup = setup or row_setup(rows.to(query.device), row_mask, attention_mask, causal, key.shape[2], n_heads)
+    m_rows, coeff = setup.mask, setup.coeff_for(group)
+    rows = setup.rows
     n_rows = rows.shape[1]
     with torch.no_grad():
-        q_all = gather_rows(query.detach(), rows)                              # [B, H, A, d]
         t_kv = key.shape[2]
-        m_rows = None                                                           # [B, 1|H, A, T] bool or float
-        if attention_mask is not None:
-            m = attention_mask.to(query.device)
-            if m.dim() == 2:                                                    # [B, T] padding mask
-                m = m[:, None, None, :].bool()
-            if m.shape[2] == 1:                                                 # one row shared by all queries
-                m_rows = m.expand(m.shape[0], m.shape[1], n_rows, m.shape[3])
-            else:
-                m_rows = gather_rows(m, rows)
-            m_rows = m_rows[..., -t_kv:]
-        elif causal:
-            m_rows = (torch.arange(t_kv, device=query.device)[None, None, :] <= rows[:, :, None])[:, None]
+        q_all = gather_rows(query.detach(), rows).float().mul_(scale)           # [B, H, A, d], scaled once
         vn_all = value_norms(value) if value_norm else None                    # [B|1, Hkv, T]
-        total = torch.zeros(bsz, n_rows, t_kv, dtype=torch.float32, device=query.device)
+        total = torch.zeros(bsz, t_kv, dtype=torch.float32, device=query.device)
         # key/value heads in blocks (all at once when the [B, H, A, T] temporaries are small, the usual
-        # case: few answer rows): one batched matmul per block instead of a chain of small kernels
+        # case: few answer rows), one batched matmul per block
         per_kv = bsz * group * n_rows * t_kv * 4
         block = max(1, min(n_kv, _BLOCK_BYTES // max(per_kv, 1)))
         for k0 in range(0, n_kv, block):
             k1 = min(n_kv, k0 + block)
             h0, h1 = k0 * group, k1 * group
-            q = q_all[:, h0:h1].float().reshape(bsz, k1 - k0, group * n_rows, head_dim)  # [B, kv, G·A, d]
+            q = q_all[:, h0:h1].reshape(bsz, k1 - k0, group * n_rows, head_dim)  # [B, kv, G·A, d]
             k = key[:, k0:k1].detach().float()                                  # [B|1, kv, T, d]
             logits = torch.matmul(q, k.transpose(-1, -2))                       # [B, kv, G·A, T]
-            logits = logits.view(bsz, h1 - h0, n_rows, t_kv).mul_(scale)        # [B, H_blk, A, T]
             if m_rows is not None:
                 mk = m_rows if m_rows.shape[1] == 1 else m_rows[:, h0:h1]
+                view = logits.view(bsz, h1 - h0, n_rows, t_kv)
                 if mk.dtype == torch.bool:
-                    logits.masked_fill_(~mk, float("-inf"))
+                    view.masked_fill_(mk, float("-inf"))
                 else:
-                    logits.add_(mk.float())
+                    view.add_(mk.float())
             probs = torch.softmax(logits, dim=-1)
             del logits
-            probs.nan_to_num_(0.0)                                              # fully masked rows -> 0
-            probs = probs.view(bsz, k1 - k0, group * n_rows, t_kv)
-            if vn_all is not None:
-                probs.mul_(vn_all[:, k0:k1, None, :])
-            total.add_(probs.view(bsz, (k1 - k0) * group, n_rows, t_kv).sum(dim=1))
+            if m_rows is not None:
+                probs.nan_to_num_(0.0)                                          # fully masked rows -> 0
+            mixed = torch.matmul(coeff, probs).squeeze(2)                      # [B, kv, T]: Σ over heads and rows
             del probs
-        per_row = total.div_(n_heads)                                           # [B, A, T] mean over heads
-        if row_mask is None:
-            return per_row.mean(dim=1)
-        w = row_mask.to(per_row.device, torch.float32)
-        return (per_row * w[:, :, None]).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)[:, None]
+            if vn_all is not None:
+                mixed.mul_(vn_all[:, k0:k1])
+            total.add_(mixed.sum(dim=1))
+        return total
 
 
 # --------------------------------------------------------------------------- capture state
@@ -168,6 +202,19 @@ class CaptureState:
     value_norm: bool = True
     total: torch.Tensor | None = None       # [B, T] sum over captured layers
     seen_layers: list[int] = field(default_factory=list)
+    _setup: tuple | None = None             # (mask object, causal, T, H, RowSetup): shared by the layers
+
+    def setup(self, attention_mask: torch.Tensor | None, causal: bool, t_kv: int, n_heads: int) -> RowSetup:
+        """The row setup for this layer's mask; built once per forward (every layer gets the same mask)."""
+        cached = self._setup
+        if cached is not None and cached[0] is attention_mask and cached[1:4] == (causal, t_kv, n_heads):
+            return cached[4]
+        built = row_setup(self.rows.to(self._device(attention_mask)), self.row_mask, attention_mask, causal, t_kv, n_heads)
+        self._setup = (attention_mask, causal, t_kv, n_heads, built)
+        return built
+
+    def _device(self, attention_mask: torch.Tensor | None) -> torch.device:
+        return attention_mask.device if attention_mask is not None else self.rows.device
 
     def wants(self, layer_idx: int | None) -> bool:
         return layer_idx is not None and (self.layers is None or layer_idx in self.layers)
@@ -206,8 +253,8 @@ def _capture_attention_forward(module, query, key, value, attention_mask, dropou
         if query.shape[2] != key.shape[2]:
             raise ModelError("attention scores need a forward pass without a KV cache (use_cache=False)")
         causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
-        scores = row_attention_scores(query, key, value, state.rows, state.row_mask, attention_mask,
-                                      causal=bool(causal), scaling=scaling, value_norm=state.value_norm)
+        scores = row_attention_scores(query, key, value, scaling=scaling, value_norm=state.value_norm,
+                                      setup=state.setup(attention_mask, bool(causal), key.shape[2], query.shape[1]))
         state.add(int(layer_idx), scores)
     return out
 
@@ -285,9 +332,9 @@ def _falcon_route(model) -> Iterator[None]:
         state = _active()
         if state is not None and layer_idx is not None and state.wants(layer_idx):
             current.layer = None  # one SDPA call per attention module
-            scores = row_attention_scores(query, key, value, state.rows, state.row_mask, attn_mask,
-                                          causal=bool(is_causal) or attn_mask is None, scaling=scale,
-                                          value_norm=state.value_norm)
+            scores = row_attention_scores(query, key, value, scaling=scale, value_norm=state.value_norm,
+                                          setup=state.setup(attn_mask, bool(is_causal) or attn_mask is None,
+                                                            key.shape[2], query.shape[1]))
             state.add(int(layer_idx), scores)
         return out
 
