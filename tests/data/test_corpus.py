@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import collections.abc
 import json
-import types
 from pathlib import Path
 
 import pytest
@@ -87,7 +87,9 @@ def test_streaming_is_lazy_and_batched(tmp_path):
     lines = ["id\ttext\ttitle"] + [f"{i}\tpassage number {i}\tT{i % 7}" for i in range(30_000)] + ["broken line without tabs"]
     p = write(tmp_path / "big.tsv", "\n".join(lines) + "\n")
     it = iter_passages(p)
-    assert isinstance(it, types.GeneratorType)
+    assert isinstance(it, collections.abc.Iterator) and not isinstance(it, (list, tuple))
+    assert next(it) == Passage("0", "T0", "passage number 0")   # read lazily: the broken last line is not reached
+    assert it.locate(29_999).line == 30_001                       # and it can say where a passage came from
     batches = iter_passage_batches(p, batch_size=1000)
     first = next(batches)
     assert len(first) == 1000 and first[0] == Passage("0", "T0", "passage number 0")
