@@ -19,13 +19,15 @@ activations, memory traffic and Python overhead.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
-import time
+import sys
+from pathlib import Path
 from typing import Any
 
-from bench.common import bench_devices, device_label, fmt_si, md_table, ratio, timeit
+if __package__ in (None, ""):  # run as a script: python bench/bench_gemm.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import bench_devices, device_label, fmt_si, md_table, ratio, timeit  # noqa: E402
 
 READER = "smollm2-135m"
 
@@ -174,14 +176,9 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller matrices and batch (about a minute on 2 cores)")
-    args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    print(json.dumps(run(quick=args.quick), indent=2))
-    print(f"# {time.perf_counter() - t0:.1f} s")
-    return 0
+    from bench.common import script_main
 
+    return script_main(run, __doc__, "smaller matrices and batch (about a minute on 2 cores)", argv)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -22,13 +22,16 @@ an index whose coarse quantizer and codebooks are kept (``reset()`` + ``add()``)
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from bench.common import (bench_devices, current_rss_mb, device_label, load_real_passages, md_table, ratio,
+if __package__ in (None, ""):  # run as a script: python bench/bench_scale.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (bench_devices, current_rss_mb, device_label, load_real_passages, md_table, ratio,  # noqa: E402
                           run_isolated, synthetic_passages, timeit)
 
 PAPER_PASSAGES = 21_015_324      # DPR's Wikipedia 2018-12-20 split into 100-word passages (psgs_w100)
@@ -527,14 +530,9 @@ def settings_markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10k and 100k passages only, fewer passages embedded")
-    args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    print(json.dumps(run(quick=args.quick), indent=2))
-    print(f"# {time.perf_counter() - t0:.1f} s")
-    return 0
+    from bench.common import script_main
 
+    return script_main(run, __doc__, "10k and 100k passages only, fewer passages embedded", argv)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -19,14 +19,16 @@ regimes run again on the GPU, marked with the card.
 
 from __future__ import annotations
 
-import argparse
-import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, bench_devices, device_label, md_table, run_isolated
+if __package__ in (None, ""):  # run as a script: python bench/bench_training.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import ROOT, bench_devices, device_label, md_table, run_isolated  # noqa: E402
 
 REGIMES = {
     # label: (config file, extra overrides)
@@ -239,14 +241,9 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the joint regime only, one step, K in (1, 5)")
-    args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    print(json.dumps(run(quick=args.quick), indent=2))
-    print(f"# {time.perf_counter() - t0:.1f} s")
-    return 0
+    from bench.common import script_main
 
+    return script_main(run, __doc__, "the joint regime only, one step, K in (1, 5)", argv)
 
 if __name__ == "__main__":
     raise SystemExit(main())

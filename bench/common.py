@@ -434,3 +434,17 @@ __all__ = [
 
 if __name__ == "__main__":
     raise SystemExit(_child_main(sys.argv[1:]))
+
+
+def script_main(run: Callable[..., dict[str, Any]], doc: str | None, quick_help: str,
+                argv: list[str] | None = None) -> int:
+    """The command line of a single benchmark script: ``--quick``, the result as JSON on stdout, the wall time."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    print(json.dumps(run(quick=args.quick), indent=2))
+    print(f"# {time.perf_counter() - t0:.1f} s")
+    return 0

@@ -220,3 +220,12 @@ def test_run_isolated_reports_the_childs_peak_rss():
     assert out["passages"] == 2000
     assert out["peak_rss_mb"] >= out["baseline_rss_mb"] > 0
     assert out["peak_rss_delta_mb"] == pytest.approx(out["peak_rss_mb"] - out["baseline_rss_mb"])
+
+
+@pytest.mark.parametrize("name", ["gemm", "retrieval", "attention", "training", "scale"])
+def test_each_benchmark_runs_as_a_script(name):
+    """`python bench/bench_<name>.py --help` from anywhere: the scripts find the bench package themselves."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / f"bench_{name}.py"), "--help"], cwd="/",
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage:" in proc.stdout and "--quick" in proc.stdout
