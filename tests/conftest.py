@@ -36,3 +36,25 @@ def minilm():
     from ragdistill.models import load_encoder
 
     return load_encoder("minilm-l6")
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory) -> dict[str, str]:
+    """A small seeded demo world (corpus, train/dev/test questions) on disk; read-only for the tests."""
+    from ragdistill.data.demo import write_demo_world
+
+    root = tmp_path_factory.mktemp("tiny_world")
+    paths = write_demo_world(root, seed=0, countries=3, people=3, companies=3, rivers=2, inventions=2)
+    return {k: str(v) for k, v in paths.items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, str]:
+    """A 2-layer Llama reader and a 2-layer BERT retriever saved to disk (tests/tiny_models.py).
+
+    tests/experiments overrides it with a set that also holds a tiny FiD T5.
+    """
+    from tests.tiny_models import make_tiny_reader, make_tiny_retriever
+
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {"reader": str(make_tiny_reader(root / "reader")), "retriever": str(make_tiny_retriever(root / "retriever"))}

@@ -46,3 +46,38 @@ def make_tiny_retriever(out: Path, seed: int = 0, dropout: float = 0.0) -> Path:
     BertModel(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def tiny_overrides(models: dict[str, str], world: dict[str, str], **extra) -> list[str]:
+    """--set overrides that turn a demo config into a seconds-long run on the tiny models."""
+    sets = {
+        "reader.name": models["reader"], "reader.kind": "decoder", "reader.max_prompt_tokens": 96,
+        "reader.max_new_tokens": 3, "retriever.name": models["retriever"], "retriever.max_length": 48,
+        "data.corpus": world["corpus"], "data.train": world["train"], "data.dev": world["dev"], "data.test": world["test"],
+        "data.max_dev": 6, "data.max_test": 4, "train.k": 3, "train.steps": 4, "train.log_every": 1,
+        "train.save_every": 2, "eval.every": 2, "eval.batch_size": 4, "index.refresh": "2", "eval.ks": "[1, 3]",
+        "runtime.device": "cpu", "runtime.threads": 0, "optim.warmup_steps": 1, "monitor.every": 0,
+    }
+    sets.update(extra)
+    return [f"{k}={v}" for k, v in sets.items()]
+
+
+def final_weights(run: Path) -> dict[str, torch.Tensor]:
+    """Every final weight file of a run directory (reader/, retriever/), not the checkpoints."""
+    from safetensors.torch import load_file
+
+    out = {}
+    for f in sorted(run.rglob("*.safetensors")):
+        if "checkpoints" in f.parts:
+            continue
+        for k, v in load_file(str(f)).items():
+            out[f"{f.relative_to(run)}:{k}"] = v
+    return out
+
+
+def run_metrics(run: Path, timing: tuple[str, ...]) -> list[dict]:
+    """metrics.jsonl of a run without its timing fields (those differ between two identical runs)."""
+    import json
+
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in timing and not k.startswith("time/")} for r in recs]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from ragdistill.cli.main import main
-from tests.training.conftest import tiny_models, tiny_world  # noqa: F401 - fixtures
 
 
 def _run(models, world, out, *extra):

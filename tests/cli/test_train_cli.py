@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ragdistill.cli.main import main
-from tests.training.conftest import tiny_models, tiny_overrides, tiny_world  # noqa: F401 - fixtures
+from tests.tiny_models import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "demo" / "offshelf_distill.yaml"

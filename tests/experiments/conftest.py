@@ -21,15 +21,6 @@ def tiny_models(tmp_path_factory) -> dict[str, str]:
             "fid": str(write_tiny_t5(root / "t5"))}
 
 
-@pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory) -> dict[str, str]:
-    from ragdistill.data.demo import write_demo_world
-
-    root = tmp_path_factory.mktemp("repro_world")
-    paths = write_demo_world(root, seed=0, countries=3, people=3, companies=3, rivers=2, inventions=2)
-    return {k: str(v) for k, v in paths.items()}
-
-
 TINY_SETS = [
     "train.steps=2", "train.log_every=1", "train.save_every=0", "eval.every=2", "eval.batch_size=4", "eval.ks=[1,5]",
     "data.max_dev=4", "data.max_test=6", "reader.max_prompt_tokens=96", "reader.max_new_tokens=3",

@@ -1,6 +1,6 @@
-"""Shared fixtures of the reliability suite: tiny random models and a tiny world on disk, a CLI runner.
+"""Shared pieces of the reliability suite: a CLI runner, case counts, the hypothesis profile.
 
-The models are 2-layer random transformers saved with ``save_pretrained`` and loaded by path,
+The tiny models and world come from tests/conftest.py: 2-layer random transformers saved with ``save_pretrained`` and loaded by path,
 so every code path (transformers loading, prompts, FAISS, checkpoints) is the real one while
 the arithmetic takes milliseconds. Hypothesis runs a fixed, derandomised number of examples
 (profile ``reliability``), so CI is repeatable; ``HYPOTHESIS_PROFILE=reliability-long`` runs more.
@@ -13,9 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, settings
-from tests.tiny_models import make_tiny_reader, make_tiny_retriever
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,21 +29,6 @@ COUNTS: dict[str, int] = {}
 
 def count(key: str, n: int = 1) -> None:
     COUNTS[key] = COUNTS.get(key, 0) + n
-
-
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("rel_tiny_models")
-    return {"reader": str(make_tiny_reader(root / "reader")), "retriever": str(make_tiny_retriever(root / "retriever"))}
-
-
-@pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory) -> dict[str, str]:
-    from ragdistill.data.demo import write_demo_world
-
-    root = tmp_path_factory.mktemp("rel_tiny_world")
-    paths = write_demo_world(root, seed=0, countries=3, people=3, companies=3, rivers=2, inventions=2)
-    return {k: str(v) for k, v in paths.items()}
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

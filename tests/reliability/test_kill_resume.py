@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from ragdistill.training import checkpoint as ckpt
 from tests.reliability.conftest import ROOT, count, run_cli
+from tests.tiny_models import final_weights, run_metrics, tiny_overrides
 
 CONFIG = ROOT / "configs" / "demo" / "offshelf_distill.yaml"
 TIMING = ("steps_per_s", "peak_mem_mb", "seconds")
@@ -28,42 +28,20 @@ TIMING = ("steps_per_s", "peak_mem_mb", "seconds")
 
 def train_args(models: dict[str, str], world: dict[str, str], out: Path, *extra: str) -> list[str]:
     """A 6-step joint run on the tiny models: checkpoints at 2, 4, 6 (two kept), index refreshed at 2 and 4."""
-    sets = {
-        "reader.name": models["reader"], "reader.kind": "decoder", "reader.max_prompt_tokens": 96,
-        "reader.max_new_tokens": 3, "retriever.name": models["retriever"], "retriever.max_length": 48,
-        "data.corpus": world["corpus"], "data.train": world["train"], "data.dev": world["dev"], "data.test": world["test"],
-        "data.max_test": 4, "train.k": 3, "train.steps": 6, "train.save_every": 2, "train.keep_last": 2,
-        "train.log_every": 1, "eval.every": 0, "eval.ks": "[1,3]", "index.refresh": "2", "runtime.device": "cpu",
-        "runtime.threads": 1, "optim.warmup_steps": 1,
-    }
+    sets = tiny_overrides(models, world, **{"train.steps": 6, "train.keep_last": 2, "eval.every": 0,
+                                            "runtime.threads": 1})
     args = ["train", "--config", str(CONFIG), "--out", str(out), "--no-progress", *extra]
-    for k, v in sets.items():
-        args += ["--set", f"{k}={v}"]
+    for s in sets:
+        args += ["--set", s]
     return args
 
 
-def weights(run: Path) -> dict[str, torch.Tensor]:
-    """Every final weight file of a run (reader/, retriever/), not the checkpoints."""
-    out = {}
-    for f in sorted(run.rglob("*.safetensors")):
-        if "checkpoints" in f.parts:
-            continue
-        for k, v in load_file(str(f)).items():
-            out[f"{f.relative_to(run)}:{k}"] = v
-    return out
-
-
-def metrics(run: Path) -> list[dict]:
-    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in TIMING and not k.startswith("time/")} for r in recs]
-
-
 def assert_same_run(a: Path, b: Path) -> None:
-    wa, wb = weights(a), weights(b)
+    wa, wb = final_weights(a), final_weights(b)
     assert wa.keys() == wb.keys() and len(wa) > 0
     for k in wa:
         assert torch.equal(wa[k], wb[k]), f"{k} differs from the unbroken run"
-    assert metrics(a) == metrics(b)
+    assert run_metrics(a, TIMING) == run_metrics(b, TIMING)
     assert json.loads((a / "eval" / "metrics.json").read_text()) == json.loads((b / "eval" / "metrics.json").read_text())
     assert (a / "eval" / "predictions.jsonl").read_text() == (b / "eval" / "predictions.jsonl").read_text()
     sa, sb = (json.loads((r / "completed.json").read_text().replace(str(r), "<run>")) for r in (a, b))

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from ragdistill.training.config import load_config
 from ragdistill.training.loop import train
-from tests.training.conftest import tiny_overrides
+from tests.tiny_models import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "configs" / "demo" / "finetuned_step2.yaml"

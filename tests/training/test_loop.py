@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from ragdistill.errors import InputError
 from ragdistill.training import checkpoint as ckpt
 from ragdistill.training.config import load_config
 from ragdistill.training.loop import Trainer, batch_indices, train
-from tests.training.conftest import tiny_overrides
+from tests.tiny_models import final_weights, run_metrics, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "configs" / "demo" / "offshelf_distill.yaml"
@@ -22,21 +21,6 @@ TIMING = ("steps_per_s", "peak_mem_mb")
 
 def _cfg(models, world, **extra):
     return load_config(DEMO, tiny_overrides(models, world, **extra))
-
-
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    out = {}
-    for f in sorted(run.rglob("*.safetensors")):
-        if "checkpoints" in f.parts:
-            continue
-        for k, v in load_file(str(f)).items():
-            out[f"{f.relative_to(run)}:{k}"] = v
-    return out
-
-
-def _metrics(run: Path) -> list[dict]:
-    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in TIMING and not k.startswith("time/")} for r in recs]
 
 
 class _Killed(Exception):
@@ -70,11 +54,11 @@ def test_resume_after_kill_matches_unbroken_run(tiny_models, tiny_world, tmp_pat
         train(cfg, broken, progress=False)               # never overwrite a run by accident
     summary_resumed = train(cfg, broken, resume=True, progress=False)
 
-    a, b = _weights(full), _weights(broken)
+    a, b = final_weights(full), final_weights(broken)
     assert a.keys() == b.keys() and len(a) > 0
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs after resume"
-    assert _metrics(full) == _metrics(broken)
+    assert run_metrics(full, TIMING) == run_metrics(broken, TIMING)
     assert summary_full["final_eval"] == summary_resumed["final_eval"]
     assert json.loads((full / "eval" / "metrics.json").read_text()) == json.loads((broken / "eval" / "metrics.json").read_text())
     assert (full / "eval" / "predictions.jsonl").read_text() == (broken / "eval" / "predictions.jsonl").read_text()
@@ -160,7 +144,7 @@ def test_fp_determinism_of_two_fresh_runs(tiny_models, tiny_world, tmp_path):
     cfg = _cfg(tiny_models, tiny_world, **{"train.regime": "retriever", "train.steps": 2, "eval.every": 0, "eval.final": False})
     train(cfg, tmp_path / "a", progress=False)
     train(cfg, tmp_path / "b", progress=False)
-    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+    assert run_metrics(tmp_path / "a", TIMING) == run_metrics(tmp_path / "b", TIMING)
 
 
 class _FakeMonitor:

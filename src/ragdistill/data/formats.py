@@ -163,6 +163,15 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
         raise InputError(f"cannot be read: {exc}", path, lineno + 1 if lineno else None) from exc
 
 
+def json_error(path: str | Path, exc: json.JSONDecodeError) -> InputError:
+    """A JSON syntax error naming its line; a document cut short names its last line with content."""
+    end = len(exc.doc.rstrip())
+    if exc.pos >= end:  # not the blank line after it
+        line = exc.doc.count("\n", 0, end) + 1
+        return InputError(f"is not valid JSON: it ends before the document is complete (truncated?; {exc.msg})", path, line)
+    return InputError(f"is not valid JSON ({exc.msg}, column {exc.colno})", path, exc.lineno)
+
+
 def load_json(path: str | Path) -> Any:
     """A whole JSON document; a syntax error names the line."""
     path = Path(path)
@@ -170,12 +179,7 @@ def load_json(path: str | Path) -> Any:
         with open_text(path) as f:
             return json.load(f)
     except json.JSONDecodeError as exc:
-        end = len(exc.doc.rstrip())
-        if exc.pos >= end:  # the document stops early: name the last line with content, not the blank after it
-            line = exc.doc.count("\n", 0, end) + 1
-            raise InputError(f"is not valid JSON: it ends before the document is complete (truncated?; {exc.msg})",
-                             path, line) from exc
-        raise InputError(f"is not valid JSON ({exc.msg}, column {exc.colno})", path, exc.lineno) from exc
+        raise json_error(path, exc) from exc
     except UnicodeDecodeError as exc:
         raise _not_utf8(path, exc) from exc
     except (OSError, EOFError) as exc:
@@ -308,7 +312,7 @@ def _first_array_element(path: Path, head: str) -> Any:
         except json.JSONDecodeError as exc:
             if len(text) < limit or limit >= (64 << 20):
                 # whole file read (or 64 MB of one record): report the real error
-                raise InputError(f"is not valid JSON ({exc.msg}, column {exc.colno})", path, exc.lineno) from exc
+                raise json_error(path, exc) from exc
         limit *= 4
         text = read_head(path, limit)
 
@@ -341,7 +345,7 @@ def detect_format(path: str | Path) -> str:
             if isinstance(obj, dict):
                 fmt = _container_format(obj) or record_format(obj)
                 if fmt is None:
-                    raise InputError(f"line 1 is a JSON object with fields {sorted(obj)}, which match no known format; {_UNKNOWN_HINT}", path)
+                    raise InputError(f"a JSON object with fields {sorted(obj)}, which match no known format; {_UNKNOWN_HINT}", path, 1)
                 return fmt
         # A pretty-printed (or very long single-line) whole-file JSON document.
         if re.search(r'"Data"\s*:\s*\[', head):
