@@ -137,3 +137,14 @@ def test_registry():
     assert get_signal("constant-test")(None, "q", [1, 2, 3], "a").tolist() == [1.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="already registered"):
         register_signal("constant-test")(lambda *a: None)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_gradient_stays_finite_at_the_smallest_temperatures(dtype):
+    """θ = 1e-45 (the smallest float32): the gradient (q - p)/θ would overflow; T is floored instead."""
+    S = torch.tensor([[1e4, 0.0, 0.0]])
+    s = torch.zeros(1, 3, dtype=dtype, requires_grad=True)
+    loss = distillation_loss(s, S, theta=1e-45, tau_gold=1e-45)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(s.grad).all()
+    assert s.grad[0, 0] < 0 < s.grad[0, 1]  # still pushes the retriever towards the reader's passage

@@ -27,13 +27,23 @@ def check_temperature(value: float, key: str) -> float:
     return v
 
 
+#: temperatures below this act as this one. The softmax is already one-hot there for any score gap a
+#: retriever or reader produces, and 1/T must stay far inside float32 so gradients, (q - p)/T, stay finite.
+MIN_TEMPERATURE = 1e-6
+
+
 def scaled_logits(scores: torch.Tensor, temperature: float, mask: torch.Tensor | None = None) -> torch.Tensor:
     """(s - max s) / T in float32 (float64 stays), clamped so that even tiny temperatures stay finite.
 
     Shifting by the max first makes the division safe (all values ≤ 0); the clamp keeps
     log-probabilities finite (a floor of -1e30 instead of -inf), so 0·log q never turns into NaN.
-    Masked entries (mask False) are -inf.
+    T is floored at MIN_TEMPERATURE (higher for float16 scores) so the gradient stays finite in the
+    scores' dtype. Masked entries (mask False) are -inf.
     """
+    floor = MIN_TEMPERATURE
+    if scores.is_floating_point():  # float16 scores: the gradient 1/T must also fit float16 (max 65504)
+        floor = max(floor, 4.0 / torch.finfo(scores.dtype).max)
+    temperature = max(float(temperature), floor)
     s = scores if scores.dtype == torch.float64 else scores.float()
     if mask is not None:
         s = s.masked_fill(~mask, float("-inf"))
