@@ -104,11 +104,9 @@ class IndicatorMonitor:
                           out_dir: Any, nlp: Any, opts: dict[str, Any]) -> None:
         from ragdistill.analysis.run import sample_questions
 
-        from ragdistill.training.config import MONITOR_OPTIONS as known
+        from ragdistill.training.config import check_monitor_options
 
-        unknown = set(opts) - set(known)
-        if unknown:
-            raise ConfigError("monitor.options", f"unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        check_monitor_options(opts)
         n = int(getattr(cfg.monitor, "instances", 20))
         probe, _ = sample_questions(list(questions), n, int(opts.get("seed", getattr(cfg.train, "seed", 0))))
         sig = cfg.signal

@@ -111,17 +111,22 @@ def verify_checkpoint(path: str | Path) -> list[str]:
         return [f"{mpath} is unreadable ({type(exc).__name__})"]
     problems = []
     for name, meta in files.items():
-        fp = path / name
-        if not fp.is_file():
-            problems.append(f"{fp} is missing")
-            continue
-        size = fp.stat().st_size
-        if size != meta.get("bytes"):
-            problems.append(f"{fp} has {size} bytes, the manifest says {meta.get('bytes')} (truncated?)")
-            continue
-        if sha256_file(fp) != meta.get("sha256"):
-            problems.append(f"{fp} does not match its sha256 checksum in the manifest (corrupted)")
+        problem = _file_problem(path / name, meta)
+        if problem:
+            problems.append(f"{path / name} {problem}")
     return problems
+
+
+def _file_problem(fp: Path, meta: dict[str, Any]) -> str | None:
+    """What is wrong with one checkpoint file against its manifest entry (None: intact)."""
+    if not fp.is_file():
+        return "is missing"
+    size = fp.stat().st_size
+    if size != meta.get("bytes"):
+        return f"has {size} bytes, the manifest says {meta.get('bytes')} (truncated?)"
+    if sha256_file(fp) != meta.get("sha256"):
+        return "does not match its sha256 checksum in the manifest (corrupted)"
+    return None
 
 
 def latest_complete(root: str | Path) -> Path | None:
@@ -149,15 +154,19 @@ def prune(root: str | Path, keep_last: int) -> list[Path]:
     return removed
 
 
-def _require(path: Path, name: str) -> Path:
+def _require(path: Path, name: str, verified: bool = False) -> Path:
     """`path/name`, after checking it against the checkpoint's manifest (size and sha256).
 
     Every loader goes through here, so a checkpoint opened directly (``evaluate --reader
     <checkpoint>``) is held to the same standard as one picked by ``latest_complete``.
+    `verified=True`: the caller has just checked the whole checkpoint (``latest_complete``),
+    so the files are not hashed a second time.
     """
     fp = path / name
     if not fp.is_file():
         raise InputError(f"checkpoint has no {name}", path)
+    if verified:
+        return fp
     mpath = path / MANIFEST
     if not mpath.is_file():
         raise InputError(f"{mpath.name} is missing: the checkpoint was never completed (its save was interrupted); "
@@ -167,18 +176,14 @@ def _require(path: Path, name: str) -> Path:
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise InputError(f"{name} is not listed in a readable manifest ({type(exc).__name__}): "
                          "the checkpoint is incomplete or was edited; use an earlier checkpoint", mpath) from None
-    size = fp.stat().st_size
-    if size != meta.get("bytes"):
-        raise InputError(f"{name} has {size} bytes, the manifest says {meta.get('bytes')} (truncated?): "
-                         "use an earlier checkpoint", fp)
-    if sha256_file(fp) != meta.get("sha256"):
-        raise InputError(f"{name} does not match its sha256 checksum in the manifest (corrupted): "
-                         "use an earlier checkpoint", fp)
+    problem = _file_problem(fp, meta)
+    if problem:
+        raise InputError(f"{name} {problem}: use an earlier checkpoint", fp)
     return fp
 
 
-def read_state(path: str | Path) -> dict[str, Any]:
-    fp = _require(Path(path), "state.json")
+def read_state(path: str | Path, verified: bool = False) -> dict[str, Any]:
+    fp = _require(Path(path), "state.json", verified)
     try:
         return json.loads(fp.read_text(encoding="utf-8"))
     except ValueError as exc:
@@ -189,31 +194,31 @@ def has_module(path: str | Path, name: str) -> bool:
     return (Path(path) / f"{name}.safetensors").is_file()
 
 
-def load_module(path: str | Path, name: str, module: torch.nn.Module) -> None:
+def load_module(path: str | Path, name: str, module: torch.nn.Module, verified: bool = False) -> None:
     """Load `name.safetensors` into `module` (strict: every weight must match)."""
     import safetensors.torch
 
-    fp = _require(Path(path), f"{name}.safetensors")
+    fp = _require(Path(path), f"{name}.safetensors", verified)
     try:
         missing, unexpected = safetensors.torch.load_model(module, str(fp), strict=True)
     except (RuntimeError, OSError, ValueError) as exc:  # shape mismatch, bad header
         raise InputError(f"cannot load weights into the {name}: {str(exc).splitlines()[0]}", fp) from exc
 
 
-def load_tensors(path: str | Path, name: str) -> dict[str, torch.Tensor]:
+def load_tensors(path: str | Path, name: str, verified: bool = False) -> dict[str, torch.Tensor]:
     """A plain state dict saved under `tensors` by `save_checkpoint`."""
     import safetensors.torch
 
-    fp = _require(Path(path), f"{name}.safetensors")
+    fp = _require(Path(path), f"{name}.safetensors", verified)
     try:
         return safetensors.torch.load_file(str(fp))
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type on bad headers
         raise InputError(f"cannot read {name}.safetensors ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})", fp) from exc
 
 
-def load_object(path: str | Path, name: str) -> Any:
+def load_object(path: str | Path, name: str, verified: bool = False) -> Any:
     """A torch.save'd object, read with weights_only=True (no arbitrary pickle)."""
-    fp = _require(Path(path), f"{name}.pt")
+    fp = _require(Path(path), f"{name}.pt", verified)
     try:
         return torch.load(fp, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types on corrupt files

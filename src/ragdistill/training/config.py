@@ -148,6 +148,15 @@ MONITOR_OPTIONS = ("patience", "reference", "corr_threshold", "percentile", "att
                    "prefix", "seed")
 
 
+def check_monitor_options(options: Any) -> None:
+    """`monitor.options` must be a mapping whose keys are all in MONITOR_OPTIONS (ConfigError naming the key)."""
+    if not isinstance(options, dict):
+        raise ConfigError("monitor.options", f"must be a mapping of option: value, got {options!r}")
+    unknown = sorted(set(map(str, options)) - set(MONITOR_OPTIONS))
+    if unknown:
+        raise ConfigError("monitor.options", f"unknown option(s) {', '.join(unknown)}; known: {', '.join(MONITOR_OPTIONS)}")
+
+
 @dataclass
 class MonitorConfig:
     every: int = 0
@@ -322,11 +331,7 @@ def validate(cfg: Config, check_hardware: bool = False) -> Config:
     _choice("reader.dtype", cfg.reader.dtype, DTYPES)
     _choice("retriever.pooling", r.pooling, POOLINGS)
     _choice("optim.name", o.name, OPTIMIZERS)
-    if not isinstance(cfg.monitor.options, dict):
-        raise ConfigError("monitor.options", f"must be a mapping of option: value, got {cfg.monitor.options!r}")
-    unknown = sorted(set(map(str, cfg.monitor.options)) - set(MONITOR_OPTIONS))
-    if unknown:
-        raise ConfigError("monitor.options", f"unknown option(s) {', '.join(unknown)}; known: {', '.join(MONITOR_OPTIONS)}")
+    check_monitor_options(cfg.monitor.options)
     _choice("optim.schedule", o.schedule, SCHEDULES)
     _choice("eval.match", e.match, MATCHES)
     _choice("eval.split", e.split, ("dev", "test", "train"))

@@ -559,20 +559,21 @@ class Trainer:
         return path
 
     def _restore(self, path: Path) -> None:
+        """Load checkpoint `path`, which `latest_complete` has just verified file by file (no second hashing)."""
         from ragdistill.training.optim import load_scheduler_state
 
         cfg = self.cfg
-        state = ckpt.read_state(path)
+        state = ckpt.read_state(path, verified=True)
         if state.get("world_size", 1) != self.dist.world_size:
             raise ConfigError("runtime", f"checkpoint {path} was written by {state.get('world_size')} processes, now "
                                          f"{self.dist.world_size}: resume with the same number of processes (the data order depends on it)")
         if cfg.trains_reader:
-            ckpt.load_module(path, "reader", self.reader.model)
+            ckpt.load_module(path, "reader", self.reader.model, verified=True)
         if cfg.trains_retriever:
-            ckpt.load_module(path, "retriever", self.retriever)
-        self.optimizer.load_state_dict(ckpt.load_object(path, "optimizer"))
-        load_scheduler_state(self.scheduler, ckpt.load_object(path, "scheduler"))
-        restore_rng(ckpt.load_object(path, "rng"), state.get("rng"))
+            ckpt.load_module(path, "retriever", self.retriever, verified=True)
+        self.optimizer.load_state_dict(ckpt.load_object(path, "optimizer", verified=True))
+        load_scheduler_state(self.scheduler, ckpt.load_object(path, "scheduler", verified=True))
+        restore_rng(ckpt.load_object(path, "rng", verified=True), state.get("rng"))
         if self.monitor is None and cfg.monitor.every > 0:
             self.monitor = self._build_monitor()
         if self.monitor is not None and isinstance(state.get("monitor"), dict):
@@ -581,7 +582,7 @@ class Trainer:
         known = {f for f in RunState.__dataclass_fields__}
         self.state = RunState(**{k: v for k, v in state.items() if k in known})
         if cfg.trains_retriever and self.state.index_step > 0:
-            snap = ckpt.load_tensors(path, "index_passage_encoder")
+            snap = ckpt.load_tensors(path, "index_passage_encoder", verified=True)
             twin = copy.deepcopy(self.retriever)
             twin.passage_encoder.load_state_dict(snap)
             with self.phases("refresh"):
