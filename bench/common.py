@@ -441,7 +441,7 @@ def script_main(run: Callable[..., dict[str, Any]], doc: str | None, quick_help:
     """The command line of a single benchmark script: ``--quick``, the result as JSON on stdout, the wall time."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     parser.add_argument("--quick", action="store_true", help=quick_help)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()

@@ -57,7 +57,6 @@ _UNSUPPORTED_TYPES = {
 _BLOCK_BYTES = 64 * 2**20
 
 
-
 def value_norms(value: torch.Tensor) -> torch.Tensor:
     """‖v_t‖₂ per key/value head: [B, H_kv, T, d] -> [B, H_kv, T] (float32)."""
     return value.detach().float().norm(dim=-1)
@@ -82,19 +81,11 @@ class RowSetup:
 
     rows: torch.Tensor                  # [B, A]
     mask: torch.Tensor | None           # [B, 1|H, A, T]: bool True = blocked (masked out), or additive float
-    row_w: torch.Tensor                 # [B, A] weight of each row in the mean over rows
-    n_heads: int
-    _coeff: dict = field(default_factory=dict)
-
-    def coeff_for(self, group: int) -> torch.Tensor:
-        """[B, 1, 1, G·A]: 1/H times the row weight, repeated for the G query heads of a key/value head."""
-        if group not in self._coeff:
-            self._coeff[group] = (self.row_w / self.n_heads).repeat(1, group)[:, None, None, :]
-        return self._coeff[group]
+    coeff: torch.Tensor                 # [B, 1, 1, G·A]: 1/H × the row's weight among the real rows, per query head
 
 
 def row_setup(rows: torch.Tensor, row_mask: torch.Tensor | None, attention_mask: torch.Tensor | None,
-              causal: bool, t_kv: int, n_heads: int) -> RowSetup:
+              causal: bool, t_kv: int, n_heads: int, n_kv: int) -> RowSetup:
     """The per-forward part of :func:`row_attention_scores` (mask rows, row weights)."""
     device = rows.device
     bsz, n_rows = rows.shape
@@ -118,7 +109,9 @@ def row_setup(rows: torch.Tensor, row_mask: torch.Tensor | None, attention_mask:
         else:
             rm = row_mask.to(device, torch.float32)
             row_w = rm / rm.sum(dim=1, keepdim=True).clamp(min=1.0)
-    return RowSetup(rows=rows, mask=m_rows, row_w=row_w, n_heads=n_heads)
+        # the G query heads that read one key/value head sit next to each other in q (see row_attention_scores)
+        coeff = (row_w / n_heads).repeat(1, n_heads // n_kv)[:, None, None, :]
+    return RowSetup(rows=rows, mask=m_rows, coeff=coeff)
 
 
 def row_attention_scores(
@@ -151,9 +144,8 @@ def row_attention_scores(
     scale = head_dim ** -0.5 if scaling is None else scaling
     if rows is None:
         rows = torch.arange(q_len, device=query.device).expand(bsz, q_len)
-    setup = setup or row_setup(rows.to(query.device), row_mask, attention_mask, causal, key.shape[2], n_heads)
-    m_rows, coeff = setup.mask, setup.coeff_for(group)
-    rows = setup.rows
+    setup = setup or row_setup(rows.to(query.device), row_mask, attention_mask, causal, key.shape[2], n_heads, n_kv)
+    m_rows, coeff, rows = setup.mask, setup.coeff, setup.rows
     n_rows = rows.shape[1]
     with torch.no_grad():
         t_kv = key.shape[2]
@@ -202,19 +194,17 @@ class CaptureState:
     value_norm: bool = True
     total: torch.Tensor | None = None       # [B, T] sum over captured layers
     seen_layers: list[int] = field(default_factory=list)
-    _setup: tuple | None = None             # (mask object, causal, T, H, RowSetup): shared by the layers
+    _setup: tuple | None = None             # (mask object, causal, T, H, H_kv, RowSetup): shared by the layers
 
-    def setup(self, attention_mask: torch.Tensor | None, causal: bool, t_kv: int, n_heads: int) -> RowSetup:
+    def setup(self, attention_mask: torch.Tensor | None, causal: bool, t_kv: int, n_heads: int, n_kv: int) -> RowSetup:
         """The row setup for this layer's mask; built once per forward (every layer gets the same mask)."""
         cached = self._setup
-        if cached is not None and cached[0] is attention_mask and cached[1:4] == (causal, t_kv, n_heads):
-            return cached[4]
-        built = row_setup(self.rows.to(self._device(attention_mask)), self.row_mask, attention_mask, causal, t_kv, n_heads)
-        self._setup = (attention_mask, causal, t_kv, n_heads, built)
+        if cached is not None and cached[0] is attention_mask and cached[1:5] == (causal, t_kv, n_heads, n_kv):
+            return cached[5]
+        rows = self.rows if attention_mask is None else self.rows.to(attention_mask.device)
+        built = row_setup(rows, self.row_mask, attention_mask, causal, t_kv, n_heads, n_kv)
+        self._setup = (attention_mask, causal, t_kv, n_heads, n_kv, built)
         return built
-
-    def _device(self, attention_mask: torch.Tensor | None) -> torch.device:
-        return attention_mask.device if attention_mask is not None else self.rows.device
 
     def wants(self, layer_idx: int | None) -> bool:
         return layer_idx is not None and (self.layers is None or layer_idx in self.layers)
@@ -254,7 +244,8 @@ def _capture_attention_forward(module, query, key, value, attention_mask, dropou
             raise ModelError("attention scores need a forward pass without a KV cache (use_cache=False)")
         causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
         scores = row_attention_scores(query, key, value, scaling=scaling, value_norm=state.value_norm,
-                                      setup=state.setup(attention_mask, bool(causal), key.shape[2], query.shape[1]))
+                                      setup=state.setup(attention_mask, bool(causal), key.shape[2], query.shape[1],
+                                                        key.shape[1]))
         state.add(int(layer_idx), scores)
     return out
 
@@ -334,7 +325,7 @@ def _falcon_route(model) -> Iterator[None]:
             current.layer = None  # one SDPA call per attention module
             scores = row_attention_scores(query, key, value, scaling=scale, value_norm=state.value_norm,
                                           setup=state.setup(attn_mask, bool(is_causal) or attn_mask is None,
-                                                            key.shape[2], query.shape[1]))
+                                                            key.shape[2], query.shape[1], key.shape[1]))
             state.add(int(layer_idx), scores)
         return out
 

@@ -132,8 +132,7 @@ def _located_duplicate(exc: DuplicatePassageId, passages: Any) -> InputError:
     first, second = locate(exc.first), locate(exc.second)
     if second is None:
         return exc
-    return second.error(passages.path, f"duplicate passage id '{exc.passage_id}' (first at {first}): ids must be unique "
-                                       "within a corpus (give the passages distinct ids, or let chunking number them)")
+    return second.error(passages.path, f"duplicate passage id '{exc.passage_id}' (first at {first}): {exc.HINT}")
 
 
 def _check_trainable(index: Any, n: int, spec: str) -> None:

@@ -20,10 +20,12 @@ STORE_NAME = "passages.sqlite"
 class DuplicatePassageId(InputError):
     """Two passages with one id; `first` and `second` are their 0-based positions in the input."""
 
+    HINT = "ids must be unique within a corpus (give the passages distinct ids, or let chunking number them)"
+
     def __init__(self, passage_id: str, first: int, second: int):
         self.passage_id, self.first, self.second = passage_id, first, second
         super().__init__(f"passage id '{passage_id}' occurs twice (passages #{first + 1} and #{second + 1} of the input): "
-                         "ids must be unique within a corpus (give the passages distinct ids, or let chunking number them)")
+                         + self.HINT)
 
 _SCHEMA = "CREATE TABLE passages (row INTEGER PRIMARY KEY, id TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL)"
 
