@@ -18,7 +18,8 @@ import torch
 
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, ModelError
-from ragdistill.readers.attention import aggregate_passages, capture_attention
+from ragdistill.readers.attention import capture_attention
+from ragdistill.readers.eq1 import aggregate_passages, check_aggregation
 from ragdistill.readers.base import AttentionResult
 from ragdistill.readers.prompt import PromptBuilder, PromptTemplate
 
@@ -230,8 +231,7 @@ class DecoderReader:
                                value_norm: bool = True, aggregation: str = "sum") -> list[AttentionResult]:
         """`attention_scores` for several questions, right-padded in batches of `batch_size`."""
         self._check_batch(questions, passages, answers)
-        if aggregation not in ("sum", "mean"):
-            raise ConfigError("aggregation", f"must be 'sum' or 'mean', got {aggregation!r}")
+        check_aggregation(aggregation)
         items = [self._item(q, p, a) for q, p, a in zip(questions, passages, answers)]
         out: list[AttentionResult] = []
         capture = dict(layers=layers, value_norm=value_norm)

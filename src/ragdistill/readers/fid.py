@@ -36,6 +36,7 @@ import torch
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, InputError, ModelError
 from ragdistill.readers.base import AttentionResult
+from ragdistill.readers.eq1 import aggregate_passages, check_aggregation
 from ragdistill.readers.fid_attention import capture_cross_attention, cross_attention_modules
 
 BERT2BERT = "minilm-bert2bert"
@@ -391,13 +392,13 @@ class FiDReader:
         dec_in = torch.full((B, Q), self.pad_id, dtype=torch.long)
         dec_mask = torch.zeros((B, Q), dtype=torch.long)
         labels = torch.full((B, Q), -100, dtype=torch.long)
-        qweights = torch.zeros((B, Q))
+        answer_rows = torch.zeros((B, Q), dtype=torch.bool)
         for b, a in enumerate(answer_ids):
             n = len(a)
             dec_in[b, :n + 1] = torch.tensor([self.start_id] + a)
             dec_mask[b, :n + 1] = 1
             labels[b, :n + 1] = torch.tensor(a + [self.eos_id])
-            qweights[b, :n] = 1.0 / n        # positions predicting A_1..A_|A| (not the final EOS)
+            answer_rows[b, :n] = True        # positions predicting A_1..A_|A| (not the final EOS)
         dev = self.device
         dec_in, dec_mask, labels = dec_in.to(dev), dec_mask.to(dev), labels.to(dev)
         n_answer = torch.tensor([len(a) for a in answer_ids], device=dev)
@@ -407,12 +408,12 @@ class FiDReader:
             logits = self.model(**kwargs).logits
             return (logits, labels, n_answer), None
         aggregation = attention.get("aggregation", "sum")
-        if aggregation not in ("sum", "mean"):
-            raise ConfigError("aggregation", f"must be 'sum' or 'mean', got {aggregation!r}")
-        with capture_cross_attention(self.model, qweights.to(dev), layers=attention.get("layers"),
+        check_aggregation(aggregation)
+        rows = torch.arange(Q, device=dev).expand(B, Q)
+        with capture_cross_attention(self.model, rows, answer_rows.to(dev), layers=attention.get("layers"),
                                      value_norm=attention.get("value_norm", True)) as cap:
             logits = self.model(**kwargs).logits
-        w = (cap.total / len(cap.layers)).detach().float()          # [B, K*L]
+        w = cap.token_scores().detach().float()                     # [B, K*L]
         results = [self._result(w[b], batch, b, answer_ids[b], aggregation) for b in range(B)]
         return (logits, labels, n_answer), results
 
@@ -431,15 +432,8 @@ class FiDReader:
         token_scores = w.cpu()[torch.cat(positions)]
         if not batch.rows[b][0].has_passage:   # no passages: the question-only row holds no passage
             spans = []
-        scores = []
-        for start, end in spans:
-            seg = token_scores[start:end]
-            if end <= start:
-                scores.append(0.0)
-            else:
-                scores.append(float(seg.sum() if aggregation == "sum" else seg.mean()))
         return AttentionResult(
-            passage_scores=torch.tensor(scores, dtype=torch.float32),
+            passage_scores=aggregate_passages(token_scores, spans, aggregation),
             token_scores=token_scores,
             input_ids=torch.tensor(ids, dtype=torch.long),
             passage_spans=spans,
