@@ -18,10 +18,12 @@ import torch
 
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, ModelError
+from ragdistill.models import load_causal_lm
 from ragdistill.readers.attention import capture_attention
-from ragdistill.readers.eq1 import aggregate_passages, check_aggregation
 from ragdistill.readers.base import AttentionResult
+from ragdistill.readers.eq1 import aggregate_passages, check_aggregation
 from ragdistill.readers.prompt import PromptBuilder, PromptTemplate
+from ragdistill.utils.io import atomic_dir
 
 READER_CONFIG = "ragdistill_reader.json"
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>", "<end_of_turn>")
@@ -60,8 +62,6 @@ class DecoderReader:
                  trust_remote_code: bool = False):
         saved: dict = {}
         if isinstance(name_or_model, (str, Path)):
-            from ragdistill.models import load_causal_lm
-
             self.name = str(name_or_model)
             cfg_path = Path(self.name) / READER_CONFIG
             if cfg_path.is_file():
@@ -79,6 +79,9 @@ class DecoderReader:
             raise ModelError(f"'{self.name}' is an encoder-decoder model: use kind='fid' (FiDReader)")
         self.model = model
         self.tokenizer = tokenizer
+        # the layers attention_scores(layers=None) averages over: every decoder layer (None if the config won't say)
+        n_layers = getattr(model.config, "num_hidden_layers", None)
+        self.num_score_layers: int | None = None if n_layers is None else int(n_layers)
         if template is None and "template" in saved:
             template = saved["template"]
         if isinstance(template, dict):
@@ -124,8 +127,6 @@ class DecoderReader:
 
     def save_pretrained(self, out_dir: str | Path) -> None:
         """Write model, tokenizer and prompt settings atomically; `DecoderReader(out_dir)` reloads them."""
-        from ragdistill.utils.io import atomic_dir
-
         with atomic_dir(out_dir) as tmp:
             self.model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
