@@ -1,8 +1,8 @@
 """Decoder-only reader: generation, attention and perplexity passage scores, LM loss.
 
-Wraps any Hugging Face causal LM (default: the bundled ``smollm2-135m``). Attention
-scores come from :mod:`ragdistill.readers.attention` (answer rows only, next to the SDPA
-kernel); the architectures covered are those of ``attention.SUPPORTED_TEXT``: Llama-family
+Wraps any Hugging Face causal LM (default: the bundled ``smollm2-135m``, loaded by
+``ragdistill.models.load_causal_lm``). Attention scores are eq. 1 (:mod:`ragdistill.readers.eq1`),
+fed by :mod:`ragdistill.readers.attention` (answer rows only, next to the SDPA kernel); the architectures covered are those of ``attention.SUPPORTED_TEXT``: Llama-family
 models using transformers' AttentionInterface (Llama, SmolLM2, Mistral, Qwen2/3) and Falcon.
 Generation, perplexity and the LM loss work for any causal LM.
 """

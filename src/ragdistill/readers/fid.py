@@ -16,11 +16,12 @@ before its answers or its attention mean anything.
 Attention scores (DESIGN §3, ATLAS's "norms"): the decoder is teacher-forced with the gold
 answer; the decoder positions are those that *predict* answer tokens, i.e. decoder inputs
 ``shift_right(A) = [start, A_1 .. A_{|A|-1}]`` (the position that predicts the final EOS is
-not one of them, unlike ATLAS which averages over all label positions including EOS). For
-each cross-attention layer l, head h, decoder position a and encoder position t:
-w_t = mean_l mean_h mean_a α·‖v_t‖, S_i = Σ (or mean) of w_t over passage i's
-``title: T context: C`` tokens (the ``question: Q`` prefix, special tokens and padding belong
-to no passage). See `ragdistill.readers.fid_attention` for how α is read without eager attention.
+not one of them, unlike ATLAS which averages over all label positions including EOS). Eq. 1
+(`ragdistill.readers.eq1`) runs over the decoder cross-attention layers, from those rows to the
+encoder positions; S_i is over passage i's ``title: T context: C`` tokens (the ``question: Q``
+prefix, special tokens and padding belong to no passage). See `ragdistill.readers.fid_attention`
+for how α is read without eager attention. Weights load in `ragdistill.models` (`load_seq2seq_lm`,
+`build_minilm_bert2bert`); this class wraps what they return.
 """
 
 from __future__ import annotations
