@@ -215,7 +215,7 @@ def measure_length(length: int, answer_tokens: int = 16, repeats: int = 5, devic
     cpu_times: dict[str, list[float]] = {name: [] for name in fns}
     phases = [[n for n in ("a_sdpa", "b_extract") if n in fns], [n for n in ("c_naive",) if n in fns]]
     # the extraction's own share of (b), timed inside the same forward: immune to drifting machine load
-    import ragdistill.readers.attention as attention_mod
+    import ragdistill.readers.eq1 as attention_mod
 
     inner = attention_mod.row_attention_scores
     spent = [0.0]

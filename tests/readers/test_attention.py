@@ -1,4 +1,4 @@
-"""row_attention_scores against a brute-force full attention matrix, on random tensors.
+"""The fast eq. 1 kernel (row_attention_scores) against the library's reference (reference_token_scores).
 
 The model-level reference tests (test_decoder_reference.py) cover the capture route; these
 cover the building block's own options: grouped-query heads, boolean / additive / causal
@@ -11,26 +11,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-import ragdistill.readers.attention as attention
-from ragdistill.readers.attention import row_attention_scores
+import ragdistill.readers.eq1 as eq1
+from ragdistill.readers.eq1 import reference_token_scores, row_attention_scores
 
 
 def brute_force(query, key, value, rows, row_mask, mask_bool, value_norm=True):
-    """Full [B, H, Q, T] softmax, then the mean over heads and the real answer rows of α·‖v‖."""
-    bsz, n_heads, _, d = query.shape
-    group = n_heads // key.shape[1]
-    k = key.repeat_interleave(group, dim=1)
-    v = value.repeat_interleave(group, dim=1)
-    logits = query @ k.transpose(-1, -2) * d ** -0.5
-    logits = logits.masked_fill(~mask_bool, float("-inf"))
-    probs = torch.softmax(logits, dim=-1).nan_to_num(0.0)
-    if value_norm:
-        probs = probs * v.norm(dim=-1)[:, :, None, :]
-    out = torch.zeros(bsz, key.shape[2])
-    for b in range(bsz):
-        real = [int(r) for r, m in zip(rows[b], row_mask[b]) if m]
-        out[b] = probs[b][:, real].mean(dim=(0, 1))
-    return out
+    """The library's reference (full [B, H, Q, T] softmax, then the mean over heads and real rows of α·‖v‖)."""
+    return reference_token_scores(query, key, value, rows, row_mask, mask_bool, value_norm=value_norm)
 
 
 @pytest.fixture
@@ -55,7 +42,7 @@ def tensors():
 def test_matches_brute_force(tensors, monkeypatch, value_norm, mask_kind, block_bytes):
     query, key, value, rows, row_mask, mask_bool = tensors
     if block_bytes is not None:
-        monkeypatch.setattr(attention, "_BLOCK_BYTES", block_bytes)
+        monkeypatch.setattr(eq1, "_BLOCK_BYTES", block_bytes)
     mask = mask_bool if mask_kind == "bool" else torch.zeros(mask_bool.shape).masked_fill(~mask_bool, float("-inf"))
     got = row_attention_scores(query, key, value, rows, row_mask, mask, value_norm=value_norm)
     want = brute_force(query, key, value, rows, row_mask, mask_bool, value_norm=value_norm)

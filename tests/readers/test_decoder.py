@@ -8,7 +8,8 @@ import torch
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, ModelError
 from ragdistill.readers import Reader, detect_kind, get_reader
-from ragdistill.readers.attention import capture_attention, row_attention_scores
+from ragdistill.readers.attention import capture_attention
+from ragdistill.readers.eq1 import row_attention_scores
 from ragdistill.readers.decoder import DecoderReader
 from ragdistill.readers.prompt import PromptTemplate
 from tests.readers.test_decoder_reference import ANSWER, PASSAGES, QUESTION, tiny_model, tokenizer

@@ -224,7 +224,7 @@ def test_minilm_bert2bert_offline_default(minilm):
     [answer] = FiDReader(r.model, tok, max_new_tokens=4).generate([Q], [PASSAGES])
     assert isinstance(answer, str)
     # the decoder's fresh cross-attention is seeded: a second build is identical
-    from ragdistill.readers.fid import build_minilm_bert2bert
+    from ragdistill.models import build_minilm_bert2bert
 
     again, _ = build_minilm_bert2bert()
     w = "decoder.bert.encoder.layer.0.crossattention.self.query.weight"

@@ -8,6 +8,7 @@ Both expose ``generate``, ``attention_scores``, ``perplexity_scores``, ``lm_loss
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
@@ -15,11 +16,15 @@ import torch
 
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, ModelError
+from ragdistill.models import resolve
 from ragdistill.readers.base import AttentionResult
+from ragdistill.readers.decoder import DecoderReader
+from ragdistill.readers.eq1 import select_layers
+from ragdistill.readers.fid import FiDReader, is_fid_name
 
 KINDS = ("auto", "decoder", "fid")
 
-__all__ = ["AttentionResult", "Reader", "get_reader", "detect_kind", "KINDS"]
+__all__ = ["AttentionResult", "Reader", "DecoderReader", "FiDReader", "get_reader", "detect_kind", "select_layers", "KINDS"]
 
 
 @runtime_checkable
@@ -29,6 +34,7 @@ class Reader(Protocol):
     kind: str
     tokenizer: Any
     model: torch.nn.Module
+    num_score_layers: int | None  # how many layers `attention_scores(layers=None)` averages over (eq1.select_layers)
 
     def generate(self, questions: list[str], passages: list[list[Passage]]) -> list[str]: ...
 
@@ -49,15 +55,7 @@ class Reader(Protocol):
 
 def detect_kind(name: str, trust_remote_code: bool = False) -> str:
     """'fid' for an encoder-decoder config, 'decoder' for a causal LM (reads only the config)."""
-    import json
-
-    from ragdistill.models import resolve
-
-    try:
-        from ragdistill.readers.fid import is_fid_name
-    except ImportError:
-        is_fid_name = None
-    if is_fid_name is not None and is_fid_name(name):
+    if is_fid_name(name):
         return "fid"  # bundled encoder-decoder reader names (e.g. minilm-bert2bert)
     src = resolve(name)
     if src.gguf_file:
@@ -88,14 +86,5 @@ def get_reader(name: str = "smollm2-135m", kind: str = "auto", **options: Any) -
     if kind == "auto":
         kind = detect_kind(name, trust_remote_code=bool(options.get("trust_remote_code", False)))
     if kind == "fid":
-        try:
-            from ragdistill.readers.fid import FiDReader
-        except ModuleNotFoundError as exc:
-            if exc.name == "ragdistill.readers.fid":
-                raise ModelError("the FiD (encoder-decoder) reader is not available in this installation") from exc
-            raise
-        make = getattr(FiDReader, "from_pretrained", None)
-        return make(name, **options) if callable(make) else FiDReader(name, **options)
-    from ragdistill.readers.decoder import DecoderReader
-
+        return FiDReader.from_pretrained(name, **options)
     return DecoderReader(name, **options)

@@ -1,8 +1,8 @@
 """Decoder-only reader: generation, attention and perplexity passage scores, LM loss.
 
-Wraps any Hugging Face causal LM (default: the bundled ``smollm2-135m``). Attention
-scores come from :mod:`ragdistill.readers.attention` (answer rows only, next to the SDPA
-kernel); the architectures covered are those of ``attention.SUPPORTED_TEXT``: Llama-family
+Wraps any Hugging Face causal LM (default: the bundled ``smollm2-135m``, loaded by
+``ragdistill.models.load_causal_lm``). Attention scores are eq. 1 (:mod:`ragdistill.readers.eq1`),
+fed by :mod:`ragdistill.readers.attention` (answer rows only, next to the SDPA kernel); the architectures covered are those of ``attention.SUPPORTED_TEXT``: Llama-family
 models using transformers' AttentionInterface (Llama, SmolLM2, Mistral, Qwen2/3) and Falcon.
 Generation, perplexity and the LM loss work for any causal LM.
 """
@@ -18,9 +18,12 @@ import torch
 
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, ModelError
-from ragdistill.readers.attention import aggregate_passages, capture_attention
+from ragdistill.models import load_causal_lm
+from ragdistill.readers.attention import capture_attention
 from ragdistill.readers.base import AttentionResult
+from ragdistill.readers.eq1 import aggregate_passages, check_aggregation
 from ragdistill.readers.prompt import PromptBuilder, PromptTemplate
+from ragdistill.utils.io import atomic_dir
 
 READER_CONFIG = "ragdistill_reader.json"
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>", "<end_of_turn>")
@@ -59,8 +62,6 @@ class DecoderReader:
                  trust_remote_code: bool = False):
         saved: dict = {}
         if isinstance(name_or_model, (str, Path)):
-            from ragdistill.models import load_causal_lm
-
             self.name = str(name_or_model)
             cfg_path = Path(self.name) / READER_CONFIG
             if cfg_path.is_file():
@@ -78,6 +79,9 @@ class DecoderReader:
             raise ModelError(f"'{self.name}' is an encoder-decoder model: use kind='fid' (FiDReader)")
         self.model = model
         self.tokenizer = tokenizer
+        # the layers attention_scores(layers=None) averages over: every decoder layer (None if the config won't say)
+        n_layers = getattr(model.config, "num_hidden_layers", None)
+        self.num_score_layers: int | None = None if n_layers is None else int(n_layers)
         if template is None and "template" in saved:
             template = saved["template"]
         if isinstance(template, dict):
@@ -123,8 +127,6 @@ class DecoderReader:
 
     def save_pretrained(self, out_dir: str | Path) -> None:
         """Write model, tokenizer and prompt settings atomically; `DecoderReader(out_dir)` reloads them."""
-        from ragdistill.utils.io import atomic_dir
-
         with atomic_dir(out_dir) as tmp:
             self.model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
@@ -230,8 +232,7 @@ class DecoderReader:
                                value_norm: bool = True, aggregation: str = "sum") -> list[AttentionResult]:
         """`attention_scores` for several questions, right-padded in batches of `batch_size`."""
         self._check_batch(questions, passages, answers)
-        if aggregation not in ("sum", "mean"):
-            raise ConfigError("aggregation", f"must be 'sum' or 'mean', got {aggregation!r}")
+        check_aggregation(aggregation)
         items = [self._item(q, p, a) for q, p, a in zip(questions, passages, answers)]
         out: list[AttentionResult] = []
         capture = dict(layers=layers, value_norm=value_norm)

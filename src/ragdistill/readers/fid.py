@@ -16,11 +16,12 @@ before its answers or its attention mean anything.
 Attention scores (DESIGN §3, ATLAS's "norms"): the decoder is teacher-forced with the gold
 answer; the decoder positions are those that *predict* answer tokens, i.e. decoder inputs
 ``shift_right(A) = [start, A_1 .. A_{|A|-1}]`` (the position that predicts the final EOS is
-not one of them, unlike ATLAS which averages over all label positions including EOS). For
-each cross-attention layer l, head h, decoder position a and encoder position t:
-w_t = mean_l mean_h mean_a α·‖v_t‖, S_i = Σ (or mean) of w_t over passage i's
-``title: T context: C`` tokens (the ``question: Q`` prefix, special tokens and padding belong
-to no passage). See `ragdistill.readers.fid_attention` for how α is read without eager attention.
+not one of them, unlike ATLAS which averages over all label positions including EOS). Eq. 1
+(`ragdistill.readers.eq1`) runs over the decoder cross-attention layers, from those rows to the
+encoder positions; S_i is over passage i's ``title: T context: C`` tokens (the ``question: Q``
+prefix, special tokens and padding belong to no passage). See `ragdistill.readers.fid_attention`
+for how α is read without eager attention. Weights load in `ragdistill.models` (`load_seq2seq_lm`,
+`build_minilm_bert2bert`); this class wraps what they return.
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ import torch
 
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, InputError, ModelError
+from ragdistill.models import BERT2BERT, build_minilm_bert2bert, configure_bert2bert, load_seq2seq_lm
 from ragdistill.readers.base import AttentionResult
+from ragdistill.readers.eq1 import aggregate_passages, check_aggregation
 from ragdistill.readers.fid_attention import capture_cross_attention, cross_attention_modules
+from ragdistill.utils.io import atomic_dir
+from ragdistill.utils.seed import default_device
 
-BERT2BERT = "minilm-bert2bert"
 BUNDLED_FID_READERS = {BERT2BERT: "BERT2BERT EncoderDecoderModel warm-started from the bundled MiniLM-L6 (needs fine-tuning)"}
 READER_FILE = "ragdistill_reader.json"
 _OPTION_KEYS = ("max_passage_tokens", "max_answer_tokens", "max_new_tokens", "batch_size")
@@ -119,6 +123,7 @@ class FiDReader:
         self._prefix_ids, self._suffix_ids = self._special_wrapping()
         self._fast = bool(getattr(tokenizer, "is_fast", False))
         self.n_cross_layers = len(cross_attention_modules(model))
+        self.num_score_layers: int | None = self.n_cross_layers   # the attention signal averages over cross-attention layers
 
     # ------------------------------------------------------------------ loading
 
@@ -134,8 +139,6 @@ class FiDReader:
         decoder-only reader's option, passed by the training loop for every reader) is accepted
         as the same per-encoder-input budget as `max_passage_tokens`.
         """
-        from ragdistill.utils.seed import default_device
-
         if isinstance(dtype, str):
             resolved = getattr(torch, dtype.replace("torch.", ""), None)
             if not isinstance(resolved, torch.dtype):
@@ -151,7 +154,7 @@ class FiDReader:
             model, tok = build_minilm_bert2bert(dtype=dtype, attn_implementation=attn_implementation)
             name = BERT2BERT
         else:
-            model, tok = _load_seq2seq(name_or_dir, dtype, attn_implementation, trust_remote_code)
+            model, tok = load_seq2seq_lm(name_or_dir, dtype, attn_implementation, trust_remote_code)
             name = name_or_dir
             saved = Path(name_or_dir).expanduser() / READER_FILE
             if saved.is_file():
@@ -169,8 +172,6 @@ class FiDReader:
 
     def save_pretrained(self, out_dir: str | Path) -> None:
         """Write model, tokenizer and reader options to `out_dir` atomically (loadable by `from_pretrained`)."""
-        from ragdistill.utils.io import atomic_dir
-
         with atomic_dir(out_dir) as tmp:
             self.model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
@@ -391,13 +392,13 @@ class FiDReader:
         dec_in = torch.full((B, Q), self.pad_id, dtype=torch.long)
         dec_mask = torch.zeros((B, Q), dtype=torch.long)
         labels = torch.full((B, Q), -100, dtype=torch.long)
-        qweights = torch.zeros((B, Q))
+        answer_rows = torch.zeros((B, Q), dtype=torch.bool)
         for b, a in enumerate(answer_ids):
             n = len(a)
             dec_in[b, :n + 1] = torch.tensor([self.start_id] + a)
             dec_mask[b, :n + 1] = 1
             labels[b, :n + 1] = torch.tensor(a + [self.eos_id])
-            qweights[b, :n] = 1.0 / n        # positions predicting A_1..A_|A| (not the final EOS)
+            answer_rows[b, :n] = True        # positions predicting A_1..A_|A| (not the final EOS)
         dev = self.device
         dec_in, dec_mask, labels = dec_in.to(dev), dec_mask.to(dev), labels.to(dev)
         n_answer = torch.tensor([len(a) for a in answer_ids], device=dev)
@@ -407,12 +408,12 @@ class FiDReader:
             logits = self.model(**kwargs).logits
             return (logits, labels, n_answer), None
         aggregation = attention.get("aggregation", "sum")
-        if aggregation not in ("sum", "mean"):
-            raise ConfigError("aggregation", f"must be 'sum' or 'mean', got {aggregation!r}")
-        with capture_cross_attention(self.model, qweights.to(dev), layers=attention.get("layers"),
+        check_aggregation(aggregation)
+        rows = torch.arange(Q, device=dev).expand(B, Q)
+        with capture_cross_attention(self.model, rows, answer_rows.to(dev), layers=attention.get("layers"),
                                      value_norm=attention.get("value_norm", True)) as cap:
             logits = self.model(**kwargs).logits
-        w = (cap.total / len(cap.layers)).detach().float()          # [B, K*L]
+        w = cap.token_scores().detach().float()                     # [B, K*L]
         results = [self._result(w[b], batch, b, answer_ids[b], aggregation) for b in range(B)]
         return (logits, labels, n_answer), results
 
@@ -431,15 +432,8 @@ class FiDReader:
         token_scores = w.cpu()[torch.cat(positions)]
         if not batch.rows[b][0].has_passage:   # no passages: the question-only row holds no passage
             spans = []
-        scores = []
-        for start, end in spans:
-            seg = token_scores[start:end]
-            if end <= start:
-                scores.append(0.0)
-            else:
-                scores.append(float(seg.sum() if aggregation == "sum" else seg.mean()))
         return AttentionResult(
-            passage_scores=torch.tensor(scores, dtype=torch.float32),
+            passage_scores=aggregate_passages(token_scores, spans, aggregation),
             token_scores=token_scores,
             input_ids=torch.tensor(ids, dtype=torch.long),
             passage_spans=spans,
@@ -466,78 +460,6 @@ class FiDReader:
         finally:
             if was_training:
                 self.model.train()
-
-
-# ---------------------------------------------------------------------- loading helpers
-
-def _load_seq2seq(name: str, dtype: torch.dtype, attn_implementation: str | None, trust_remote_code: bool):
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    from ragdistill.models import _hub_error, resolve
-
-    src = resolve(name)
-    if src.gguf_file:
-        raise ModelError(f"'{name}' is a decoder-only (GGUF) language model, not an encoder-decoder: use the decoder-only reader (kind='decoder')")
-    try:
-        config = AutoConfig.from_pretrained(src.path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise _hub_error(src, exc) from exc
-    if not getattr(config, "is_encoder_decoder", False):
-        raise ModelError(
-            f"'{name}' is a {config.model_type} model, not an encoder-decoder: the FiD reader needs one (T5, BART, "
-            "EncoderDecoderModel); use the decoder-only reader (kind='decoder') for causal language models"
-        )
-    kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code)
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
-    try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(src.path, **kwargs)
-        tok = AutoTokenizer.from_pretrained(src.path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise _hub_error(src, exc) from exc
-    return model, tok
-
-
-def build_minilm_bert2bert(seed: int = 0, dtype: torch.dtype = torch.float32, attn_implementation: str | None = "sdpa"):
-    """(model, tokenizer): a BERT2BERT `EncoderDecoderModel` warm-started from the bundled MiniLM-L6.
-
-    Encoder and decoder both start from MiniLM's weights; the decoder becomes causal and gets
-    cross-attention layers (random, seeded, so every build is identical) and an LM head tied to
-    the word embeddings. Special tokens: decoder start = [CLS], EOS = [SEP], pad = [PAD].
-    It reads nothing well until fine-tuned (e.g. the study's "fine-tuned" step 1).
-    """
-    import transformers
-    from transformers import AutoTokenizer, EncoderDecoderModel
-
-    from ragdistill.models import MINILM, resolve
-
-    src = resolve(MINILM)
-    kwargs = {}
-    if attn_implementation:
-        kwargs = dict(encoder_attn_implementation=attn_implementation, decoder_attn_implementation=attn_implementation)
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # "some weights are newly initialized" is expected here
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = EncoderDecoderModel.from_encoder_decoder_pretrained(src.path, src.path, encoder_dtype=dtype,
-                                                                        decoder_dtype=dtype, **kwargs)
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-    tok = AutoTokenizer.from_pretrained(src.path)
-    configure_bert2bert(model, tok)
-    model.eval()
-    return model, tok
-
-
-def configure_bert2bert(model, tokenizer) -> None:
-    """Set the special token ids an `EncoderDecoderModel` with a BERT tokenizer needs to train and generate."""
-    for cfg in (model.config, model.generation_config):
-        cfg.decoder_start_token_id = tokenizer.cls_token_id
-        cfg.bos_token_id = tokenizer.cls_token_id
-        cfg.eos_token_id = tokenizer.sep_token_id
-        cfg.pad_token_id = tokenizer.pad_token_id
-    model.config.vocab_size = model.config.decoder.vocab_size
 
 
 __all__ = ["FiDReader", "BERT2BERT", "BUNDLED_FID_READERS", "is_fid_name", "build_minilm_bert2bert", "configure_bert2bert"]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from ragdistill.utils.io import atomic_dir
+
 TINY_CORPUS = [
     "question: who wrote the novel? title: Moby Dick context: Herman Melville wrote Moby Dick in 1851.",
     "question: where is the tower? title: Eiffel Tower context: The Eiffel Tower is in Paris, France.",
@@ -98,8 +100,6 @@ def tiny_bert2bert(tokenizer, seed: int = 0, hidden_size: int = 32, num_layers: 
 
 def write_tiny_t5(out_dir: str | Path, seed: int = 0) -> Path:
     """Save a tiny random T5 + tokenizer to `out_dir` (atomically) and return the path."""
-    from ragdistill.utils.io import atomic_dir
-
     tok = tiny_tokenizer()
     model = tiny_t5(tok, seed=seed)
     with atomic_dir(out_dir) as tmp:
@@ -110,8 +110,6 @@ def write_tiny_t5(out_dir: str | Path, seed: int = 0) -> Path:
 
 def write_tiny_bert2bert(out_dir: str | Path, seed: int = 0) -> Path:
     """Save a tiny random BERT2BERT + the tiny tokenizer to `out_dir` (atomically) and return the path."""
-    from ragdistill.utils.io import atomic_dir
-
     tok = tiny_tokenizer()
     model = tiny_bert2bert(tok, seed=seed)
     with atomic_dir(out_dir) as tmp:
