@@ -79,7 +79,11 @@ def test_index_then_retrieve(world, tmp_path, capsys):
 
 def test_retrieve_uses_the_settings_the_index_was_built_with(world, tmp_path, capsys):
     """An index built with --pooling cls --max-length 16 is queried with CLS pooling and 16 tokens too."""
-    encoder = world["retriever"] / "query_encoder"   # a plain Hugging Face encoder directory
+    import shutil
+
+    encoder = tmp_path / "plain"   # a plain Hugging Face encoder directory (the saved one without its ragdistill config)
+    shutil.copytree(world["retriever"], encoder)
+    (encoder / "retriever_config.json").unlink()
     out = tmp_path / "idx_cls"
     assert main(["index", "--corpus", str(world["corpus"]), "--retriever", str(encoder), "--pooling", "cls",
                  "--max-length", "16", "--out", str(out), "--no-progress", "--batch-size", "8"]) == 0

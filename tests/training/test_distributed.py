@@ -57,8 +57,8 @@ def test_two_processes_match_one_process_with_the_combined_batch(tiny_models, ti
     one = tmp_path / "one"
     single = train(cfg, one, progress=False)
 
-    a = load_file(str(two / "retriever" / "query_encoder" / "model.safetensors"))
-    b = load_file(str(one / "retriever" / "query_encoder" / "model.safetensors"))
+    a = load_file(str(two / "retriever" / "model.safetensors"))
+    b = load_file(str(one / "retriever" / "model.safetensors"))
     init = load_file(str(Path(tiny_models["retriever"]) / "model.safetensors"))
     moved = max((b[k] - init[k]).abs().max().item() for k in b)
     assert moved > 1e-4                                           # training did something

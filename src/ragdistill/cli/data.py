@@ -14,10 +14,16 @@ validated on the way: a bad record stops with the file name and line number (exi
 
 Formats (detected from the content; --format overrides):
   question sets: nq-open, qa-jsonl (DPR / TriviaQA-as-DPR / generic {id?, question, answers}),
+                 flashrag-qa ({id, question, golden_answers, metadata?}),
                  qa-tsv (question<TAB>['a', 'b']), triviaqa (official JSON)
   corpora:       dpr-tsv (psgs_w100.tsv: id<TAB>text<TAB>title), passages-jsonl ({id, title, text}),
                  flashrag ({id, contents})
   both:          squad (v1.1 JSON: paragraphs and questions), dpr-biencoder (JSON or JSONL)
+
+Tables: a Parquet file or a folder written by datasets' save_to_disk, whose columns are the
+fields of one of the JSONL layouts above (e.g. question + answers, or id + title + text).
+A DatasetDict folder takes its split as PATH::SPLIT (e.g. nq_hf::validation). Errors name
+the row (1-based). Needs: pip install 'ragdistill[data]'.
 """
 
 DEMO_HELP = """\
@@ -39,7 +45,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="report a file's format, record counts and an example",
                        description=INSPECT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("path", metavar="PATH", help="question set or corpus file (JSON, JSONL or TSV; .gz accepted)")
+    p.add_argument("path", metavar="PATH", help="question set or corpus: JSON, JSONL or TSV (.gz accepted), Parquet, or a datasets folder (DIR or DIR::SPLIT)")
     p.add_argument("--format", metavar="F", default=None,
                    help="read the file as this format instead of detecting it (names listed above)")
     p.add_argument("--chunk-words", type=int, default=None, metavar="W",
@@ -75,18 +81,24 @@ def inspect_file(path: str, format: str | None = None, chunk_words: int | None =
     from tqdm import tqdm
 
     from ragdistill.data.corpus import iter_passages
-    from ragdistill.data.formats import PASSAGES, QUESTIONS, detect_format, get_format
+    from ragdistill.data.formats import PASSAGES, QUESTIONS, detect_format, get_format, table_source
     from ragdistill.data.questions import iter_questions
 
     fmt = get_format(format) if format else get_format(detect_format(path))
+    table = table_source(path)
+    where = table.path if table is not None else Path(path)
+    files = [f for f in where.rglob("*") if f.is_file()] if where.is_dir() else [where]
     report: dict[str, Any] = {
         "path": str(path),
         "format": fmt.name,
         "description": fmt.description,
+        "container": table.kind if table is not None else "text",
         "detected": format is None,
         "holds": list(fmt.kinds),
-        "size_bytes": Path(path).stat().st_size,
+        "size_bytes": sum(f.stat().st_size for f in files),
     }
+    if table is not None and table.split is not None:
+        report["split"] = table.split
     if PASSAGES in fmt.kinds:
         n, words, example = 0, 0, None
         for p in tqdm(iter_passages(path, fmt.name, chunk_words), desc="passages", unit=" psg", disable=None, file=sys.stderr):
@@ -121,6 +133,10 @@ def run_inspect(args: argparse.Namespace) -> int:
         how = "detected" if report["detected"] else "given with --format"
         print(f"{report['path']}")
         print(f"  format:    {report['format']} ({how}): {report['description']}")
+        if report["container"] != "text":
+            split = f", split {report['split']}" if report.get("split") else ""
+            what = "Parquet file" if report["container"] == "parquet" else "datasets folder (save_to_disk)"
+            print(f"  container: {what}, rows in the same layout{split}")
         print(f"  holds:     {kinds}")
         if "passages" in report:
             chunk = f", after chunking into {report['chunk_words']}-word passages" if report.get("chunk_words") else ""

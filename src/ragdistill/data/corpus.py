@@ -3,7 +3,8 @@
 `iter_passages` is a generator: line-based formats (TSV, JSONL) are read one line at
 a time, so a 21M-passage Wikipedia split can be embedded in batches
 (`iter_passage_batches`) without ever holding it as Python objects. Whole-file JSON
-formats (SQuAD, DPR bi-encoder JSON arrays) are loaded, as their own tools do.
+formats (SQuAD, DPR bi-encoder JSON arrays) are loaded, as their own tools do. The JSONL
+layouts are also read from Parquet files and `datasets` save_to_disk folders, in record batches.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def _iter_dpr_biencoder(path: Path) -> Iterator[tuple[Where, Passage]]:
             if not isinstance(ctxs, list):
                 raise where.error(path, f"'{field}' must be a list of passages")
             for k, ctx in enumerate(ctxs):
-                cw = Where(line=where.line, path=f"{where.path + '.' if where.path else ''}{field}[{k}]")
+                cw = Where(line=where.line, row=where.row, path=f"{where.path + '.' if where.path else ''}{field}[{k}]")
                 if not isinstance(ctx, dict):
                     raise cw.error(path, f"expected an object, got {type(ctx).__name__}")
                 text = _nonempty_text(_text_field(ctx, "text", path, cw), path, cw)

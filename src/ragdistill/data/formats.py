@@ -5,8 +5,16 @@ Detection reads at most the first megabyte of a file, so it is instant even on a
 a wrong ``--format``) still ends in an `InputError` that names the file and line.
 
 Shared low-level readers live here too: `open_text` (UTF-8 with or without BOM,
-Windows line ends, transparent gzip), `iter_lines`, `iter_records` (JSONL lines or
-the elements of a top-level JSON array) and `split_tsv` (DPR's quoted TSV fields).
+Windows line ends, transparent gzip), `iter_lines`, `iter_records` (JSONL lines, the
+elements of a top-level JSON array, or the rows of a table) and `split_tsv` (DPR's
+quoted TSV fields).
+
+Tables: a Parquet file (recognised by its ``PAR1`` magic) or a folder written by
+`datasets`' ``save_to_disk`` holds the same records as the JSONL layouts, one row per
+record with the same column names (``question``/``answers``, ``id``/``title``/``text``, ...).
+A ``DatasetDict`` folder needs a split: ``PATH::SPLIT`` (e.g. ``nq_hf::validation``); one
+with a single split uses it. Errors name the row (1-based: row 1 is the first row).
+Reading tables needs the optional extra ``pip install 'ragdistill[data]'`` (pyarrow, datasets).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ FORMATS: dict[str, Format] = {
     f.name: f
     for f in [
         Format("nq-open", 'NQ-open JSONL: {"question", "answer": [..]}', True, False),
+        Format("flashrag-qa", 'FlashRAG question JSONL: {"id", "question", "golden_answers": [..], "metadata"?}', True, False),
         Format("qa-jsonl", 'question/answers JSONL (DPR, TriviaQA as used by DPR, generic): {"id"?, "question", "answers": [..]}', True, False),
         Format("qa-tsv", "DPR question/answers TSV: question<TAB>['a', 'b']", True, False),
         Format("triviaqa", 'TriviaQA official JSON: {"Data": [{"Question", "Answer": {"Aliases", "NormalizedAliases"}}]}', True, False),
@@ -72,7 +81,14 @@ ALIASES = {
     "jsonl": "passages-jsonl",
     "corpus-jsonl": "passages-jsonl",
     "flashrag-jsonl": "flashrag",
+    "flashrag-questions": "flashrag-qa",
+    "flashrag-question": "flashrag-qa",
 }
+
+# Formats whose records can be the rows of a table (Parquet, `datasets` folders): one flat record each.
+ROW_FORMATS = ("nq-open", "flashrag-qa", "qa-jsonl", "dpr-biencoder", "passages-jsonl", "flashrag")
+SPLIT_SEP = "::"
+DATA_EXTRA = "pip install 'ragdistill[data]'  (or: pip install pyarrow==26.0.1 datasets==5.2.0)"
 
 
 def format_names(kind: str | None = None) -> list[str]:
@@ -96,7 +112,105 @@ def _check_file(path: Path) -> None:
     if not path.exists():
         raise InputError("file not found", path)
     if not path.is_file():
-        raise InputError("is not a file (pass a question set or corpus file)", path)
+        raise InputError("is not a file (pass a question set or corpus file, or a folder written by "
+                         "datasets' save_to_disk)", path)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True)
+class Table:
+    """A tabular source: a Parquet file, or a `datasets` save_to_disk folder (with its split)."""
+
+    kind: str  # "parquet" or "dataset"
+    path: Path
+    split: str | None = None
+
+    @property
+    def description(self) -> str:
+        return "Parquet file" if self.kind == "parquet" else "datasets folder (save_to_disk)"
+
+
+def _is_dataset_dir(path: Path) -> bool:
+    return path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file())
+
+
+def table_source(path: str | Path) -> Table | None:
+    """The `Table` behind `path` (``PATH::SPLIT`` selects a DatasetDict split), or None for text files."""
+    text = str(path)
+    p = Path(text)
+    if p.is_file():
+        with open(p, "rb") as f:
+            return Table("parquet", p) if f.read(4) == b"PAR1" else None
+    if _is_dataset_dir(p):
+        return Table("dataset", p)
+    if SPLIT_SEP in text and not p.exists():
+        base, split = text.rsplit(SPLIT_SEP, 1)
+        if _is_dataset_dir(Path(base)) and split:
+            return Table("dataset", Path(base), split)
+    return None
+
+
+def _need(module: str, path: str | Path, what: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise InputError(f"is a {what}; reading it needs the optional package '{module.split('.')[0]}': {DATA_EXTRA}", path) from None
+
+
+def _open_dataset(table: Table, path: str | Path):
+    datasets = _need("datasets", path, table.description)
+    try:
+        ds = datasets.load_from_disk(str(table.path))
+    except Exception as exc:  # noqa: BLE001 - any failure of a damaged folder is the user's file
+        raise InputError(f"cannot be read as a datasets folder ({type(exc).__name__}: {exc})", path) from None
+    if isinstance(ds, datasets.DatasetDict):
+        splits = list(ds)
+        if table.split is None:
+            if len(splits) == 1:
+                return ds[splits[0]]
+            raise InputError(f"is a DatasetDict with splits {', '.join(splits)}: choose one as "
+                             f"{table.path}{SPLIT_SEP}SPLIT (e.g. {table.path}{SPLIT_SEP}{splits[0]})", path)
+        if table.split not in ds:
+            raise InputError(f"has no split '{table.split}' (splits: {', '.join(splits)})", path)
+        return ds[table.split]
+    if table.split is not None:
+        raise InputError(f"is a single Dataset, not a DatasetDict: drop '{SPLIT_SEP}{table.split}'", path)
+    return ds
+
+
+def table_columns(table: Table, path: str | Path) -> tuple[list[str], int]:
+    """(column names, number of rows) of a table, without reading its rows."""
+    if table.kind == "parquet":
+        pq = _need("pyarrow.parquet", path, table.description)
+        try:
+            meta = pq.ParquetFile(str(table.path))
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"cannot be read as Parquet ({type(exc).__name__}: {exc})", path) from None
+        return list(meta.schema_arrow.names), meta.metadata.num_rows
+    ds = _open_dataset(table, path)
+    return list(ds.column_names), len(ds)
+
+
+def iter_table_rows(table: Table, path: str | Path, batch_size: int = 1024) -> Iterator[dict]:
+    """The rows of a table as dicts (streamed in record batches)."""
+    if table.kind == "parquet":
+        pq = _need("pyarrow.parquet", path, table.description)
+        try:
+            batches = pq.ParquetFile(str(table.path)).iter_batches(batch_size=batch_size)
+            for batch in batches:
+                yield from batch.to_pylist()
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"cannot be read as Parquet ({type(exc).__name__}: {exc})", path) from None
+        return
+    ds = _open_dataset(table, path)
+    for batch in ds.with_format("arrow").iter(batch_size=batch_size):
+        yield from batch.to_pylist()
 
 
 def _is_gzip(path: Path) -> bool:
@@ -188,25 +302,48 @@ def load_json(path: str | Path) -> Any:
 
 @dataclass(frozen=True)
 class Where:
-    """Where a record sits: a JSONL line, or an index path inside a whole-file JSON."""
+    """Where a record sits: a JSONL line, an index path inside a whole-file JSON, or a table row (1-based)."""
 
     line: int | None = None
     path: str | None = None
+    row: int | None = None
 
     def error(self, file: str | Path, problem: str) -> InputError:
         if self.path is not None:
-            return InputError(f"{self.path}: {problem}", file, self.line)
+            problem = f"{self.path}: {problem}"
+        if self.row is not None:  # "file.parquet, row 17: problem"
+            err = InputError(problem, file)
+            err.row = self.row
+            err.args = (f"{file}, row {self.row}: {problem}",)
+            return err
         return InputError(problem, file, self.line)
 
     def __str__(self) -> str:
+        if self.row is not None:
+            return f"row {self.row}" + (f" {self.path}" if self.path is not None else "")
         return self.path if self.path is not None else f"line {self.line}"
+
+    @property
+    def ordinal(self) -> str:
+        """A short position for generated ids: the line, the row, or the array index."""
+        if self.line is not None:
+            return str(self.line)
+        if self.row is not None:
+            return str(self.row)
+        return (self.path or "").strip("[]")
 
 
 def iter_records(path: str | Path) -> Iterator[tuple[Where, dict]]:
     """JSON objects of a JSONL file (streamed) or of a top-level JSON array (loaded).
 
     Blank lines are skipped; a line that is not a JSON object is an `InputError` with its number.
+    A Parquet file or `datasets` folder yields its rows (``Where(row=n)``, 1-based).
     """
+    table = table_source(path)
+    if table is not None:
+        for i, rec in enumerate(iter_table_rows(table, path), 1):
+            yield Where(row=i), rec
+        return
     path = Path(path)
     head = read_head(path, 4096).lstrip()
     if head.startswith("["):
@@ -256,7 +393,8 @@ def split_tsv(line: str) -> list[str]:
 def file_stem(path: str | Path) -> str:
     """File name without data suffixes, for generated ids ("NQ-open.dev.jsonl" -> "NQ-open.dev")."""
     name = Path(path).name
-    for suffix in (".gz", ".jsonl", ".json", ".tsv", ".txt", ".csv"):
+    name = name.split(SPLIT_SEP)[0] if SPLIT_SEP in name and not Path(path).exists() else name
+    for suffix in (".gz", ".jsonl", ".json", ".tsv", ".txt", ".csv", ".parquet"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
     return name or "q"
@@ -270,6 +408,8 @@ def record_format(rec: dict) -> str | None:
     if "positive_ctxs" in rec or "hard_negative_ctxs" in rec or "negative_ctxs" in rec:
         return "dpr-biencoder"
     if "question" in rec:
+        if "golden_answers" in rec:
+            return "flashrag-qa"
         if "answer" in rec and "answers" not in rec:
             return "nq-open"
         return "qa-jsonl"
@@ -318,7 +458,21 @@ def _first_array_element(path: Path, head: str) -> Any:
 
 
 def detect_format(path: str | Path) -> str:
-    """Recognise a file's format from its content (see `FORMATS`); `InputError` if unrecognised."""
+    """Recognise a file's format from its content (see `FORMATS`); `InputError` if unrecognised.
+
+    A table (Parquet, `datasets` folder) is recognised from its column names.
+    """
+    table = table_source(path)
+    if table is not None:
+        columns, rows = table_columns(table, path)
+        fmt = record_format(dict.fromkeys(columns))
+        if fmt is None or fmt not in ROW_FORMATS:
+            raise InputError(f"is a {table.description} whose columns {columns} match no known layout; expected the "
+                             "columns of one of: " + "; ".join(f"{n} ({FORMATS[n].description})" for n in ROW_FORMATS)
+                             + ". Rename the columns (or pass --format).", path)
+        if rows == 0:
+            raise InputError(f"is an empty {table.description}: no records", path)
+        return fmt
     path = Path(path)
     head = read_head(path)
     stripped = head.lstrip()
@@ -390,6 +544,10 @@ def detect_format(path: str | Path) -> str:
 def resolve_format(path: str | Path, format: str | None, kind: str) -> Format:
     """The format to read `path` with (given or detected), checked to hold `kind` records."""
     fmt = get_format(format) if format else FORMATS[detect_format(path)]
+    table = table_source(path) if format else None
+    if table is not None and fmt.name not in ROW_FORMATS:
+        raise InputError(f"is a {table.description}: its rows can hold the layouts {', '.join(ROW_FORMATS)}, "
+                         f"not '{fmt.name}' ({fmt.description})", path)
     if kind not in fmt.kinds:
         expected = "a question set" if kind == QUESTIONS else "a corpus (passages)"
         names = ", ".join(format_names(kind))

@@ -1,4 +1,6 @@
-"""Question sets: NQ-open, TriviaQA, DPR question/answers (JSONL/TSV), SQuAD v1.1, DPR bi-encoder, generic JSONL.
+"""Question sets: NQ-open, TriviaQA, DPR question/answers (JSONL/TSV), SQuAD v1.1, DPR bi-encoder, FlashRAG, generic JSONL.
+
+The JSONL layouts are also read from Parquet files and `datasets` save_to_disk folders (formats.py).
 
 Every loader yields `Question(id, question, answers)` with at least one non-empty
 answer string. Bad records raise `InputError` naming the file and the 1-based line
@@ -71,12 +73,16 @@ def _iter_jsonl(path: Path, answer_field: str) -> Iterator[tuple[Where, Question
     for where, rec in iter_records(path):
         q = check_question(rec.get("question"), path, where)
         answers = check_answers(rec.get(answer_field), path, where, answer_field)
-        default = f"{stem}-{where.line}" if where.line is not None else f"{stem}-{where.path.strip('[]')}"
+        default = f"{stem}-{where.ordinal}"
         yield where, Question(_record_id(rec, default), q, answers)
 
 
 def _iter_nq_open(path: Path) -> Iterator[tuple[Where, Question]]:
     return _iter_jsonl(path, "answer")
+
+
+def _iter_flashrag_qa(path: Path) -> Iterator[tuple[Where, Question]]:
+    return _iter_jsonl(path, "golden_answers")  # "metadata" is FlashRAG's own: not needed here
 
 
 def _iter_qa_jsonl(path: Path) -> Iterator[tuple[Where, Question]]:
@@ -175,6 +181,7 @@ def _iter_squad(path: Path) -> Iterator[tuple[Where, Question]]:
 
 _READERS: dict[str, Callable[[Path], Iterator[tuple[Where, Question]]]] = {
     "nq-open": _iter_nq_open,
+    "flashrag-qa": _iter_flashrag_qa,
     "qa-jsonl": _iter_qa_jsonl,
     "qa-tsv": _iter_qa_tsv,
     "triviaqa": _iter_triviaqa,

@@ -11,6 +11,10 @@ Embeddings are L2-normalised only when ``normalize=True``. The default follows t
 model: a sentence-transformers directory whose ``modules.json`` lists a ``Normalize``
 module (all-MiniLM-L6-v2 does) gets ``True``, so scores equal sentence-transformers'
 ``encode`` + inner product; anything else (e.g. Contriever) gets raw inner products.
+
+`save_pretrained` writes a sentence-transformers model directory (plus ``retriever_config.json``),
+so a trained retriever loads with ``SentenceTransformer(path)``; directories of the older layout
+(``query_encoder/`` [+ ``passage_encoder/``]) still load.
 """
 
 from __future__ import annotations
@@ -61,6 +65,59 @@ def _tensor_digest(module: nn.Module) -> str:
         h.update(name.encode())
         h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+# Untied encoders as sentence-transformers' Router routes (folder of each route's Transformer module).
+ST_ROUTES = {"query": "query_0_Transformer", "document": "document_0_Transformer"}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def _write_sentence_transformers_files(root: Path, dim: int, pooling: str, normalize: bool, shared: bool) -> None:
+    """modules.json, config_sentence_transformers.json, 1_Pooling (and 2_Normalize, router_config.json).
+
+    Module types and config keys are the classic ones (``sentence_transformers.models.*``,
+    ``pooling_mode_*_tokens``) that every sentence-transformers release reads, 6.x included; the
+    Router (untied encoders) needs sentence-transformers >= 5.
+    """
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models." + ("Transformer" if shared else "Router")},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (root / "2_Normalize").mkdir(exist_ok=True)
+    _write_json(root / "modules.json", modules)
+    (root / "1_Pooling").mkdir(exist_ok=True)
+    _write_json(root / "1_Pooling" / "config.json", {
+        "word_embedding_dimension": dim,
+        "pooling_mode_cls_token": pooling == "cls",
+        "pooling_mode_mean_tokens": pooling == "mean",
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    })
+    if not shared:
+        _write_json(root / "router_config.json", {
+            "types": {folder: "sentence_transformers.models.Transformer" for folder in ST_ROUTES.values()},
+            "structure": {route: [folder] for route, folder in ST_ROUTES.items()},
+            "parameters": {"default_route": "document", "allow_empty_key": True},
+        })
+    import transformers
+
+    versions = {"transformers": transformers.__version__, "pytorch": torch.__version__}
+    try:
+        from importlib.metadata import version
+
+        versions["sentence_transformers"] = version("sentence-transformers")
+    except Exception:  # noqa: BLE001 - not installed: the files do not need it
+        pass
+    _write_json(root / "config_sentence_transformers.json", {
+        "__version__": versions,
+        "model_type": "SentenceTransformer",
+        "prompts": {"query": "", "document": ""},
+        "default_prompt_name": None,
+        "similarity_fn_name": "dot",  # s(n, Q) is an inner product (the cosine when normalised)
+    })
 
 
 class BiEncoderRetriever(nn.Module):
@@ -164,10 +221,12 @@ class BiEncoderRetriever(nn.Module):
         saved_shared = bool(cfg.get("shared", True))
         if shared and not saved_shared:
             raise ConfigError("shared", f"the retriever in {path} has untied query/passage encoders; it cannot be loaded as shared")
-        q_model, tok = load_encoder(str(path / "query_encoder"), dtype=dtype)
+        # version 1 kept the encoders in query_encoder/ and passage_encoder/; version 2 names its folders
+        # (the sentence-transformers layout: "" for a shared encoder at the root, Router folders when untied)
+        q_model, tok = load_encoder(str(path / cfg.get("query_encoder", "query_encoder")), dtype=dtype)
         p_model = None
         if not saved_shared:
-            p_model, _ = load_encoder(str(path / "passage_encoder"), dtype=dtype)
+            p_model, _ = load_encoder(str(path / cfg.get("passage_encoder", "passage_encoder")), dtype=dtype)
         r = cls(
             q_model, tok, name=str(path), base_model=cfg.get("base_model"), pooling=cfg["pooling"],
             shared=saved_shared if shared is None else shared, query_only=bool(query_only or cfg.get("query_only", False)),
@@ -176,19 +235,35 @@ class BiEncoderRetriever(nn.Module):
         return r.to(default_device(device))
 
     def save_pretrained(self, out_dir: str | Path) -> Path:
-        """Write the encoder(s) as safetensors plus ``retriever_config.json``; atomic."""
+        """Write the retriever as a sentence-transformers model directory plus ``retriever_config.json``; atomic.
+
+        Shared encoder: the standard layout (the Transformer module at the root, ``1_Pooling``,
+        ``2_Normalize`` when normalised), so ``SentenceTransformer(out_dir).encode(texts)`` gives the
+        vectors of `encode_queries` / `encode_passages`. Untied encoders: the root module is ST's
+        ``Router`` with a ``query`` route (``query_0_Transformer/``) and a ``document`` route
+        (``document_0_Transformer/``, the default one), so ``encode_query`` / ``encode_document``
+        (and plain ``encode``) give the query / passage vectors. Each weight is written once.
+        Passages are embedded as ``Passage.as_text()`` ("title. text").
+        """
         from ragdistill.utils.io import atomic_dir
 
         out_dir = Path(out_dir)
         with atomic_dir(out_dir) as tmp:
-            self.query_encoder.save_pretrained(tmp / "query_encoder")
-            self.tokenizer.save_pretrained(tmp / "query_encoder")
-            if not self.shared:
-                self.passage_encoder.save_pretrained(tmp / "passage_encoder")
-                self.tokenizer.save_pretrained(tmp / "passage_encoder")
+            if self.shared:
+                folders = {"query_encoder": "", "passage_encoder": ""}
+            else:
+                folders = {"query_encoder": ST_ROUTES["query"], "passage_encoder": ST_ROUTES["document"]}
+            encoders = {"query_encoder": self.query_encoder, "passage_encoder": self.passage_encoder}
+            for key in ("query_encoder",) if self.shared else ("query_encoder", "passage_encoder"):
+                where = tmp / folders[key]
+                encoders[key].save_pretrained(where)
+                self.tokenizer.save_pretrained(where)
+                _write_json(where / "sentence_bert_config.json", {"max_seq_length": self.max_length, "do_lower_case": False})
+            _write_sentence_transformers_files(tmp, self.dim, self.pooling, self.normalize, self.shared)
             cfg = {
                 "format": "ragdistill-bi-encoder",
-                "version": 1,
+                "version": 2,
+                "layout": "sentence-transformers",
                 "base_model": self.base_model,
                 "pooling": self.pooling,
                 "shared": self.shared,
@@ -196,8 +271,9 @@ class BiEncoderRetriever(nn.Module):
                 "normalize": self.normalize,
                 "max_length": self.max_length,
                 "dim": self.dim,
+                **folders,
             }
-            (tmp / CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")
+            _write_json(tmp / CONFIG_NAME, cfg)
         return out_dir
 
     # ------------------------------------------------------------------ properties
