@@ -520,9 +520,9 @@ def together_table(rows: Sequence[dict[str, Any]]) -> str:
         d5 = (r.get("deltas") or {}).get("hr@5")
         delta = "–" if d5 is None else f"{format_difference(d5)}, n={d5.n}"
         agree = "–" if r["agrees"] is None else ("yes" if r["agrees"] else "**no**")
-        why = "; ".join(x for x in (r.get("outcome_why"), r.get("prediction_why") if r["prediction"] is None else "",
+        why = "; ".join(dict.fromkeys(x for x in (r.get("outcome_why"), r.get("prediction_why") if r["prediction"] is None else "",
                                     r.get("agrees_why") if r["agrees"] is None and r["prediction"] and r["outcome"] != "–"
-                                    else "") if x) or "–"
+                                    else "") if x)) or "–"
         lines.append("| " + " | ".join([r["number"], r["name"], f"{teacher}'s final reader", r["signal"], delta,
                                         r["outcome"], i1, i2, r["prediction"] or "–", agree, why]) + " |")
     return "\n".join(lines)
@@ -696,7 +696,7 @@ def conclusion(rows: Sequence[dict[str, Any]]) -> list[str]:
 def power_line(rows: Sequence[dict[str, Any]]) -> str:
     """The 95 % half-widths of every interval: what differences this run can tell from noise."""
     parts = []
-    for key in sorted({k for r in rows for k in (r.get("deltas") or {})}, key=lambda k: (not k.startswith("hr@"), k)):
+    for key in sorted({k for r in rows for k in (r.get("deltas") or {})}, key=lambda k: (0, int(k[3:]), "") if k.startswith("hr@") and k[3:].isdigit() else (1, 0, k)):
         ds = [(r, r["deltas"][key]) for r in rows if (r.get("deltas") or {}).get(key) is not None]
         if ds:
             parts.append(f"Δ{_metric_title(key)} ± " + ", ".join(f"{100 * d.half_width:.1f} (row {r['number']}, n={d.n})"
