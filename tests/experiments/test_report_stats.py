@@ -134,7 +134,7 @@ def test_putting_together_agreement_and_conclusion(rows):
     t = report.together_table(list(rows.values()))
     line = next(ln for ln in t.splitlines() if "| finetuned_step2 |" in ln)
     assert "no detectable change" in line and "holds (interval: holds)" in line and "includes 0" in line
-    text = "\n".join(conclusion(list(rows.values())))
+    text = "\n".join(report.conclusion(list(rows.values())))
     assert "**Off-the-shelf distillation hurts the retriever (row 2)**: reproduced" in text
     assert "step 2, improves the retriever (row 4)**: could not be decided" in text and "includes 0 at n=40" in text
     assert "hold for a good teacher (row 3's fine-tuned reader, row 4's teacher)**: reproduced" in text
