@@ -33,6 +33,7 @@ def test_table1_columns_follow_the_metrics():
     row = {"number": "2", "name": "offshelf_distill", "reader": "smollm2-135m", "what_trains": "both", "status": "ran",
            "metrics": {"n": 40, "hr@1": 0.5, "hr@5": 0.75, "em": 0.125, "f1": 0.25}, "delta_hr5": -0.025}
     lines = table1([row]).splitlines()
-    assert lines[0] == "| # | setting | reader | what trains | HR@1 | HR@5 | EM | F1 | n test | ΔHR@5 | status |"
-    assert len(lines[1].strip("|").split("|")) == 11
-    assert lines[2] == "| 2 | offshelf_distill | `smollm2-135m` | both | 50.0 | 75.0 | 12.5 | 25.0 | 40 | -2.5 | ran |"
+    assert lines[0] == ("| # | setting | reader | what trains | HR@1 | HR@5 | EM | F1 | n test | ΔHR@5 [95 % CI] | outcome "
+                        "| status |")
+    assert len(lines[1].strip("|").split("|")) == 12
+    assert lines[2] == "| 2 | offshelf_distill | `smollm2-135m` | both | 50.0 | 75.0 | 12.5 | 25.0 | 40 | -2.5 | – | ran |"

@@ -16,14 +16,26 @@ Verdict (DESIGN §3 "Indicators", thresholds are options):
 * Indicator 2 (question-related) holds when its mean attention at p95 on question-related
   tokens exceeds the reference's and its mean Spearman (p95) is above ``corr_threshold`` (0.3).
 
-"Attention" in the verdict is the **lift** by default (mean â over M × number of passage
-tokens): the raw mean shrinks as prompts grow, so two readers whose prompts differ in length
-(another tokenizer, another template, FiD vs decoder) are only comparable through the lift.
-``attention_measure="mean"`` uses the raw mean, as the study's tables print it.
+Which attention decides (``VerdictOptions.attention_measure``, DESIGN §3 "which attention is
+compared"; the caller chooses):
+
+* ``"mean"`` — the study's mean attention on M. Right where every reader sees the same
+  instances with the same prompt budget (``reproduce``: one tokenizer per family, one budget).
+* ``"lift"`` — mean â over M × number of passage tokens: the raw mean shrinks as prompts grow,
+  so readers whose prompts differ (another tokenizer, template or budget) are only comparable
+  through the lift.
+* ``"auto"`` — ``"mean"`` when the two readers' prompts are the same (the per-instance numbers of
+  passage tokens that ``summarize`` fingerprints agree), otherwise ``"lift"``; for ``analyze`` /
+  ``diagnose``, where the readers may tokenise differently.
+
+The verdict records the measure that decided (``attention_measure``, ``decided_by``, and
+``measure_reason``) and carries both values (``mean_attention``/``lift`` and the reference's) so
+a report shows the other beside it. ``measure_for(same_prompts)`` is the rule as a function.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -31,7 +43,22 @@ import numpy as np
 
 from ragdistill.analysis.quality import GROUPS, PERCENTILES, SKIP_NO_NOUNS, InstanceMeasures
 
-ATTENTION_MEASURES = ("lift", "mean")
+ATTENTION_MEASURES = ("mean", "lift", "auto")
+MEASURE_TITLE = {"mean": "mean attention on M", "lift": "lift"}
+
+
+def measure_for(same_prompts: bool) -> str:
+    """The measure a verdict should compare: the study's mean attention when both readers saw the same
+    prompts (same instances, tokenizer and budget), else the lift."""
+    return "mean" if same_prompts else "lift"
+
+
+def prompt_fingerprint(instances: Sequence[InstanceMeasures]) -> dict[str, Any]:
+    """What tells two readers' prompts apart: the per-instance numbers of passage tokens (their sha1 and mean)."""
+    counts = [int(i.n_passage_tokens) for i in instances]
+    digest = hashlib.sha1(",".join(map(str, counts)).encode()).hexdigest()
+    return {"n": len(counts), "passage_tokens_sha1": digest,
+            "passage_tokens_mean": float(np.mean(counts)) if counts else None}
 
 
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
@@ -44,7 +71,7 @@ def _stats(values: list[float]) -> tuple[float | None, float | None]:
 def summarize(instances: Sequence[InstanceMeasures], percentiles: Iterable[int] = PERCENTILES) -> dict[str, Any]:
     """indicators.json's per-reader block: {group: {"p90": {...}, "p95": {...}}} plus counts."""
     percentiles = tuple(int(p) for p in percentiles)
-    out: dict[str, Any] = {"n_instances": len(instances)}
+    out: dict[str, Any] = {"n_instances": len(instances), "prompts": prompt_fingerprint(instances)}
     for group in GROUPS:
         gblock: dict[str, Any] = {}
         for p in percentiles:
@@ -88,7 +115,7 @@ class VerdictOptions:
 
     corr_threshold: float = 0.3      # Indicator 2: mean Spearman on question-related tokens must exceed it
     percentile: int = 95             # which selection the verdict reads
-    attention_measure: str = "lift"  # "lift" (comparable across prompt lengths) or "mean" (raw mean â)
+    attention_measure: str = "lift"  # "mean" (the study's mean â on M), "lift" (comparable across prompts) or "auto"
     lift_threshold: float = 1.0      # absolute rule (no reference): attention above uniform
 
 
@@ -102,6 +129,28 @@ def _gt(a: float | None, b: float | None) -> bool | None:
     return bool(a > b)
 
 
+def _resolve_measure(requested: str, summary: dict[str, Any], reference: dict[str, Any] | None) -> tuple[str, str]:
+    """(measure, why) for a verdict: an explicit choice stands; "auto" compares the two readers' prompts."""
+    if requested != "auto":
+        return requested, "chosen by the caller"
+    if reference is None:
+        return "lift", "no reference: the absolute rule reads the lift"
+    mine, theirs = summary.get("prompts"), reference.get("prompts")
+    if not mine or not theirs:
+        return "lift", "the prompts of the two readers are not known to be the same"
+    same = mine.get("passage_tokens_sha1") == theirs.get("passage_tokens_sha1") and mine.get("n") == theirs.get("n")
+    return measure_for(same), ("both readers saw the same prompts (same passage tokens per instance)" if same else
+                               "the readers' prompts differ (another tokenizer or budget): only the lift is comparable")
+
+
+def _both(mine: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    """Both attention measures of one group, the reader's and the reference's (the report shows the other one beside)."""
+    return {"mean_attention": mine["mean_attention"], "reference_mean_attention": ref["mean_attention"],
+            "lift": mine["lift"], "reference_lift": ref["lift"],
+            "mean_attention_higher": _gt(mine["mean_attention"], ref["mean_attention"]),
+            "lift_higher": _gt(mine["lift"], ref["lift"])}
+
+
 def verdict(summary: dict[str, Any], reference: dict[str, Any] | None,
             options: VerdictOptions = VerdictOptions()) -> dict[str, Any]:
     """Whether each indicator holds for `summary` against `reference` (None: no comparison possible).
@@ -113,10 +162,13 @@ def verdict(summary: dict[str, Any], reference: dict[str, Any] | None,
     if options.attention_measure not in ATTENTION_MEASURES:
         raise ValueError(f"attention_measure must be one of {ATTENTION_MEASURES}")
     p = options.percentile
-    akey = "lift_mean" if options.attention_measure == "lift" else "attention_mean"
-    out: dict[str, Any] = {"percentile": p, "attention_measure": options.attention_measure,
+    measure, reason = _resolve_measure(options.attention_measure, summary, reference)
+    akey = "lift_mean" if measure == "lift" else "attention_mean"
+    out: dict[str, Any] = {"percentile": p, "attention_measure": measure, "measure_requested": options.attention_measure,
+                           "decided_by": MEASURE_TITLE[measure], "measure_reason": reason,
                            "corr_threshold": options.corr_threshold, "compared_to_reference": reference is not None}
     values = {g: {"attention": _get(summary, g, p, akey), "lift": _get(summary, g, p, "lift_mean"),
+                  "mean_attention": _get(summary, g, p, "attention_mean"),
                   "spearman": _get(summary, g, p, "spearman_mean")} for g in GROUPS}
     absolute = {g: {"spearman_above_threshold": _gt(values[g]["spearman"], options.corr_threshold),
                     "lift_above_uniform": _gt(values[g]["lift"], options.lift_threshold)} for g in GROUPS}
@@ -126,7 +178,9 @@ def verdict(summary: dict[str, Any], reference: dict[str, Any] | None,
         out["indicator1"] = {"holds": None, "note": note, **{k: values["answer"][k] for k in ("attention", "spearman")}}
         out["indicator2"] = {"holds": None, "note": note, **{k: values["question"][k] for k in ("attention", "spearman")}}
         return out
-    ref = {g: {"attention": _get(reference, g, p, akey), "spearman": _get(reference, g, p, "spearman_mean")} for g in GROUPS}
+    ref = {g: {"attention": _get(reference, g, p, akey), "lift": _get(reference, g, p, "lift_mean"),
+               "mean_attention": _get(reference, g, p, "attention_mean"),
+               "spearman": _get(reference, g, p, "spearman_mean")} for g in GROUPS}
     att1 = _gt(values["answer"]["attention"], ref["answer"]["attention"])
     cor1 = _gt(values["answer"]["spearman"], ref["answer"]["spearman"])
     att2 = _gt(values["question"]["attention"], ref["question"]["attention"])
@@ -135,12 +189,13 @@ def verdict(summary: dict[str, Any], reference: dict[str, Any] | None,
         "holds": None if att1 is None or cor1 is None else (att1 and cor1),
         "attention": values["answer"]["attention"], "reference_attention": ref["answer"]["attention"],
         "spearman": values["answer"]["spearman"], "reference_spearman": ref["answer"]["spearman"],
-        "attention_higher": att1, "spearman_higher": cor1,
+        "attention_higher": att1, "spearman_higher": cor1, **_both(values["answer"], ref["answer"]),
     }
     out["indicator2"] = {
         "holds": None if att2 is None or cor2 is None else (att2 and cor2),
         "attention": values["question"]["attention"], "reference_attention": ref["question"]["attention"],
-        "spearman": values["question"]["spearman"], "attention_higher": att2, "spearman_above_threshold": cor2,
+        "spearman": values["question"]["spearman"], "reference_spearman": ref["question"]["spearman"],
+        "attention_higher": att2, "spearman_above_threshold": cor2, **_both(values["question"], ref["question"]),
     }
     return out
 

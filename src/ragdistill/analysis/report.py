@@ -29,11 +29,19 @@ def _row_name(name: str, reference: str | None) -> str:
     return f"{name} (reference)" if reference is not None and name == reference else name
 
 
+def _se(std: float | None, n: int | None) -> float | None:
+    """Standard error of a mean from the stored population std (ddof 0) and n: std / √(n − 1)."""
+    if std is None or not n or n < 2:
+        return None
+    return std / (n - 1) ** 0.5
+
+
 def table2(readers: dict[str, dict[str, Any]], reference: str | None, measure: str = "attention",
-           percentiles: Sequence[int] = PERCENTILES) -> str:
+           percentiles: Sequence[int] = PERCENTILES, se: bool = False) -> str:
     """The study's Table 2: rows = readers, columns = group × percentile × (Attn., Corr.).
 
     `measure` = "attention" (raw mean â over M) or "lift" (mean â over M × passage tokens).
+    `se=True`: each mean carries its standard error (mean ± SE over the instances it averages).
     """
     key = "attention_mean" if measure == "attention" else "lift_mean"
     label = "Attn." if measure == "attention" else "Lift"
@@ -47,6 +55,12 @@ def table2(readers: dict[str, dict[str, Any]], reference: str | None, measure: s
         for g in GROUPS:
             for p in percentiles:
                 blk = s[g][f"p{p}"]
+                if se:
+                    ea = _se(blk[key.replace("_mean", "_std")], blk.get("n_measured"))
+                    er = _se(blk.get("spearman_std"), blk.get("n_used"))
+                    cells += [fmt(blk[key]) + ("" if ea is None else f" ± {fmt(ea)}"),
+                              _f(blk["spearman_mean"], ".3f") + ("" if er is None else f" ± {er:.3f}")]
+                    continue
                 cells += [fmt(blk[key]), _f(blk["spearman_mean"], ".3f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from ragdistill.evaluation.statistics import Difference, format_difference
 from ragdistill.experiments.settings import BY_NAME, DECODER, RETRIEVER_OUTCOME
 from ragdistill.utils.io import atomic_file, atomic_write_json, atomic_write_text
 
@@ -53,6 +54,92 @@ def _hits(run_dir: Path) -> dict[str, bool]:
     return out
 
 
+def _passage_texts(ids: set[str], config, cache: dict[str, str]) -> dict[str, str]:
+    """Texts (as the retriever saw them) of the given passage ids: from the index's passage store, else the corpus."""
+    want = {i for i in ids if i not in cache}
+    if want:
+        store_path = Path(config.index.dir) / "passages.sqlite" if getattr(config.index, "dir", None) else None
+        if store_path is not None and store_path.is_file():
+            from ragdistill.retrieval.store import PassageStore
+
+            store = PassageStore.open(store_path)
+            try:
+                for pid in sorted(want):
+                    row = store.row_of(pid)
+                    if row is not None:
+                        cache[pid] = store.get([row])[0].as_text()
+            finally:
+                store.close()
+        want = {i for i in want if i not in cache}
+        if want and config.data.corpus and Path(config.data.corpus).is_file():
+            from ragdistill.data.corpus import iter_passages
+
+            for psg in iter_passages(config.data.corpus, config.data.corpus_format, config.data.chunk_words):
+                if psg.id in want:
+                    cache[psg.id] = psg.as_text()
+                    want.discard(psg.id)
+                    if not want:
+                        break
+    return {i: cache[i] for i in ids if i in cache}
+
+
+def _eval_items(run_dir: Path, config, cache: dict[str, str]) -> tuple[dict[str, dict[str, float]], str]:
+    """Per-question outcomes of a row's final evaluation, by question id: {"hr@k": 0/1, "em", "f1"}, and a note.
+
+    predictions.jsonl stores the top-k hit (``hit``, k = the reader's passages), EM, F1 and the retrieved
+    passage ids; the hits at the other depths (HR@1, HR@20) are recomputed from the retrieved passages'
+    texts with the evaluation's own match (``retrieval.metrics.hit_flags``) unless the file carries
+    ``hit_flags``. A recomputation that disagrees with the stored hit is dropped (the note says so).
+    """
+    path = run_dir / "eval" / "predictions.jsonl"
+    if not path.is_file():
+        return {}, "no eval/predictions.jsonl"
+    recs = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("id") is not None:
+            recs.append(rec)
+    k = int(config.train.k)
+    ks = sorted({int(x) for x in config.eval.ks})
+    note = ""
+    flags: dict[str, list[bool]] = {}
+    if recs and all(isinstance(r.get("hit_flags"), list) for r in recs):
+        flags = {str(r["id"]): [bool(x) for x in r["hit_flags"]] for r in recs}
+    elif recs and all(isinstance(r.get("retrieved"), list) and r.get("answers") for r in recs):
+        from ragdistill.retrieval.metrics import hit_flags
+
+        try:
+            texts = _passage_texts({str(i) for r in recs for i in r["retrieved"]}, config, cache)
+        except Exception as exc:  # noqa: BLE001 - the report must not fail on an unreadable store
+            texts, note = {}, f"passage texts unreadable ({exc})"
+        for r in recs:
+            ids = [str(i) for i in r["retrieved"]]
+            if all(i in texts for i in ids):
+                flags[str(r["id"])] = hit_flags([texts[i] for i in ids], r["answers"], config.eval.match)
+    stored = {str(r["id"]): bool(r.get("hit")) for r in recs}
+    bad = [i for i, f in flags.items() if stored.get(i) != any(f[:k])]
+    if bad:
+        note = f"recomputed hits disagree with the stored ones for {len(bad)} questions: only HR@{k} is used"
+        flags = {}
+    if recs and not flags and not note:
+        note = f"per-question hits at depths other than {k} are not stored and could not be recomputed"
+    out: dict[str, dict[str, float]] = {}
+    for r in recs:
+        qid = str(r["id"])
+        item: dict[str, float] = {f"hr@{k}": float(bool(r.get("hit")))}
+        f = flags.get(qid)
+        if f is not None:
+            item.update({f"hr@{kk}": float(any(f[:kk])) for kk in ks if kk <= len(f)})
+        for m in ("em", "f1"):
+            if r.get(m) is not None:
+                item[m] = float(r[m])
+        out[qid] = item
+    return out, note
+
+
 def _curve(run_dir: Path, key: str = "hr@5") -> list[tuple[int, float]]:
     """(step, value) of the held-out evaluations logged in metrics.jsonl."""
     path = run_dir / "metrics.jsonl"
@@ -79,15 +166,19 @@ def _analysis(dirs: dict[str, str]) -> dict[str, dict[str, Any]]:
         if not ind or not ind.get("readers"):
             continue
         name, summary = next(iter(ind["readers"].items()))
-        measures = []
+        measures, keys = [], []
         inst = Path(d) / "instances.jsonl"
         if inst.is_file():
             for line in inst.read_text(encoding="utf-8").splitlines():
                 try:
-                    measures.append(InstanceMeasures.from_dict(json.loads(line)))
+                    rec = json.loads(line)
+                    measures.append(InstanceMeasures.from_dict(rec))
                 except (ValueError, KeyError, TypeError):
                     continue
-        out[signal] = {"summary": summary, "measures": measures, "dir": d, "settings": ind.get("settings", {})}
+                # the instance: the question and the passages the reader read (what pairs two readers' measures)
+                qid = rec.get("question_id")
+                keys.append(None if qid is None else f"{qid}|{','.join(map(str, rec.get('passage_ids') or []))}")
+        out[signal] = {"summary": summary, "measures": measures, "keys": keys, "dir": d, "settings": ind.get("settings", {})}
     return out
 
 
@@ -118,6 +209,101 @@ def outcome(delta: float | None, se: float | None) -> str:
     return "no clear change"
 
 
+# --------------------------------------------------------------------------- differences with intervals (DESIGN §7)
+
+HOLDS, FAILS, UNDECIDED = "holds", "fails", "undecided"
+
+
+def metric_difference(items: dict[str, dict[str, float]], base: dict[str, dict[str, float]], metric: str,
+                      seed: int = 0) -> Difference | None:
+    """row − reference on one metric, paired over the questions both evaluated (exact McNemar for hit rates and
+    EM, which are 0/1 per question; paired bootstrap for F1)."""
+    from ragdistill.evaluation.statistics import mcnemar, paired_bootstrap
+
+    ids = [i for i in items if metric in items[i] and metric in base.get(i, {})]
+    if not ids:
+        return None
+    a = [items[i][metric] for i in ids]
+    b = [base[i][metric] for i in ids]
+    if all(x in (0.0, 1.0) for x in a + b) and metric != "f1":
+        return mcnemar([x == 1.0 for x in a], [x == 1.0 for x in b])
+    return paired_bootstrap(a, b, seed=seed)
+
+
+def _instance_values(a: dict[str, Any], group: str, p: int, quantity: str) -> tuple[list[str | None], list[float | None]]:
+    keys, vals = [], []
+    for key, m in zip(a.get("keys") or [None] * len(a["measures"]), a["measures"]):
+        g = m.groups.get(group)
+        v = None
+        if g is not None and not g.skipped and p in g.by_percentile:
+            v = getattr(g.by_percentile[p], quantity)
+        keys.append(key)
+        vals.append(None if v is None else float(v))
+    return keys, vals
+
+
+def indicator_difference(a: dict[str, Any], ref: dict[str, Any], group: str, p: int, quantity: str,
+                         seed: int = 0) -> Difference | None:
+    """reader − reference of a per-instance measure's mean ("mean_attention", "lift", "spearman"): paired over the
+    instances both readers were analysed on (same question, same passages), otherwise an unpaired bootstrap."""
+    from ragdistill.evaluation.statistics import paired_bootstrap, unpaired_bootstrap
+
+    ka, va = _instance_values(a, group, p, quantity)
+    kb, vb = _instance_values(ref, group, p, quantity)
+    if ka and kb and None not in ka and None not in kb and len(set(ka)) == len(ka) and len(set(kb)) == len(kb) \
+            and set(ka) & set(kb):
+        other = dict(zip(kb, vb))
+        pairs = [(x, other[k]) for k, x in zip(ka, va) if k in other and x is not None and other[k] is not None]
+        if not pairs:
+            return None
+        return paired_bootstrap([x for x, _ in pairs], [y for _, y in pairs], seed=seed)
+    return unpaired_bootstrap([x for x in va if x is not None], [y for y in vb if y is not None], seed=seed)
+
+
+def threshold_difference(a: dict[str, Any], group: str, p: int, threshold: float, seed: int = 0) -> Difference | None:
+    """mean Spearman − threshold (Indicator 2's absolute rule) with a bootstrap interval over the instances."""
+    from ragdistill.evaluation.statistics import paired_bootstrap
+
+    vals = [x for x in _instance_values(a, group, p, "spearman")[1] if x is not None]
+    return paired_bootstrap(vals, [threshold] * len(vals), seed=seed) if vals else None
+
+
+def interval_status(parts: Sequence[Difference | None]) -> str | None:
+    """An indicator by its intervals: holds when every part improves, fails when one hurts, else undecided."""
+    if any(d is None for d in parts):
+        return None
+    outs = [d.outcome for d in parts]
+    if all(o == "improves" for o in outs):
+        return HOLDS
+    if any(o == "hurts" for o in outs):
+        return FAILS
+    return UNDECIDED
+
+
+def indicator_intervals(a: dict[str, Any], ref: dict[str, Any], percentile: int, measure: str,
+                        corr_threshold: float) -> dict[str, Any]:
+    """The intervals behind a verdict: Δ mean attention, Δ lift and Δ Spearman per group, ρ_Q − threshold, statuses."""
+    from ragdistill.analysis.quality import GROUPS
+
+    quantity = {"mean": "mean_attention", "lift": "lift"}[measure]
+    out: dict[str, Any] = {"percentile": percentile, "measure": measure}
+    for g in GROUPS:
+        out[g] = {q: indicator_difference(a, ref, g, percentile, q) for q in ("mean_attention", "lift", "spearman")}
+    out["question"]["spearman_minus_threshold"] = threshold_difference(a, "question", percentile, corr_threshold)
+    out["indicator1"] = interval_status([out["answer"][quantity], out["answer"]["spearman"]])
+    out["indicator2"] = interval_status([out["question"][quantity], out["question"]["spearman_minus_threshold"]])
+    return out
+
+
+def _public_intervals(iv: dict[str, Any] | None) -> dict[str, Any] | None:
+    if iv is None:
+        return None
+    out = {k: v for k, v in iv.items() if not isinstance(v, dict)}
+    for g in ("answer", "question"):
+        out[g] = {q: (d.to_dict() if d is not None else None) for q, d in iv[g].items()}
+    return out
+
+
 # --------------------------------------------------------------------------- collecting
 
 
@@ -127,6 +313,7 @@ def collect(plan, results) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
     by_key: dict[str, dict[str, Any]] = {}
+    texts: dict[str, str] = {}   # passage texts read for the per-question hits, shared by the rows
     for r in results:
         it = r.item
         m = r.marker or {}
@@ -146,11 +333,14 @@ def collect(plan, results) -> list[dict[str, Any]]:
             "curve": _curve(it.run_dir) if (m and it.setting.trains) else [],
             "hits": _hits(it.run_dir) if m else {},
         }
+        row["items"], row["items_note"] = _eval_items(it.run_dir, it.config, texts) if m else ({}, "")
         if r.status == "not run" and r.error:
             row["reason"] = r.error
         rows.append(row)
         by_key[f"{row['dataset']}/{row['name']}"] = row
-    opts = VerdictOptions()
+    # every reader of reproduce scores the same instances with the same prompt budget: the study's mean attention on M
+    # decides (DESIGN §3); the lift is shown beside it
+    opts = VerdictOptions(attention_measure="mean")
     for row in rows:
         s = BY_NAME[row["name"]]
         ref = by_key.get(f"{row['dataset']}/{s.reference}") if s.reference else None
@@ -158,35 +348,79 @@ def collect(plan, results) -> list[dict[str, Any]]:
         a = row["analyses"].get(row["signal"])
         ref_a = (ref or {}).get("analyses", {}).get(row["signal"]) if ref else None
         v = None
+        row["intervals"] = None
         if a is not None:
             v = verdict(a["summary"], ref_a["summary"] if (ref_a and s.reference) else None, opts)
             v["advice"], v["advice_reason"] = advice(v)
             if s.reference and ref_a is None:
                 v["note"] = f"the reference row {s.reference} has no analysis: the comparison is undefined"
+            if ref_a is not None and s.reference and a["measures"] and ref_a["measures"]:
+                row["intervals"] = indicator_intervals(a, ref_a, v["percentile"], v["attention_measure"],
+                                                       v["corr_threshold"])
         row["verdict"] = v
-        # ΔHR@5 against the off-the-shelf retriever (the decoder checkpoint row evaluates it; FiD rows share it)
+        # ΔHR@k against the off-the-shelf retriever (the decoder checkpoint row evaluates it; FiD rows share it);
+        # ΔEM/ΔF1 against the reference row of the same family (its reader)
         base = by_key.get(f"{row['dataset']}/offshelf_checkpoint")
-        row["delta_hr5"] = row["delta_se"] = None
-        row["delta_n"] = 0
+        row["deltas"] = {}
+        if base and row["items"] and base is not row and row["name"] in RETRIEVER_OUTCOME:
+            for key in sorted({k for it in row["items"].values() for k in it if k.startswith("hr@")},
+                              key=lambda x: int(x[3:])):
+                row["deltas"][key] = metric_difference(row["items"], base["items"], key)
+        if ref and ref["items"] and row["items"]:
+            for key in ("em", "f1"):
+                row["deltas"][key] = metric_difference(row["items"], ref["items"], key)
+        d5 = row["deltas"].get("hr@5")
+        row["delta_hr5"] = None if d5 is None else d5.estimate
+        row["delta_ci"] = None if d5 is None else [d5.low, d5.high]
+        row["delta_n"] = 0 if d5 is None else d5.n
+        row["delta_se"] = None
         if base and base["hits"] and row["hits"] and row["name"] in RETRIEVER_OUTCOME:
-            d, se, n = paired_delta(row["hits"], base["hits"])
-            row["delta_hr5"], row["delta_se"], row["delta_n"] = d, se, n
-            b5, r5 = base["metrics"].get("hr@5"), row["metrics"].get("hr@5")
-            if b5 is not None and r5 is not None and n == base["metrics"].get("n") == row["metrics"].get("n"):
-                row["delta_hr5"] = r5 - b5
-        row["outcome"] = outcome(row["delta_hr5"], row["delta_se"]) if row["name"] in RETRIEVER_OUTCOME else "–"
+            row["delta_se"] = paired_delta(row["hits"], base["hits"])[1]
+        row["outcome"], row["outcome_why"] = _outcome_of(row, base)
         if v is not None and v.get("compared_to_reference") and row["name"] in RETRIEVER_OUTCOME:
             h1, h2 = v["indicator1"]["holds"], v["indicator2"]["holds"]
             if h1 is None or h2 is None:
                 row["prediction"] = None
+                row["prediction_why"] = "a Spearman mean is undefined (no instance with a defined ρ)"
             else:
                 row["prediction"] = PREDICT_HELP if (h1 and h2) else PREDICT_NO
+                row["prediction_why"] = ""
         else:
             row["prediction"] = None
-        if row["prediction"] is None or row["outcome"] == "–":
-            row["agrees"] = None
-        else:
-            row["agrees"] = (row["prediction"] == PREDICT_HELP) == (row["outcome"] == "improved")
+            row["prediction_why"] = ("its retriever is not trained" if row["name"] not in RETRIEVER_OUTCOME else
+                                     "no analysis of its teacher" if v is None else
+                                     (v.get("note") or "no reference to compare with"))
+        row["agrees"], row["agrees_why"] = _agreement(row["prediction"], row["outcome"])
+    return rows
+
+
+def _outcome_of(row: dict[str, Any], base: dict[str, Any] | None) -> tuple[str, str]:
+    """The interval-based outcome of ΔHR@5 ('–' with the reason when there is none)."""
+    if row["name"] not in RETRIEVER_OUTCOME:
+        return "–", "its retriever is not trained"
+    d = row["deltas"].get("hr@5")
+    if d is not None:
+        return d.outcome, ""
+    if base is None or base["status"] in ("not run", "failed"):
+        return "–", "row 1 (the off-the-shelf retriever) has no evaluation"
+    if not row["items"]:
+        return "–", "no per-question evaluation (eval/predictions.jsonl)"
+    return "–", "no test question in common with row 1"
+
+
+def _agreement(prediction: str | None, outcome: str) -> tuple[bool | None, str]:
+    """Whether the indicators' prediction matches the interval-based outcome (None with the reason when it cannot be told)."""
+    if prediction is None:
+        return None, "no prediction"
+    if outcome == "–":
+        return None, "no outcome"
+    if prediction == PREDICT_HELP:
+        if outcome == "improves":
+            return True, ""
+        if outcome == "hurts":
+            return False, ""
+        return None, "predicted a gain, but the interval of ΔHR@5 includes 0"
+    return outcome != "improves", ""
     return rows
 
 
@@ -213,18 +447,49 @@ def table1(rows: Sequence[dict[str, Any]], ks: Sequence[int] | None = None) -> s
     if ks is None:
         found = sorted({int(k[3:]) for r in rows for k in r["metrics"] if k.startswith("hr@") and k[3:].isdigit()})
         ks = found or (1, 5, 20)
-    head = ["#", "setting", "reader", "what trains", *[f"HR@{k}" for k in ks], "EM", "F1", "n test", "ΔHR@5", "status"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * (len(ks) + 4) + ["---"]) + "|"]
+    head = ["#", "setting", "reader", "what trains", *[f"HR@{k}" for k in ks], "EM", "F1", "n test",
+            "ΔHR@5 [95 % CI]", "outcome", "status"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * (len(ks) + 4) + ["---"] * 2) + "|"]
     for r in rows:
         m = r["metrics"]
-        delta = "–" if r["delta_hr5"] is None else f"{100 * r['delta_hr5']:+.1f}"
+        d5 = (r.get("deltas") or {}).get("hr@5")
+        delta = format_difference(d5) if d5 is not None else (
+            "–" if r.get("delta_hr5") is None else f"{100 * r['delta_hr5']:+.1f}")
         status = r["status"] if r["status"] != "not run" else "**not run**"
         if r["status"] == "failed":
             status = "**failed**"
         lines.append("| " + " | ".join([
             r["number"], r["name"], f"`{_short_name(r['reader'])}`", r["what_trains"],
             *[_pct(m.get(f"hr@{k}")) for k in ks], _pct(m.get("em")), _pct(m.get("f1")),
-            str(m.get("n", "–")), delta, status]) + " |")
+            str(m.get("n", "–")), delta, r.get("outcome") or "–", status]) + " |")
+    return "\n".join(lines)
+
+
+METRIC_TITLE = {"em": "EM", "f1": "F1"}
+
+
+def _metric_title(key: str) -> str:
+    return METRIC_TITLE.get(key, key.upper().replace("HR@", "HR@"))
+
+
+def differences_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Every Δ of Table 1 against its reference row: the paired difference, 95 % interval, n, test and outcome."""
+    head = ["#", "setting", "Δ", "against", "difference (points)", "95 % CI", "± half-width", "n", "test", "p", "outcome"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 4 + ["---"] * 3) + "|"]
+    for r in rows:
+        for key, d in (r.get("deltas") or {}).items():
+            against = "1 offshelf_checkpoint (retriever)" if key.startswith("hr@") else f"{r['reference']} (reader)"
+            if d is None:
+                lines.append(f"| {r['number']} | {r['name']} | Δ{_metric_title(key)} | {against} | – | – | – | 0 | – | – | "
+                             "undefined: no question in common |")
+                continue
+            p = "–" if d.p_value is None else f"{d.p_value:.3g}"
+            test = d.method + (f" (discordant {d.discordant[0]}/{d.discordant[1]})" if d.discordant else "")
+            lines.append(f"| {r['number']} | {r['name']} | Δ{_metric_title(key)} | {against} | {100 * d.estimate:+.1f} | "
+                         f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}] | {100 * d.half_width:.1f} | {d.n} | {test} | {p} | "
+                         f"{d.outcome} |")
+    if len(lines) == 2:
+        return "No difference to compute: no setting other than the reference rows has a per-question evaluation."
     return "\n".join(lines)
 
 
@@ -235,22 +500,31 @@ def _short_name(name: str | None) -> str:
     return f"…/{p.parent.name}/{p.name}" if len(name) > 40 and p.parent.name else name
 
 
+def _status_cell(point: bool | None, iv: str | None) -> str:
+    txt = _holds(point)
+    return txt if iv is None else f"{txt} (interval: {iv})"
+
+
 def together_table(rows: Sequence[dict[str, Any]]) -> str:
-    head = ["#", "setting", "teacher (reader analysed)", "signal", "ΔHR@5 (± 2 SE)", "outcome", "Indicator 1",
-            "Indicator 2", "indicators predict", "agree?"]
+    head = ["#", "setting", "teacher (reader analysed)", "signal", "ΔHR@5 [95 % CI], n", "outcome (interval)",
+            "Indicator 1", "Indicator 2", "indicators predict", "agree?", "why undefined"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r["status"] in ("not run", "failed") or not BY_NAME[r["name"]].reference:
             continue
         v = r["verdict"] or {}
-        i1 = _holds((v.get("indicator1") or {}).get("holds")) if v else "–"
-        i2 = _holds((v.get("indicator2") or {}).get("holds")) if v else "–"
+        iv = r.get("intervals") or {}
+        i1 = _status_cell((v.get("indicator1") or {}).get("holds"), iv.get("indicator1")) if v else "–"
+        i2 = _status_cell((v.get("indicator2") or {}).get("holds"), iv.get("indicator2")) if v else "–"
         teacher = r["analysis_same_as"] or r["name"]
-        delta = "–" if r["delta_hr5"] is None else (
-            f"{100 * r['delta_hr5']:+.1f}" + ("" if r["delta_se"] is None else f" (± {200 * r['delta_se']:.1f})"))
+        d5 = (r.get("deltas") or {}).get("hr@5")
+        delta = "–" if d5 is None else f"{format_difference(d5)}, n={d5.n}"
         agree = "–" if r["agrees"] is None else ("yes" if r["agrees"] else "**no**")
+        why = "; ".join(dict.fromkeys(x for x in (r.get("outcome_why"), r.get("prediction_why") if r["prediction"] is None else "",
+                                    r.get("agrees_why") if r["agrees"] is None and r["prediction"] and r["outcome"] != "–"
+                                    else "") if x)) or "–"
         lines.append("| " + " | ".join([r["number"], r["name"], f"{teacher}'s final reader", r["signal"], delta,
-                                        r["outcome"], i1, i2, r["prediction"] or "–", agree]) + " |")
+                                        r["outcome"], i1, i2, r["prediction"] or "–", agree, why]) + " |")
     return "\n".join(lines)
 
 
@@ -269,13 +543,183 @@ def verdict_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
                        f"lift > 1: {_holds(ab['question']['lift_above_uniform'])}. Advice: *{v['advice']}*.")
             continue
         i1, i2 = v["indicator1"], v["indicator2"]
-        f = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
-        out.append(f"- **{r['number']} {r['name']}** vs {r['reference']} ({r['signal']}, p{v['percentile']}, {v['attention_measure']}): "
-                   f"Indicator 1 {_holds(i1['holds'])} (lift {f(i1['attention'])} vs {f(i1['reference_attention'])}, "
-                   f"Spearman {f(i1['spearman'])} vs {f(i1['reference_spearman'])}); "
-                   f"Indicator 2 {_holds(i2['holds'])} (lift {f(i2['attention'])} vs {f(i2['reference_attention'])}, "
-                   f"Spearman {f(i2['spearman'])} vs > {v['corr_threshold']}). Advice: *{v['advice']}* — {v['advice_reason']}.")
+        iv = r.get("intervals") or {}
+        mq = "mean_attention" if v["attention_measure"] == "mean" else "lift"
+        other = "lift" if mq == "mean_attention" else "mean_attention"
+        name = {"mean_attention": "mean attention", "lift": "lift"}
+        head = (f"- **{r['number']} {r['name']}** vs {r['reference']} ({r['signal']}, p{v['percentile']}; decided by the "
+                f"{v['decided_by']}" + (", the study's measure: every reader scored the same instances with the same "
+                                         "prompt budget; the lift beside it" if v["attention_measure"] == "mean" else "")
+                + "): ")
+        parts = []
+        for label, ind, g in (("Indicator 1", i1, "answer"), ("Indicator 2", i2, "question")):
+            gi = iv.get(g) or {}
+            txt = (f"{label} {_holds(ind['holds'])}" + (f" (by the intervals: {iv['indicator' + label[-1]]})"
+                                                        if iv.get("indicator" + label[-1]) else "")
+                   + f" — {name[mq]} {_num(ind.get(mq))} vs {_num(ind.get('reference_' + mq))}{_iv(gi.get(mq))}; "
+                   f"{name[other]} {_num(ind.get(other))} vs {_num(ind.get('reference_' + other))}{_iv(gi.get(other))}; ")
+            if g == "answer":
+                txt += f"Spearman {_num(ind['spearman'])} vs {_num(ind['reference_spearman'])}{_iv(gi.get('spearman'))}"
+            else:
+                txt += (f"Spearman {_num(ind['spearman'])} vs > {v['corr_threshold']}"
+                        f"{_iv(gi.get('spearman_minus_threshold'), 'ρ − threshold')}")
+            parts.append(txt)
+        out.append(head + "; ".join(parts) + f". Advice: *{v['advice']}* — {v['advice_reason']}.")
     return out
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.3g}" if abs(x) < 0.01 and x != 0 else f"{x:.3f}"
+
+
+def _iv(d: Difference | None, what: str = "Δ") -> str:
+    """' (Δ +0.01 [−0.00, +0.02], n=40 paired: no detectable change)' for an indicator difference."""
+    if d is None:
+        return ""
+    f = lambda x: f"{x:+.3g}"  # noqa: E731
+    n = f"n={d.n} paired" if d.method == "paired bootstrap" else f"n={d.n}/{d.n_b} unpaired"
+    return f" ({what} {f(d.estimate)} [{f(d.low)}, {f(d.high)}], {n}: {d.outcome})"
+
+
+REPRODUCED, NOT_REPRODUCED, UNDECIDED_FINDING = "reproduced", "did not reproduce", "could not be decided"
+
+
+def _ci_text(d: Difference, scale: float = 100.0, unit: str = " points") -> str:
+    return (f"{scale * d.estimate:+.1f}{unit} [95 % CI {scale * d.low:+.1f}, {scale * d.high:+.1f}], n={d.n}"
+            if scale != 1 else f"{d.estimate:+.3g} [95 % CI {d.low:+.3g}, {d.high:+.3g}], n={d.n}")
+
+
+def _missing(row: dict[str, Any] | None, name: str) -> str | None:
+    if row is None:
+        return f"setting {name} is not in this run"
+    if row["status"] == "not run":
+        return f"setting {row['number']} {name} did not run" + (f" ({row['reason']})" if row.get("reason") else "")
+    if row["status"] == "failed":
+        return f"setting {row['number']} {name} failed ({row['error']})"
+    return None
+
+
+def _retrieval_finding(row: dict[str, Any] | None, name: str, want: str) -> tuple[str, str]:
+    miss = _missing(row, name)
+    if miss:
+        return UNDECIDED_FINDING, miss
+    d = (row.get("deltas") or {}).get("hr@5")
+    if d is None:
+        return UNDECIDED_FINDING, f"no ΔHR@5: {row.get('outcome_why') or 'undefined'}"
+    txt = f"ΔHR@5 {_ci_text(d)} ({d.method})"
+    if d.outcome == want:
+        return REPRODUCED, txt
+    if d.outcome == "no detectable change":
+        return UNDECIDED_FINDING, f"{txt}: the interval includes 0 at n={d.n}"
+    return NOT_REPRODUCED, f"{txt}: it {d.outcome}"
+
+
+def _indicator_text(row: dict[str, Any]) -> str:
+    v, iv = row["verdict"], row.get("intervals") or {}
+    return (f"Indicator 1 {_holds(v['indicator1']['holds'])} (intervals: {iv.get('indicator1') or 'none'}), "
+            f"Indicator 2 {_holds(v['indicator2']['holds'])} (intervals: {iv.get('indicator2') or 'none'})")
+
+
+def _indicator_finding(row: dict[str, Any] | None, name: str, kind: str) -> tuple[str, str]:
+    """kind: 'both' (both indicators hold), 'encdec' (only Indicator 1's attention trend), 'neither'."""
+    miss = _missing(row, name)
+    if miss:
+        return UNDECIDED_FINDING, miss
+    v, iv = row.get("verdict"), row.get("intervals")
+    if v is None or not v.get("compared_to_reference"):
+        return UNDECIDED_FINDING, f"no verdict against the reference ({(v or {}).get('note') or 'no analysis'})"
+    if not iv:
+        return UNDECIDED_FINDING, "no per-instance measures to put intervals on the indicator differences"
+    s1, s2 = iv.get("indicator1"), iv.get("indicator2")
+    txt = _indicator_text(row)
+    if kind == "both":
+        if s1 == HOLDS and s2 == HOLDS:
+            return REPRODUCED, txt
+        if FAILS in (s1, s2):
+            return NOT_REPRODUCED, txt
+        return UNDECIDED_FINDING, txt + f": an interval includes 0 at n={_n_inst(iv)}"
+    if kind == "neither":
+        if HOLDS in (s1, s2):
+            return NOT_REPRODUCED, txt
+        if s1 == FAILS and s2 == FAILS:
+            return REPRODUCED, txt
+        return UNDECIDED_FINDING, txt + f": not clearly failing either, an interval includes 0 at n={_n_inst(iv)}"
+    # encoder-decoder: the answer-related attention rises, and not both indicators hold
+    quantity = "mean_attention" if iv["measure"] == "mean" else "lift"
+    d = iv["answer"][quantity]
+    if d is None:
+        return UNDECIDED_FINDING, "the answer-related attention difference is undefined"
+    txt = f"answer-related Δ {quantity.replace('_', ' ')} {_ci_text(d, 1)}: {d.outcome}; " + txt
+    if d.outcome == "improves" and s2 != HOLDS:
+        return REPRODUCED, txt
+    if d.outcome == "hurts" or (s1 == HOLDS and s2 == HOLDS):
+        return NOT_REPRODUCED, txt
+    return UNDECIDED_FINDING, txt + f": an interval includes 0 at n={d.n}"
+
+
+def _n_inst(iv: dict[str, Any]) -> str:
+    ns = sorted({d.n for g in ("answer", "question") for d in iv[g].values() if d is not None})
+    return "/".join(map(str, ns)) or "0"
+
+
+def conclusion(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The study's findings, each reproduced / not reproduced / undecided on this data, from the intervals."""
+    by = {r["name"]: r for r in rows}
+    teacher = by.get("finetuned_step1")
+    findings = [
+        ("Off-the-shelf distillation hurts the retriever (row 2)",
+         _retrieval_finding(by.get("offshelf_distill"), "offshelf_distill", "hurts")),
+        ("Fine-tuned distillation, step 2, improves the retriever (row 4)",
+         _retrieval_finding(by.get("finetuned_step2"), "finetuned_step2", "improves")),
+        ("Indicators 1 and 2 hold for a good teacher (row 3's fine-tuned reader, row 4's teacher)",
+         _indicator_finding(teacher, "finetuned_step1", "both")),
+        ("Encoder-decoder distillation: only Indicator 1's attention trend (row 5)",
+         _indicator_finding(by.get("encdec_distill"), "encdec_distill", "encdec")),
+        ("Perplexity distillation: neither indicator holds (row 6)",
+         _indicator_finding(by.get("perplexity_distill"), "perplexity_distill", "neither")),
+    ]
+    counts = {k: sum(1 for _, (st, _) in findings if st == k) for k in (REPRODUCED, NOT_REPRODUCED, UNDECIDED_FINDING)}
+    out = [f"Of the study's {len(findings)} findings, {counts[REPRODUCED]} reproduced on this data, "
+           f"{counts[NOT_REPRODUCED]} did not, and {counts[UNDECIDED_FINDING]} could not be decided.", ""]
+    out += [f"- **{title}**: {status} — {detail}." for title, (status, detail) in findings]
+    if teacher and teacher.get("status") not in ("not run", "failed"):
+        em = (teacher.get("deltas") or {}).get("em")
+        if em is not None:
+            out.append(f"- Step 1's reader against the off-the-shelf reader: ΔEM {_ci_text(em)} ({em.outcome}) — the "
+                       "study's step 2 presumes a clearly better (well-tuned) reader.")
+    out += ["", power_line(rows)]
+    return out
+
+
+def power_line(rows: Sequence[dict[str, Any]]) -> str:
+    """The 95 % half-widths of every interval: what differences this run can tell from noise."""
+    parts = []
+    for key in sorted({k for r in rows for k in (r.get("deltas") or {})}, key=lambda k: (0, int(k[3:]), "") if k.startswith("hr@") and k[3:].isdigit() else (1, 0, k)):
+        ds = [(r, r["deltas"][key]) for r in rows if (r.get("deltas") or {}).get(key) is not None]
+        if ds:
+            parts.append(f"Δ{_metric_title(key)} ± " + ", ".join(f"{100 * d.half_width:.1f} (row {r['number']}, n={d.n})"
+                                                              for r, d in ds) + " points")
+    for r in rows:
+        iv = r.get("intervals")
+        if not iv:
+            continue
+        q = "mean_attention" if iv["measure"] == "mean" else "lift"
+        bits = []
+        for g, title in (("answer", "answer"), ("question", "question")):
+            d, rho = iv[g][q], iv[g]["spearman"]
+            if d is not None:
+                bits.append(f"{title} Δ{q.replace('_', ' ')} ± {d.half_width:.3g}")
+            if rho is not None:
+                bits.append(f"{title} ΔSpearman ± {rho.half_width:.3f}")
+        if bits:
+            n = _n_inst(iv)
+            parts.append(f"row {r['number']} indicators (n={n}): " + ", ".join(bits))
+    if not parts:
+        return "No difference had an interval (nothing to compare)."
+    return ("Interval half-widths (95 %), i.e. the smallest differences this run can tell from noise: "
+            + "; ".join(parts) + ".")
 
 
 # --------------------------------------------------------------------------- figures
@@ -429,7 +873,17 @@ def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[
                 "HR@k: share of test questions with an answer in the top-k passages (DPR token match); EM/F1: the "
                 "reader's greedy answer from the top-K passages (SQuAD normalisation), in %. ΔHR@5: against row 1's "
                 "off-the-shelf retriever, in points. Rows that train no retriever keep it (Δ –).", "",
-                table1(drows), ""]
+                table1(drows), "",
+                "Outcome: read off the 95 % interval of the paired difference (exact McNemar for hit rates and EM, "
+                "paired bootstrap with 10,000 resamples and seed 0 for F1): *improves* / *hurts* when the interval "
+                "excludes 0, else *no detectable change*. Every difference against its reference row:", "",
+                differences_table(drows), ""]
+        if all(d is None or d.outcome == "no detectable change" for r in drows for d in (r.get("deltas") or {}).values()) \
+                and any((r.get("deltas") or {}) for r in drows):
+            out += ["All differences of Table 1 are inside their intervals: none is distinguishable from no change "
+                    "at this n.", ""]
+        notes = sorted({r["items_note"] for r in drows if r.get("items_note")})
+        out += [f"Note: {n}." for n in notes] + ([""] if notes else [])
         f1 = figures.get("figure1", {}).get(ds)
         out += [f"## Figure 1 — held-out HR@5 over training steps{suffix}", ""]
         if f1:
@@ -454,9 +908,11 @@ def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[
                     "answer log-likelihood gains), normalised; M = passage tokens whose similarity to the answer's "
                     "tokens (answer-related) or the question's nouns (question-related) is at least the p-th "
                     "percentile. Attn. = mean â over M; Corr. = Spearman ρ(â, sim) over M.", "",
-                    table2(readers, None, "attention", pct), "",
-                    "Lift (mean â over M × number of passage tokens; 1 = uniform) — what the verdict compares:", "",
-                    table2(readers, None, "lift", pct), "",
+                    f"Means over instances ± their standard errors. The verdict compares the mean attention on M (the "
+                    f"study's measure: every reader scored the same instances with the same prompt budget).", "",
+                    table2(readers, None, "attention", pct, se=True), "",
+                    "Lift (mean â over M × number of passage tokens; 1 = uniform), shown beside it:", "",
+                    table2(readers, None, "lift", pct, se=True), "",
                     "### Answer-related tokens, mean ± std", "", mean_std_table(readers, "answer", None, pct), "",
                     "### Question-related tokens, mean ± std", "", mean_std_table(readers, "question", None, pct), "",
                     "### Verdicts (against the off-the-shelf reader of the same family and signal)", ""]
@@ -473,22 +929,24 @@ def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[
             out += ["No setting was analysed.", ""]
         out += [f"## Putting it together{suffix}", "",
                 "For each setting whose retriever learnt from a reader: the change in test HR@5 against the "
-                "off-the-shelf retriever (paired over the same questions; ± two standard errors), whether its "
-                "teacher's Indicators 1 and 2 held against the off-the-shelf reader, and whether they predicted the "
-                "outcome (both hold → the retriever should improve; otherwise no gain). Row 3 trains no retriever: "
-                "its reader is row 4's teacher.", "", together_table(drows), ""]
+                "off-the-shelf retriever (paired over the same questions, with its 95 % interval and outcome), whether "
+                "its teacher's Indicators 1 and 2 held against the off-the-shelf reader (point estimates; in brackets "
+                "the same rule on the intervals: holds when every compared difference improves, fails when one hurts, "
+                "else undecided), and whether they predicted the outcome (both hold → the retriever should improve; "
+                "otherwise no gain). Row 3 trains no retriever: its reader is row 4's teacher.", "",
+                together_table(drows), ""]
         judged = [r for r in drows if r["agrees"] is not None]
+        pending = [r for r in drows if r["agrees"] is None and r["prediction"] and r["outcome"] != "–"]
         if judged:
             ok = sum(1 for r in judged if r["agrees"])
-            clear = [r for r in judged if r["outcome"] != "no clear change"]
             out.append(f"On this data the indicators predicted the outcome for {ok} of {len(judged)} settings"
-                       + (f"; {len(judged) - len(clear)} of them changed HR@5 by less than two standard errors, so "
-                          "their outcome is not distinguishable from no change" if len(clear) < len(judged) else "")
-                       + ".")
+                       + (f"; for {len(pending)} more the prediction cannot be checked (the interval of ΔHR@5 includes 0)"
+                          if pending else "") + ".")
         else:
-            out.append("No setting has both an outcome and a defined verdict, so whether the indicators predict the "
-                       "outcome cannot be judged on this run.")
-        out.append("")
+            out.append("No setting has both an interval-based outcome and a defined verdict that can be compared, so "
+                       "whether the indicators predict the outcome cannot be judged on this run"
+                       + (f" ({len(pending)} predicted a gain whose ΔHR@5 interval includes 0)" if pending else "") + ".")
+        out += ["", f"## Conclusion{suffix}", ""] + conclusion(drows) + [""]
     not_run = [r for r in rows if r["status"] == "not run"]
     failed = [r for r in rows if r["status"] == "failed"]
     out += ["## Settings not run", ""]
@@ -521,14 +979,15 @@ def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[
                 "when the report was written: other processes shared the machine and the wall times are pessimistic.", ""]
     out += ["## Reading this report", "",
             "- **Table 1** is the outcome: did distillation move the retriever (HR@5) and what does the reader answer.",
-            "- **Indicator 1** (answer-related): the reader's attention puts more weight (lift) on passage tokens similar "
+            "- **Indicator 1** (answer-related): the reader's attention puts more weight (mean attention on M) on passage tokens similar "
             "to the answer than the off-the-shelf reader does, and follows that similarity more closely (Spearman).",
             "- **Indicator 2** (question-related): more weight than the reference on tokens similar to the question's "
             "nouns, with a mean Spearman above 0.3.",
             "- Both hold → the reader is a good teacher: distil from it. One holds → fine-tune the reader first (the "
             "study's step 1). Neither → expect no gain: the study found distillation from such a reader hurts.",
-            "- Demo-scale numbers come from tiny runs (tens of steps, ~100 test questions): differences within two "
-            "standard errors are noise. Run `--scale paper` on GPUs for the study's scale.", ""]
+            "- Every difference carries its 95 % interval and n; *no detectable change* means the interval includes 0. "
+            "Demo-scale numbers come from tiny runs (tens of steps, tens of test questions): the Conclusion's "
+            "half-widths say how large a change must be to show. Run `--scale paper` on GPUs for the study's scale.", ""]
     return "\n".join(out)
 
 
@@ -553,7 +1012,9 @@ def write_report(plan, results, wall_seconds: float = 0.0) -> dict[str, Any]:
     atomic_write_text(out_dir / "report.md", text)
     public = []
     for r in rows:
-        pr = {k: v for k, v in r.items() if k not in ("analyses", "hits")}
+        pr = {k: v for k, v in r.items() if k not in ("analyses", "hits", "items", "deltas", "intervals")}
+        pr["deltas"] = {k: (d.to_dict() if d is not None else None) for k, d in (r.get("deltas") or {}).items()}
+        pr["indicator_intervals"] = _public_intervals(r.get("intervals"))
         pr["indicators"] = {sig: a["summary"] for sig, a in r["analyses"].items()}
         pr["analysis_dirs"] = {sig: a["dir"] for sig, a in r["analyses"].items()}
         public.append(pr)
