@@ -98,7 +98,7 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
     from ragdistill.models import resolve
     from ragdistill.retrieval.evaluate import evaluate_retrieval, sample_questions
     from ragdistill.retrieval.index import PassageIndex
-    from ragdistill.retrieval.metrics import hit_flags, hits_from_flags
+    from ragdistill.retrieval.metrics import hits_from_flags, passage_hit_flags
     from ragdistill.retrieval.retriever import BiEncoderRetriever
 
     if threads:  # torch and FAISS (OpenMP) alike: on a busy machine 1 thread can beat 2
@@ -150,7 +150,7 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
             ours_m, _, _ = evaluate_retrieval(index, retriever, sample, ks=ks)
             q_st = st.encode([q.question for q in sample], batch_size=batch_size, convert_to_numpy=True)
             _, top = _topk_numpy(q_st, st_emb, max(ks))
-            flags = [hit_flags([passages[i].text for i in row], q.answers) for row, q in zip(top.tolist(), sample)]
+            flags = [passage_hit_flags([passages[i] for i in row], q.answers) for row, q in zip(top.tolist(), sample)]
             st_m = hits_from_flags(flags, ks)
             for k in ks:
                 key = f"hr@{k}"
