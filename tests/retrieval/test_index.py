@@ -44,6 +44,7 @@ def test_manifest_records_what_the_issue_asks(built, passages):
     assert m["model"] == "tiny" and m["pooling"] == "mean" and m["dim"] == r.dim and m["passages"] == len(passages)
     assert m["faiss_type"] == "Flat" and m["faiss_class"] == "IndexFlatIP" and m["normalize"] is False
     assert len(m["passages_sha256"]) == 64 and set(m["files"]) == {"index.faiss", "passages.sqlite"}
+    assert m["file_sizes"] == {name: (index.path / name).stat().st_size for name in m["files"]}
     assert m["retriever"]["passage_encoder_sha256"] == r.fingerprint()["passage_encoder_sha256"]
 
 
@@ -136,9 +137,10 @@ def test_corrupted_or_truncated_files_are_refused(built, name):
     path = index.path / name
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match="sha256") as err:
-        PassageIndex.load(index.path)
-    assert name in str(err.value)
+    for verify in (True, False):   # a size check, free: also without the hashing
+        with pytest.raises(InputError, match="truncated") as err:
+            PassageIndex.load(index.path, verify=verify)
+        assert name in str(err.value)
     flipped = bytearray(data)
     flipped[len(data) // 3] ^= 0xFF
     path.write_bytes(bytes(flipped))
