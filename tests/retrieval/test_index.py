@@ -307,3 +307,27 @@ def test_pq_indexes_skip_polysemous_training(spec):
         pass
     flags = [x.do_polysemous_training for x in inner if hasattr(x, "do_polysemous_training")]
     assert flags and not any(flags)
+
+
+@pytest.mark.parametrize("nq", [1, 3, 15, 16, 64, 300])
+def test_flat_search_equals_faiss_indexflatip_at_every_batch_size(nq):
+    """PassageIndex.search picks FAISS's BLAS or per-query kernel by batch size: the same top k as IndexFlatIP."""
+    import faiss
+
+    from ragdistill.retrieval.index import PassageIndex
+
+    rng = np.random.default_rng(nq)
+    x = rng.standard_normal((3000, 24), dtype=np.float32)
+    q = rng.standard_normal((nq, 24), dtype=np.float32)
+    flat = faiss.IndexFlatIP(24)
+    flat.add(x)
+    ref = faiss.IndexFlatIP(24)
+    ref.add(x)
+    before = faiss.cvar.distance_compute_blas_threshold
+    scores, rows = PassageIndex(flat, None, {"model": "synthetic"}).search(q, 10)
+    assert faiss.cvar.distance_compute_blas_threshold == before        # the process-wide setting is restored
+    want_s, want_r = ref.search(q, 10)
+    np.testing.assert_array_equal(rows, want_r)
+    np.testing.assert_allclose(scores, want_s, atol=1e-5)
+    exact = q.astype(np.float64) @ x.T.astype(np.float64)
+    np.testing.assert_array_equal(rows, np.argsort(-exact, axis=1)[:, :10])

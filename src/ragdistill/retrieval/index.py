@@ -53,6 +53,10 @@ MANIFEST_NAME = "manifest.json"
 FORMAT = "ragdistill-index"
 FORMAT_VERSION = 1
 DEFAULT_CHUNK = 10_000
+# Flat indexes: from this many queries per call, FAISS's BLAS path (one GEMM per block + heaps) is used; below it
+# FAISS's per-query scan. faiss-cpu 1.15 ships distance_compute_blas_threshold = 128000, so without this a batch of
+# 64 queries took the per-query scan and lost to numpy brute force (BENCHMARKS.md, issue 19).
+FLAT_BLAS_MIN_QUERIES = 16
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,27 @@ def _verify_files(path: Path, manifest: dict[str, Any], mpath: Path, verify: boo
                 raise InputError(
                     "file does not match its sha256 in manifest.json (corrupted or truncated): rebuild the index", path / name
                 )
+
+
+def _is_flat(index: Any) -> bool:
+    import faiss
+
+    return isinstance(faiss.downcast_index(index), faiss.IndexFlat)
+
+
+def _flat_search(index: Any, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact search of a flat index with the faster FAISS kernel for the batch size (same results either way).
+
+    `faiss.cvar.distance_compute_blas_threshold` is process-wide: it is set for this call and restored.
+    """
+    import faiss
+
+    old = faiss.cvar.distance_compute_blas_threshold
+    faiss.cvar.distance_compute_blas_threshold = 1 if q.shape[0] >= FLAT_BLAS_MIN_QUERIES else max(old, q.shape[0] + 1)
+    try:
+        return index.search(q, k)
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = old
 
 
 def _passage_digest_update(h: "hashlib._Hash", chunk: Sequence[Passage]) -> None:
@@ -469,7 +494,9 @@ class PassageIndex:
         """Top-k inner products: (scores float32 [B,k], rows int64 [B,k]), best first.
 
         k larger than the index returns every passage, with a warning. Rows are -1
-        where an approximate index finds fewer than k neighbours.
+        where an approximate index finds fewer than k neighbours. Flat indexes use FAISS's
+        BLAS kernel for batches of `FLAT_BLAS_MIN_QUERIES` or more queries and its per-query
+        scan for smaller ones (the faster of the two for each; the same top k).
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise ConfigError("k", f"k must be a positive number of passages, got {k!r}")
@@ -488,8 +515,9 @@ class PassageIndex:
         q = np.ascontiguousarray(q)
         scores = np.empty((q.shape[0], k), dtype=np.float32)
         rows = np.empty((q.shape[0], k), dtype=np.int64)
+        search = _flat_search if _is_flat(self.index) else (lambda index, x, kk: index.search(x, kk))
         for i in range(0, q.shape[0], batch_size):
-            s, r = self.index.search(q[i : i + batch_size], k)
+            s, r = search(self.index, q[i : i + batch_size], k)
             scores[i : i + batch_size] = s
             rows[i : i + batch_size] = r
         return scores, rows
