@@ -9,9 +9,12 @@ title + text), with the bundled retriever ``minilm-l6`` and the same batch size 
   interleaved, round after round, after a warm-up; the best round of each is reported.
 * agreement: HR@5 (and @1, @20) on a seeded sample of the questions, from the project's
   index against sentence-transformers embeddings + exact inner product (numpy).
-* search: queries/s of the FAISS ``IndexFlatIP`` search (through ``PassageIndex.search``)
-  against a plain numpy brute force (matrix product + ``argpartition`` + sort of the top k),
-  on the real index and on a synthetic 100k x 384 one; both must return the same top k.
+* search: queries/s of the project's search (``PassageIndex.search`` over a FAISS
+  ``IndexFlatIP``) against a plain numpy brute force (float32 matrix product + ``argpartition``
+  + sort of the top k), on the real index and on a synthetic 100k x 384 one, measured exactly as
+  bench_scale measures it (``bench.common.compare_search``: calls of ``SEARCH_BATCH`` = 64
+  queries, FAISS and BLAS pinned to the same thread count, plus single-query latency); both
+  must return the same top k.
 
     python bench/bench_retrieval.py                    # full run (several minutes on 2 CPU cores)
     python bench/bench_retrieval.py --quick --out retrieval.json
@@ -29,7 +32,8 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import SHARED_DATA, ratio, run_header, synthetic_passages, timeit  # noqa: E402
+from bench.common import (SEARCH_BATCH, SHARED_DATA, compare_search, numpy_topk, pin_search_threads, ratio,  # noqa: E402
+                          run_header, synthetic_passages)
 
 RETRIEVER = "minilm-l6"
 
@@ -60,31 +64,16 @@ def _data(quick: bool):
     return passages, questions, source
 
 
-def _topk_numpy(q, d, k: int):
-    import numpy as np
-
-    s = q @ d.T
-    part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-    ps = np.take_along_axis(s, part, axis=1)
-    order = np.argsort(-ps, axis=1, kind="stable")
-    return np.take_along_axis(ps, order, axis=1), np.take_along_axis(part, order, axis=1)
-
-
-def _search_row(name: str, index_search, q, d, k: int, repeats: int) -> dict[str, Any]:
-    """Time FAISS (via `index_search`) and numpy brute force on the same queries; check agreement."""
-    import numpy as np
-
-    t_faiss = timeit(lambda: index_search(q, k), repeats=repeats, warmup=1)
-    t_np = timeit(lambda: _topk_numpy(q, d, k), repeats=repeats, warmup=1)
-    s1, r1 = index_search(q, k)
-    s2, r2 = _topk_numpy(q, d, k)
-    same = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(r1.tolist(), r2.tolist())]))
-    qps_f, qps_n = len(q) / t_faiss.min, len(q) / t_np.min
+def _search_row(name: str, index_search, q, d, k: int, repeats: int, threads: int) -> dict[str, Any]:
+    """The project's search (`index_search`) against numpy brute force, timed as bench_scale times it."""
+    c = compare_search(index_search, d, q, k, repeats=repeats)
     return {
-        "measure": name, "queries": int(len(q)), "passages": int(d.shape[0]), "k": k,
-        "ours": qps_f, "ours_label": "FAISS IndexFlatIP", "baseline": qps_n, "baseline_label": "numpy argpartition",
-        "unit": "queries/s", "ratio": ratio(qps_f, qps_n), "topk_overlap": same,
-        "max_score_diff": float(np.max(np.abs(s1 - s2))), "faiss": t_faiss.as_dict(), "numpy": t_np.as_dict(),
+        "measure": name, "queries": c["queries_timed"], "passages": int(d.shape[0]), "k": k, "batch": c["batch"],
+        "threads": threads, "ours": c["ours_qps"], "ours_label": "PassageIndex.search (FAISS IndexFlatIP)",
+        "baseline": c["numpy_qps"], "baseline_label": "numpy argpartition", "unit": "queries/s", "ratio": c["ratio"],
+        "ours_single_ms": c["ours_single_ms"], "numpy_single_ms": c["numpy_single_ms"], "single_ratio": c["single_ratio"],
+        "topk_overlap": c["topk_overlap"], "max_score_diff": c["max_score_diff"],
+        "faiss": c["ours_timing"], "numpy": c["numpy_timing"],
     }
 
 
@@ -98,14 +87,12 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
     from ragdistill.models import resolve
     from ragdistill.retrieval.evaluate import evaluate_retrieval, sample_questions
     from ragdistill.retrieval.index import PassageIndex
-    from ragdistill.retrieval.metrics import hit_flags, hits_from_flags
+    from ragdistill.retrieval.metrics import hits_from_flags, passage_hit_flags
     from ragdistill.retrieval.retriever import BiEncoderRetriever
 
-    if threads:  # torch and FAISS (OpenMP) alike: on a busy machine 1 thread can beat 2
-        import faiss
-
-        torch.set_num_threads(threads)
-        faiss.omp_set_num_threads(threads)
+    # torch, FAISS (OpenMP) and BLAS alike (bench_scale does the same): on a busy machine 1 thread can beat 2
+    threads = pin_search_threads(threads)
+    torch.set_num_threads(threads)
     rounds = rounds or (2 if quick else 1)  # full: one build of each kind (~1 min apiece) keeps `make bench` < 15 min
     questions_n = questions_n or (200 if quick else 1000)
     passages, questions, source = _data(quick)
@@ -149,8 +136,8 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
             ks = (1, 5, 20)
             ours_m, _, _ = evaluate_retrieval(index, retriever, sample, ks=ks)
             q_st = st.encode([q.question for q in sample], batch_size=batch_size, convert_to_numpy=True)
-            _, top = _topk_numpy(q_st, st_emb, max(ks))
-            flags = [hit_flags([passages[i].text for i in row], q.answers) for row, q in zip(top.tolist(), sample)]
+            _, top = numpy_topk(st_emb, q_st, max(ks))
+            flags = [passage_hit_flags([passages[i] for i in row], q.answers) for row, q in zip(top.tolist(), sample)]
             st_m = hits_from_flags(flags, ks)
             for k in ks:
                 key = f"hr@{k}"
@@ -168,7 +155,7 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
         t0 = time.perf_counter()
         q_emb = retriever.encode_queries(qtexts, batch_size=256)
         notes.append(f"encoded {len(qtexts)} queries in {time.perf_counter() - t0:.1f}s for the search rows")
-        rows.append(_search_row(f"search k=5, {n} passages", index.search, q_emb, our_emb, 5, repeats=5))
+        rows.append(_search_row(f"search k=5, {n} passages", index.search, q_emb, our_emb, 5, repeats=5, threads=threads))
         index.close()
 
     if not quick:
@@ -179,8 +166,9 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
         big /= np.linalg.norm(big, axis=1, keepdims=True)
         flat = faiss.IndexFlatIP(retriever.dim)
         flat.add(big)
-        qs = q_emb[:1000]
-        rows.append(_search_row("search k=5, 100k synthetic passages", flat.search, qs, big, 5, repeats=3))
+        qs = q_emb[:1024]
+        rows.append(_search_row("search k=5, 100k synthetic passages", PassageIndex(flat, None, {"model": "synthetic"}).search,
+                                qs, big, 5, repeats=3, threads=threads))
 
     notes += [
         f"knowledge base: {source}; retriever {RETRIEVER} (mean pooling, L2-normalised as its modules.json says), "
@@ -188,9 +176,12 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
         f"build: best of {rounds} round(s) (order alternates between rounds) after a warm-up, the two builds back to back; ratio = baseline time / our time "
         "(> 1: ragdistill faster). Our time includes the SQLite store, FAISS add and sha256 checksums; the baseline only embeds.",
         f"max |embedding difference| ragdistill vs sentence-transformers: {emb_diff:.2e}.",
-        "search: best of the timed repeats; ratio = FAISS queries/s / numpy queries/s; topk_overlap = share of identical top-k rows.",
+        f"search: calls of {SEARCH_BATCH} queries, medians of the timed repeats, {threads} thread(s) for FAISS and BLAS "
+        "(as in the scale benchmark); ratio = ours / numpy queries/s; 1-query = median latency of single-query calls; "
+        "topk_overlap = share of identical top-k rows.",
     ]
     ratios = {r["measure"]: r["ratio"] for r in rows if r.get("ratio") is not None}
+    ratios.update({r["measure"] + ", single query": r["single_ratio"] for r in rows if r.get("single_ratio") is not None})
     ratios.update({r["measure"] + " diff (points)": r["diff_points"] for r in rows if "diff_points" in r})
     return {"title": "Retrieval: index build vs sentence-transformers, FAISS vs numpy search, HR@k agreement",
             "rows": rows, "ratios": ratios, "notes": notes}
@@ -206,6 +197,9 @@ def markdown(result: dict[str, Any]) -> str:
             last = "—" if r.get("ratio") is None else f"{r['ratio']:.2f}x"
             if "topk_overlap" in r:
                 last += f" (top-k overlap {100 * r['topk_overlap']:.2f}%)"
+            if r.get("single_ratio") is not None:
+                last += (f"; 1 query: {r['ours_single_ms']:.3g} ms vs {r['numpy_single_ms']:.3g} ms "
+                         f"({r['single_ratio']:.2f}x); batch {r['batch']}, {r['threads']} thread(s)")
             ours, base = f"{r['ours']:,.1f} {r['unit']}", f"{r['baseline']:,.1f} {r['unit']}"
         lines.append(f"| {r['measure']} | {ours} ({r['ours_label']}) | {base} ({r['baseline_label']}) | {last} |")
     return "\n".join(lines + [""] + [f"- {n}" for n in result["notes"]])

@@ -31,8 +31,9 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: python bench/bench_scale.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (bench_devices, current_rss_mb, device_label, load_real_passages, md_table, ratio,  # noqa: E402
-                          run_isolated, synthetic_passages, timeit)
+from bench.common import (SEARCH_BATCH, bench_devices, compare_search, current_rss_mb, device_label, ratio,  # noqa: E402
+                          load_real_passages, md_table, numpy_topk, pin_search_threads, run_isolated, synthetic_passages,
+                          timeit)
 
 PAPER_PASSAGES = 21_015_324      # DPR's Wikipedia 2018-12-20 split into 100-word passages (psgs_w100)
 CONTRIEVER_DIM = 768
@@ -78,17 +79,6 @@ def synthetic_queries(x, nq: int, seed: int = 1, noise: float = 0.3):
     return q.astype(np.float32)
 
 
-def numpy_topk(x, q, k: int):
-    """Exact inner-product top-k by brute force: one GEMM and a partial sort (the comparison baseline)."""
-    import numpy as np
-
-    scores = q @ x.T
-    part = np.argpartition(-scores, kth=k - 1, axis=1)[:, :k]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1)
-    return np.take_along_axis(part_scores, order, axis=1), np.take_along_axis(part, order, axis=1)
-
-
 def ivf_nlist(n: int, cap: int = 1024) -> int:
     """Coarse cells: a power of two ≤ cap with at least 39 training points per cell (FAISS's minimum)."""
     nlist = 1
@@ -107,12 +97,21 @@ def index_bytes(index, kind: str, d: int, nlist: int = 0, pq_m: int = 0) -> int:
 
 # --------------------------------------------------------------------------- one index configuration (child process)
 
-def index_config(n: int, d: int, kind: str, nq: int = 64, k: int = 10, pq_m: int = 32, nprobe: int = 16,
+def index_config(n: int, d: int, kind: str, nq: int = SEARCH_BATCH, k: int = 10, pq_m: int = 32, nprobe: int = 16,
                  train_sample: int = 50_000, kmeans_iter: int = 10, readd: bool = True, repeats: int = 3,
-                 seed: int = 0) -> dict[str, Any]:
-    """Build, re-add and search one index; runs in a fresh process via `run_isolated`."""
+                 seed: int = 0, threads: int | None = None) -> dict[str, Any]:
+    """Build, re-add and search one index; runs in a fresh process via `run_isolated`.
+
+    Search goes through the project's path (`PassageIndex.search`) and is compared with numpy brute force
+    by `bench.common.compare_search`, exactly as bench_retrieval does: batches of SEARCH_BATCH queries,
+    FAISS and BLAS pinned to the same thread count, plus single-query latency.
+    """
     import faiss
     import numpy as np
+
+    from ragdistill.retrieval.index import PassageIndex
+
+    threads = pin_search_threads(threads)
 
     t0 = time.perf_counter()
     x = synthetic_embeddings(n, d, seed=seed)
@@ -156,9 +155,10 @@ def index_config(n: int, d: int, kind: str, nq: int = 64, k: int = 10, pq_m: int
         readd_s = add_s  # the same operation; measured once to keep the largest configuration lean
 
     warm = 0 if n >= 1_000_000 else 1  # no JIT or caches to warm; the largest searches take seconds each
-    faiss_t = timeit(lambda: index.search(q, k), repeats=repeats, warmup=warm, max_seconds=20)
-    numpy_t = timeit(lambda: numpy_topk(x, q, k), repeats=repeats, warmup=warm, max_seconds=20)
-    _, approx = index.search(q, k)
+    ours = PassageIndex(index, None, {"model": "synthetic"})
+    cmp = compare_search(ours.search, x, q, k, repeats=repeats, warmup=warm, max_seconds=20,
+                         single=3 if n >= 1_000_000 else 8)
+    _, approx = ours.search(q, k)
     _, exact = numpy_topk(x, q, k)
     recall1 = float(np.mean([exact[i, 0] in approx[i] for i in range(nq)]))
     recall_k = float(np.mean([len(set(exact[i]) & set(approx[i])) / k for i in range(nq)]))
@@ -168,8 +168,9 @@ def index_config(n: int, d: int, kind: str, nq: int = 64, k: int = 10, pq_m: int
         "train_s": train_s, "add_s": add_s, "build_s": train_s + add_s, "readd_s": readd_s,
         "readd_measured": readd,
         "add_vectors_per_s": n / add_s if add_s > 0 else None,
-        "faiss_qps": nq / faiss_t.median, "numpy_qps": nq / numpy_t.median,
-        "faiss_vs_numpy": ratio(numpy_t.median, faiss_t.median),
+        "faiss_qps": cmp["ours_qps"], "numpy_qps": cmp["numpy_qps"], "faiss_vs_numpy": cmp["ratio"],
+        "faiss_single_ms": cmp["ours_single_ms"], "numpy_single_ms": cmp["numpy_single_ms"],
+        "single_faiss_vs_numpy": cmp["single_ratio"], "batch": cmp["batch"], "threads": threads,
         "recall1_at_k": recall1, "recall_k_at_k": recall_k, "k": k, "queries": nq,
         "index_mb": nbytes / 2**20, "bytes_per_vector": nbytes / n, "index_rss_mb": rss_index,
         "data_gen_s": gen_s,
@@ -414,15 +415,19 @@ def _round_interval(steps: float) -> int:
 
 # --------------------------------------------------------------------------- entry point
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """Index curves (isolated processes), embedding cost, growth exponents and the paper-scale projection."""
-    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
+def run(quick: bool = False, sizes: list[int] | None = None, embed: bool = True) -> dict[str, Any]:
+    """Index curves (isolated processes), embedding cost, growth exponents and the paper-scale projection.
+
+    `sizes` replaces the corpus sizes (e.g. [2000] for a smoke run of the code); `embed=False` skips the
+    embedding-cost rows.
+    """
+    sizes = sizes or ([10_000, 100_000] if quick else [10_000, 100_000, 1_000_000])
     configs: list[dict[str, Any]] = []
     for n in sizes:
         for kind in ("Flat", "IVF-PQ"):
             configs.append({"n": n, "d": 384, "kind": kind, "readd": n < 1_000_000 or kind == "Flat",
                             "repeats": 3 if n < 1_000_000 else 2})
-    if not quick:  # Contriever's dimension at 100k: checks that time and memory scale linearly in d
+    if not quick and sizes == [10_000, 100_000, 1_000_000]:  # Contriever's dimension at 100k: checks that time and memory scale linearly in d
         configs.append({"n": 100_000, "d": 768, "kind": "Flat"})
         configs.append({"n": 100_000, "d": 768, "kind": "IVF-PQ", "pq_m": 64, "train_sample": 25_000})
     index_rows = []
@@ -439,7 +444,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         index_rows.append(row)
 
     embed_rows = []
-    for device in bench_devices():
+    for device in (bench_devices() if embed else []):
         for model, n_cpu, n_quick in (("minilm-l6", 128, 32), ("bert-base", 16, 4)):
             n = (n_quick if quick else n_cpu) if device == "cpu" else 2048
             try:
@@ -460,6 +465,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     ivf_big = next((r for r in index_rows if r["index"] != "Flat" and r["passages"] == largest and r["dim"] == 384), None)
     if flat_big:
         ratios[f"FAISS flat / numpy brute-force queries/s at {largest:,}"] = flat_big["faiss_qps"] / flat_big["numpy_qps"]
+        ratios[f"FAISS flat / numpy brute-force single-query latency at {largest:,}"] = flat_big.get("single_faiss_vs_numpy")
     if flat_big and ivf_big:
         ratios[f"IVF-PQ / flat queries/s at {largest:,}"] = ivf_big["faiss_qps"] / flat_big["faiss_qps"]
         ratios[f"flat / IVF-PQ index memory at {largest:,}"] = flat_big["index_mb"] / ivf_big["index_mb"]
@@ -475,6 +481,12 @@ def run(quick: bool = False) -> dict[str, Any]:
         "readd_s = reset() + add() with the trained quantizer kept (the index half of a refresh); "
         "at 1M for IVF-PQ it equals the measured add (same operation, measured once to keep the suite lean).",
         "Synthetic clustered unit vectors; recall is against numpy exact search on the same queries.",
+        f"Search: the project's PassageIndex.search vs numpy brute force (float32 GEMM + argpartition + sort of the k), "
+        f"timed the same way as in the retrieval benchmark (bench.common.compare_search): calls of {SEARCH_BATCH} "
+        "queries (q/s, medians), FAISS's OpenMP and every BLAS pinned to the same thread count (threads column); "
+        "single = one query per call, median latency in ms. Flat indexes search with FAISS's BLAS kernel from 16 "
+        "queries per call, its per-query scan below (faiss-cpu 1.15 ships a BLAS threshold of 128000 queries, so "
+        "batches used to take the per-query scan).",
     ]
     return {
         "title": "Scale: index build, refresh and search vs corpus size; embedding cost; paper-scale projection",
@@ -492,7 +504,8 @@ def run(quick: bool = False) -> dict[str, Any]:
 INDEX_COLUMNS = [
     ("passages", "passages"), ("dim", "dim"), ("index", "index"), ("train_s", "train s"), ("add_s", "add s"),
     ("readd_s", "refresh re-add s"), ("faiss_qps", "FAISS q/s"), ("numpy_qps", "numpy q/s"),
-    ("faiss_vs_numpy", "FAISS/numpy"), ("recall1_at_k", "1-recall@10"), ("recall_k_at_k", "10-recall@10"),
+    ("faiss_vs_numpy", "FAISS/numpy"), ("faiss_single_ms", "FAISS 1-query ms"), ("numpy_single_ms", "numpy 1-query ms"),
+    ("single_faiss_vs_numpy", "FAISS/numpy 1-query"), ("batch", "batch"), ("threads", "threads"), ("recall1_at_k", "1-recall@10"), ("recall_k_at_k", "10-recall@10"),
     ("index_mb", "index MiB"), ("bytes_per_vector", "bytes/vector"), ("peak_rss_mb", "peak RSS MiB"),
 ]
 EMBED_COLUMNS = [
@@ -506,7 +519,8 @@ def markdown(result: dict[str, Any]) -> str:
     """Index curves, growth exponents and embedding cost (the projection is rendered by `projection_markdown`)."""
     growth_cols = [("index", "index"), ("dim", "dim"), ("passages", "passages"), ("slope_build_s", "build"),
                    ("slope_readd_s", "re-add"), ("slope_search_s_per_query", "search s/query"), ("slope_index_mb", "memory")]
-    parts = ["Index build, refresh re-add and search (top-10, 64 queries) vs corpus size:", "",
+    parts = [f"Index build, refresh re-add and search (top-10, calls of {SEARCH_BATCH} queries; single-query latency) "
+             "vs corpus size:", "",
              md_table(result.get("index", []), INDEX_COLUMNS), "",
              "Growth exponents (log-log slope vs passages; 1 = linear):", "",
              md_table(result.get("growth", []), growth_cols), "",
@@ -530,9 +544,20 @@ def settings_markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.common import script_main
+    import argparse
+    import json
 
-    return script_main(run, __doc__, "10k and 100k passages only, fewer passages embedded", argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10k and 100k passages only, fewer passages embedded")
+    parser.add_argument("--sizes", default=None, metavar="N,N",
+                        help="corpus sizes instead (e.g. 2000 for a smoke run of the code)")
+    parser.add_argument("--no-embed", action="store_true", help="skip the embedding-cost rows")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else None
+    print(json.dumps(run(quick=args.quick, sizes=sizes, embed=not args.no_embed), indent=2))
+    print(f"# {time.perf_counter() - t0:.1f} s")
+    return 0
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -448,3 +448,65 @@ def script_main(run: Callable[..., dict[str, Any]], doc: str | None, quick_help:
     print(json.dumps(run(quick=args.quick), indent=2))
     print(f"# {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+# --------------------------------------------------------------------------- exact search comparison (retrieval, scale)
+
+SEARCH_BATCH = 64   # queries per search call in both search benchmarks (retrieval and scale): one definition
+
+
+def pin_search_threads(threads: int | None = None) -> int:
+    """Give FAISS (OpenMP) and every BLAS library (numpy's, FAISS's) the same thread count; returns it.
+
+    Default: the CPUs this process may use. Without this FAISS and numpy each pick their own, and on a
+    machine shared with other jobs a comparison would measure the thread counts, not the code.
+    """
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = threads or usable
+    faiss.omp_set_num_threads(n)
+    threadpool_limits(limits=n)   # applies now, for the rest of the process
+    return n
+
+
+def numpy_topk(x, q, k: int):
+    """Exact inner-product top-k by brute force: one float32 GEMM, argpartition, sort of the k (the baseline)."""
+    import numpy as np
+
+    scores = q @ x.T
+    part = np.argpartition(-scores, kth=k - 1, axis=1)[:, :k]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    return np.take_along_axis(part_scores, order, axis=1), np.take_along_axis(part, order, axis=1)
+
+
+def compare_search(ours: Callable[[Any, int], Any], x, q, k: int, repeats: int = 3, warmup: int = 1,
+                   max_seconds: float = 20, batch: int = SEARCH_BATCH, single: int = 8) -> dict[str, Any]:
+    """Time `ours(queries, k)` against `numpy_topk(x, queries, k)` the same way; check they agree.
+
+    batched: the queries in calls of `batch` (the first len(q) // batch * batch of them), queries/s;
+    single: one query per call, the median latency over `single` different queries.
+    """
+    import numpy as np
+
+    batch = max(1, min(batch, len(q)))
+    nb = len(q) // batch
+    blocks = [np.ascontiguousarray(q[i * batch:(i + 1) * batch]) for i in range(nb)]
+    nq = sum(len(b) for b in blocks)
+    t_ours = timeit(lambda: [ours(b, k) for b in blocks], repeats=repeats, warmup=warmup, max_seconds=max_seconds)
+    t_np = timeit(lambda: [numpy_topk(x, b, k) for b in blocks], repeats=repeats, warmup=warmup, max_seconds=max_seconds)
+    ones = [np.ascontiguousarray(q[i:i + 1]) for i in range(min(single, len(q)))]
+    lat_ours = statistics.median(timeit(lambda o=o: ours(o, k), repeats=1, warmup=0).min for o in ones)
+    lat_np = statistics.median(timeit(lambda o=o: numpy_topk(x, o, k), repeats=1, warmup=0).min for o in ones)
+    s1, r1 = ours(blocks[0], k)
+    s2, r2 = numpy_topk(x, blocks[0], k)
+    overlap = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(np.asarray(r1).tolist(), r2.tolist())]))
+    return {
+        "batch": batch, "queries_timed": nq, "k": k,
+        "ours_qps": nq / t_ours.median, "numpy_qps": nq / t_np.median, "ratio": ratio(t_np.median, t_ours.median),
+        "ours_single_ms": 1e3 * lat_ours, "numpy_single_ms": 1e3 * lat_np, "single_ratio": ratio(lat_np, lat_ours),
+        "topk_overlap": overlap, "max_score_diff": float(np.max(np.abs(np.asarray(s1) - s2))),
+        "ours_timing": t_ours.as_dict(), "numpy_timing": t_np.as_dict(),
+    }

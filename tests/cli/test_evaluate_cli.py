@@ -84,3 +84,40 @@ def test_missing_questions_file_names_it(tiny_models, tiny_world, tmp_path, caps
     code = main(["evaluate", "--retriever", tiny_models["retriever"], "--corpus", tiny_world["corpus"], "--questions",
                  str(tmp_path / "missing.jsonl"), "--no-generate", "--out", str(tmp_path / "o"), "--no-progress"])
     assert code == 2 and "missing.jsonl" in capsys.readouterr().err
+
+
+def test_evaluate_and_retrieve_report_the_same_hr_at_k(tiny_models, tmp_path, capsys):
+    """One has-answer rule everywhere: `evaluate --no-generate` and `retrieve` agree on the same index and questions,
+    also when answers appear only in passage titles (text only by default, as DPR; --match-title counts titles)."""
+    from ragdistill.data.types import Passage
+    from ragdistill.retrieval.index import PassageIndex
+    from ragdistill.retrieval.retriever import BiEncoderRetriever
+
+    names = ["Zorvania", "Quellmark", "Tributh", "Oskavel", "Pendragor", "Velmora"]
+    passages = [Passage(f"p{i}", name, f"a river town with a castle and a harbor number {i}") for i, name in enumerate(names)]
+    passages += [Passage(f"q{i}", "Lists", f"the old bridge of {name} is made of copper") for i, name in enumerate(names[:2])]
+    index_dir = tmp_path / "index"
+    PassageIndex.build(passages, BiEncoderRetriever.from_pretrained(tiny_models["retriever"]), index_dir, progress=False).close()
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("".join(json.dumps({"id": f"x{i}", "question": f"which town is number {i}?", "answers": [name]}) + "\n"
+                             for i, name in enumerate(names)))
+
+    def both(*extra):
+        capsys.readouterr()
+        assert main(["retrieve", "--index", str(index_dir), "--retriever", tiny_models["retriever"], "--questions",
+                     str(qfile), "--ks", "1,2,8", "--out", str(tmp_path / "r.jsonl"), "--json", "--no-progress", *extra]) == 0
+        ret = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        out = tmp_path / ("ev" + "".join(extra))
+        assert main(["evaluate", "--retriever", tiny_models["retriever"], "--index", str(index_dir), "--questions",
+                     str(qfile), "--ks", "1,2,8", "--no-generate", "--out", str(out), "--no-progress", *extra]) == 0
+        ev = json.loads((out / "metrics.json").read_text())
+        return ret, ev
+
+    ret, ev = both()
+    for k in ("hr@1", "hr@2", "hr@8"):
+        assert ev[k] == ret[k], (k, ev, ret)
+    assert ret["hr@8"] == pytest.approx(2 / 6)      # text only: just the two questions whose name is in a text
+    ret, ev = both("--match-title")
+    for k in ("hr@1", "hr@2", "hr@8"):
+        assert ev[k] == ret[k], (k, ev, ret)
+    assert ret["hr@8"] == 1.0                        # every answer is some retrieved passage's title

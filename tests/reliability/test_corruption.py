@@ -143,6 +143,114 @@ def test_corrupted_index_is_refused(tiny_index, tmp_path_factory, name, mode, wh
     shutil.rmtree(path.parent, ignore_errors=True)
 
 
+def _copy_index(tiny_index, tmp_path) -> Path:
+    path = tmp_path / "index"
+    shutil.copytree(tiny_index[0], path)
+    return path
+
+
+def _flip_in_passage_text(path: Path) -> None:
+    """Flip one bit inside a stored passage's text: SQLite still reads the file, only the checksum can tell."""
+    from tests.retrieval.tiny import synthetic_passages
+
+    raw = bytearray(path.read_bytes())
+    needle = synthetic_passages(40)[17].text.encode("utf-8")
+    pos = raw.find(needle)
+    assert pos > 0, "passage text not found in the SQLite file"
+    raw[pos + len(needle) // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("name", ["index.faiss", "passages.sqlite"])
+def test_bit_flip_in_an_index_file_is_refused_on_load(tiny_index, tmp_path, name):
+    """Both data files alike: a one-bit change is refused by `load` (before any search), naming the file."""
+    from ragdistill.retrieval.index import PassageIndex
+
+    path = _copy_index(tiny_index, tmp_path)
+    if name == "passages.sqlite":
+        _flip_in_passage_text(path / name)
+    else:
+        raw = bytearray((path / name).read_bytes())
+        raw[len(raw) * 2 // 3] ^= 0x01
+        (path / name).write_bytes(bytes(raw))
+    count("corrupted files tried")
+    with pytest.raises(InputError, match="sha256") as err:
+        PassageIndex.load(path, retriever=tiny_index[1])
+    assert name in str(err.value)
+    count("index files refused on load")
+
+
+@pytest.mark.parametrize("name", ["index.faiss", "passages.sqlite"])
+@pytest.mark.parametrize("verify", [True, False])
+def test_truncated_index_file_is_refused_on_load(tiny_index, tmp_path, name, verify):
+    """A truncated (or grown) file is refused from its recorded size: no hashing needed, also with verify=False."""
+    from ragdistill.retrieval.index import PassageIndex
+
+    path = _copy_index(tiny_index, tmp_path)
+    for damage in ("truncate", "append"):
+        corrupt(path / name, damage, 0.9, b"\x00" * 8)
+        count("corrupted files tried")
+        with pytest.raises(InputError, match="truncated") as err:
+            PassageIndex.load(path, retriever=tiny_index[1], verify=verify)
+        assert name in str(err.value)
+        count("index files refused on load")
+        shutil.copyfile(tiny_index[0] / name, path / name)
+    PassageIndex.load(path, retriever=tiny_index[1]).close()   # restored: loads again
+
+
+def test_unverified_load_reports_a_damaged_store_read_by_name(tiny_index, tmp_path):
+    """verify=False skips the hashing only: a store whose pages are damaged is still an InputError naming it."""
+    from ragdistill.retrieval.index import PassageIndex
+
+    path = _copy_index(tiny_index, tmp_path)
+    raw = bytearray((path / "passages.sqlite").read_bytes())
+    page = 4096
+    for i in range(page, len(raw)):          # every page after the header: SQLite cannot read any row
+        raw[i] ^= 0x5A
+    (path / "passages.sqlite").write_bytes(bytes(raw))
+    count("corrupted files tried")
+    with pytest.raises(InputError, match="passages.sqlite"):
+        index = PassageIndex.load(path, verify=False)
+        try:
+            index.retrieve(tiny_index[1], ["river castle"], 3)
+        finally:
+            index.close()
+    count("index files refused on load")
+
+
+def test_manifest_stays_consistent_after_refresh(tiny_index, tmp_path):
+    """refresh + save: the new manifest's checksums and sizes describe the files written (it loads with verify);
+    the passage store is unchanged; a store damaged since the load is not blessed by a new manifest."""
+    from ragdistill.retrieval.index import MANIFEST_NAME, PassageIndex
+    from ragdistill.utils.io import sha256_file
+
+    src, retriever = tiny_index
+    path = _copy_index(tiny_index, tmp_path)
+    before = json.loads((path / MANIFEST_NAME).read_text())
+    index = PassageIndex.load(path, retriever=retriever)
+    index.refresh(retriever, save_to=tmp_path / "refreshed")
+    index.close()
+    again = tmp_path / "refreshed"
+    m = json.loads((again / MANIFEST_NAME).read_text())
+    for name in ("index.faiss", "passages.sqlite"):
+        assert m["files"][name] == sha256_file(again / name) and m["file_sizes"][name] == (again / name).stat().st_size
+    assert m["files"]["passages.sqlite"] == before["files"]["passages.sqlite"]
+    PassageIndex.load(again, retriever=retriever).close()
+    index = PassageIndex.load(path, retriever=retriever)         # in place, over the directory it was loaded from
+    index.refresh(retriever, save_to=path)
+    index.close()
+    PassageIndex.load(path, retriever=retriever).close()
+
+    index = PassageIndex.load(path, retriever=retriever)
+    _flip_in_passage_text(path / "passages.sqlite")               # damaged after the load, before the save
+    count("corrupted files tried")
+    with pytest.raises(InputError, match="passages.sqlite"):
+        index.refresh(retriever, save_to=tmp_path / "not-saved")
+    index.close()
+    assert not (tmp_path / "not-saved").exists()
+    count("index files refused on load")
+
+
 # --------------------------------------------------------------------------- a real run
 
 

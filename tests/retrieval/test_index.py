@@ -44,6 +44,7 @@ def test_manifest_records_what_the_issue_asks(built, passages):
     assert m["model"] == "tiny" and m["pooling"] == "mean" and m["dim"] == r.dim and m["passages"] == len(passages)
     assert m["faiss_type"] == "Flat" and m["faiss_class"] == "IndexFlatIP" and m["normalize"] is False
     assert len(m["passages_sha256"]) == 64 and set(m["files"]) == {"index.faiss", "passages.sqlite"}
+    assert m["file_sizes"] == {name: (index.path / name).stat().st_size for name in m["files"]}
     assert m["retriever"]["passage_encoder_sha256"] == r.fingerprint()["passage_encoder_sha256"]
 
 
@@ -136,9 +137,10 @@ def test_corrupted_or_truncated_files_are_refused(built, name):
     path = index.path / name
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match="sha256") as err:
-        PassageIndex.load(index.path)
-    assert name in str(err.value)
+    for verify in (True, False):   # a size check, free: also without the hashing
+        with pytest.raises(InputError, match="truncated") as err:
+            PassageIndex.load(index.path, verify=verify)
+        assert name in str(err.value)
     flipped = bytearray(data)
     flipped[len(data) // 3] ^= 0xFF
     path.write_bytes(bytes(flipped))
@@ -305,3 +307,27 @@ def test_pq_indexes_skip_polysemous_training(spec):
         pass
     flags = [x.do_polysemous_training for x in inner if hasattr(x, "do_polysemous_training")]
     assert flags and not any(flags)
+
+
+@pytest.mark.parametrize("nq", [1, 3, 15, 16, 64, 300])
+def test_flat_search_equals_faiss_indexflatip_at_every_batch_size(nq):
+    """PassageIndex.search picks FAISS's BLAS or per-query kernel by batch size: the same top k as IndexFlatIP."""
+    import faiss
+
+    from ragdistill.retrieval.index import PassageIndex
+
+    rng = np.random.default_rng(nq)
+    x = rng.standard_normal((3000, 24), dtype=np.float32)
+    q = rng.standard_normal((nq, 24), dtype=np.float32)
+    flat = faiss.IndexFlatIP(24)
+    flat.add(x)
+    ref = faiss.IndexFlatIP(24)
+    ref.add(x)
+    before = faiss.cvar.distance_compute_blas_threshold
+    scores, rows = PassageIndex(flat, None, {"model": "synthetic"}).search(q, 10)
+    assert faiss.cvar.distance_compute_blas_threshold == before        # the process-wide setting is restored
+    want_s, want_r = ref.search(q, 10)
+    np.testing.assert_array_equal(rows, want_r)
+    np.testing.assert_allclose(scores, want_s, atol=1e-5)
+    exact = q.astype(np.float64) @ x.T.astype(np.float64)
+    np.testing.assert_array_equal(rows, np.argsort(-exact, axis=1)[:, :10])

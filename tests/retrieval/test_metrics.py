@@ -80,3 +80,16 @@ def test_hits_from_flags_and_errors():
 def test_markdown_table_in_percent():
     table = markdown_table({"hr@1": 0.25, "hr@5": 0.5}, n_questions=4)
     assert table.splitlines() == ["| questions | HR@1 | HR@5 |", "|---:|---:|---:|", "| 4 | 25.00 | 50.00 |"]
+
+
+def test_passage_hit_flags_text_only_by_default_title_on_request():
+    from ragdistill.data.types import Passage
+    from ragdistill.retrieval.metrics import passage_hit_flags
+
+    ps = [Passage("1", "Canberra", "the capital of a country"), Passage("2", "Cities", "Canberra is inland"),
+          Passage("3", "New", "York times")]
+    assert passage_hit_flags(ps, ["Canberra"]) == [False, True, False]          # DPR: the text only
+    assert passage_hit_flags(ps, ["Canberra"], match_title=True) == [True, True, False]
+    # fields are matched on their own: "New York" never spans the title/text boundary
+    assert passage_hit_flags(ps, ["New York"], match_title=True) == [False, False, False]
+    assert passage_hit_flags(ps, ["canberra"], match="substring", match_title=True) == [True, True, False]

@@ -51,6 +51,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=16, help="answer length limit in tokens (default: 16)")
     p.add_argument("--max-prompt-tokens", type=int, default=512, help="reader prompt budget in tokens (default: 512)")
     p.add_argument("--match", default="token", choices=["token", "substring"], help="answer match for HR@k (default: DPR token match)")
+    p.add_argument("--match-title", action="store_true",
+                   help="HR@k also counts an answer found in a passage's title (default: the text only, as DPR and "
+                        "`ragdistill retrieve`)")
     p.add_argument("--no-generate", action="store_true", help="retrieval metrics only (no reader, no EM/F1)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (only for models you trust)")
@@ -173,13 +176,14 @@ def run(args: argparse.Namespace) -> int:
 
     with torch.inference_mode():
         result = evaluate_questions(reader, retriever, index, questions, k=args.k, ks=ks, batch_size=args.batch_size,
-                                    match=args.match, generate=not args.no_generate, progress=progress)
+                                    match=args.match, generate=not args.no_generate, progress=progress,
+                                    match_title=args.match_title)
     wall = time.perf_counter() - t0
     info = {
         "questions": str(args.questions), "questions_total": n_all, "sample": len(questions),
         "seed": args.seed if args.limit else None, "reader": reader_name if reader is not None else None,
         "retriever": retr_name, "index": str(index_path), "k": args.k, "ks": ks, "match": args.match,
-        "max_new_tokens": args.max_new_tokens, "max_prompt_tokens": args.max_prompt_tokens,
+        "match_title": args.match_title, "max_new_tokens": args.max_new_tokens, "max_prompt_tokens": args.max_prompt_tokens,
         "index_seconds": round(t_index, 2), "wall_seconds": round(wall, 2), "device": str(device),
     }
     write_eval(out, result, info=info)

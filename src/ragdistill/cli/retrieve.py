@@ -45,6 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "was built with). It must embed passages as the index did, else the index is refused")
     p.add_argument("--match", choices=["token", "substring"], default="token",
                    help="answer match: DPR's normalised token sequence (default) or SQuAD-normalised substring")
+    p.add_argument("--match-title", action="store_true",
+                   help="also count an answer found in a passage's title (default: the text only, as DPR)")
     p.add_argument("--format", default=None, metavar="F", help="question file format (default: detected)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate a seeded sample of N questions")
     p.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default %(default)s)")
@@ -104,12 +106,13 @@ def run(args: argparse.Namespace) -> int:
     # One search of depth max(k, ks): HR@k uses max(ks) passages, the file keeps the top --k.
     metrics, results, flags = evaluate_retrieval(
         index, retriever, questions, ks=ks, match=args.match, batch_size=args.batch_size,
-        progress=not args.no_progress, depth=args.k,
+        progress=not args.no_progress, depth=args.k, match_title=args.match_title,
     )
     with atomic_file(args.out) as f:
         for q, hits, fl in zip(questions, results, flags):
             f.write(json.dumps(retrieval_record(q, hits, fl, args.k), ensure_ascii=False) + "\n")
-    report = {"questions": len(questions), "index": str(args.index), "retriever": name, "match": args.match, **metrics}
+    report = {"questions": len(questions), "index": str(args.index), "retriever": name, "match": args.match,
+              "match_title": args.match_title, **metrics}
     if args.json:
         print(json.dumps(report))
     else:

@@ -46,6 +46,7 @@ def evaluate_questions(
     batch_size: int = 8,
     match: str = "token",
     generate: bool = True,
+    match_title: bool = False,
     progress: bool = False,
     dist=None,
     desc: str = "evaluate",
@@ -54,8 +55,10 @@ def evaluate_questions(
 
     `reader` may be None when `generate` is False. `dist` (a `training.distributed.Dist`)
     shards the questions across processes; every process gets the full result.
+    HR@k uses the project's one has-answer test (`retrieval.metrics.passage_hit_flags`), so it
+    equals ``ragdistill retrieve``'s: the passage text only (DPR), the title too with `match_title`.
     """
-    from ragdistill.retrieval.metrics import hit_flags, hits_from_flags
+    from ragdistill.retrieval.metrics import hits_from_flags, passage_hit_flags
 
     t0 = time.perf_counter()
     ks = sorted({int(x) for x in ks})
@@ -83,7 +86,7 @@ def evaluate_questions(
                 preds = list(reader.generate([q.question for q in batch], [r[:k] for r in ranked]))
                 timings["generate"] += time.perf_counter() - tb
             for i, q, ps, pred in zip(idx, batch, ranked, preds):
-                flags = hit_flags([p.as_text() for p in ps], q.answers, match)
+                flags = passage_hit_flags(ps, q.answers, match, match_title=match_title)
                 rec = {
                     "index": i,
                     "id": q.id,

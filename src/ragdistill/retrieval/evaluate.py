@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragdistill.data.types import Question
 from ragdistill.errors import ConfigError
-from ragdistill.retrieval.metrics import DEFAULT_KS, hit_flags, hits_from_flags
+from ragdistill.retrieval.metrics import DEFAULT_KS, hits_from_flags, passage_hit_flags
 
 if TYPE_CHECKING:  # pragma: no cover
     from ragdistill.retrieval.index import PassageIndex, Retrieved
@@ -34,14 +34,18 @@ def evaluate_retrieval(
     batch_size: int = 64,
     progress: bool = False,
     depth: int | None = None,
+    match_title: bool = False,
 ) -> tuple[dict[str, float], list[list["Retrieved"]], list[list[bool]]]:
     """Retrieve max(ks) (or `depth`, if larger) passages per question; return (HR@k, ranked hits, hit flags).
 
-    The answer is looked for in the passage text (not the title), as DPR does.
+    The answer is looked for in the passage text (not the title), as DPR does; `match_title`
+    also looks in the title. Same test as `evaluation.evaluate.evaluate_questions`
+    (`retrieval.metrics.passage_hit_flags`), so both report the same HR@k.
     """
     kmax = max([int(k) for k in ks] + [int(depth or 0)])
     results = index.retrieve(retriever, [q.question for q in questions], kmax, batch_size=batch_size, progress=progress)
-    flags = [hit_flags([r.passage.text for r in hits], q.answers, match) for hits, q in zip(results, questions)]
+    flags = [passage_hit_flags([r.passage for r in hits], q.answers, match, match_title=match_title)
+             for hits, q in zip(results, questions)]
     metrics = hits_from_flags(flags, ks)
     return metrics, results, flags
 

@@ -5,12 +5,19 @@ A saved index is a directory::
     index.faiss       the FAISS index (row i = passage row i)
     passages.sqlite   the passages (see store.py), so the corpus text stays on disk
     manifest.json     retriever fingerprint (model, pooling, normalize, dim, weights),
-                      passage count, corpus checksum, FAISS type, sha256 of both files
+                      passage count, corpus checksum, FAISS type, sha256 and size of both files
 
 It is written through `atomic_dir`: until the very end of a build nothing exists at the
 target path (or the previous index stays whole), so an interrupted build never leaves
-an index that loads. `load` verifies the file checksums and, given a retriever, that it
-produces the embeddings the index was built with.
+an index that loads. `load` treats both data files alike, before anything is searched:
+their sizes are always compared with the manifest (free: catches truncated or grown
+files even with ``verify=False``), and with ``verify=True`` (the default) their sha256
+too (bit flips), both files hashed in parallel. ``verify=False`` (``ragdistill retrieve
+--no-verify``) skips only the hashing, for indexes too large to read on every load; a
+passage store damaged inside is then reported when a damaged page is read. Given a
+retriever, `load` also checks that it produces the embeddings the index was built with.
+After `refresh` the passage store is unchanged; `save` copies it while hashing it and
+refuses to write a manifest for a store that no longer matches its recorded sha256.
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ import itertools
 import json
 import logging
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -47,6 +53,10 @@ MANIFEST_NAME = "manifest.json"
 FORMAT = "ragdistill-index"
 FORMAT_VERSION = 1
 DEFAULT_CHUNK = 10_000
+# Flat indexes: from this many queries per call, FAISS's BLAS path (one GEMM per block + heaps) is used; below it
+# FAISS's per-query scan. faiss-cpu 1.15 ships distance_compute_blas_threshold = 128000, so without this a batch of
+# 64 queries took the per-query scan and lost to numpy brute force (BENCHMARKS.md, issue 19).
+FLAT_BLAS_MIN_QUERIES = 16
 
 
 @dataclass(frozen=True)
@@ -173,6 +183,85 @@ def _add(index: Any, emb: np.ndarray, chunk: int = 65_536) -> None:
         index.add(np.ascontiguousarray(emb[i : i + chunk], dtype=np.float32))
 
 
+DATA_FILES = (INDEX_NAME, STORE_NAME)
+
+
+def _sha256_files(paths: Sequence[Path]) -> list[str]:
+    """sha256 of several files at once (hashlib releases the GIL: the files are read and hashed in parallel)."""
+    if len(paths) < 2:
+        return [sha256_file(p) for p in paths]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(paths)) as pool:
+        return list(pool.map(lambda p: sha256_file(p, chunk=1 << 23), paths))
+
+
+def _copy_with_sha256(src: Path, dst: Path, chunk: int = 1 << 23) -> str:
+    """Copy `src` to `dst` and return the sha256 of the bytes copied (one read of the file)."""
+    h = hashlib.sha256()
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while block := fin.read(chunk):
+            h.update(block)
+            fout.write(block)
+    return h.hexdigest()
+
+
+def _file_entries(directory: Path, known: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, int]]:
+    """The manifest's "files" (sha256) and "file_sizes" (bytes) of the data files in `directory`."""
+    known = known or {}
+    todo = [name for name in DATA_FILES if name not in known]
+    shas = dict(known, **dict(zip(todo, _sha256_files([directory / name for name in todo]))))
+    return {name: shas[name] for name in DATA_FILES}, {name: (directory / name).stat().st_size for name in DATA_FILES}
+
+
+def _verify_files(path: Path, manifest: dict[str, Any], mpath: Path, verify: bool) -> None:
+    """Refuse a missing, resized or (with `verify`) altered data file, naming it; nothing is read before this."""
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise InputError("index manifest lists no file checksums (\"files\"); rebuild the index", mpath)
+    sizes = manifest.get("file_sizes") or {}  # absent in manifests written before sizes were recorded
+    for name in files:
+        fpath = path / name
+        if not fpath.is_file():
+            raise InputError("file listed in manifest.json is missing: the index is incomplete; rebuild it", fpath)
+        want = sizes.get(name) if isinstance(sizes, dict) else None
+        if not isinstance(want, int) and want is not None:
+            raise InputError(f"index manifest records a size of {want!r} for {name}; rebuild the index", mpath)
+        if want is not None and fpath.stat().st_size != want:
+            raise InputError(
+                f"file has {fpath.stat().st_size} bytes but manifest.json records {want} (truncated or corrupted): "
+                "rebuild the index", fpath,
+            )
+    if verify:
+        names = list(files)
+        for name, got in zip(names, _sha256_files([path / name for name in names])):
+            if got != files[name]:
+                raise InputError(
+                    "file does not match its sha256 in manifest.json (corrupted or truncated): rebuild the index", path / name
+                )
+
+
+def _is_flat(index: Any) -> bool:
+    import faiss
+
+    return isinstance(faiss.downcast_index(index), faiss.IndexFlat)
+
+
+def _flat_search(index: Any, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact search of a flat index with the faster FAISS kernel for the batch size (same results either way).
+
+    `faiss.cvar.distance_compute_blas_threshold` is process-wide: it is set for this call and restored.
+    """
+    import faiss
+
+    old = faiss.cvar.distance_compute_blas_threshold
+    faiss.cvar.distance_compute_blas_threshold = 1 if q.shape[0] >= FLAT_BLAS_MIN_QUERIES else max(old, q.shape[0] + 1)
+    try:
+        return index.search(q, k)
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = old
+
+
 def _passage_digest_update(h: "hashlib._Hash", chunk: Sequence[Passage]) -> None:
     for p in chunk:
         h.update(f"{p.id}\t{p.title}\t{p.text}\n".encode("utf-8"))
@@ -290,7 +379,7 @@ class PassageIndex:
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 },
             }
-            manifest["files"] = {name: sha256_file(tmp / name) for name in (INDEX_NAME, STORE_NAME)}
+            manifest["files"], manifest["file_sizes"] = _file_entries(tmp)
             (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         log.info("indexed %d passages into %s in %.1fs (%.1f passages/s)", n, out_dir, seconds, n / max(seconds, 1e-9))
         return cls(index, PassageStore.open(out_dir / STORE_NAME), manifest, out_dir)
@@ -300,7 +389,9 @@ class PassageIndex:
     def load(cls, path: str | Path, retriever: "BiEncoderRetriever | None" = None, verify: bool = True) -> "PassageIndex":
         """Open a saved index; refuse corrupted files and (given `retriever`) a mismatched retriever.
 
-        `verify=False` skips the sha256 of the files (minutes for a Wikipedia-size index).
+        Both data files (index.faiss, passages.sqlite) are checked alike before anything is read:
+        their sizes always, their sha256 with `verify` (the default). `verify=False` skips the
+        hashing (minutes for a Wikipedia-size index; a bit flip then goes unnoticed).
         """
         import faiss
 
@@ -321,14 +412,7 @@ class PassageIndex:
             raise InputError(f"unreadable index manifest ({exc}); rebuild the index", mpath) from None
         if manifest.get("format") != FORMAT:
             raise InputError(f"not a ragdistill index manifest (format {manifest.get('format')!r})", mpath)
-        for name, want in (manifest.get("files") or {}).items():
-            fpath = path / name
-            if not fpath.is_file():
-                raise InputError("file listed in manifest.json is missing: the index is incomplete; rebuild it", fpath)
-            if verify and sha256_file(fpath) != want:
-                raise InputError(
-                    "file does not match its sha256 in manifest.json (corrupted or truncated): rebuild the index", fpath
-                )
+        _verify_files(path, manifest, mpath, verify)
         try:
             index = faiss.read_index(str(path / INDEX_NAME))
         except RuntimeError as exc:
@@ -352,17 +436,27 @@ class PassageIndex:
         return cls(index, store, manifest, path)
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write the current index (e.g. after a refresh) to `out_dir`, atomically."""
+        """Write the current index (e.g. after a refresh) to `out_dir`, atomically.
+
+        The passage store is copied and hashed in one read; a store that no longer matches the
+        sha256 recorded when it was built is refused (the new manifest would vouch for damage).
+        """
         import faiss
 
         out_dir = Path(out_dir)
         if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).exists())):
             raise ConfigError("out", f"{out_dir} exists and is not a ragdistill index: choose a new directory")
         with atomic_dir(out_dir) as tmp:
-            shutil.copyfile(self.store.path, tmp / STORE_NAME)
+            store_sha = _copy_with_sha256(self.store.path, tmp / STORE_NAME)
+            recorded = (self.manifest.get("files") or {}).get(STORE_NAME)
+            if recorded is not None and store_sha != recorded:
+                raise InputError(
+                    "passage store does not match its sha256 in manifest.json (changed or corrupted since the index was "
+                    "built): not saving an index over it; rebuild the index", self.store.path,
+                )
             faiss.write_index(self.index, str(tmp / INDEX_NAME))
             manifest = dict(self.manifest)
-            manifest["files"] = {name: sha256_file(tmp / name) for name in (INDEX_NAME, STORE_NAME)}
+            manifest["files"], manifest["file_sizes"] = _file_entries(tmp, known={STORE_NAME: store_sha})
             (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         self.manifest = manifest
         self.store.close()
@@ -400,7 +494,9 @@ class PassageIndex:
         """Top-k inner products: (scores float32 [B,k], rows int64 [B,k]), best first.
 
         k larger than the index returns every passage, with a warning. Rows are -1
-        where an approximate index finds fewer than k neighbours.
+        where an approximate index finds fewer than k neighbours. Flat indexes use FAISS's
+        BLAS kernel for batches of `FLAT_BLAS_MIN_QUERIES` or more queries and its per-query
+        scan for smaller ones (the faster of the two for each; the same top k).
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise ConfigError("k", f"k must be a positive number of passages, got {k!r}")
@@ -419,8 +515,9 @@ class PassageIndex:
         q = np.ascontiguousarray(q)
         scores = np.empty((q.shape[0], k), dtype=np.float32)
         rows = np.empty((q.shape[0], k), dtype=np.int64)
+        search = _flat_search if _is_flat(self.index) else (lambda index, x, kk: index.search(x, kk))
         for i in range(0, q.shape[0], batch_size):
-            s, r = self.index.search(q[i : i + batch_size], k)
+            s, r = search(self.index, q[i : i + batch_size], k)
             scores[i : i + batch_size] = s
             rows[i : i + batch_size] = r
         return scores, rows

@@ -8,6 +8,12 @@ contiguously in the passage's. This is the match that published HR@k numbers for
 NQ/TriviaQA/SQuAD-open use, so results stay comparable. The option ``"substring"``
 uses SQuAD's answer normalisation (lower case, no punctuation, no articles a/an/the,
 folded white space) on both sides and a plain substring test.
+
+Every HR@k in the project (``ragdistill retrieve``, ``ragdistill evaluate``, the training
+loop's held-out and final evaluations, the reproduce tables, the benchmarks) decides
+"does this retrieved passage have the answer" with `passage_hit_flags`: DPR's rule by
+default, the passage **text** only; ``match_title=True`` also looks in the title (each
+field on its own: an answer never matches across the title/text boundary).
 """
 
 from __future__ import annotations
@@ -105,6 +111,31 @@ def hit_flags(passage_texts: Sequence[str], answers: Sequence[str], match: str =
             out.append(any(_contains_seq(words, a) for a in ans))
         return out
     return [has_answer(t, answers, match) for t in passage_texts]
+
+
+def passage_fields(passage, match_title: bool = False) -> list[str]:
+    """The texts of a passage an answer is looked for in: its text (DPR), and its title with `match_title`."""
+    title = getattr(passage, "title", "") or ""
+    return [passage.text, title] if match_title and title else [passage.text]
+
+
+def passage_hit_flags(passages: Sequence, answers: Sequence[str], match: str = "token",
+                      match_title: bool = False) -> list[bool]:
+    """The project's one has-answer test: for each of one question's ranked passages, does it hold an answer.
+
+    `passages` are `Passage` objects (anything with ``.text`` and ``.title``). Text only by
+    default, as DPR's published HR@k; ``match_title=True`` counts an answer found in the title too.
+    """
+    _check_match(match)
+    if not match_title:
+        return hit_flags([p.text for p in passages], answers, match)
+    fields = [passage_fields(p, True) for p in passages]
+    flat = hit_flags([t for f in fields for t in f], answers, match)
+    out, pos = [], 0
+    for f in fields:
+        out.append(any(flat[pos : pos + len(f)]))
+        pos += len(f)
+    return out
 
 
 def _check_ks(ks: Sequence[int]) -> list[int]:

@@ -3,6 +3,9 @@
 One table ``passages(row INTEGER PRIMARY KEY, id TEXT UNIQUE, title TEXT, text TEXT)``;
 ``row`` is the FAISS row, so ``get(rows)`` is a primary-key lookup. A loaded store is
 opened read-only; `iter_range` streams rows in order for re-embedding (refresh).
+`PassageIndex.load` checks the file's size and sha256 against the index manifest before it
+is opened; a read that still meets a damaged page (a load with ``verify=False``) raises an
+`InputError` naming the file instead of a bare sqlite3 error.
 """
 
 from __future__ import annotations
@@ -102,9 +105,16 @@ class PassageStore:
         except sqlite3.Error:
             pass
 
+    def _damaged(self, exc: sqlite3.DatabaseError) -> InputError:
+        return InputError(f"passage store is damaged ({exc}); rebuild the index (a load with verify on detects this "
+                          "before any search)", self.path)
+
     def __len__(self) -> int:
         if self._count is None:
-            self._count = int(self._conn.execute("SELECT count(*) FROM passages").fetchone()[0])
+            try:
+                self._count = int(self._conn.execute("SELECT count(*) FROM passages").fetchone()[0])
+            except sqlite3.DatabaseError as exc:
+                raise self._damaged(exc) from None
         return self._count
 
     def get(self, rows: Iterable[int]) -> list[Passage]:
@@ -117,8 +127,11 @@ class PassageStore:
         for i in range(0, len(uniq), 900):  # stay under SQLite's bound-parameter limit
             chunk = uniq[i : i + 900]
             q = f"SELECT row, id, title, text FROM passages WHERE row IN ({','.join('?' * len(chunk))})"
-            for row, pid, title, text in self._conn.execute(q, chunk):
-                found[row] = Passage(pid, title, text)
+            try:
+                for row, pid, title, text in self._conn.execute(q, chunk):
+                    found[row] = Passage(pid, title, text)
+            except sqlite3.DatabaseError as exc:
+                raise self._damaged(exc) from None
         missing = [r for r in rows if r not in found]
         if missing:
             raise IndexError(f"row {missing[0]} is not in the passage store ({len(self)} rows)")
@@ -135,8 +148,11 @@ class PassageStore:
         cur = start
         while cur < stop:
             end = min(stop, cur + batch)
-            res = self._conn.execute(
-                "SELECT id, title, text FROM passages WHERE row >= ? AND row < ? ORDER BY row", (cur, end)
-            ).fetchall()
+            try:
+                res = self._conn.execute(
+                    "SELECT id, title, text FROM passages WHERE row >= ? AND row < ? ORDER BY row", (cur, end)
+                ).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise self._damaged(exc) from None
             yield [Passage(pid, title, text) for pid, title, text in res]
             cur = end
