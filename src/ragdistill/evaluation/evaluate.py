@@ -117,7 +117,7 @@ def evaluate_questions(
         metrics["f1"] = sum(r["f1"] for r in records) / n
     for r in records:
         r["retrieved"] = r["retrieved"][:depth]
-        del r["hit_flags"]
+        r["hit_flags"] = r["hit_flags"][:depth]  # per rank, for paired statistics in reports
         del r["index"]
     return EvalOutput(metrics, records, time.perf_counter() - t0, timings)
 
@@ -135,6 +135,7 @@ def write_eval(out_dir: str | Path, output: EvalOutput, info: dict[str, Any] | N
                 "prediction": rec.get("prediction"),
                 "retrieved": rec["retrieved"],
                 "hit": rec["hit"],
+                "hit_flags": rec.get("hit_flags"),
                 "em": rec.get("em"),
                 "f1": rec.get("f1"),
             }
