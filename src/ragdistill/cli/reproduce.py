@@ -102,7 +102,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_command(args: argparse.Namespace) -> int:
     from ragdistill.experiments.plan import Options, build_plan, format_plan, planned_status
-    from ragdistill.experiments.reproduce import reproduce
+    from ragdistill.experiments.runner import reproduce
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     argv = sys.argv[1:] if _launched_as_ragdistill() and "reproduce" in sys.argv[1:3] else None

@@ -6,13 +6,13 @@
 
 Modules: ``plan`` (options, data, the plan and its probes, the dry-run text), ``markers`` (the
 completion markers, their keys and the reuse decision), ``estimate`` (the dry-run work
-estimate), ``reproduce`` (the runner), ``settings``, ``splits`` and ``report``.
+estimate), ``runner`` (the runner and `reproduce`), ``settings``, ``splits`` and ``report``.
 """
 
 from ragdistill.experiments.estimate import estimate_work
 from ragdistill.experiments.markers import Marker, decide_reuse, read_marker
 from ragdistill.experiments.plan import DataSpec, Options, Plan, PlannedSetting, build_plan, format_plan, planned_status
-from ragdistill.experiments.reproduce import RunResult, reproduce, run_plan
+from ragdistill.experiments.runner import RunResult, reproduce, run_plan
 from ragdistill.experiments.settings import SETTINGS, Setting, get_setting
 from ragdistill.experiments.splits import split_squad_by_article
 
