@@ -40,7 +40,7 @@ from ragdistill.experiments.plan import Options, Plan, PlannedSetting, build_pla
 from ragdistill.experiments.report import write_report
 from ragdistill.models import load_spacy
 from ragdistill.retrieval.index import MANIFEST_NAME, PassageIndex
-from ragdistill.training.loop import COMPLETED, build_reader, build_retriever, train
+from ragdistill.training.loop import build_reader, build_retriever, COMPLETED, train
 from ragdistill.utils.io import atomic_write_text
 from ragdistill.utils.seed import default_device
 
