@@ -1,4 +1,4 @@
-"""The reproduce plan: settings table, both scales' dry runs, --only, overrides, estimates, the not-run listing."""
+"""The reproduce plan: settings table, both scales' dry runs, --only, overrides, model probes, the not-run listing."""
 
 from __future__ import annotations
 
@@ -7,15 +7,8 @@ from pathlib import Path
 import pytest
 
 from ragdistill.errors import ConfigError, InputError
-from ragdistill.experiments.reproduce import (
-    Options,
-    RunResult,
-    build_plan,
-    estimate_work,
-    format_plan,
-    model_available,
-    planned_status,
-)
+from ragdistill.experiments.plan import Options, build_plan, format_plan, model_available, planned_status
+from ragdistill.experiments.runner import RunResult
 from ragdistill.experiments.settings import BY_NAME, SETTINGS, markdown_table
 
 PAPER_STEPS = {  # DESIGN §4: (steps, warm-up) for NQ / TriviaQA
@@ -133,25 +126,6 @@ def test_options_are_checked(tmp_path):
         Options(out=tmp_path, split_by_article=True)
 
 
-def test_estimate_matches_a_hand_count(tmp_path):
-    plan = build_plan(Options(out=tmp_path, check_hub=False, overrides=["train.steps=40", "index.refresh=20",
-                                                                        "eval.every=20", "train.batch_size=2"]))
-    e = estimate_work(plan.find("demo", "offshelf_distill"))
-    cfg = plan.find("demo", "offshelf_distill").config
-    # reader: 40 steps × 2 questions × (prompt + answer tokens), forward and backward
-    assert e["reader_train_tokens"] == 40 * 2 * (cfg.reader.max_prompt_tokens + cfg.reader.max_new_tokens)
-    # retriever: 40 × 2 × (1 query + K passages) × max_length
-    assert e["retriever_train_tokens"] == 40 * 2 * (1 + cfg.train.k) * cfg.retriever.max_length
-    # refresh due at step 20 (adopts the step-20 evaluation's fresh index); evaluations re-embed at 20, 40 and the final test
-    assert e["refreshes"] == 1
-    assert e["passages_embedded"] == 3 * e["kb_passages"]
-    fid = estimate_work(plan.find("demo", "perplexity_distill"))
-    fcfg = plan.find("demo", "perplexity_distill").config
-    assert fid["prompt_tokens"] == fcfg.train.k * fcfg.reader.max_prompt_tokens  # FiD: one encoder input per passage
-    assert fid["reader_signal_tokens"] == 40 * 2 * fcfg.train.k * (fcfg.reader.max_prompt_tokens + fcfg.reader.max_new_tokens)
-    assert estimate_work(plan.find("demo", "finetuned_step1"))["passages_embedded"] == 0  # retriever fixed
-
-
 def test_model_availability(tmp_path, tiny_models):
     assert model_available(tiny_models["reader"])[0]
     ok, why = model_available(str(tmp_path / "no-such-model"))
@@ -185,7 +159,7 @@ def test_configs_ship_inside_the_package():
     import tomllib
 
     import ragdistill
-    from ragdistill.experiments.reproduce import configs_root
+    from ragdistill.experiments.plan import configs_root
 
     package_dir = Path(ragdistill.__file__).resolve().parent
     assert configs_root() == package_dir / "configs"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ragdistill.cli.main import main
-from ragdistill.experiments.reproduce import MARKER, read_marker
+from ragdistill.experiments.markers import MARKER, read_marker
 from tests.experiments.conftest import TINY_SETS
 
 DECODER_ROWS = ("offshelf_checkpoint", "offshelf_distill", "finetuned_step1")
@@ -43,7 +43,7 @@ def run(tmp_path_factory, tiny_models, tiny_world):
 
 
 def _markers(out: Path) -> dict[str, dict]:
-    return {d.name: read_marker(d) for d in (out / "custom").iterdir() if (d / MARKER).is_file()}
+    return {d.name: read_marker(d).to_dict() for d in (out / "custom").iterdir() if (d / MARKER).is_file()}
 
 
 def test_every_setting_runs_and_the_report_is_filled(run):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ragdistill.errors import InputError
-from ragdistill.experiments.reproduce import Options, build_plan, prepare_data
+from ragdistill.experiments.plan import Options, build_plan, prepare_data
 from ragdistill.experiments.splits import plan_squad_split, split_squad_by_article
 from tests.conftest import shared_file
 

@@ -101,7 +101,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from ragdistill.experiments.reproduce import Options, build_plan, format_plan, planned_status, reproduce
+    from ragdistill.experiments.plan import Options, build_plan, format_plan, planned_status
+    from ragdistill.experiments.runner import reproduce
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     argv = sys.argv[1:] if _launched_as_ragdistill() and "reproduce" in sys.argv[1:3] else None

@@ -1,0 +1,166 @@
+"""The work estimate of `ragdistill reproduce --dry-run`: steps × tokens, refresh passes × KB size, FLOPs, hours.
+
+Counts come from the plan's data files when they are here (or from what a real run would
+write), else from the study's split and knowledge-base sizes (DESIGN §4). Nothing is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragdistill.data.corpus import count_passages
+from ragdistill.data.formats import read_head
+from ragdistill.data.questions import iter_questions
+from ragdistill.errors import RagdistillError
+from ragdistill.experiments.settings import BY_NAME, FID
+from ragdistill.retrieval.refresh import RefreshSchedule
+from ragdistill.training.config import load_config
+
+if TYPE_CHECKING:  # the plan's types (plan.py imports this module)
+    from ragdistill.experiments.plan import Plan, PlannedSetting
+
+# Split sizes and knowledge base of the study (DESIGN §4), used by --dry-run when the files are absent.
+PAPER_SIZES = {"nq": {"train": 79168, "dev": 8757, "test": 3610}, "triviaqa": {"train": 78785, "dev": 8837, "test": 11313}}
+PAPER_KB_PASSAGES = 21_015_324  # DPR psgs_w100.tsv (Wikipedia 2018-12-20)
+# Parameter counts of the models the configs name (for the dry-run's FLOP estimate).
+KNOWN_PARAMS = {
+    "tiiuae/falcon-rw-1b": 1.31e9, "google-t5/t5-large": 0.738e9, "t5-large": 0.738e9, "google-t5/t5-base": 0.223e9,
+    "t5-base": 0.223e9, "google-t5/t5-small": 0.0605e9, "t5-small": 0.0605e9, "facebook/contriever": 0.1095e9,
+    "facebook/contriever-msmarco": 0.1095e9, "smollm2-135m": 0.1345e9, "minilm-l6": 0.0227e9,
+    "minilm-bert2bert": 0.0613e9,
+}
+EFFECTIVE_FLOPS = {"gpu": 1.0e14, "cpu": 5.0e10}  # rough sustained FLOP/s used to turn FLOPs into hours
+
+
+def _count_questions(path: str, limit: int, fallback: int | None) -> tuple[int | None, str]:
+    if path != "demo" and Path(path).exists():
+        n = sum(1 for _ in iter_questions(path))
+        return (min(n, limit) if limit else n), "counted"
+    return (min(fallback, limit) if (fallback and limit) else fallback), "paper size (file absent)"
+
+
+def _count_passages(path: str, chunk_words: int | None) -> tuple[int | None, str]:
+    p = Path(path)
+    if path != "demo" and p.exists():
+        if p.stat().st_size <= 256 * 2**20:
+            return count_passages(path, chunk_words=chunk_words), "counted"
+        head = read_head(p, 1 << 20)
+        lines = max(1, head.count("\n"))
+        return int(p.stat().st_size / (len(head.encode()) / lines)), "estimated from the file size"
+    return PAPER_KB_PASSAGES, "DPR Wikipedia size (file absent)"
+
+
+def estimate_work(item: PlannedSetting) -> dict[str, Any]:
+    """Steps × tokens of one row, refresh passes × KB size, and a rough FLOP count."""
+    cfg, s = item.config, item.setting
+    ds = item.dataset.dataset_section
+    sizes = PAPER_SIZES.get(ds or "", {})
+    known = item.dataset.counts if item.dataset.paths and all(
+        getattr(cfg.data, k) == item.dataset.paths.get(k) for k in ("corpus", "dev", "test")) else {}
+    if "corpus" in known and not cfg.data.chunk_words:
+        kb, kb_src = known["corpus"], "counted"
+    else:
+        kb, kb_src = _count_passages(cfg.data.corpus, cfg.data.chunk_words)
+    if "test" in known and "dev" in known:
+        lim = lambda n, limit: min(n, limit) if limit else n  # noqa: E731
+        n_dev, n_test, q_src = lim(known["dev"], cfg.data.max_dev), lim(known["test"], cfg.data.max_test), "counted"
+    else:
+        n_dev, _ = _count_questions(cfg.data.dev, cfg.data.max_dev, sizes.get("dev"))
+        n_test, q_src = _count_questions(cfg.data.test, cfg.data.max_test, sizes.get("test"))
+    k = cfg.train.k
+    fid = s.family == FID or cfg.reader.kind == "fid"
+    prompt = cfg.reader.max_prompt_tokens * (k if fid else 1)     # reader input tokens per question
+    per_passage = cfg.reader.max_prompt_tokens if fid else max(16, cfg.reader.max_prompt_tokens // k + 32)
+    steps = cfg.train.steps if s.trains else 0
+    q_per_step = cfg.train.batch_size * cfg.train.grad_accum
+    answer = cfg.reader.max_new_tokens
+    reader_fwd_bwd = reader_fwd = 0
+    if s.trains_reader:
+        reader_fwd_bwd = steps * q_per_step * (prompt + answer)
+    if s.trains_retriever:
+        if s.signal == "perplexity":
+            reader_fwd += steps * q_per_step * k * (per_passage + answer)
+        elif not s.trains_reader:
+            reader_fwd += steps * q_per_step * (prompt + answer)
+    retr_len = cfg.retriever.max_length
+    retr_tokens = steps * q_per_step * (1 + k) * retr_len if s.trains_retriever else 0
+    refreshes = fresh_evals = 0
+    # held-out evaluations at steps every, 2·every, ... and at the end (the step-0 one uses the initial index)
+    eval_steps = set(range(cfg.eval.every, steps, cfg.eval.every)) | {steps} if (s.trains and cfg.eval.every) else set()
+    evals = len(eval_steps) + (1 if (s.trains and cfg.eval.every) else 0)
+    reembeds = 0
+    if s.trains_retriever:
+        due = [x for x in RefreshSchedule.parse(cfg.index.refresh).due_steps(steps) if x > 0]
+        refreshes = len(due)
+        if cfg.eval.fresh_index:
+            fresh_evals = len(eval_steps) + (1 if cfg.eval.final else 0)  # each evaluation re-embeds the corpus
+            reembeds = fresh_evals + len([x for x in due if x not in eval_steps])  # a refresh at an eval step adopts it
+        else:
+            reembeds = refreshes
+    embedded = reembeds * (kb or 0)
+    gen_tokens = (n_test or 0) * (prompt + answer)
+    p_reader = KNOWN_PARAMS.get(cfg.reader.name if not s.reader_from else "", None)
+    if s.reader_from:
+        p_reader = KNOWN_PARAMS.get(_base_reader_name(item), None)
+    p_retr = KNOWN_PARAMS.get(cfg.retriever.name)
+    flops = None
+    if p_reader is not None and p_retr is not None:
+        flops = (6 * p_reader * reader_fwd_bwd + 2 * p_reader * (reader_fwd + gen_tokens)
+                 + 6 * p_retr * retr_tokens + 2 * p_retr * embedded * retr_len)
+    return {"steps": steps, "questions_per_step": q_per_step, "k": k, "prompt_tokens": prompt,
+            "reader_train_tokens": reader_fwd_bwd, "reader_signal_tokens": reader_fwd, "retriever_train_tokens": retr_tokens,
+            "refreshes": refreshes, "eval_reembeds": fresh_evals, "kb_passages": kb, "kb_source": kb_src,
+            "passages_embedded": embedded, "evals": evals, "dev_questions": n_dev, "test_questions": n_test,
+            "questions_source": q_src, "flops": flops, "gpus": cfg.runtime.gpus}
+
+
+def _base_reader_name(item: PlannedSetting) -> str:
+    try:
+        return load_config(item.config_path.parent / BY_NAME[item.setting.reader_from].config,
+                           [o for o in item.overrides if not o.startswith(("reader.name=", "index.dir="))]).reader.name
+    except RagdistillError:
+        return ""
+
+
+def _human(n: float | None) -> str:
+    if n is None:
+        return "?"
+    for unit, div in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{unit}"
+    return f"{n:.3g}"
+
+
+def estimate_lines(plan: Plan) -> list[str]:
+    """The "Estimated work" section of the dry-run text (each row's estimate is kept in ``item.estimate``)."""
+    lines = ["", "## Estimated work", "",
+             "Reader tokens = steps × questions/step × reader input tokens (decoder: the whole prompt of K passages; "
+             "FiD: K × tokens per encoder input); perplexity signal = K single-passage passes per question. "
+             "Embedded passages = (refreshes + fresh-index evaluations, a refresh at an evaluation step "
+             "reusing its embeddings) × KB size. FLOPs ≈ 6·N·(trained tokens) + "
+             "2·N·(forward-only tokens) for reader and retriever (N = parameters; '?' for models of unknown size). "
+             f"Hours assume {EFFECTIVE_FLOPS['gpu'] / 1e12:.0f} TFLOP/s sustained on a GPU, "
+             f"{EFFECTIVE_FLOPS['cpu'] / 1e9:.0f} GFLOP/s on CPU.", "",
+             "| dataset | setting | steps | q/step | K | reader tok./q | reader train tok. | signal tok. | "
+             "retriever tok. | refreshes | KB passages | passages embedded | test q. | FLOPs | ≈ hours |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    total = 0.0
+    for it in plan.items:
+        e = it.estimate or estimate_work(it)
+        it.estimate = e
+        dev = "gpu" if e["gpus"] > 0 else "cpu"
+        hours = None if e["flops"] is None else e["flops"] / EFFECTIVE_FLOPS[dev] / 3600
+        total += hours or 0.0
+        lines.append(
+            f"| {it.dataset.label} | {it.setting.name} | {e['steps']} | {e['questions_per_step']} | {e['k']} | "
+            f"{e['prompt_tokens']} | {_human(e['reader_train_tokens'])} | {_human(e['reader_signal_tokens'])} | "
+            f"{_human(e['retriever_train_tokens'])} | {e['refreshes']} | {_human(e['kb_passages'])} | "
+            f"{_human(e['passages_embedded'])} | {e['test_questions'] if e['test_questions'] is not None else '?'} | "
+            f"{_human(e['flops'])} | {'?' if hours is None else f'{hours:.3g} {dev.upper()}-h'} |")
+    lines += ["", f"Total ≈ {total:.3g} device-hours (FLOP-based, a lower bound: data loading, "
+                  "attention capture and evaluation overheads are not counted)."]
+    return lines
+
+
+__all__ = ["EFFECTIVE_FLOPS", "KNOWN_PARAMS", "PAPER_KB_PASSAGES", "PAPER_SIZES", "estimate_lines", "estimate_work"]
