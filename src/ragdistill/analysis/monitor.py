@@ -43,7 +43,7 @@ from typing import Any, Sequence
 
 from ragdistill.analysis.indicators import VerdictOptions, summarize, verdict
 from ragdistill.analysis.quality import GROUPS, PERCENTILES
-from ragdistill.analysis.run import Instance, analyze_reader, instances_from_passages, sample_questions
+from ragdistill.analysis.run import Instance, analyze_reader, instances_from_passages, sample_questions, token_scorer
 from ragdistill.data.types import Passage, Question
 from ragdistill.errors import ConfigError
 from ragdistill.models import load_spacy
@@ -101,6 +101,7 @@ class IndicatorMonitor:
             raise ConfigError("monitor.index", "pass an index and retriever, or the probe passages")
         if passages is not None and len(passages) != len(probe_questions):
             raise ConfigError("monitor.passages", "one passage list per probe question")
+        token_scorer(signal)  # a signal the analysis cannot measure is refused before training starts
         if isinstance(reference, str) and reference != "first":
             raise ConfigError("monitor.reference", "must be None, 'first' or an indicators summary dict")
         probe = [q for q in probe_questions if q.answers]
