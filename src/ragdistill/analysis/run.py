@@ -246,7 +246,7 @@ def run_analysis(readers: Sequence[str], questions_path: str, *, reference: str 
     from ragdistill.readers import get_reader
     from ragdistill.utils.seed import set_seed
 
-    token_scores = token_scorer(signal)
+    token_scorer(signal)  # an unknown signal, or one without token scores, is refused before any model loads
     if answer not in ANSWER_MODES:
         raise ConfigError("answer", f"'{answer}' is not one of {', '.join(ANSWER_MODES)}")
     if not -1.0 <= options.corr_threshold <= 1.0:

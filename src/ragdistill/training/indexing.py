@@ -16,6 +16,7 @@ import torch
 
 from ragdistill.config import Config
 from ragdistill.data.corpus import iter_passages
+from ragdistill.data.types import Passage, Question
 from ragdistill.errors import ConfigError
 from ragdistill.retrieval.index import PassageIndex
 from ragdistill.training.distributed import refresh_index
@@ -61,6 +62,15 @@ class TrainingIndex:
         dist.barrier()
         self.index = PassageIndex.load(index_dir, retriever=retriever)
         return self.index
+
+    def top_k(self, retriever, questions: list[Question]) -> list[list[Passage]]:
+        """The top-k passages of each question from the (possibly stale) training index."""
+        k = self.cfg.train.k
+        out = [[r.passage for r in rs] for rs in self.index.retrieve(retriever, [q.question for q in questions], k)]
+        for q, ps in zip(questions, out):
+            if len(ps) < k:
+                raise ConfigError("train.k", f"the index holds only {len(ps)} passages for '{q.id}', fewer than k={k}")
+        return out
 
     def refresh(self, retriever, index: PassageIndex | None = None) -> dict[str, Any]:
         """Re-embed the corpus with `retriever`'s weights (sharded over processes); the training index remembers them."""

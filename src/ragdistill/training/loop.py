@@ -1,35 +1,24 @@
-"""The training loop: one explicit loop, ATLAS's shape, for every regime.
+"""The training loop: one explicit loop, ATLAS's shape, for every regime. Each optimiser step::
 
-Each optimiser step::
+    refresh the index if due (regimes that train the retriever) -> retrieve top-K from the (stale) index
+    -> reader forward (LM loss; a signal read off that forward, e.g. attention, comes with it)
+    -> signal S (the registered signal, no grad) -> losses: LM loss and/or KL(p_gold || p_RETR) on retriever.score
+    -> backward (gradient accumulation; a non-finite loss skips the step, counted)
+    -> all-reduce grads, clip, optimiser + scheduler step -> log -> evaluate -> monitor -> save
 
-    refresh the index if due (regimes that train the retriever, RefreshSchedule)
-    -> retrieve top-K from the (possibly stale) index
-    -> reader forward  (LM loss; with a signal read off that forward, e.g. attention, the same forward)
-    -> signal S        (the registered signal, no grad)
-    -> losses          reader LM loss and/or KL(p_gold || p_RETR) on retriever.score (with grad)
-    -> backward        (gradient accumulation; a non-finite loss skips the step, counted)
-    -> all-reduce grads, clip, optimiser + scheduler step
-    -> log (metrics.jsonl, TensorBoard, tqdm) -> evaluate (held-out HR@k) -> monitor -> save
+Which models train and which losses apply is the regime's (``ragdistill.config.REGIMES``, DESIGN §4).
+Rooms of their own: ``data`` (questions, batch order), ``rng`` (per-step seeds), ``build`` (models),
+``indexing`` (the stale index, refreshes), ``rundir`` (guards, metrics log, completed marker), ``state``
+(checkpoint contents), ``stop`` (stop on request), ``timing`` (phases, memory).
 
-Regimes (``ragdistill.config.REGIMES``, DESIGN §4) say which models train and which losses apply:
-``joint`` both (separate learning rates), ``reader`` the reader with the retriever fixed,
-``retriever`` the retriever against a frozen reader's signal.
-
-Rooms of their own: ``data`` (questions, batch order), ``rng`` (per-step seeding), ``build``
-(models), ``indexing`` (the stale index and its refreshes), ``rundir`` (guards, metrics log,
-completed marker), ``state`` (what a checkpoint carries), ``timing`` (phases, memory).
-
-Repeatability: the questions of step s are a function of (seed, s), and the global RNGs are
-re-seeded from (seed, s, rank) at the start of every step, so a run resumed from any checkpoint
-replays exactly the steps an unbroken run would have taken.
+Repeatability: the questions of step s are a function of (seed, s) and the RNGs are re-seeded from
+(seed, s, rank) every step, so a run resumed from any checkpoint replays what an unbroken run would.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import signal as _signal
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +27,6 @@ import torch
 
 from ragdistill.config import Config
 from ragdistill.data.types import Passage, Question
-from ragdistill.errors import ConfigError
 from ragdistill.evaluation.evaluate import evaluate_questions, write_eval
 from ragdistill.retrieval.refresh import RefreshSchedule
 from ragdistill.signals import distillation_loss, get_signal_spec
@@ -49,8 +37,10 @@ from ragdistill.training.distributed import Dist
 from ragdistill.training.indexing import TrainingIndex
 from ragdistill.training.optim import build_optimizer, build_scheduler
 from ragdistill.training.rng import seed_step
-from ragdistill.training.rundir import COMPLETED, MetricsLog, check_run_dir, read_completed, write_completed, write_config
+from ragdistill.training.rundir import (COMPLETED, MetricsLog, check_run_dir, read_completed, run_summary, write_completed,
+                                       write_config)
 from ragdistill.training.state import RunState
+from ragdistill.training.stop import StopRequest
 from ragdistill.training.timing import Phases, peak_memory_mb
 from ragdistill.utils.faults import maybe_fault
 
@@ -81,7 +71,7 @@ class Trainer:
         self.indexing = TrainingIndex(cfg, self.dist, self.phases, progress)
         self.logs = MetricsLog(self.out, enabled=self.dist.is_main)
         self._perm_cache: dict = {}
-        self._stop_requested: str | None = None
+        self.stop = StopRequest()
 
     @property
     def index(self):
@@ -148,7 +138,7 @@ class Trainer:
                                 len(self.data.train), cfg.train.seed, self._perm_cache)
             batch = [self.data.train[i] for i in idx]
             with self.phases("retrieve"):
-                passages = self._retrieve(batch)
+                passages = self.indexing.top_k(self.retriever, batch)
             losses = self._losses(batch, passages)
             if dist.any_true(not bool(torch.isfinite(losses["loss"].detach()).all())):
                 bad_batch = [q.id for q in batch]
@@ -186,14 +176,6 @@ class Trainer:
         record.update(sums)
         record["skipped"] = bad_batch is not None
         return record
-
-    def _retrieve(self, questions: list[Question]) -> list[list[Passage]]:
-        results = self.index.retrieve(self.retriever, [q.question for q in questions], self.cfg.train.k)
-        out = [[r.passage for r in rs] for rs in results]
-        for q, ps in zip(questions, out):
-            if len(ps) < self.cfg.train.k:
-                raise ConfigError("train.k", f"the index holds only {len(ps)} passages for '{q.id}', fewer than k={self.cfg.train.k}")
-        return out
 
     def _losses(self, batch: list[Question], passages: list[list[Passage]]) -> dict[str, torch.Tensor]:
         cfg, regime = self.cfg, self.regime
@@ -236,10 +218,6 @@ class Trainer:
         self.setup()
         cfg, dist, st = self.cfg, self.dist, self.state
         t_start = time.perf_counter()
-        old_handler = None
-        if dist.is_main:
-            with contextlib.suppress(ValueError):  # not in the main thread
-                old_handler = _signal.signal(_signal.SIGINT, self._request_stop)
         bar = None
         if self.progress and dist.is_main:
             from tqdm.auto import tqdm
@@ -247,47 +225,40 @@ class Trainer:
             bar = tqdm(total=cfg.train.steps, initial=st.step, desc=f"train {cfg.train.regime}", unit="step",
                        dynamic_ncols=True)
         try:
-            if st.step == 0 and cfg.eval.every > 0:
-                self._eval_and_log()
-            t_log, steps_since = time.perf_counter(), 0
-            while st.step < cfg.train.steps:
-                record = self.train_step()
-                steps_since += 1
-                if bar is not None:
-                    bar.update(1)
-                    post = {"loss": f"{record.get('loss', float('nan')):.4f}"}
-                    if (hr := st.last_eval.get("hr@5")) is not None:
-                        post["hr@5"] = f"{hr:.3f}"
-                    bar.set_postfix(post, refresh=False)
-                if st.step % cfg.train.log_every == 0 or st.step == cfg.train.steps:
-                    now = time.perf_counter()
-                    self._log_train(record, steps_since / max(1e-9, now - t_log), steps_since)
-                    t_log, steps_since = now, 0
-                if cfg.eval.every > 0 and st.step % cfg.eval.every == 0 and st.step < cfg.train.steps:
+            with self.stop.installed(dist.is_main):
+                if st.step == 0 and cfg.eval.every > 0:
                     self._eval_and_log()
-                if self.monitor is not None and cfg.monitor.every > 0 and st.step % cfg.monitor.every == 0:
-                    self._run_monitor()
-                stop = dist.broadcast_object(self._stop_requested or st.stopped_early)
-                if (cfg.train.save_every > 0 and st.step % cfg.train.save_every == 0) or stop:
-                    self.save()
-                if stop:
-                    break
-            if self._stop_requested:
-                log.warning("stopped at step %d on request; resume with --resume", st.step)
-                return {"interrupted": True, "step": st.step}
-            return self._finish(time.perf_counter() - t_start)
+                t_log, steps_since = time.perf_counter(), 0
+                while st.step < cfg.train.steps:
+                    record = self.train_step()
+                    steps_since += 1
+                    if bar is not None:
+                        bar.update(1)
+                        post = {"loss": f"{record.get('loss', float('nan')):.4f}"}
+                        if (hr := st.last_eval.get("hr@5")) is not None:
+                            post["hr@5"] = f"{hr:.3f}"
+                        bar.set_postfix(post, refresh=False)
+                    if st.step % cfg.train.log_every == 0 or st.step == cfg.train.steps:
+                        now = time.perf_counter()
+                        self._log_train(record, steps_since / max(1e-9, now - t_log), steps_since)
+                        t_log, steps_since = now, 0
+                    if cfg.eval.every > 0 and st.step % cfg.eval.every == 0 and st.step < cfg.train.steps:
+                        self._eval_and_log()
+                    if self.monitor is not None and cfg.monitor.every > 0 and st.step % cfg.monitor.every == 0:
+                        self._run_monitor()
+                    stop = dist.broadcast_object(self.stop.reason or st.stopped_early)
+                    if (cfg.train.save_every > 0 and st.step % cfg.train.save_every == 0) or stop:
+                        self.save()
+                    if stop:
+                        break
+                if self.stop.reason:
+                    log.warning("stopped at step %d on request; resume with --resume", st.step)
+                    return {"interrupted": True, "step": st.step}
+                return self._finish(time.perf_counter() - t_start)
         finally:
             if bar is not None:
                 bar.close()
-            if old_handler is not None:
-                _signal.signal(_signal.SIGINT, old_handler)
             self._close_logs()
-
-    def _request_stop(self, signum, frame) -> None:  # pragma: no cover - exercised by the CLI
-        if self._stop_requested:
-            raise KeyboardInterrupt
-        self._stop_requested = "interrupted"
-        log.warning("interrupt received: saving a checkpoint after this step (press Ctrl-C again to abort now)")
 
     # ------------------------------------------------------------------ log, evaluate, monitor, save
     def _log_train(self, record: dict[str, Any], steps_per_s: float, steps: int) -> None:
@@ -299,14 +270,11 @@ class Trainer:
                "skipped_steps": st.skipped_steps, "refreshes": st.refreshes, "index_step": st.index_step,
                "peak_mem_mb": peak_memory_mb(self.device)}
         rec.update({f"time/{k}": v / steps for k, v in timings.items()})
-        self._log(rec)
+        self.logs.log(rec)
         st.loss_sum, st.loss_count = 0.0, 0
 
     def _lr(self, group: str) -> float:
         return next((float(g["lr"]) for g in self.optimizer.param_groups if g.get("name") == group), 0.0)
-
-    def _log(self, record: dict[str, Any]) -> None:
-        self.logs.log(record)
 
     def _close_logs(self) -> None:
         self.logs.close()
@@ -338,14 +306,14 @@ class Trainer:
     def _eval_and_log(self) -> None:
         metrics = self.evaluate(desc=f"eval@{self.state.step}")
         self.state.last_eval = metrics
-        self._log({"step": self.state.step, "kind": "eval", "split": self.cfg.eval.split, **metrics})
+        self.logs.log({"step": self.state.step, "kind": "eval", "split": self.cfg.eval.split, **metrics})
 
     def _run_monitor(self) -> None:
         st = self.state
         if self.dist.is_main:
             result = self.monitor.check(self.reader, st.step, retriever=self.retriever)
             if isinstance(result, dict):
-                self._log({"step": st.step, "kind": "monitor",
+                self.logs.log({"step": st.step, "kind": "monitor",
                            **{k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}})
             if self.stop_if_poor and self.monitor.should_stop():
                 message = getattr(self.monitor, "stop_message", None)
@@ -382,15 +350,10 @@ class Trainer:
         if cfg.eval.final:
             final = self.evaluate(split=cfg.eval.final_split, generate=True, write_dir=self.out / "eval",
                                   desc=f"final {cfg.eval.final_split}")
-            self._log({"step": st.step, "kind": "final", "split": cfg.eval.final_split, **final})
-        summary = {
-            "name": cfg.name, "regime": cfg.train.regime, "steps": st.step, "skipped_steps": st.skipped_steps,
-            "refreshes": st.refreshes, "stopped_early": st.stopped_early, "reader": reader_path,
-            "retriever": retriever_path, "index": str(cfg.index.dir or self.out / "index"), "final_eval": final,
-            "last_eval": st.last_eval, "seconds": round(seconds, 2), "peak_mem_mb": round(peak_memory_mb(self.device), 1),
-            "world_size": dist.world_size, "ranks_in_sync": in_sync, "config_sha256": cfg.fingerprint(),
-            "config_source": self.config_source,
-        }
+            self.logs.log({"step": st.step, "kind": "final", "split": cfg.eval.final_split, **final})
+        summary = run_summary(cfg, st, reader=reader_path, retriever=retriever_path, index=str(cfg.index.dir or self.out / "index"),
+                              final_eval=final, seconds=seconds, peak_mem_mb=peak_memory_mb(self.device),
+                              world_size=dist.world_size, ranks_in_sync=in_sync, config_source=self.config_source)
         if dist.is_main:
             write_completed(self.out, summary)
         dist.barrier()

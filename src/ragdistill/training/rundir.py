@@ -36,6 +36,18 @@ def write_completed(out: Path, summary: dict[str, Any]) -> None:
     atomic_write_json(out / COMPLETED, summary)
 
 
+def run_summary(cfg: Config, state, *, reader: str, retriever: str, index: str, final_eval: dict[str, Any], seconds: float,
+                peak_mem_mb: float, world_size: int, ranks_in_sync: bool, config_source: str | None) -> dict[str, Any]:
+    """The summary of a finished run (what completed.json holds)."""
+    return {
+        "name": cfg.name, "regime": cfg.train.regime, "steps": state.step, "skipped_steps": state.skipped_steps,
+        "refreshes": state.refreshes, "stopped_early": state.stopped_early, "reader": reader, "retriever": retriever,
+        "index": index, "final_eval": final_eval, "last_eval": state.last_eval, "seconds": round(seconds, 2),
+        "peak_mem_mb": round(peak_mem_mb, 1), "world_size": world_size, "ranks_in_sync": ranks_in_sync,
+        "config_sha256": cfg.fingerprint(), "config_source": config_source,
+    }
+
+
 def write_config(out: Path, cfg: Config) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", cfg.to_yaml())
