@@ -70,7 +70,7 @@ class _TokenCounter:
 
 
 def _trainer(config: str, overrides: list[str], device: str, out: Path):
-    from ragdistill.training.config import load_config
+    from ragdistill.config import load_config
     from ragdistill.training.loop import Trainer
 
     cfg = load_config(ROOT / "configs" / "demo" / config, [*BENCH_OVERRIDES, f"runtime.device={device}", *overrides])

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ragdistill.errors import ConfigError
-from ragdistill.training.config import Config, config_from_dict, load_config
+from ragdistill.config import Config, config_from_dict, load_config
 from tests.reliability.conftest import ROOT, count, run_cli
 
 DEMO = ROOT / "configs" / "demo" / "offshelf_distill.yaml"

@@ -261,7 +261,7 @@ def _final_weights(run: Path) -> dict[str, torch.Tensor]:
 def test_resume_skips_a_corrupted_newest_checkpoint_and_loses_nothing(tiny_models, tiny_world, tmp_path, caplog):
     """Train 4 steps (checkpoints 2 and 4); corrupt checkpoint 4; --resume redoes steps 2-3 from checkpoint 2
     and ends with exactly the same weights and final metrics."""
-    from ragdistill.training.config import load_config
+    from ragdistill.config import load_config
     from ragdistill.training.loop import train
     from tests.reliability.test_kill_resume import CONFIG, train_args
 

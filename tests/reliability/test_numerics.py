@@ -144,7 +144,7 @@ def test_empty_answer_is_a_clear_error(tiny_reader):
 
 
 def test_infinite_signal_skips_the_step_names_the_batch_and_keeps_weights(tiny_models, tiny_world, tmp_path, caplog):
-    from ragdistill.training.config import load_config
+    from ragdistill.config import load_config
     from ragdistill.training.loop import Trainer
     from tests.reliability.test_kill_resume import CONFIG, train_args
 

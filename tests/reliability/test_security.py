@@ -102,7 +102,7 @@ def test_remote_code_is_not_run_without_the_flag(tmp_path, what):
 
 
 def test_configs_default_to_no_remote_code():
-    from ragdistill.training.config import load_config
+    from ragdistill.config import load_config
 
     for f in sorted((ROOT / "configs").rglob("*.yaml")):
         assert load_config(f).reader.trust_remote_code is False, f
@@ -110,7 +110,7 @@ def test_configs_default_to_no_remote_code():
 
 def test_a_run_writes_only_inside_its_directory(tiny_models, tiny_world, tmp_path):
     """Config strings that look like paths (name, description, ../ data paths) never steer where files go."""
-    from ragdistill.training.config import load_config
+    from ragdistill.config import load_config
     from ragdistill.training.loop import train
     from tests.reliability.test_kill_resume import CONFIG, train_args
 
@@ -133,7 +133,7 @@ def test_a_run_writes_only_inside_its_directory(tiny_models, tiny_world, tmp_pat
 
 
 def test_monitor_options_cannot_redirect_its_output(tiny_models, tiny_world, tmp_path):
-    from ragdistill.training.config import load_config
+    from ragdistill.config import load_config
     from ragdistill.training.loop import Trainer
     from tests.reliability.test_kill_resume import CONFIG, train_args
 

@@ -10,7 +10,7 @@ import torch
 from ragdistill.errors import InputError
 from ragdistill.training import checkpoint as ckpt
 from ragdistill.training.optim import build_optimizer, build_scheduler, load_scheduler_state, lr_multiplier, scheduler_state
-from ragdistill.training.config import OptimConfig
+from ragdistill.config import OptimConfig
 
 
 class Tied(torch.nn.Module):

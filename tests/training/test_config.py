@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from ragdistill.errors import ConfigError, InputError
-from ragdistill.training.config import Config, config_from_dict, load_config, parse_override
+from ragdistill.config import Config, config_from_dict, load_config, parse_override
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("*/*.yaml"))

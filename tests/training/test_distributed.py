@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ragdistill.training.config import load_config
+from ragdistill.config import load_config
 from ragdistill.training.loop import train
 from tests.tiny_models import tiny_overrides
 

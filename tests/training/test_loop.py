@@ -10,7 +10,7 @@ import torch
 
 from ragdistill.errors import InputError
 from ragdistill.training import checkpoint as ckpt
-from ragdistill.training.config import load_config
+from ragdistill.config import load_config
 from ragdistill.training.loop import Trainer, batch_indices, train
 from tests.tiny_models import final_weights, run_metrics, tiny_overrides
 

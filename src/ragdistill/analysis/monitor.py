@@ -36,13 +36,33 @@ Spearman) are left out of the returned dict rather than logged as NaN.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any, Sequence
 
 from ragdistill.analysis.indicators import VerdictOptions, summarize, verdict
 from ragdistill.analysis.quality import GROUPS, PERCENTILES
+from ragdistill.analysis.run import Instance, analyze_reader, instances_from_passages, sample_questions, token_scorer
 from ragdistill.data.types import Passage, Question
 from ragdistill.errors import ConfigError
+from ragdistill.models import load_spacy
+from ragdistill.retrieval.metrics import has_answer
+from ragdistill.utils.io import atomic_write_text
+
+#: keys `monitor.options` may hold (see IndicatorMonitor); anything else -- out_dir included: the monitor
+#: always writes under <run>/monitor -- is refused when the config loads
+MONITOR_OPTIONS = ("patience", "reference", "corr_threshold", "percentile", "attention_measure", "refresh_passages",
+                   "prefix", "seed")
+
+
+def check_monitor_options(options: Any) -> None:
+    """`monitor.options` must be a mapping whose keys are all in MONITOR_OPTIONS (ConfigError naming the key)."""
+    if not isinstance(options, dict):
+        raise ConfigError("monitor.options", f"must be a mapping of option: value, got {options!r}")
+    unknown = sorted(set(map(str, options)) - set(MONITOR_OPTIONS))
+    if unknown:
+        raise ConfigError("monitor.options", f"unknown option(s) {', '.join(unknown)}; known: {', '.join(MONITOR_OPTIONS)}")
 
 
 def _num(x: Any) -> float:
@@ -81,6 +101,7 @@ class IndicatorMonitor:
             raise ConfigError("monitor.index", "pass an index and retriever, or the probe passages")
         if passages is not None and len(passages) != len(probe_questions):
             raise ConfigError("monitor.passages", "one passage list per probe question")
+        token_scorer(signal)  # a signal the analysis cannot measure is refused before training starts
         if isinstance(reference, str) and reference != "first":
             raise ConfigError("monitor.reference", "must be None, 'first' or an indicators summary dict")
         probe = [q for q in probe_questions if q.answers]
@@ -102,10 +123,6 @@ class IndicatorMonitor:
 
     def _init_from_config(self, cfg: Any, questions: Sequence[Question], index: Any, retriever: Any,
                           out_dir: Any, nlp: Any, opts: dict[str, Any]) -> None:
-        from ragdistill.analysis.run import sample_questions
-
-        from ragdistill.training.config import check_monitor_options
-
         check_monitor_options(opts)
         n = int(getattr(cfg.monitor, "instances", 20))
         probe, _ = sample_questions(list(questions), n, int(opts.get("seed", getattr(cfg.train, "seed", 0))))
@@ -125,9 +142,6 @@ class IndicatorMonitor:
         return step % self.every == 0
 
     def _instances(self, retriever: Any | None):
-        from ragdistill.analysis.run import Instance, instances_from_passages
-        from ragdistill.models import load_spacy
-
         if self._nlp is None:
             self._nlp = load_spacy()
         hits = None
@@ -149,9 +163,6 @@ class IndicatorMonitor:
 
     def check(self, reader: Any, step: int, retriever: Any | None = None) -> dict[str, float]:
         """Indicators of `reader` on the probe set; returns a flat {name: float} dict for the training log."""
-        from ragdistill.analysis.run import analyze_reader
-        from ragdistill.retrieval.metrics import has_answer
-
         instances = self._instances(retriever)
         model = getattr(reader, "model", None)
         was_training = bool(getattr(model, "training", False))
@@ -198,11 +209,6 @@ class IndicatorMonitor:
         out = {key: val for key, val in out.items() if not math.isnan(val)}  # undefined: not logged
         self.history.append({"step": step, **out})
         if self.out_dir is not None:
-            import json
-            from pathlib import Path
-
-            from ragdistill.utils.io import atomic_write_text
-
             atomic_write_text(Path(self.out_dir) / "history.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
         return out
 

@@ -28,10 +28,10 @@ from ragdistill.analysis.quality import (
 )
 from ragdistill.data.types import Passage, Question
 from ragdistill.errors import ConfigError, InputError
+from ragdistill.signals import get_signal_spec
 
 log = logging.getLogger(__name__)
 
-SIGNALS = ("attention", "perplexity")
 ANSWER_MODES = ("gold", "generated")
 
 
@@ -105,14 +105,25 @@ def _generate(reader: Any, instances: Sequence[Instance], batch_size: int, progr
     return answers
 
 
+def token_scorer(signal: str):
+    """How the analysis scores tokens for `signal`: the registry's ``token_scores`` (None for perplexity,
+    whose integrated-gradients scores live in ``analysis.perplexity``); ConfigError when it has none."""
+    if signal == "perplexity":
+        return None
+    token_scores = get_signal_spec(signal).token_scores
+    if token_scores is None:
+        raise ConfigError("signal", f"the signal '{signal}' gives passage scores only: the analysis needs its token scores "
+                                    "(register it with token_scores=...)")
+    return token_scores
+
+
 def analyze_reader(reader: Any, instances: Sequence[Instance], name: str = "reader", signal: str = "attention",
                    answer: str = "gold", percentiles: Iterable[int] = PERCENTILES, attention_options: dict | None = None,
                    ig_steps: int = 4, progress: bool = True, generate_batch_size: int = 8) -> ReaderAnalysis:
     """Per-instance measures of one reader on the given instances (no aggregation)."""
     from tqdm.auto import tqdm
 
-    if signal not in SIGNALS:
-        raise ConfigError("signal", f"'{signal}' is not one of {', '.join(SIGNALS)}")
+    token_scores = token_scorer(signal)
     if answer not in ANSWER_MODES:
         raise ConfigError("answer", f"'{answer}' is not one of {', '.join(ANSWER_MODES)}")
     percentiles = tuple(int(p) for p in percentiles)
@@ -130,8 +141,8 @@ def analyze_reader(reader: Any, instances: Sequence[Instance], name: str = "read
             m = InstanceMeasures(n_passage_tokens=0, groups={g: GroupMeasure(skipped=SKIP_NO_ANSWER_TOKENS)
                                                              for g in ("answer", "question")})
         else:
-            if signal == "attention":
-                result = reader.attention_scores(q.question, inst.passages, ans, **(attention_options or {}))
+            if token_scores is not None:
+                result = token_scores(reader, q.question, inst.passages, ans, **(attention_options or {}))
             else:
                 from ragdistill.analysis.perplexity import perplexity_token_scores
 
@@ -235,8 +246,7 @@ def run_analysis(readers: Sequence[str], questions_path: str, *, reference: str 
     from ragdistill.readers import get_reader
     from ragdistill.utils.seed import set_seed
 
-    if signal not in SIGNALS:
-        raise ConfigError("signal", f"'{signal}' is not one of {', '.join(SIGNALS)}")
+    token_scorer(signal)  # an unknown signal, or one without token scores, is refused before any model loads
     if answer not in ANSWER_MODES:
         raise ConfigError("answer", f"'{answer}' is not one of {', '.join(ANSWER_MODES)}")
     if not -1.0 <= options.corr_threshold <= 1.0:

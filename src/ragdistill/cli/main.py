@@ -42,13 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"ragdistill.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"ragdistill.cli.{name}":
-                continue  # subcommand not built yet
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"ragdistill.cli.{name}").add_parser(sub)
     return parser
 
 

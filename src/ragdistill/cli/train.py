@@ -41,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ragdistill.training.config import load_config
+    from ragdistill.config import load_config
 
     cfg = load_config(args.config, args.overrides, check_hardware=not args.dry_run)
     if args.dry_run:

@@ -6,11 +6,21 @@
   ``layers``, ``value_norm``, ``aggregation``.
 * ``perplexity`` — S_i = −mean NLL of the answer given the question and passage i alone.
 
-New signals register with ``@register_signal("name")``.
+New signals register with ``@register_signal("name")``; the registry is what config validation
+(``signal.name``), the training loop and the analysis consult, so a registered signal is usable
+by name everywhere. What a signal declares at registration:
+
+* ``options`` — the ``signal.*`` config keys passed to it as keyword arguments (none by default);
+* ``lm_forward`` — its scores come out of the reader's LM-loss forward
+  (``reader.lm_loss_and_attention``), so a regime that trains the reader computes both at once;
+* ``token_scores`` — ``fn(reader, question, passages, answer, **options) -> AttentionResult``, the
+  per-token scores the attention-quality analysis measures (a signal without them can train but
+  not be analysed).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
@@ -21,17 +31,32 @@ from ragdistill.signals.loss import distillation_loss
 from ragdistill.signals.targets import MODES, p_retr, target
 
 Signal = Callable[..., torch.Tensor]
-_SIGNALS: dict[str, Signal] = {}
-
-__all__ = ["register_signal", "get_signal", "available_signals", "target", "p_retr", "distillation_loss", "MODES"]
 
 
-def register_signal(name: str) -> Callable[[Signal], Signal]:
+@dataclass(frozen=True)
+class SignalSpec:
+    """A registered signal: its function and what the loop and the analysis need to know about it."""
+
+    name: str
+    fn: Signal
+    options: tuple[str, ...] = ()
+    lm_forward: bool = False
+    token_scores: Callable[..., Any] | None = None
+
+
+_SIGNALS: dict[str, SignalSpec] = {}
+
+__all__ = ["register_signal", "get_signal", "get_signal_spec", "available_signals", "SignalSpec", "target", "p_retr",
+           "distillation_loss", "MODES"]
+
+
+def register_signal(name: str, *, options: Sequence[str] = (), lm_forward: bool = False,
+                    token_scores: Callable[..., Any] | None = None) -> Callable[[Signal], Signal]:
     """Decorator: make `fn(reader, question, passages, answer, **opts) -> Tensor[K]` available by name."""
     def deco(fn: Signal) -> Signal:
-        if name in _SIGNALS and _SIGNALS[name] is not fn:
+        if name in _SIGNALS and _SIGNALS[name].fn is not fn:
             raise ValueError(f"signal '{name}' is already registered")
-        _SIGNALS[name] = fn
+        _SIGNALS[name] = SignalSpec(name, fn, tuple(options), lm_forward, token_scores)
         return fn
     return deco
 
@@ -40,15 +65,25 @@ def available_signals() -> list[str]:
     return sorted(_SIGNALS)
 
 
-def get_signal(name: str) -> Signal:
-    """The signal function registered under `name`; ConfigError listing the known ones otherwise."""
+def get_signal_spec(name: str) -> SignalSpec:
+    """The registration of `name`; ConfigError listing the known signals otherwise."""
     try:
         return _SIGNALS[name]
     except KeyError:
         raise ConfigError("signal", f"unknown signal {name!r}; available: {', '.join(available_signals())}") from None
 
 
-@register_signal("attention")
+def get_signal(name: str) -> Signal:
+    """The signal function registered under `name`; ConfigError listing the known ones otherwise."""
+    return get_signal_spec(name).fn
+
+
+def _attention_token_scores(reader: Any, question: str, passages: Sequence[Passage], answer: str, **options: Any):
+    return reader.attention_scores(question, passages, answer, **options)
+
+
+@register_signal("attention", options=("layers", "value_norm", "aggregation"), lm_forward=True,
+                 token_scores=_attention_token_scores)
 def attention_signal(reader: Any, question: str, passages: Sequence[Passage], answer: str, layers: Sequence[int] | None = None,
                      value_norm: bool = True, aggregation: str = "sum") -> torch.Tensor:
     """S_i: the reader's value-norm-weighted attention from the answer queries to passage i (DESIGN §3)."""

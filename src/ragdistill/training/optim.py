@@ -11,7 +11,7 @@ from typing import Iterable
 
 import torch
 
-from ragdistill.training.config import OptimConfig
+from ragdistill.config import OptimConfig
 
 
 def lr_multiplier(step: int, total_steps: int, warmup_steps: int, schedule: str, min_lr_ratio: float = 0.0) -> float:
