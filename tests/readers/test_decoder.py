@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, ModelError
 from ragdistill.readers import Reader, detect_kind, get_reader
 from ragdistill.readers.attention import capture_attention

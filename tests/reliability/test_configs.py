@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 
 from ragdistill.errors import ConfigError
 from ragdistill.config import Config, config_from_dict, load_config
-from tests.reliability.conftest import ROOT, count, run_cli
+from tests.reliability.conftest import ROOT, count
 
 DEMO = ROOT / "configs" / "demo" / "offshelf_distill.yaml"
 

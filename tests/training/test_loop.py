@@ -11,7 +11,8 @@ import torch
 from ragdistill.errors import InputError
 from ragdistill.training import checkpoint as ckpt
 from ragdistill.config import load_config
-from ragdistill.training.loop import Trainer, batch_indices, train
+from ragdistill.training.data import batch_indices
+from ragdistill.training.loop import Trainer, train
 from tests.tiny_models import final_weights, run_metrics, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -47,7 +47,7 @@ from ragdistill.analysis.run import Instance, analyze_reader, instances_from_pas
 from ragdistill.data.types import Passage, Question
 from ragdistill.errors import ConfigError
 from ragdistill.models import load_spacy
-from ragdistill.retrieval.metrics import has_answer
+from ragdistill.retrieval.metrics import passage_hit_flags
 from ragdistill.utils.io import atomic_write_text
 
 #: keys `monitor.options` may hold (see IndicatorMonitor); anything else -- out_dir included: the monitor
@@ -204,7 +204,7 @@ class IndicatorMonitor:
         out[f"{self.prefix}failed_both"] = 1.0 if failed else 0.0
         out[f"{self.prefix}failed_streak"] = float(self.failed_streak)
         if self._fixed is not None:
-            flags = [any(has_answer(p.as_text(), q.answers) for p in ps[: self.k]) for q, ps in zip(self.questions, self._fixed)]
+            flags = [any(passage_hit_flags(ps[: self.k], q.answers)) for q, ps in zip(self.questions, self._fixed)]
             out[f"{self.prefix}probe_hr@{self.k}"] = sum(flags) / len(flags)
         out = {key: val for key, val in out.items() if not math.isnan(val)}  # undefined: not logged
         self.history.append({"step": step, **out})

@@ -15,7 +15,7 @@ from ragdistill.data.questions import iter_questions
 from ragdistill.errors import RagdistillError
 from ragdistill.experiments.settings import BY_NAME, FID
 from ragdistill.retrieval.refresh import RefreshSchedule
-from ragdistill.training.config import load_config
+from ragdistill.config import load_config
 
 if TYPE_CHECKING:  # the plan's types (plan.py imports this module)
     from ragdistill.experiments.plan import Plan, PlannedSetting

@@ -28,7 +28,7 @@ from ragdistill.experiments.settings import BY_NAME, DECODER, FID, SETTINGS, Set
 from ragdistill.experiments.splits import is_squad_file, plan_squad_split, split_squad_by_article
 from ragdistill.models import resolve
 from ragdistill.readers.fid import is_fid_name
-from ragdistill.training.config import load_config
+from ragdistill.config import load_config
 from ragdistill.utils.io import atomic_write_text
 
 SCALES = ("demo", "paper")

@@ -421,7 +421,6 @@ def _agreement(prediction: str | None, outcome: str) -> tuple[bool | None, str]:
             return False, ""
         return None, "predicted a gain, but the interval of ΔHR@5 includes 0"
     return outcome != "improves", ""
-    return rows
 
 
 # --------------------------------------------------------------------------- formatting
@@ -908,8 +907,8 @@ def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[
                     "answer log-likelihood gains), normalised; M = passage tokens whose similarity to the answer's "
                     "tokens (answer-related) or the question's nouns (question-related) is at least the p-th "
                     "percentile. Attn. = mean â over M; Corr. = Spearman ρ(â, sim) over M.", "",
-                    f"Means over instances ± their standard errors. The verdict compares the mean attention on M (the "
-                    f"study's measure: every reader scored the same instances with the same prompt budget).", "",
+                    "Means over instances ± their standard errors. The verdict compares the mean attention on M (the "
+                    "study's measure: every reader scored the same instances with the same prompt budget).", "",
                     table2(readers, None, "attention", pct, se=True), "",
                     "Lift (mean â over M × number of passage tokens; 1 = uniform), shown beside it:", "",
                     table2(readers, None, "lift", pct, se=True), "",

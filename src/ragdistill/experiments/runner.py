@@ -40,7 +40,9 @@ from ragdistill.experiments.plan import Options, Plan, PlannedSetting, build_pla
 from ragdistill.experiments.report import write_report
 from ragdistill.models import load_spacy
 from ragdistill.retrieval.index import MANIFEST_NAME, PassageIndex
-from ragdistill.training.loop import build_reader, build_retriever, COMPLETED, train
+from ragdistill.training.build import build_reader, build_retriever
+from ragdistill.training.loop import train
+from ragdistill.training.rundir import COMPLETED
 from ragdistill.utils.io import atomic_write_text
 from ragdistill.utils.seed import default_device
 

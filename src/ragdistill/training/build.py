@@ -9,8 +9,7 @@ import torch
 
 from ragdistill.analysis.monitor import IndicatorMonitor
 from ragdistill.config import Config
-from ragdistill.errors import ConfigError
-from ragdistill.readers import get_reader
+from ragdistill.readers import get_reader, select_layers
 from ragdistill.retrieval.retriever import CONFIG_NAME, BiEncoderRetriever
 
 
@@ -54,17 +53,6 @@ def unique(params: Sequence[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
 
 def check_layers(cfg: Config, reader) -> None:
     """signal.layers must exist in the reader: refused before the index is built, naming the key."""
-    layers = cfg.signal.layers
-    if layers is None:
-        return
-    mc = getattr(reader.model, "config", None)
-    n = None
-    if getattr(reader, "kind", "decoder") == "fid":  # cross-attention lives in the decoder
-        n = getattr(mc, "num_decoder_layers", None) or getattr(getattr(mc, "decoder", None), "num_hidden_layers", None)
-    n = n or getattr(mc, "num_hidden_layers", None) or getattr(mc, "n_layer", None)
-    if not n:
-        return  # unknown architecture: the reader checks at the first step
-    bad = [layer for layer in layers if not -n <= layer < n]
-    if bad:
-        raise ConfigError("signal.layers", f"layer(s) {bad} do not exist: the reader has {n} layers "
-                                           f"(0..{n - 1}; negative indices count from the top)")
+    n = getattr(reader, "num_score_layers", None)
+    if cfg.signal.layers is not None and n:  # an unknown layer count: the reader checks at the first step
+        select_layers(cfg.signal.layers, n, key="signal.layers")

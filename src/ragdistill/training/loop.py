@@ -37,7 +37,7 @@ from ragdistill.training.distributed import Dist
 from ragdistill.training.indexing import TrainingIndex
 from ragdistill.training.optim import build_optimizer, build_scheduler
 from ragdistill.training.rng import seed_step
-from ragdistill.training.rundir import (COMPLETED, MetricsLog, check_run_dir, read_completed, run_summary, write_completed,
+from ragdistill.training.rundir import (MetricsLog, check_run_dir, read_completed, run_summary, write_completed,
                                        write_config)
 from ragdistill.training.state import RunState
 from ragdistill.training.stop import StopRequest
@@ -46,7 +46,7 @@ from ragdistill.utils.faults import maybe_fault
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Trainer", "train", "COMPLETED", "build_reader", "build_retriever", "batch_indices"]
+__all__ = ["Trainer", "train"]
 
 
 class Trainer:
