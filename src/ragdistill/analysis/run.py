@@ -138,11 +138,12 @@ def analyze_reader(reader: Any, instances: Sequence[Instance], name: str = "read
                 result, diag = perplexity_token_scores(reader, q.question, inst.passages, ans, steps=ig_steps)
                 record["passage_loglik"] = diag.loglik
                 record["passage_loglik_gain"] = [a - b for a, b in zip(diag.loglik, diag.baseline_loglik)]
-            a_ids = answer_group_ids(result.answer_ids, tokenizer)
+            a_ids = answer_group_ids(result.answer_ids, tokenizer, answer=ans)   # + the answer's in-context ids
             n_ids = question_noun_ids(q.question, tokenizer, spans=inst.noun_spans)
             m = measure_instance(result, embeddings, answer_ids=a_ids, noun_ids=n_ids, percentiles=percentiles)
             record["passage_scores"] = [float(x) for x in result.passage_scores]
             record["noun_tokens"] = [tokenizer.decode([i]) for i in n_ids]
+            record["answer_tokens"] = [tokenizer.decode([i]) for i in a_ids]
         record.update(m.to_dict())
         measures.append(m)
         records.append(record)
