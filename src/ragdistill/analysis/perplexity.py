@@ -21,7 +21,7 @@ gradient × input at the midpoint). That error is not small for few nodes: along
 answer's log-likelihood is rough and changes abruptly (with SmolLM2 on a demo question, it
 wiggles by ±0.2 for α in [0.25, 0.5], then rises by 6 nats between α = 0.5 and 0.7), so the
 4-step midpoint rule got the sign of the gain wrong on a tiny model, and Gauss–Legendre, whose
-nodes are sparse in the middle, needs ~48 nodes there where the midpoint rule needs ~24–32.
+nodes are sparse in the middle, does worse than the midpoint rule at equal m (DEFAULT_STEPS).
 Every analysis records it per instance (``completeness_error``; instances.jsonl
 ``ig_completeness_error``), so an accuracy problem is visible instead of silent.
 The token scores analysed are the positive parts w_t = max(g_t, 0) (the tokens that raise the
@@ -109,7 +109,7 @@ gradient × input at the midpoint). That error is not small for few nodes: along
 answer's log-likelihood is rough and changes abruptly (with SmolLM2 on a demo question, it
 wiggles by ±0.2 for α in [0.25, 0.5], then rises by 6 nats between α = 0.5 and 0.7), so the
 4-step midpoint rule got the sign of the gain wrong on a tiny model, and Gauss–Legendre, whose
-nodes are sparse in the middle, needs ~48 nodes there where the midpoint rule needs ~24–32.
+nodes are sparse in the middle, does worse than the midpoint rule at equal m (DEFAULT_STEPS).
 Every analysis records it per instance (``completeness_error``; instances.jsonl
 ``ig_completeness_error``), so an accuracy problem is visible instead of silent.
 The token scores analysed are the positive parts w_t = max(g_t, 0) (the tokens that raise the
