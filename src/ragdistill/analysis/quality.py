@@ -5,8 +5,9 @@ For one instance (a question, its K retrieved passages, an answer) and one reade
 * â_t — the reader's token scores w_t over the *passage* tokens, normalised to sum to 1
   (question and template tokens are not part of the distribution);
 * sim_t = max_{g ∈ G} cos(e_t, e_g) — e is the reader's input-embedding row of a token id,
-  G the answer's token ids (answer-related) or the token ids of the question's nouns
-  (question-related, spaCy POS NOUN or PROPN);
+  G the answer's token ids, as the reader scored them and as they occur in running text
+  (answer-related), or the token ids of the question's nouns (question-related, spaCy POS NOUN
+  or PROPN), both in their in-context form;
 * for p ∈ {90, 95}: M = {t : sim_t ≥ percentile_p(sim)} with ``numpy.percentile``'s default
   (linear interpolation between closest ranks), so ties at the threshold are all kept and M
   can hold more than (100 − p) % of the tokens when similarities repeat (a token id that
@@ -230,11 +231,59 @@ def measure_instance(result: AttentionResult, embeddings: torch.Tensor | np.ndar
 # Token groups from text
 # ---------------------------------------------------------------------------------------------
 
-def answer_group_ids(answer_ids: Sequence[int] | torch.Tensor, tokenizer: Any | None = None) -> list[int]:
-    """The answer's token ids without special tokens (a T5 answer ends with </s>, which is not the answer)."""
+def answer_group_ids(answer_ids: Sequence[int] | torch.Tensor, tokenizer: Any | None = None,
+                     answer: str | None = None) -> list[int]:
+    """G of the answer-related group: the answer's token ids without special tokens, and its in-context forms.
+
+    `answer_ids` are the ids the reader scored (a T5 answer ends with </s>, which is not the
+    answer; a chat-mode decoder answer has no leading space, so SmolLM2's "Jane" is not the
+    " Jane" of a passage). With the answer text and a tokenizer, G also holds the ids the answer
+    takes inside running text (``answer_context_ids``), so the answer's own occurrences in the
+    passages have sim = 1. Order: `answer_ids` first, then the new ids, each once.
+    """
     ids = answer_ids.tolist() if isinstance(answer_ids, torch.Tensor) else list(answer_ids)
     special = set(getattr(tokenizer, "all_special_ids", []) or []) if tokenizer is not None else set()
-    return [int(i) for i in ids if int(i) not in special]
+    out = [int(i) for i in ids if int(i) not in special]
+    if answer is not None and tokenizer is not None:
+        out.extend(answer_context_ids(answer, tokenizer))
+    return list(dict.fromkeys(out))
+
+
+#: texts the answer is placed after to read its in-context token forms: the start of a text (no
+#: leading space; also what follows "(" or a newline) and after a word and a space (" Jane")
+ANSWER_CONTEXTS: tuple[str, ...] = ("", "a ")
+
+
+def answer_context_ids(answer: str, tokenizer: Any, contexts: Sequence[str] = ANSWER_CONTEXTS) -> list[int]:
+    """The answer's token ids as the tokenizer produces them inside running text, with and without a leading space.
+
+    The answer is tokenised after each context (with character offsets) and every token that
+    overlaps the answer's non-space characters is kept — as ``question_noun_ids`` does for the
+    question's nouns — so a lone word-boundary piece ("▁" or " ") never enters G. Tokenizers
+    without offsets fall back to tokenising ``answer`` and ``" " + answer``.
+    """
+    text = answer.strip()
+    if not text:
+        return []
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    out: list[int] = []
+    for ctx in contexts:
+        full = ctx + text
+        lo, hi = len(ctx), len(full)
+        try:
+            enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+            pairs = list(zip(enc["input_ids"], enc["offset_mapping"]))
+        except (NotImplementedError, TypeError, ValueError, KeyError):
+            pairs = None
+        if pairs is None:  # slow tokenizer
+            piece = text if not ctx else " " + text
+            out.extend(int(t) for t in tokenizer(piece, add_special_tokens=False)["input_ids"] if t not in special)
+            continue
+        for tid, (s, e) in pairs:
+            if tid in special or not (s < hi and lo < e) or not full[max(s, lo):min(e, hi)].strip():
+                continue
+            out.append(int(tid))
+    return list(dict.fromkeys(out))
 
 
 def noun_char_spans(question: str, nlp: Any) -> list[tuple[int, int]]:

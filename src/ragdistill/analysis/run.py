@@ -26,6 +26,8 @@ from ragdistill.analysis.quality import (
     noun_char_spans,
     question_noun_ids,
 )
+from ragdistill.analysis.perplexity import DEFAULT_QUADRATURE as IG_QUADRATURE
+from ragdistill.analysis.perplexity import DEFAULT_STEPS as IG_STEPS
 from ragdistill.data.types import Passage, Question
 from ragdistill.errors import ConfigError, InputError
 from ragdistill.signals import get_signal_spec
@@ -119,7 +121,7 @@ def token_scorer(signal: str):
 
 def analyze_reader(reader: Any, instances: Sequence[Instance], name: str = "reader", signal: str = "attention",
                    answer: str = "gold", percentiles: Iterable[int] = PERCENTILES, attention_options: dict | None = None,
-                   ig_steps: int = 4, progress: bool = True, generate_batch_size: int = 8) -> ReaderAnalysis:
+                   ig_steps: int = IG_STEPS, progress: bool = True, generate_batch_size: int = 8) -> ReaderAnalysis:
     """Per-instance measures of one reader on the given instances (no aggregation)."""
     from tqdm.auto import tqdm
 
@@ -149,11 +151,14 @@ def analyze_reader(reader: Any, instances: Sequence[Instance], name: str = "read
                 result, diag = perplexity_token_scores(reader, q.question, inst.passages, ans, steps=ig_steps)
                 record["passage_loglik"] = diag.loglik
                 record["passage_loglik_gain"] = [a - b for a, b in zip(diag.loglik, diag.baseline_loglik)]
-            a_ids = answer_group_ids(result.answer_ids, tokenizer)
+                record["passage_gain_sum"] = list(diag.gain_sums)        # Σ_t g_t: ≈ the gain by completeness
+                record["ig_completeness_error"] = diag.completeness_error()
+            a_ids = answer_group_ids(result.answer_ids, tokenizer, answer=ans)   # + the answer's in-context ids
             n_ids = question_noun_ids(q.question, tokenizer, spans=inst.noun_spans)
             m = measure_instance(result, embeddings, answer_ids=a_ids, noun_ids=n_ids, percentiles=percentiles)
             record["passage_scores"] = [float(x) for x in result.passage_scores]
             record["noun_tokens"] = [tokenizer.decode([i]) for i in n_ids]
+            record["answer_tokens"] = [tokenizer.decode([i]) for i in a_ids]
         record.update(m.to_dict())
         measures.append(m)
         records.append(record)
@@ -232,7 +237,7 @@ def run_analysis(readers: Sequence[str], questions_path: str, *, reference: str 
                  signal: str = "attention", retriever: str = "minilm-l6", index: str | None = None,
                  corpus: str | None = None, n: int = 1000, k: int = 5, seed: int = 0, answer: str = "gold",
                  options: VerdictOptions = VerdictOptions(), percentiles: Iterable[int] = PERCENTILES,
-                 device: str | None = None, ig_steps: int = 4, progress: bool = True
+                 device: str | None = None, ig_steps: int = IG_STEPS, progress: bool = True
                  ) -> tuple[dict[str, Any], list[ReaderAnalysis]]:
     """Everything `ragdistill analyze` computes: (indicators, per-reader analyses); nothing is written.
 
@@ -288,4 +293,8 @@ def run_analysis(readers: Sequence[str], questions_path: str, *, reference: str 
                 "std": "population (ddof=0)"}
     if signal == "perplexity":
         settings["ig_steps"] = ig_steps
+        settings["ig_quadrature"] = IG_QUADRATURE
+        errors = [r.get("ig_completeness_error") for a in analyses for r in a.records]
+        errors = [e for e in errors if e is not None]
+        settings["ig_completeness_error_median"] = float(np.median(errors)) if errors else None
     return build_indicators(analyses, reference, options, percentiles, settings), analyses

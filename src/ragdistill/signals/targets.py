@@ -3,6 +3,21 @@
 DESIGN §3: p_gold(n_i) = softmax_i(S_i / τ_gold) (ATLAS convention), or, as an option,
 S_i / Σ_j S_j; p_RETR(n_i | Q) = softmax_i(s_i / θ). Scores are [..., K] tensors; the
 last dimension runs over the K passages of one question.
+
+τ_gold and ATLAS's ``temperature_gold`` (the convention of this project). ATLAS's attention
+targets (``gold_score_mode`` "evalnormssum", src/fid.py ``aggregate_value``) store, per decoder
+layer, mean_h α·‖v‖ (``.mean(dim=1)`` over heads), sum it over layers, label positions and the
+passage row's tokens, and divide by 256 · n_layers · n_labels before softmax(· / temperature_gold).
+Our S_i (sum aggregation, DESIGN §3) is mean_l mean_h mean_a Σ_{t∈n_i} α·‖v‖, the same quantity
+without the constant 1/256, so
+
+    softmax(S_ATLAS / temperature_gold) = softmax(S / τ_gold)  with  τ_gold = 256 · temperature_gold.
+
+τ_gold always divides *our* S as it is; `tau_from_atlas` converts an ATLAS temperature (the paper
+configs use it: ATLAS's 0.01 is τ_gold = 2.56). Not covered by the factor: ATLAS's labels include
+the EOS position and its row sum includes the ``question:`` prefix and ``</s>``, while our readers
+average the positions predicting A_1..A_|A| and sum passage tokens only (readers/fid.py). ATLAS's
+perplexity target ("ppmean", −mean NLL) is not rescaled: there τ_gold = temperature_gold.
 """
 
 from __future__ import annotations
@@ -14,6 +29,24 @@ import torch
 from ragdistill.errors import ConfigError
 
 MODES = ("softmax", "normalize")
+
+
+#: ATLAS divides its summed cross-attention "norms" scores by this constant (× layers × labels).
+ATLAS_NORMS_SCALE = 256.0
+
+
+def tau_from_atlas(temperature_gold: float, signal: str = "attention") -> float:
+    """τ_gold that gives ATLAS's target for ATLAS's `temperature_gold`: 256 × it for attention scores.
+
+    Attention: our S is ATLAS's "norms" sum without its 1/256 (module docstring). Perplexity:
+    ATLAS's "ppmean" score is our S itself, so the temperature carries over unchanged.
+    """
+    t = check_temperature(temperature_gold, "temperature_gold")
+    if signal == "perplexity":
+        return t
+    if signal != "attention":
+        raise ConfigError("signal", f"must be 'attention' or 'perplexity', got {signal!r}")
+    return ATLAS_NORMS_SCALE * t
 
 
 def check_temperature(value: float, key: str) -> float:
