@@ -126,8 +126,9 @@ def load_sweep_config(path: str | Path | None = None) -> dict[str, Any]:
         for k in val:
             if k not in keys:
                 raise ConfigError(f"{section}.{k}", f"unknown key; {section} takes {', '.join(sorted(keys))}")
+    # training configs: beside the sweep folder (configs/<scale>/sweep/x.yaml -> configs/<scale>/), else the shipped demo ones
     cfg = {"name": raw.get("name", path.stem), "path": str(path), "configs_dir": str(path.parent.parent)
-           if path.parent.name == "sweep" else str(path.parent)}
+           if path.parent.name == "sweep" else str(default_config_path().parent.parent)}
     cfg["configs"] = {"step1": "finetuned_step1.yaml", "step2": "finetuned_step2.yaml", "fid": "encdec_distill.yaml",
                       "perplexity": "perplexity_distill.yaml", **(raw.get("configs") or {})}
     snaps = raw.get("snapshots", [0.125, 0.25, 0.5, 1.0])
