@@ -155,7 +155,7 @@ def _argv(models, world, out: Path, cfg: Path, *extra: str) -> list[str]:
             "--questions-train", world["train"], "--questions-dev", world["dev"], "--questions-test", world["test"],
             "--reader", models["reader"], "--fid-reader", models["fid"], "--retriever", models["retriever"],
             "--no-progress"]
-    for s in TINY_SETS + ["reader.max_prompt_tokens=128"]:
+    for s in TINY_SETS + ["reader.max_prompt_tokens=128", "eval.every=0", "train.k=3", "data.max_test=4"]:
         argv += ["--set", s]
     return argv + list(extra)
 
