@@ -18,7 +18,7 @@ from ragdistill import __version__
 from ragdistill.errors import RagdistillError
 
 # Order is the order shown in --help: the data flow, then the study.
-COMMANDS = ["data", "index", "retrieve", "scores", "train", "evaluate", "analyze", "diagnose", "reproduce"]
+COMMANDS = ["data", "index", "retrieve", "scores", "train", "evaluate", "analyze", "diagnose", "reproduce", "validate_indicators"]
 
 DESCRIPTION = """\
 ragdistill: train a retriever from a reader's attention (attention distillation),

@@ -5,6 +5,7 @@
 * ``attention`` — S_i from the reader's attention on passage i's tokens (DESIGN §3); options
   ``layers``, ``value_norm``, ``aggregation``.
 * ``perplexity`` — S_i = −mean NLL of the answer given the question and passage i alone.
+* ``attention-debiased`` — ``attention`` averaged over ``orders`` (4) passage orders (signals/debiased.py).
 
 New signals register with ``@register_signal("name")``; the registry is what config validation
 (``signal.name``), the training loop and the analysis consult, so a registered signal is usable
@@ -99,3 +100,7 @@ def perplexity_signal(reader: Any, question: str, passages: Sequence[Passage], a
     if extra:
         raise ConfigError("signal", f"the perplexity signal takes no options, got {', '.join(extra)}")
     return reader.perplexity_scores(question, passages, answer)
+
+
+# registered on import, so the name works wherever a signal name is looked up (get_signal)
+from ragdistill.signals import debiased as _debiased  # noqa: E402,F401  (registers "attention-debiased")
