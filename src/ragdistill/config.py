@@ -154,6 +154,7 @@ class SignalConfig:
     layers: list[int] | None = None
     value_norm: bool = True
     aggregation: Aggregation = "sum"
+    orders: int = 4                   # attention-debiased only: passage orders S is averaged over
 
 
 @dataclass
@@ -409,6 +410,7 @@ def validate(cfg: Config, check_hardware: bool = False) -> Config:
         _positive(key, value, allow_zero=True)
     _positive("retriever.temperature", r.temperature)
     _positive("signal.tau_gold", s.tau_gold)
+    _positive("signal.orders", s.orders)
     _positive("optim.eps", o.eps)
     if cfg.data.chunk_words is not None:
         _positive("data.chunk_words", cfg.data.chunk_words)

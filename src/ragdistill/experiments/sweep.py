@@ -543,7 +543,7 @@ def teacher_step2_config(plan: SweepPlan, t: Teacher, reader: str, family: str |
         c.reader.kind = "decoder"
     else:
         c.reader.kind = "auto"
-    c.signal.name = t.signal   # NB: training.config's validation only knows attention|perplexity; set after loading
+    c.signal.name = t.signal
     c.signal.layers = t.layers
     c.signal.value_norm = t.value_norm
     if t.signal == "perplexity":

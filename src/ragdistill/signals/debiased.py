@@ -59,7 +59,8 @@ def debiased_scores(score_fn, passages: Sequence[Passage], orders: int = DEFAULT
     return (total / len(perms)).float()
 
 
-@register_signal(NAME)
+@register_signal(NAME, options=("orders", "layers", "value_norm", "aggregation"),
+                 token_scores=lambda reader, q, ps, a, **o: reader.attention_scores(q, ps, a, **o))
 def debiased_attention_signal(reader: Any, question: str, passages: Sequence[Passage], answer: str,
                               orders: int = DEFAULT_ORDERS, seed: int = 0, layers: Sequence[int] | None = None,
                               value_norm: bool = True, aggregation: str = "sum") -> torch.Tensor:
