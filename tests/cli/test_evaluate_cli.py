@@ -29,7 +29,7 @@ def test_evaluate_writes_metrics_and_predictions(tiny_models, tiny_world, tmp_pa
     assert len(rows) == 5
     gold = {q.id: q for q in load_questions(tiny_world["test"])}
     for r in rows:
-        assert set(r) == {"id", "question", "answers", "prediction", "retrieved", "hit", "em", "f1"}
+        assert set(r) == {"id", "question", "answers", "prediction", "retrieved", "hit", "hit_flags", "em", "f1"}
         assert r["answers"] == gold[r["id"]].answers and len(r["retrieved"]) == 20
         assert r["em"] == exact_match(r["prediction"], r["answers"]) and r["f1"] == f1_score(r["prediction"], r["answers"])
     assert metrics["em"] == pytest.approx(sum(r["em"] for r in rows) / 5)
