@@ -431,35 +431,66 @@ class _Numbers:
 # --------------------------------------------------------------------------- the world
 
 
+VERSIONS = (1, 2)
+LATEST_VERSION = 2
+
+# Per version, the value a size left at None takes. Version 1 is kept byte for byte.
+_DEFAULTS: dict[int, dict[str, Any]] = {
+    1: dict(countries=40, people=60, companies=40, rivers=30, inventions=30, max_distractors=3, filler_prob=0.4,
+            near_duplicate_prob=0.0, mention_prob=0.0, questions_per_fact=1, train_fraction=0.6, dev_fraction=0.2),
+    2: dict(countries=130, people=130, companies=130, rivers=130, inventions=130, max_distractors=2, filler_prob=0.15,
+            near_duplicate_prob=0.5, mention_prob=0.25, questions_per_fact=1, train_fraction=0.6, dev_fraction=0.15),
+}
+
+
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of the demo world. Defaults give ~1,300 passages and ~940 questions."""
+    """Version and sizes of the demo world; a size left at None takes the version's default.
 
-    countries: int = 40
-    people: int = 60
-    companies: int = 40
-    rivers: int = 30
-    inventions: int = 30
-    max_distractors: int = 3
-    filler_prob: float = 0.4
-    questions_per_fact: int = 1
-    train_fraction: float = 0.6
-    dev_fraction: float = 0.2
+    Version 2 (the default): 650 entities, ~2,600 facts and questions, ~4,000 passages.
+    Version 1: ~1,300 passages and 940 questions with invented syllable names (kept byte for byte).
+    `max_distractors` bounds the near-duplicate passages per fact in version 2 (the distractors per
+    entity in version 1); `near_duplicate_prob` and `mention_prob` are version 2 only.
+    """
+
+    countries: int | None = None
+    people: int | None = None
+    companies: int | None = None
+    rivers: int | None = None
+    inventions: int | None = None
+    max_distractors: int | None = None
+    filler_prob: float | None = None
+    questions_per_fact: int | None = None
+    train_fraction: float | None = None
+    dev_fraction: float | None = None
+    version: int = LATEST_VERSION
+    near_duplicate_prob: float | None = None
+    mention_prob: float | None = None
+
+    def resolved(self) -> "DemoConfig":
+        """This config with every None replaced by its version's default."""
+        if self.version not in VERSIONS:
+            raise ConfigError("version", f"must be one of {', '.join(map(str, VERSIONS))}, got {self.version!r}")
+        d = _DEFAULTS[self.version]
+        return DemoConfig(**{f.name: (d[f.name] if getattr(self, f.name) is None else getattr(self, f.name)) for f in fields(self)})
 
     def validate(self) -> None:
+        c = self.resolved()
         for f in ("countries", "people", "companies", "rivers", "inventions"):
-            v = getattr(self, f)
+            v = getattr(c, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0 or v > 2000:
                 raise ConfigError(f, f"must be an integer between 0 and 2000, got {v!r}")
-        if sum(self.counts().values()) == 0:
+        if sum(c.counts().values()) == 0:
             raise ConfigError("countries", "the demo world needs at least one entity")
-        if not isinstance(self.max_distractors, int) or not 0 <= self.max_distractors <= 5:
-            raise ConfigError("max_distractors", f"must be an integer between 0 and 5, got {self.max_distractors!r}")
-        if not 0.0 <= self.filler_prob <= 1.0:
-            raise ConfigError("filler_prob", f"must be between 0 and 1, got {self.filler_prob!r}")
-        if not isinstance(self.questions_per_fact, int) or not 1 <= self.questions_per_fact <= 3:
-            raise ConfigError("questions_per_fact", f"must be 1, 2 or 3 (the paraphrase templates per attribute), got {self.questions_per_fact!r}")
-        tr, dv = self.train_fraction, self.dev_fraction
+        if not isinstance(c.max_distractors, int) or not 0 <= c.max_distractors <= 5:
+            raise ConfigError("max_distractors", f"must be an integer between 0 and 5, got {c.max_distractors!r}")
+        for f in ("filler_prob", "near_duplicate_prob", "mention_prob"):
+            v = getattr(c, f)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ConfigError(f, f"must be between 0 and 1, got {v!r}")
+        if not isinstance(c.questions_per_fact, int) or not 1 <= c.questions_per_fact <= 3:
+            raise ConfigError("questions_per_fact", f"must be 1, 2 or 3 (the paraphrase templates per attribute), got {c.questions_per_fact!r}")
+        tr, dv = c.train_fraction, c.dev_fraction
         if not (0 < tr < 1 and 0 < dv < 1 and tr + dv < 1):
             raise ConfigError("train_fraction", f"train_fraction ({tr}) and dev_fraction ({dv}) must be in (0, 1) with a sum below 1 (the rest is test)")
 
@@ -542,6 +573,9 @@ def generate_demo_world(seed: int = 0, config: DemoConfig | None = None, **sizes
             raise ConfigError(sorted(unknown)[0], f"unknown demo-world size; known: {', '.join(f.name for f in fields(DemoConfig))}")
         config = DemoConfig(**{**asdict(config), **sizes})
     config.validate()
+    config = config.resolved()
+    if config.version == 2:
+        return _generate_v2(seed, config)
     rng = random.Random(seed)
     names, numbers = _Names(rng), _Numbers(rng)
 
@@ -721,3 +755,173 @@ def write_demo_world(out_dir: str | Path, seed: int = 0, config: DemoConfig | No
         atomic_write_text(out_dir / name, text)
         paths[keys[name]] = out_dir / name
     return paths
+
+
+# --------------------------------------------------------------------------- version 2
+
+
+class _NamesV2:
+    """Unique names made of real English words (`demo_words`): people, places, books, companies.
+
+    Every value drawn is new, and no two values share a whole word sequence that would make one
+    an answer inside another's passage (checked again on the whole corpus after the build).
+    """
+
+    def __init__(self, rng: random.Random):
+        from ragdistill.data import demo_words as w
+
+        self.rng, self.w = rng, w
+        self.used: set[str] = set()
+        self.place_words: set[str] = set()
+
+    def _fresh(self, make) -> str:
+        for _ in range(10_000):
+            v = make()
+            if v not in self.used:
+                self.used.add(v)
+                return v
+        raise RuntimeError("demo world: ran out of names; lower the sizes")  # pragma: no cover
+
+    def place(self) -> str:
+        r, w = self.rng, self.w
+        return self._fresh(lambda: r.choice(w.PLACE_PREFIXES) + r.choice(w.PLACE_SUFFIXES))
+
+    def make(self, kind: str) -> tuple[str, list[str]]:
+        """(the value as written in the passage, its answers: the first is the training target)."""
+        r, w = self.rng, self.w
+        if kind == "city":
+            v = self.place()
+            return v, [v]
+        if kind == "hills":
+            core = self.place()
+            return f"the {core} Hills", [core, f"{core} Hills"]
+        if kind == "lake":
+            core = self.place()
+            return f"Lake {core}", [core, f"Lake {core}"]
+        if kind == "person":
+            v = self._fresh(lambda: f"{r.choice(w.FIRST_NAMES)} {r.choice(w.SURNAMES)}")
+            return v, [v]
+        if kind == "book":
+            core = self._fresh(lambda: f"{r.choice(w.BOOK_ADJECTIVES)} {r.choice(w.BOOK_NOUNS)}")
+            return f"The {core}", [core, f"The {core}"]
+        if kind == "company":
+            def company() -> str:
+                a, b = r.sample(w.COMPANY_NAMES, 2)
+                return f"{a} {r.choice(w.COMPANY_SUFFIXES)}" if r.random() < 0.5 else f"{a} and {b}"
+            v = self._fresh(company)
+            return v, [v]
+        raise ValueError(kind)
+
+    def entity(self, kind: str) -> str:
+        r, w = self.rng, self.w
+        if kind == "country":
+            return self._fresh(lambda: r.choice(w.COUNTRY_ROOTS) + r.choice(w.COUNTRY_SUFFIXES))
+        if kind == "person":
+            return self.make("person")[0]
+        if kind == "company":
+            return self.make("company")[0]
+        if kind == "river":
+            return self._fresh(lambda: f"{(r.choice(w.RIVER_ROOTS) + r.choice(w.RIVER_SUFFIXES)).capitalize()} River")
+        if kind == "invention":
+            return self._fresh(lambda: f"{r.choice(w.INVENTION_MODIFIERS)} {r.choice(w.INVENTION_DEVICES)}")
+        raise ValueError(kind)
+
+
+def _title_v2(kind: str, name: str) -> str:
+    return name[0].upper() + name[1:]
+
+
+def _named_v2(kind: str, name: str) -> str:
+    """How a question names the entity ("the Avonburn River"; inventions take their article in the template)."""
+    return f"the {name}" if kind == "river" else name
+
+
+def _generate_v2(seed: int, config: DemoConfig) -> DemoWorld:
+    """Version 2: real-word names, many hard negatives, ~2,600 questions (see `_readme_v2`)."""
+    from ragdistill.data import demo_words as w
+
+    rng = random.Random(seed)
+    names = _NamesV2(rng)
+    entities = {kind: [names.entity(kind) for _ in range(n)] for kind, n in config.counts().items()}
+    raw: list[tuple[str, str, int | None]] = []
+    facts: list[DemoFact] = []
+
+    def refer(kind: str) -> str:
+        return w.REFER[kind]
+
+    for kind in KINDS:
+        for ent in entities[kind]:
+            title = _title_v2(kind, ent)
+            R = refer(kind)
+            for attr in w.ATTRIBUTES_V2[kind]:
+                value, answers = names.make(attr["value"])
+                facts.append(DemoFact(ent, kind, attr["name"], answers, passage_id=""))
+                raw.append((title, _fill(rng.choice(attr["passages"]), {"R": R, "V": value}), len(facts) - 1))
+                # near-duplicates: the same relation of the same entity with another value (not the answer)
+                if config.max_distractors and rng.random() < config.near_duplicate_prob:
+                    n_near = rng.randint(1, min(config.max_distractors, len(attr["near"])))
+                    for template in rng.sample(attr["near"], n_near):
+                        other, _ = names.make(attr["value"])
+                        raw.append((title, _fill(template, {"R": R, "V": other}), None))
+            if rng.random() < config.filler_prob:
+                raw.append((title, _fill(rng.choice(w.FILLERS_V2[kind]), {"R": R}), None))
+            others = [e for e in entities[kind] if e != ent]
+            if others and rng.random() < config.mention_prob:
+                host = rng.choice(others)  # a sibling's passage that names this entity in passing
+                said = _named_v2(kind, ent) if kind != "invention" else ent
+                raw.append((_title_v2(kind, host), _fill(rng.choice(w.MENTIONS_V2[kind]), {"R": R, "E": said}), None))
+
+    order = list(range(len(raw)))
+    rng.shuffle(order)
+    passages: list[Passage] = []
+    for new_id, i in enumerate(order, 1):
+        title, text, fact = raw[i]
+        passages.append(Passage(str(new_id), title, text))
+        if fact is not None:
+            facts[fact].passage_id = str(new_id)
+
+    fact_order = list(range(len(facts)))
+    rng.shuffle(fact_order)
+    n_train = round(len(facts) * config.train_fraction)
+    n_dev = round(len(facts) * config.dev_fraction)
+    for rank, i in enumerate(fact_order):
+        facts[i].split = "train" if rank < n_train else "dev" if rank < n_train + n_dev else "test"
+
+    templates = {(kind, a["name"]): a["questions"] for kind in KINDS for a in w.ATTRIBUTES_V2[kind]}
+    questions: dict[str, list[Question]] = {s: [] for s in SPLITS}
+    gold: dict[str, str] = {}
+    meta: dict[str, dict[str, str]] = {}
+    for i in fact_order:
+        fact = facts[i]
+        for wording in rng.sample(templates[(fact.kind, fact.attribute)], config.questions_per_fact):
+            qid = f"demo-{fact.split}-{len(questions[fact.split]) + 1:04d}"
+            questions[fact.split].append(Question(qid, _fill(wording, {"E": _named_v2(fact.kind, fact.entity)}), list(fact.answers)))
+            gold[qid] = fact.passage_id
+            meta[qid] = {"entity": fact.entity, "kind": fact.kind, "attribute": fact.attribute}
+
+    world = DemoWorld(seed, config, passages, questions, gold, facts, meta)
+    _check_answers_token_unique(world)
+    return world
+
+
+def _check_answers_token_unique(world: DemoWorld) -> None:
+    """Every answer is in its gold passage and in no other one (DPR token-sequence match, `has_answer`).
+
+    Candidates are the passages holding the answer's rarest word; `has_answer` decides on them.
+    """
+    from ragdistill.retrieval.metrics import dpr_tokens, has_answer
+
+    by_word: dict[str, list[Passage]] = {}
+    for p in world.passages:
+        for tok in set(dpr_tokens(p.as_text())):
+            by_word.setdefault(tok, []).append(p)
+    texts = world.passage_by_id()
+    for fact in world.facts:
+        gold = texts[fact.passage_id]
+        if fact.answers[0] not in gold.text:
+            raise RuntimeError(f"demo world: answer {fact.answers[0]!r} not verbatim in its gold passage")  # pragma: no cover
+        for answer in fact.answers:
+            rarest = min(dpr_tokens(answer), key=lambda t: len(by_word.get(t, ())))
+            where = [p.id for p in by_word.get(rarest, []) if has_answer(p.as_text(), [answer])]
+            if where != [fact.passage_id]:  # pragma: no cover - a generator bug
+                raise RuntimeError(f"demo world: answer {answer!r} of {fact.entity}/{fact.attribute} found in passages {where}, expected only {fact.passage_id}")

@@ -1,0 +1,217 @@
+"""Built-in word lists and templates of the demo world, version 2 (`ragdistill.data.demo`).
+
+Names are made of real English words so that a reader's tokenizer keeps them whole: every
+first name and surname below is a single token of the bundled reader's (SmolLM2's) tokenizer
+when it follows a space, checked when the list was written. Places are compounds of two
+English place words ("Ash" + "bury"), book titles an adjective and a noun ("The Quiet
+Harbour"). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+FIRST_NAMES = (
+    "Anna Ben Carl Clara Daniel Edith Ella Frank Grace Hans Helen Henry Iris Jack Jane Julia Karl Kate Laura Leo "
+    "Lewis Lily Lucas Lucy Mark Martha Max Oscar Paul Peter Rosa Ruth Sam Sara Simon Sofia Tom Vera Victor Walter "
+    "Alice Arthur Agnes Albert Alma Amos Bella Bruno Diana Edgar Eva Felix Flora Hugo Ivan Joel Judith Karen Lars "
+    "Leon Maria Marcus Nina Omar Otto Pia Ralph Rudolf Adam Abel Boris Cecil Dennis Elias Ernest Harold Isaac Jonah "
+    "Miriam Olive Percy Rex Stanley Wendy Ada Beth Colin Erik Gordon Joan Kurt Tara"
+).split()
+
+SURNAMES = (
+    "Berg Hale Lind Moss Stone Wood Hill Ford Marsh Fox Lane Reed Shaw Frost Wells Dale Grant Hunt Knight Nash Pike "
+    "Sharp Ward Baker Carter Cole Cross Dunn Ellis Fisher Gray Harper Hayes Holt Jensen Keller Lang Mann Moore Parker "
+    "Price Tate Turner Walsh Weber Blake Booth Burke Clark Cooper Doyle Drake Engel Fleming Gale Glass Graves Hart "
+    "Hoffman Horn Kerr Klein Lambert Lloyd Meyer Miles Norris Payne Pratt Rhodes Roth Silva Swan Wagner Webb Wolfe "
+    "Wright Adler Ames Barr Bishop Bond Brock Bush Cain Chase Crane Dixon Duke Falk Gibbs Hardy Hawk Heath Hood Kent "
+    "Locke Lynch Mead Noble Pope Rush Sage Wilde"
+).split()
+
+# Surnames kept for company names only (a company is never confused with a person's name).
+COMPANY_NAMES = "Abbott Barlow Collins Dawson Everett Farrow Garrett Hamilton Ingram Jarvis Kimball Lawson Marlow Newton Osborne Preston Radley Sutton Thornton Walton".split()
+COMPANY_SUFFIXES = ("Works", "Mills", "Foundry", "Brothers", "Trading", "Motors", "Ironworks")
+
+PLACE_PREFIXES = (
+    "Ash Oak Stone Mill Red Black Green West East South Kings Bright Fair Long High Cold Wolf Fox Deer Bay Rock "
+    "Iron Silver Gold Salt Sand Moor Willow Holly Maple Pine Cedar Glen Raven Swan Frost Clay Ald Bar Brad Chad "
+    "Crow Dun Elder Farn Gran Hart Hay Kel Lang Mar Nor Pen Ren Ship Thorn Wal Wen Win Ayle Brom Cran Dray Eller "
+    "Hol Lyn Mel Rad Sel Tad Ux Wex Yel"
+).split()
+PLACE_SUFFIXES = (
+    "ford field wood ton bury port mouth ham wick bridge stead dale more well gate haven ley by worth combe hurst "
+    "holm minster thorpe chester side brook moor hill stow wich mere cliff ridge fell shaw den leigh borough"
+).split()
+
+COUNTRY_ROOTS = ("Alder Amber Arrow Aster Bramble Cobalt Copper Crest Ember Fern Flint Garnet Harrow Heather Ivy Juniper Laurel "
+                 "Linden Marigold Myrtle Opal Sorrel Tansy Thistle Yarrow Zephyr Briar Clover Sable Saffron Tamarind Wren Rowan Cinder").split()
+COUNTRY_SUFFIXES = ("land", "mark", "ia", "shire", "vale")
+
+RIVER_ROOTS = ("Avon Cale Dove Esk Fal Gade Isla Kell Lune Mole Nene Ouse Rye Tarn Ure Wey Yare Brue Colne Derwent Eden Frome "
+               "Hodder Leven Teme Tone Exe Tees Wear Lugg Arun Taw Otter Wharfe").split()
+RIVER_SUFFIXES = ("", "water", "burn", "brook", "wyn")
+
+INVENTION_MODIFIERS = "steam rotary folding electric pocket spring twin double hand marine vacuum portable glass copper floating mechanical".split()
+INVENTION_DEVICES = "loom lamp pump clock kiln press winch furnace sextant telescope barometer".split()
+
+BOOK_ADJECTIVES = ("Silent Winter Golden Broken Hidden Last Little Quiet Burning Empty Northern Secret Pale Frozen Hollow Patient "
+                   "Gentle Distant Lonely Stolen Wandering Bitter Crimson Restless").split()
+BOOK_NOUNS = ("Garden Harbour Mirror Bell Bridge Tower Letter Road Mountain Window Island Kingdom Lantern Orchard Meadow Feather "
+              "Compass Candle Ladder Sparrow Voyage Summer Stranger Daughter Rain Fire Ship Crown Song Shadow").split()
+
+# Per kind: how the passages refer to the entity inside the text (the title already names it,
+# so the name is not repeated: fewer ties of question nouns over the passage tokens).
+REFER = {"country": "the country", "person": "the writer", "company": "the firm", "river": "the river", "invention": "the device"}
+
+# Per kind and attribute: value type, gold passage templates ({R}: the reference, {V}: the value),
+# question templates ({E}: the entity; worded unlike the passages), and near-duplicate templates
+# ({V}: another value of the same type, a fact about the same relation that does not answer).
+ATTRIBUTES_V2: dict[str, list[dict]] = {
+    "country": [
+        {"name": "capital", "value": "city",
+         "passages": ["{R} is governed from {V}, a walled town on the eastern plain.",
+                      "Parliament and the royal court of {R} sit in {V}.",
+                      "Ministers of {R} work in {V}, where the old palace stands."],
+         "questions": ["What is the capital of {E}?", "Which city is the capital of {E}?", "Name the capital city of {E}."],
+         "near": ["Long ago the kings of {R} held court in {V}, now a quiet market town.",
+                  "Rebels once tried to move the government of {R} to {V}."]},
+        {"name": "leader", "value": "person",
+         "passages": ["{R} is led by President {V}, who won the last election by a narrow margin.",
+                      "The head of state of {R}, {V}, lives in a modest house near the coast."],
+         "questions": ["Who is the president of {E}?", "Who leads {E} today?", "Who is the current ruler of {E}?"],
+         "near": ["Before the last election {R} was led by {V}.",
+                  "{V} lost the race to become president of {R}."]},
+        {"name": "port", "value": "city",
+         "passages": ["Most ships that trade with {R} unload their cargo at {V}.",
+                      "The busiest harbour of {R} lies at {V}, where the fishing fleet winters."],
+         "questions": ["What is the main port of {E}?", "Through which seaport does {E} ship its goods?", "Which harbour town is the chief port of {E}?"],
+         "near": ["A small harbour at {V} serves only the fishing boats of {R}.",
+                  "Ferries sometimes leave {R} from {V} in the summer."]},
+        {"name": "poet", "value": "person",
+         "passages": ["Children in {R} learn the verses of {V} by heart.",
+                      "The national poet of {R} is {V}, who wrote about its cold valleys."],
+         "questions": ["Who is the national poet of {E}?", "Which poet is most loved in {E}?", "Whose poems does every pupil in {E} know?"],
+         "near": ["{V}, a younger poet, is also read in {R}.",
+                  "Some critics prefer the songs of {V} to anything written in {R}."]},
+    ],
+    "person": [
+        {"name": "birthplace", "value": "city",
+         "passages": ["{R} grew up on a farm outside {V}.",
+                      "{V} is the home town of {R}, who was raised there by an aunt."],
+         "questions": ["Where was {E} born?", "What is the birthplace of {E}?", "In which town did {E} spend childhood?"],
+         "near": ["Late in life {R} moved to {V} and opened a small school.",
+                  "{R} spent one unhappy winter in {V}."]},
+        {"name": "spouse", "value": "person",
+         "passages": ["{R} married {V} in a small ceremony by the lake.",
+                      "After years of letters, {R} and {V} became husband and wife."],
+         "questions": ["Who was {E} married to?", "Who was the spouse of {E}?", "Whom did {E} wed?"],
+         "near": ["As a student {R} was briefly engaged to {V}.",
+                  "{R} shared a house for a time with the painter {V}."]},
+        {"name": "teacher", "value": "person",
+         "passages": ["As a young apprentice, {R} learned the craft from {V}.",
+                      "{R} studied for six years under {V}."],
+         "questions": ["Who taught {E}?", "Who was the mentor of {E}?", "Under whom did {E} train?"],
+         "near": ["{V} was a rival of {R} at school.",
+                  "Later in life {R} taught a pupil named {V}."]},
+        {"name": "novel", "value": "book",
+         "passages": ["{R} is remembered above all as the author of {V}.",
+                      "The most famous book by {R} is {V}, still read in schools."],
+         "questions": ["What novel did {E} write?", "Which book is {E} best known for?", "What is the most famous work of {E}?"],
+         "near": ["A later book by {R}, {V}, sold poorly.",
+                  "{R} never finished a story called {V}."]},
+    ],
+    "company": [
+        {"name": "founder", "value": "person",
+         "passages": ["{R} was started by {V}, a former railway clerk.",
+                      "{V} set up {R} with money borrowed from a cousin."],
+         "questions": ["Who founded {E}?", "Who is the founder of {E}?", "Who established {E}?"],
+         "near": ["{V} joined {R} a year after it opened and later ran its shops.",
+                  "{V} once tried to buy {R} but was turned away."]},
+        {"name": "headquarters", "value": "city",
+         "passages": ["The head office of {R} stands in {V}, near the old harbour.",
+                      "{R} runs its business from offices in {V}."],
+         "questions": ["Where is {E} headquartered?", "In which city is {E} based?", "Where does {E} have its main base?"],
+         "near": ["A second factory of {R} was built in {V} but closed soon after.",
+                  "{R} keeps a small warehouse in {V}."]},
+        {"name": "ceo", "value": "person",
+         "passages": ["Since the last reorganisation, {R} has been run by chief executive {V}.",
+                      "Day-to-day decisions at {R} are taken by its chief executive, {V}."],
+         "questions": ["Who is the CEO of {E}?", "Who runs {E}?", "Who is in charge of {E}?"],
+         "near": ["{V} ran {R} until a boardroom fight forced a change.",
+                  "The chairman of {R}, {V}, rarely visits the shops."]},
+        {"name": "factory", "value": "city",
+         "passages": ["Most goods sold by {R} are made in its works at {V}.",
+                      "The largest plant of {R} employs half the people of {V}."],
+         "questions": ["Where does {E} make its products?", "In which town is the main factory of {E}?", "Where are the goods of {E} produced?"],
+         "near": ["{R} closed its old workshop at {V} after a fire.",
+                  "Trucks of {R} often pass through {V}."]},
+    ],
+    "river": [
+        {"name": "source", "value": "hills",
+         "passages": ["{R} springs from a bog high in {V}.",
+                      "The waters of {R} first appear as melting snow in {V}."],
+         "questions": ["Where does {E} rise?", "What is the source of {E}?", "In which uplands does {E} begin?"],
+         "near": ["A small stream from {V} joins {R} in wet years.",
+                  "Walkers can see {R} from the top of {V}."]},
+        {"name": "mouth", "value": "lake",
+         "passages": ["{R} ends in {V}, where it forms a wide marshy delta.",
+                      "After its long journey, {R} pours into {V}."],
+         "questions": ["Into which lake does {E} flow?", "Where does {E} end?", "What is the mouth of {E}?"],
+         "near": ["A canal links {R} with {V}.",
+                  "In old maps {R} was drawn flowing into {V}."]},
+        {"name": "town", "value": "city",
+         "passages": ["The largest town on the banks of {R} is {V}, famous for its stone bridge.",
+                      "{R} flows through the middle of {V}."],
+         "questions": ["Which town lies on {E}?", "What is the biggest settlement along {E}?", "Which city does {E} pass through?"],
+         "near": ["A dam on {R} near {V} was finished after years of work.",
+                  "Floods from {R} once reached the edge of {V}."]},
+        {"name": "explorer", "value": "person",
+         "passages": ["{R} was first mapped by the surveyor {V}.",
+                      "{V} charted every bend of {R} in one long summer."],
+         "questions": ["Who first mapped {E}?", "Which explorer charted {E}?", "Who made the first map of {E}?"],
+         "near": ["{V} wrote a guide for anglers who fish {R}.",
+                  "The painter {V} lived for many years beside {R}."]},
+    ],
+    "invention": [
+        {"name": "inventor", "value": "person",
+         "passages": ["{R} was devised by the engineer {V} while working in a mill.",
+                      "It was {V} who first built {R}, using parts from an old clock."],
+         "questions": ["Who invented the {E}?", "Who is the inventor of the {E}?", "Who created the {E}?"],
+         "near": ["An improved version of {R} was patented by {V} many years later.",
+                  "{V} sold copies of {R} at country fairs."]},
+        {"name": "place", "value": "city",
+         "passages": ["{R} was first assembled in a workshop in {V}.",
+                      "Craftsmen in {V} put together the earliest model of {R}."],
+         "questions": ["Where was the {E} invented?", "In which city was the {E} first made?", "Where was the first {E} built?"],
+         "near": ["A museum in {V} keeps a rare early copy of {R} behind glass.",
+                  "Cheap copies of {R} were made in {V}."]},
+        {"name": "patron", "value": "person",
+         "passages": ["The work on {R} was paid for by the merchant {V}.",
+                      "{V} lent the money that made {R} possible."],
+         "questions": ["Who funded the {E}?", "Who was the sponsor of the {E}?", "Whose money financed the {E}?"],
+         "near": ["{V} refused to pay for {R} and later regretted it.",
+                  "{V} owned one of the first copies of {R}."]},
+        {"name": "user", "value": "company",
+         "passages": ["{R} was first put to work by {V}, which ordered a hundred of them.",
+                      "The first large buyer of {R} was {V}."],
+         "questions": ["Which firm first adopted the {E}?", "Who was the first customer of the {E}?", "Which business first bought the {E}?"],
+         "near": ["{V} tried {R} for a month and went back to the old ways.",
+                  "{V} made spare parts for {R}."]},
+    ],
+}
+
+# Passages about an entity that state no asked fact (hard negatives that share the title).
+FILLERS_V2 = {
+    "country": ["{R} has cold winters and short summers.", "Much of {R} is covered by forests and hills."],
+    "person": ["{R} kept a detailed diary for most of a long life.", "Friends described {R} as patient and stubborn."],
+    "company": ["{R} is known for careful workmanship.", "{R} has a loyal group of customers."],
+    "river": ["{R} is popular with boaters in the warm months.", "The valley of {R} is green and fertile."],
+    "invention": ["{R} changed how many small workshops operated.", "Many households came to rely on {R}."],
+}
+
+# Passages titled with another entity that mention this one in passing ({E}: this entity's name).
+MENTIONS_V2 = {
+    "country": ["{R} sells timber and wool to {E}.", "{R} signed a fishing treaty with {E}."],
+    "person": ["{R} once shared a studio with {E}.", "{R} wrote a long letter of praise to {E}."],
+    "company": ["{R} buys most of its steel from {E}.", "{R} competes with {E} for the same customers."],
+    "river": ["{R} runs parallel to {E} for a few miles.", "{R} is often mistaken for {E} by visitors."],
+    "invention": ["{R} was often sold together with the {E}.", "{R} borrowed its gears from the {E}."],
+}
