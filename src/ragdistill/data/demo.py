@@ -438,8 +438,8 @@ LATEST_VERSION = 2
 _DEFAULTS: dict[int, dict[str, Any]] = {
     1: dict(countries=40, people=60, companies=40, rivers=30, inventions=30, max_distractors=3, filler_prob=0.4,
             near_duplicate_prob=0.0, mention_prob=0.0, questions_per_fact=1, train_fraction=0.6, dev_fraction=0.2),
-    2: dict(countries=130, people=130, companies=130, rivers=130, inventions=130, max_distractors=2, filler_prob=0.15,
-            near_duplicate_prob=0.5, mention_prob=0.25, questions_per_fact=1, train_fraction=0.6, dev_fraction=0.15),
+    2: dict(countries=49, people=68, companies=68, rivers=49, inventions=48, max_distractors=1, filler_prob=0.15,
+            near_duplicate_prob=0.3, mention_prob=0.2, questions_per_fact=2, train_fraction=0.67, dev_fraction=0.1),
 }
 
 
@@ -482,6 +482,14 @@ class DemoConfig:
                 raise ConfigError(f, f"must be an integer between 0 and 2000, got {v!r}")
         if sum(c.counts().values()) == 0:
             raise ConfigError("countries", "the demo world needs at least one entity")
+        if c.version == 2:
+            cap = entity_capacity_v2()
+            for pool in cap:
+                kinds = [k for k in KINDS if _ENTITY_POOL[k] == pool]
+                n = sum(c.counts()[k] for k in kinds)
+                if n > cap[pool]:
+                    key = {"country": "countries", "person": "people", "company": "companies", "river": "rivers", "invention": "inventions"}[kinds[0]]
+                    raise ConfigError(key, f"version 2 has {cap[pool]} one-token names for {' + '.join(kinds)}; asked for {n}")
         if not isinstance(c.max_distractors, int) or not 0 <= c.max_distractors <= 5:
             raise ConfigError("max_distractors", f"must be an integer between 0 and 5, got {c.max_distractors!r}")
         for f in ("filler_prob", "near_duplicate_prob", "mention_prob"):
@@ -792,6 +800,8 @@ class _NamesV2:
         self.rng, self.w = rng, w
         self.used: set[str] = set()
         self.place_words: set[str] = set()
+        # whole words a compound place name must not spell (Wal + ton = Walton, Nor + ton = Norton)
+        self.reserved = set(w.SURNAME_ENTITIES) | set(w.WORD_ENTITIES) | set(w.COMPANY_NAMES) | set(w.SURNAMES) | set(w.FIRST_NAMES)
 
     def _fresh(self, make) -> str:
         for _ in range(10_000):
@@ -803,7 +813,12 @@ class _NamesV2:
 
     def place(self) -> str:
         r, w = self.rng, self.w
-        return self._fresh(lambda: r.choice(w.PLACE_PREFIXES) + r.choice(w.PLACE_SUFFIXES))
+        for _ in range(10_000):
+            v = r.choice(w.PLACE_PREFIXES) + r.choice(w.PLACE_SUFFIXES)
+            if v not in self.used and v not in self.reserved:
+                self.used.add(v)
+                return v
+        raise RuntimeError("demo world: ran out of place names; lower the sizes")  # pragma: no cover
 
     def make(self, kind: str) -> tuple[str, list[str]]:
         """(the value as written in the passage, its answers: the first is the training target)."""
@@ -831,19 +846,32 @@ class _NamesV2:
             return v, [v]
         raise ValueError(kind)
 
-    def entity(self, kind: str) -> str:
-        r, w = self.rng, self.w
-        if kind == "country":
-            return self._fresh(lambda: r.choice(w.COUNTRY_ROOTS) + r.choice(w.COUNTRY_SUFFIXES))
-        if kind == "person":
-            return self.make("person")[0]
-        if kind == "company":
-            return self.make("company")[0]
-        if kind == "river":
-            return self._fresh(lambda: f"{(r.choice(w.RIVER_ROOTS) + r.choice(w.RIVER_SUFFIXES)).capitalize()} River")
-        if kind == "invention":
-            return self._fresh(lambda: f"{r.choice(w.INVENTION_MODIFIERS)} {r.choice(w.INVENTION_DEVICES)}")
-        raise ValueError(kind)
+    def entities(self, counts: dict[str, int]) -> dict[str, list[str]]:
+        """Entity names per kind: one-word names from `demo_words` (one reader token each), all distinct.
+
+        People and companies share the surname pool, countries, rivers and inventions the word pool.
+        """
+        w = self.w
+        pools = {"surname": list(w.SURNAME_ENTITIES), "word": list(w.WORD_ENTITIES)}
+        out: dict[str, list[str]] = {}
+        for kind in KINDS:
+            pool = pools[_ENTITY_POOL[kind]]
+            picked = self.rng.sample(pool, counts[kind])
+            for name in picked:
+                pool.remove(name)
+            self.used.update(picked)
+            out[kind] = picked
+        return out
+
+
+_ENTITY_POOL = {"country": "word", "person": "surname", "company": "surname", "river": "word", "invention": "word"}
+
+
+def entity_capacity_v2() -> dict[str, int]:
+    """How many entities the version-2 name pools hold: per pool, shared by its kinds."""
+    from ragdistill.data import demo_words as w
+
+    return {"surname": len(w.SURNAME_ENTITIES), "word": len(w.WORD_ENTITIES)}
 
 
 def _title_v2(kind: str, name: str) -> str:
@@ -851,8 +879,8 @@ def _title_v2(kind: str, name: str) -> str:
 
 
 def _named_v2(kind: str, name: str) -> str:
-    """How a question names the entity ("the Avonburn River"; inventions take their article in the template)."""
-    return f"the {name}" if kind == "river" else name
+    """How a question names the entity (rivers and inventions take their article in the template)."""
+    return name
 
 
 def _generate_v2(seed: int, config: DemoConfig) -> DemoWorld:
@@ -861,7 +889,7 @@ def _generate_v2(seed: int, config: DemoConfig) -> DemoWorld:
 
     rng = random.Random(seed)
     names = _NamesV2(rng)
-    entities = {kind: [names.entity(kind) for _ in range(n)] for kind, n in config.counts().items()}
+    entities = names.entities(config.counts())
     raw: list[tuple[str, str, int | None]] = []
     facts: list[DemoFact] = []
 
@@ -887,7 +915,7 @@ def _generate_v2(seed: int, config: DemoConfig) -> DemoWorld:
             others = [e for e in entities[kind] if e != ent]
             if others and rng.random() < config.mention_prob:
                 host = rng.choice(others)  # a sibling's passage that names this entity in passing
-                said = _named_v2(kind, ent) if kind != "invention" else ent
+                said = ("the " + ent) if kind in ("river", "invention") else ent
                 raw.append((_title_v2(kind, host), _fill(rng.choice(w.MENTIONS_V2[kind]), {"R": R, "E": said}), None))
 
     order = list(range(len(raw)))
