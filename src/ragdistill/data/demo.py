@@ -438,8 +438,8 @@ LATEST_VERSION = 2
 _DEFAULTS: dict[int, dict[str, Any]] = {
     1: dict(countries=40, people=60, companies=40, rivers=30, inventions=30, max_distractors=3, filler_prob=0.4,
             near_duplicate_prob=0.0, mention_prob=0.0, questions_per_fact=1, train_fraction=0.6, dev_fraction=0.2),
-    2: dict(countries=49, people=68, companies=68, rivers=49, inventions=48, max_distractors=1, filler_prob=0.15,
-            near_duplicate_prob=0.3, mention_prob=0.2, questions_per_fact=2, train_fraction=0.67, dev_fraction=0.1),
+    2: dict(countries=49, people=68, companies=68, rivers=49, inventions=48, max_distractors=2, filler_prob=0.15,
+            near_duplicate_prob=0.6, mention_prob=0.2, questions_per_fact=2, train_fraction=0.67, dev_fraction=0.1),
 }
 
 
@@ -918,6 +918,8 @@ def _generate_v2(seed: int, config: DemoConfig) -> DemoWorld:
                 said = ("the " + ent) if kind in ("river", "invention") else ent
                 raw.append((_title_v2(kind, host), _fill(rng.choice(w.MENTIONS_V2[kind]), {"R": R, "E": said}), None))
 
+    raw = [(title, text if len(text.split()) >= w.TAIL_BELOW_WORDS else f"{text} {rng.choice(w.TAILS_V2)}", fact)
+           for title, text, fact in raw]
     order = list(range(len(raw)))
     rng.shuffle(order)
     passages: list[Passage] = []

@@ -246,3 +246,18 @@ MENTIONS_V2 = {
     "river": ["{R} runs beside {E} for a few miles.", "{R} is often mistaken for {E} by visitors."],
     "invention": ["{R} was often sold together with {E}.", "{R} borrowed its gears from {E}."],
 }
+
+# A second, neutral sentence appended to short passages (fewer than TAIL_BELOW_WORDS words): it
+# lengthens the five-passage prompt to ~100+ tokens, so the few passage tokens equal to a question
+# noun (the entity's one-token name, at most one per passage) stay under 5 % of the passage tokens.
+TAIL_BELOW_WORDS = 15
+TAILS_V2 = (
+    "Local records and old letters agree on this.",
+    "Historians still argue about some of the details.",
+    "The old archive keeps several papers on the matter.",
+    "Several newspapers reported it at some length.",
+    "Few travellers have heard of this.",
+    "An old guidebook tells the whole story.",
+    "The parish ledgers mention it more than once.",
+    "Scholars count it among the better known facts.",
+)
