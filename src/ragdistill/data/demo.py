@@ -439,7 +439,7 @@ _DEFAULTS: dict[int, dict[str, Any]] = {
     1: dict(countries=40, people=60, companies=40, rivers=30, inventions=30, max_distractors=3, filler_prob=0.4,
             near_duplicate_prob=0.0, mention_prob=0.0, questions_per_fact=1, train_fraction=0.6, dev_fraction=0.2),
     2: dict(countries=49, people=68, companies=68, rivers=49, inventions=48, max_distractors=2, filler_prob=0.15,
-            near_duplicate_prob=0.6, mention_prob=0.2, questions_per_fact=2, train_fraction=0.67, dev_fraction=0.1),
+            near_duplicate_prob=1.0, mention_prob=0.2, questions_per_fact=2, train_fraction=0.67, dev_fraction=0.1),
 }
 
 

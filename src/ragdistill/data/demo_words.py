@@ -240,9 +240,9 @@ FILLERS_V2 = {
 
 # Passages titled with another entity that mention this one in passing ({E}: this entity's name).
 MENTIONS_V2 = {
-    "country": ["{R} sells timber and wool to {E}.", "{R} signed a fishing treaty with {E}."],
+    "country": ["{R} trades furs and barley with {E}.", "{R} signed a fishing treaty with {E}."],
     "person": ["{R} once shared a studio with {E}.", "{R} wrote a long letter of praise to {E}."],
-    "company": ["{R} buys most of its steel from {E}.", "{R} competes with {E} for the same buyers."],
+    "company": ["{R} buys most of its rivets from {E}.", "{R} competes with {E} for the same buyers."],
     "river": ["{R} runs beside {E} for a few miles.", "{R} is often mistaken for {E} by visitors."],
     "invention": ["{R} was often sold together with {E}.", "{R} borrowed its gears from {E}."],
 }
