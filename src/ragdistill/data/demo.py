@@ -447,7 +447,8 @@ _DEFAULTS: dict[int, dict[str, Any]] = {
 class DemoConfig:
     """Version and sizes of the demo world; a size left at None takes the version's default.
 
-    Version 2 (the default): 650 entities, ~2,600 facts and questions, ~4,000 passages.
+    Version 2 (the default): 282 entities with one-token names, 1,128 facts, two questions per fact
+    (2,256), ~2,900 passages.
     Version 1: ~1,300 passages and 940 questions with invented syllable names (kept byte for byte).
     `max_distractors` bounds the near-duplicate passages per fact in version 2 (the distractors per
     entity in version 1); `near_duplicate_prob` and `mention_prob` are version 2 only.
@@ -1008,13 +1009,15 @@ def _readme_v2(world: DemoWorld) -> str:
         "country's capital and its main port are both towns, a company's founder and chief executive both people);",
         "- near-duplicate facts: the same relation of the same entity with another value (a former seat of the "
         "kings, a previous chief executive, a later book that sold poorly);",
-        "- the same attribute of every sibling entity, and siblings with similar names (Amberland / Ambermark, "
-        "Anna Berg / Anna Lind, steam loom / steam pump);",
+        "- the same attribute of every sibling entity;",
         "- passages about an entity that state no asked fact, and passages about a sibling that mention the entity in passing.",
         "",
-        "Passages name their entity in the title and say \"the country\", \"the writer\", \"the firm\", ... in the "
-        "text; questions name the entity and are worded unlike the passages (three paraphrase templates per "
-        "attribute: \"What is the capital of X?\" against \"The country is governed from Y\").",
+        "Every entity name is one word (one token of the bundled reader's tokenizer: Copper, Harrison, the Fern). "
+        "Passages name their entity once, in the title, and say \"the nation\", \"the writer\", \"the firm\", ... "
+        "in the text; short passages get a neutral second sentence. Questions name the entity and are worded "
+        "unlike the passages: no word of a question template (\"capital\", \"city\", \"founder\") occurs in a "
+        f"passage template (\"What is the capital of X?\" against \"The nation is governed from Y\"); "
+        f"{c.questions_per_fact} paraphrases are asked per fact.",
         "",
         "Properties (checked when the world is built):",
         "- each answer occurs (DPR token-sequence match, `ragdistill.retrieval.metrics.has_answer`) in its gold "
