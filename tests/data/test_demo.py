@@ -159,7 +159,7 @@ def test_questions_are_worded_unlike_their_passages(version, world, world_v1):
 # Words a question template may share with the passage templates: function words and verbs, never
 # a noun (the nouns are the question-related indicator's group G; an exact copy in a passage is a
 # token with similarity 1, and ties at 1 make Spearman's rho undefined on the top 5 % of tokens).
-_SHARED_OK = set("""are best built every famous first for in into is its known lies loved made most of on runs taught the
+_SHARED_OK = set("""are best built every famous first for have in into is its known lies loved made most of on runs taught the
 through to under was where which who""".split())
 
 
@@ -180,8 +180,7 @@ def test_v2_question_words_never_occur_in_passage_templates():
 
 
 def test_v2_entity_named_once_per_passage_and_in_few_passages(world):
-    # A passage names its entity in the title only; an entity's name occurs in its own passages
-    # (facts, at most one near-duplicate per fact, a filler) and in passing mentions.
+    # A passage names its entity in the title only, and at most one other entity in passing.
     from ragdistill.data import demo_words as w
 
     names = set(w.SURNAME_ENTITIES) | set(w.WORD_ENTITIES)
@@ -195,7 +194,9 @@ def test_v2_entity_named_once_per_passage_and_in_few_passages(world):
         count.update([p.title, *mentioned])
     facts_per_entity = Counter(f.entity for f in world.facts)
     assert set(facts_per_entity.values()) == {4}
-    assert sum(count.values()) / len(count) < 6.5
+    # so five retrieved passages hold at most five copies of the name, and they are long enough
+    # (~24 reader tokens each, >= 14 words) that five copies stay under 5 % of the passage tokens
+    assert min(len(p.as_text().split()) for p in world.passages) >= 14
 
 
 def test_v2_entity_names_are_one_reader_token():
