@@ -72,7 +72,7 @@ def test_demo_writes_loadable_world_and_is_deterministic(tmp_path, capsys):
     assert code == 0 and "train.jsonl" in out
     run(capsys, "data", "demo", "--out", str(tmp_path / "b"), "--seed", "3", *small)
     names = sorted(f.name for f in (tmp_path / "a").iterdir())
-    assert names == ["README.md", "corpus.jsonl", "corpus.tsv", "dev.jsonl", "test.jsonl", "train.jsonl"]
+    assert names == ["README.md", "corpus.jsonl", "corpus.tsv", "dev.jsonl", "manifest.json", "test.jsonl", "train.jsonl"]
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     code, out, _ = run(capsys, "data", "inspect", str(tmp_path / "a" / "corpus.tsv"), "--json")

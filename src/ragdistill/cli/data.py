@@ -30,7 +30,10 @@ DEMO_HELP = """\
 Write the bundled demo world: a seeded fictional encyclopedia (invented countries,
 people, companies, rivers and inventions) whose questions can only be answered by
 retrieving the right passage. Files: corpus.jsonl, corpus.tsv (DPR layout), train/dev/test.jsonl
-(question splits with no shared fact) and README.md. The same seed writes byte-identical files.
+(question splits with no shared fact), README.md and manifest.json (version, seed, counts, sha256
+of each file). The same seed and version write byte-identical files. --version 1 writes the first
+world (invented syllable names, ~1,300 passages) byte for byte; version 2 (the default) has
+real-word names, many hard negatives and ~2,600 questions.
 """
 
 
@@ -57,14 +60,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        description=DEMO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--out", required=True, metavar="DIR", help="directory to write the files into (created if needed)")
     d.add_argument("--seed", type=int, default=0, help="random seed of the world (default 0); same seed, same files")
-    from ragdistill.data.demo import DemoConfig
+    from ragdistill.data.demo import _DEFAULTS, LATEST_VERSION, VERSIONS
 
-    defaults = DemoConfig()
+    d.add_argument("--version", type=int, choices=VERSIONS, default=LATEST_VERSION,
+                   help=f"version of the world (default {LATEST_VERSION}); 1 is the first world, kept byte for byte")
+    v1, v2 = _DEFAULTS[1], _DEFAULTS[LATEST_VERSION]
     for kind in ("countries", "people", "companies", "rivers", "inventions"):
-        d.add_argument(f"--{kind}", type=int, default=getattr(defaults, kind), metavar="N",
-                       help=f"number of invented {kind} (default {getattr(defaults, kind)})")
-    d.add_argument("--questions-per-fact", type=int, default=defaults.questions_per_fact, metavar="N",
-                   help="differently worded questions per fact, 1-3 (default %(default)s)")
+        d.add_argument(f"--{kind}", type=int, default=None, metavar="N",
+                       help=f"number of {kind} (default {v2[kind]}; {v1[kind]} in version 1)")
+    d.add_argument("--questions-per-fact", type=int, default=None, metavar="N",
+                   help=f"differently worded questions per fact, 1-3 (default {v2['questions_per_fact']})")
     d.set_defaults(func=run_demo)
     return parser
 
@@ -159,13 +164,12 @@ def run_demo(args: argparse.Namespace) -> int:
     from ragdistill.data.demo import write_demo_world
     from ragdistill.data.formats import iter_lines
 
-    paths = write_demo_world(
-        args.out, seed=args.seed, countries=args.countries, people=args.people, companies=args.companies,
-        rivers=args.rivers, inventions=args.inventions, questions_per_fact=args.questions_per_fact,
-    )
-    print(f"demo world (seed {args.seed}) written to {args.out}:")
+    sizes = {k: getattr(args, k) for k in ("countries", "people", "companies", "rivers", "inventions", "questions_per_fact")
+             if getattr(args, k) is not None}
+    paths = write_demo_world(args.out, seed=args.seed, version=args.version, **sizes)
+    print(f"demo world version {args.version} (seed {args.seed}) written to {args.out}:")
     for key, path in paths.items():
         n = sum(1 for _ in iter_lines(path)) - (1 if key == "corpus_tsv" else 0)
-        what = "lines" if key == "readme" else "passages" if key.startswith("corpus") else "questions"
+        what = "lines" if key in ("readme", "manifest") else "passages" if key.startswith("corpus") else "questions"
         print(f"  {path}  ({n:,} {what})")
     return 0

@@ -431,35 +431,75 @@ class _Numbers:
 # --------------------------------------------------------------------------- the world
 
 
+VERSIONS = (1, 2)
+LATEST_VERSION = 2
+
+# Per version, the value a size left at None takes. Version 1 is kept byte for byte.
+_DEFAULTS: dict[int, dict[str, Any]] = {
+    1: dict(countries=40, people=60, companies=40, rivers=30, inventions=30, max_distractors=3, filler_prob=0.4,
+            near_duplicate_prob=0.0, mention_prob=0.0, questions_per_fact=1, train_fraction=0.6, dev_fraction=0.2),
+    2: dict(countries=49, people=68, companies=68, rivers=49, inventions=48, max_distractors=2, filler_prob=0.15,
+            near_duplicate_prob=1.0, mention_prob=0.2, questions_per_fact=2, train_fraction=0.67, dev_fraction=0.1),
+}
+
+
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of the demo world. Defaults give ~1,300 passages and ~940 questions."""
+    """Version and sizes of the demo world; a size left at None takes the version's default.
 
-    countries: int = 40
-    people: int = 60
-    companies: int = 40
-    rivers: int = 30
-    inventions: int = 30
-    max_distractors: int = 3
-    filler_prob: float = 0.4
-    questions_per_fact: int = 1
-    train_fraction: float = 0.6
-    dev_fraction: float = 0.2
+    Version 2 (the default): 282 entities with one-token names, 1,128 facts, two questions per fact
+    (2,256), ~2,900 passages.
+    Version 1: ~1,300 passages and 940 questions with invented syllable names (kept byte for byte).
+    `max_distractors` bounds the near-duplicate passages per fact in version 2 (the distractors per
+    entity in version 1); `near_duplicate_prob` and `mention_prob` are version 2 only.
+    """
+
+    countries: int | None = None
+    people: int | None = None
+    companies: int | None = None
+    rivers: int | None = None
+    inventions: int | None = None
+    max_distractors: int | None = None
+    filler_prob: float | None = None
+    questions_per_fact: int | None = None
+    train_fraction: float | None = None
+    dev_fraction: float | None = None
+    version: int = LATEST_VERSION
+    near_duplicate_prob: float | None = None
+    mention_prob: float | None = None
+
+    def resolved(self) -> "DemoConfig":
+        """This config with every None replaced by its version's default."""
+        if self.version not in VERSIONS:
+            raise ConfigError("version", f"must be one of {', '.join(map(str, VERSIONS))}, got {self.version!r}")
+        d = _DEFAULTS[self.version]
+        return DemoConfig(**{f.name: (d[f.name] if getattr(self, f.name) is None else getattr(self, f.name)) for f in fields(self)})
 
     def validate(self) -> None:
+        c = self.resolved()
         for f in ("countries", "people", "companies", "rivers", "inventions"):
-            v = getattr(self, f)
+            v = getattr(c, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0 or v > 2000:
                 raise ConfigError(f, f"must be an integer between 0 and 2000, got {v!r}")
-        if sum(self.counts().values()) == 0:
+        if sum(c.counts().values()) == 0:
             raise ConfigError("countries", "the demo world needs at least one entity")
-        if not isinstance(self.max_distractors, int) or not 0 <= self.max_distractors <= 5:
-            raise ConfigError("max_distractors", f"must be an integer between 0 and 5, got {self.max_distractors!r}")
-        if not 0.0 <= self.filler_prob <= 1.0:
-            raise ConfigError("filler_prob", f"must be between 0 and 1, got {self.filler_prob!r}")
-        if not isinstance(self.questions_per_fact, int) or not 1 <= self.questions_per_fact <= 3:
-            raise ConfigError("questions_per_fact", f"must be 1, 2 or 3 (the paraphrase templates per attribute), got {self.questions_per_fact!r}")
-        tr, dv = self.train_fraction, self.dev_fraction
+        if c.version == 2:
+            cap = entity_capacity_v2()
+            for pool in cap:
+                kinds = [k for k in KINDS if _ENTITY_POOL[k] == pool]
+                n = sum(c.counts()[k] for k in kinds)
+                if n > cap[pool]:
+                    key = {"country": "countries", "person": "people", "company": "companies", "river": "rivers", "invention": "inventions"}[kinds[0]]
+                    raise ConfigError(key, f"version 2 has {cap[pool]} one-token names for {' + '.join(kinds)}; asked for {n}")
+        if not isinstance(c.max_distractors, int) or not 0 <= c.max_distractors <= 5:
+            raise ConfigError("max_distractors", f"must be an integer between 0 and 5, got {c.max_distractors!r}")
+        for f in ("filler_prob", "near_duplicate_prob", "mention_prob"):
+            v = getattr(c, f)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ConfigError(f, f"must be between 0 and 1, got {v!r}")
+        if not isinstance(c.questions_per_fact, int) or not 1 <= c.questions_per_fact <= 3:
+            raise ConfigError("questions_per_fact", f"must be 1, 2 or 3 (the paraphrase templates per attribute), got {c.questions_per_fact!r}")
+        tr, dv = c.train_fraction, c.dev_fraction
         if not (0 < tr < 1 and 0 < dv < 1 and tr + dv < 1):
             raise ConfigError("train_fraction", f"train_fraction ({tr}) and dev_fraction ({dv}) must be in (0, 1) with a sum below 1 (the rest is test)")
 
@@ -542,6 +582,9 @@ def generate_demo_world(seed: int = 0, config: DemoConfig | None = None, **sizes
             raise ConfigError(sorted(unknown)[0], f"unknown demo-world size; known: {', '.join(f.name for f in fields(DemoConfig))}")
         config = DemoConfig(**{**asdict(config), **sizes})
     config.validate()
+    config = config.resolved()
+    if config.version == 2:
+        return _generate_v2(seed, config)
     rng = random.Random(seed)
     names, numbers = _Names(rng), _Numbers(rng)
 
@@ -651,8 +694,26 @@ def demo_files(world: DemoWorld) -> dict[str, str]:
             + "\n"
             for q in world.questions[split]
         )
-    out["README.md"] = _readme(world)
+    out["README.md"] = _readme(world) if world.config.version == 1 else _readme_v2(world)
+    out["manifest.json"] = _manifest(world, out)
     return out
+
+
+def _manifest(world: DemoWorld, files: dict[str, str]) -> str:
+    """manifest.json: version, seed, sizes, record counts and the sha256 of every other file."""
+    import hashlib
+
+    manifest = {
+        "name": "ragdistill demo world",
+        "version": world.config.version,
+        "seed": world.seed,
+        "config": asdict(world.config),
+        "counts": {"passages": len(world.passages), "facts": len(world.facts),
+                   **{s: len(world.questions[s]) for s in SPLITS}},
+        "files": {name: {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "bytes": len(text.encode("utf-8"))}
+                  for name, text in sorted(files.items())},
+    }
+    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
 
 
 def _readme(world: DemoWorld) -> str:
@@ -704,7 +765,8 @@ def write_demo_world(out_dir: str | Path, seed: int = 0, config: DemoConfig | No
     """Generate the demo world and write it under `out_dir`; returns its paths.
 
     Keys: "corpus" (corpus.jsonl), "corpus_tsv" (corpus.tsv), "train", "dev", "test"
-    (question JSONL files) and "readme" (README.md). The world is built and checked in
+    (question JSONL files), "readme" (README.md) and "manifest" (manifest.json: version, seed,
+    counts, sha256 of each file). The world is built and checked in
     memory first and each file is written atomically, so bad sizes write nothing.
     """
     from ragdistill.utils.io import atomic_write_text
@@ -715,9 +777,262 @@ def write_demo_world(out_dir: str | Path, seed: int = 0, config: DemoConfig | No
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError("out", f"{out_dir} exists and is not a directory")
     keys = {"corpus.jsonl": "corpus", "corpus.tsv": "corpus_tsv", "train.jsonl": "train", "dev.jsonl": "dev",
-            "test.jsonl": "test", "README.md": "readme"}
+            "test.jsonl": "test", "README.md": "readme", "manifest.json": "manifest"}
     paths: dict[str, Path] = {}
     for name, text in contents.items():
         atomic_write_text(out_dir / name, text)
         paths[keys[name]] = out_dir / name
     return paths
+
+
+# --------------------------------------------------------------------------- version 2
+
+
+class _NamesV2:
+    """Unique names made of real English words (`demo_words`): people, places, books, companies.
+
+    Every value drawn is new, and no two values share a whole word sequence that would make one
+    an answer inside another's passage (checked again on the whole corpus after the build).
+    """
+
+    def __init__(self, rng: random.Random):
+        from ragdistill.data import demo_words as w
+
+        self.rng, self.w = rng, w
+        self.used: set[str] = set()
+        self.place_words: set[str] = set()
+        # whole words a compound place name must not spell (Wal + ton = Walton, Nor + ton = Norton)
+        self.reserved = set(w.SURNAME_ENTITIES) | set(w.WORD_ENTITIES) | set(w.COMPANY_NAMES) | set(w.SURNAMES) | set(w.FIRST_NAMES)
+
+    def _fresh(self, make) -> str:
+        for _ in range(10_000):
+            v = make()
+            if v not in self.used:
+                self.used.add(v)
+                return v
+        raise RuntimeError("demo world: ran out of names; lower the sizes")  # pragma: no cover
+
+    def place(self) -> str:
+        r, w = self.rng, self.w
+        for _ in range(10_000):
+            v = r.choice(w.PLACE_PREFIXES) + r.choice(w.PLACE_SUFFIXES)
+            if v not in self.used and v not in self.reserved:
+                self.used.add(v)
+                return v
+        raise RuntimeError("demo world: ran out of place names; lower the sizes")  # pragma: no cover
+
+    def make(self, kind: str) -> tuple[str, list[str]]:
+        """(the value as written in the passage, its answers: the first is the training target)."""
+        r, w = self.rng, self.w
+        if kind == "city":
+            v = self.place()
+            return v, [v]
+        if kind == "hills":
+            core = self.place()
+            return f"the {core} Hills", [core, f"{core} Hills"]
+        if kind == "lake":
+            core = self.place()
+            return f"Lake {core}", [core, f"Lake {core}"]
+        if kind == "person":
+            v = self._fresh(lambda: f"{r.choice(w.FIRST_NAMES)} {r.choice(w.SURNAMES)}")
+            return v, [v]
+        if kind == "book":
+            core = self._fresh(lambda: f"{r.choice(w.BOOK_ADJECTIVES)} {r.choice(w.BOOK_NOUNS)}")
+            return f"The {core}", [core, f"The {core}"]
+        if kind == "company":
+            def company() -> str:
+                a, b = r.sample(w.COMPANY_NAMES, 2)
+                return f"{a} {r.choice(w.COMPANY_SUFFIXES)}" if r.random() < 0.5 else f"{a} and {b}"
+            v = self._fresh(company)
+            return v, [v]
+        raise ValueError(kind)
+
+    def entities(self, counts: dict[str, int]) -> dict[str, list[str]]:
+        """Entity names per kind: one-word names from `demo_words` (one reader token each), all distinct.
+
+        People and companies share the surname pool, countries, rivers and inventions the word pool.
+        """
+        w = self.w
+        pools = {"surname": list(w.SURNAME_ENTITIES), "word": list(w.WORD_ENTITIES)}
+        out: dict[str, list[str]] = {}
+        for kind in KINDS:
+            pool = pools[_ENTITY_POOL[kind]]
+            picked = self.rng.sample(pool, counts[kind])
+            for name in picked:
+                pool.remove(name)
+            self.used.update(picked)
+            out[kind] = picked
+        return out
+
+
+_ENTITY_POOL = {"country": "word", "person": "surname", "company": "surname", "river": "word", "invention": "word"}
+
+
+def entity_capacity_v2() -> dict[str, int]:
+    """How many entities the version-2 name pools hold: per pool, shared by its kinds."""
+    from ragdistill.data import demo_words as w
+
+    return {"surname": len(w.SURNAME_ENTITIES), "word": len(w.WORD_ENTITIES)}
+
+
+def _title_v2(kind: str, name: str) -> str:
+    return name[0].upper() + name[1:]
+
+
+def _named_v2(kind: str, name: str) -> str:
+    """How a question names the entity (rivers and inventions take their article in the template)."""
+    return name
+
+
+def _generate_v2(seed: int, config: DemoConfig) -> DemoWorld:
+    """Version 2: real-word names, many hard negatives, ~2,600 questions (see `_readme_v2`)."""
+    from ragdistill.data import demo_words as w
+
+    rng = random.Random(seed)
+    names = _NamesV2(rng)
+    entities = names.entities(config.counts())
+    raw: list[tuple[str, str, int | None]] = []
+    facts: list[DemoFact] = []
+
+    def refer(kind: str) -> str:
+        return w.REFER[kind]
+
+    for kind in KINDS:
+        for ent in entities[kind]:
+            title = _title_v2(kind, ent)
+            R = refer(kind)
+            for attr in w.ATTRIBUTES_V2[kind]:
+                value, answers = names.make(attr["value"])
+                facts.append(DemoFact(ent, kind, attr["name"], answers, passage_id=""))
+                raw.append((title, _fill(rng.choice(attr["passages"]), {"R": R, "V": value}), len(facts) - 1))
+                # near-duplicates: the same relation of the same entity with another value (not the answer)
+                if config.max_distractors and rng.random() < config.near_duplicate_prob:
+                    n_near = rng.randint(1, min(config.max_distractors, len(attr["near"])))
+                    for template in rng.sample(attr["near"], n_near):
+                        other, _ = names.make(attr["value"])
+                        raw.append((title, _fill(template, {"R": R, "V": other}), None))
+            if rng.random() < config.filler_prob:
+                raw.append((title, _fill(rng.choice(w.FILLERS_V2[kind]), {"R": R}), None))
+            others = [e for e in entities[kind] if e != ent]
+            if others and rng.random() < config.mention_prob:
+                host = rng.choice(others)  # a sibling's passage that names this entity in passing
+                said = ("the " + ent) if kind in ("river", "invention") else ent
+                raw.append((_title_v2(kind, host), _fill(rng.choice(w.MENTIONS_V2[kind]), {"R": R, "E": said}), None))
+
+    raw = [(title, text if len(text.split()) >= w.TAIL_BELOW_WORDS else f"{text} {rng.choice(w.TAILS_V2)}", fact)
+           for title, text, fact in raw]
+    order = list(range(len(raw)))
+    rng.shuffle(order)
+    passages: list[Passage] = []
+    for new_id, i in enumerate(order, 1):
+        title, text, fact = raw[i]
+        passages.append(Passage(str(new_id), title, text))
+        if fact is not None:
+            facts[fact].passage_id = str(new_id)
+
+    fact_order = list(range(len(facts)))
+    rng.shuffle(fact_order)
+    n_train = round(len(facts) * config.train_fraction)
+    n_dev = round(len(facts) * config.dev_fraction)
+    for rank, i in enumerate(fact_order):
+        facts[i].split = "train" if rank < n_train else "dev" if rank < n_train + n_dev else "test"
+
+    templates = {(kind, a["name"]): a["questions"] for kind in KINDS for a in w.ATTRIBUTES_V2[kind]}
+    questions: dict[str, list[Question]] = {s: [] for s in SPLITS}
+    gold: dict[str, str] = {}
+    meta: dict[str, dict[str, str]] = {}
+    for i in fact_order:
+        fact = facts[i]
+        for wording in rng.sample(templates[(fact.kind, fact.attribute)], config.questions_per_fact):
+            qid = f"demo-{fact.split}-{len(questions[fact.split]) + 1:04d}"
+            questions[fact.split].append(Question(qid, _fill(wording, {"E": _named_v2(fact.kind, fact.entity)}), list(fact.answers)))
+            gold[qid] = fact.passage_id
+            meta[qid] = {"entity": fact.entity, "kind": fact.kind, "attribute": fact.attribute}
+
+    world = DemoWorld(seed, config, passages, questions, gold, facts, meta)
+    _check_answers_token_unique(world)
+    return world
+
+
+def _check_answers_token_unique(world: DemoWorld) -> None:
+    """Every answer is in its gold passage and in no other one (DPR token-sequence match, `has_answer`).
+
+    Candidates are the passages holding the answer's rarest word; `has_answer` decides on them.
+    """
+    from ragdistill.retrieval.metrics import dpr_tokens, has_answer
+
+    by_word: dict[str, list[Passage]] = {}
+    for p in world.passages:
+        for tok in set(dpr_tokens(p.as_text())):
+            by_word.setdefault(tok, []).append(p)
+    texts = world.passage_by_id()
+    for fact in world.facts:
+        gold = texts[fact.passage_id]
+        if fact.answers[0] not in gold.text:
+            raise RuntimeError(f"demo world: answer {fact.answers[0]!r} not verbatim in its gold passage")  # pragma: no cover
+        for answer in fact.answers:
+            rarest = min(dpr_tokens(answer), key=lambda t: len(by_word.get(t, ())))
+            where = [p.id for p in by_word.get(rarest, []) if has_answer(p.as_text(), [answer])]
+            if where != [fact.passage_id]:  # pragma: no cover - a generator bug
+                raise RuntimeError(f"demo world: answer {answer!r} of {fact.entity}/{fact.attribute} found in passages {where}, expected only {fact.passage_id}")
+
+
+def _readme_v2(world: DemoWorld) -> str:
+    c = world.config
+    n_q = {s: len(world.questions[s]) for s in SPLITS}
+    n_gold = len(world.facts)
+    by_id = world.passage_by_id()
+    example = world.questions["dev"][0] if world.questions["dev"] else next(q for s in SPLITS for q in world.questions[s])
+    gold = by_id[world.gold[example.id]]
+    same_title = [p for p in world.passages if p.title == gold.title and p.id != gold.id][:3]
+    lines = [
+        f"# ragdistill demo world, version {c.version}",
+        "",
+        f"Version {c.version} of the fictional encyclopedia generated by `ragdistill data demo --version {c.version} "
+        f"--seed {world.seed}` (module `ragdistill.data.demo`). Names are made of real English words (first names, "
+        "surnames, place words such as Ash + bury) so that readers' tokenizers keep them whole, but every person, "
+        "place and thing is invented: a reader cannot answer without retrieving the right passage. The same seed "
+        "and version give byte-identical files; `manifest.json` holds the version, seed, counts and the sha256 of "
+        "every file.",
+        "",
+        "| file | format | records |",
+        "|---|---|---|",
+        f"| `corpus.jsonl` | passages JSONL `{{id, title, text}}` | {len(world.passages)} passages |",
+        f"| `corpus.tsv` | DPR `psgs_w100.tsv` layout: `id<TAB>text<TAB>title` with a header | {len(world.passages)} passages |",
+        *(f"| `{s}.jsonl` | questions JSONL `{{id, question, answers, gold_passage_id, entity, kind, attribute}}` | {n_q[s]} questions |" for s in SPLITS),
+        "| `manifest.json` | version, seed, sizes, counts, sha256 of each file | |",
+        "",
+        f"Entities: {c.countries} countries, {c.people} people, {c.companies} companies, {c.rivers} rivers, "
+        f"{c.inventions} inventions, four asked attributes each. {n_gold} passages each state one fact (the gold "
+        f"passage of its questions); the other {len(world.passages) - n_gold} are hard negatives:",
+        "- the other facts of the same entity (same title; several attributes share a value type, e.g. a "
+        "country's capital and its main port are both towns, a company's founder and chief executive both people);",
+        "- near-duplicate facts: the same relation of the same entity with another value (a former seat of the "
+        "kings, a previous chief executive, a later book that sold poorly);",
+        "- the same attribute of every sibling entity;",
+        "- passages about an entity that state no asked fact, and passages about a sibling that mention the entity in passing.",
+        "",
+        "Every entity name is one word (one token of the bundled reader's tokenizer: Copper, Harrison, the Fern). "
+        "Passages name their entity once, in the title, and say \"the nation\", \"the writer\", \"the firm\", ... "
+        "in the text; short passages get a neutral second sentence. Questions name the entity and are worded "
+        "unlike the passages: no word of a question template (\"capital\", \"city\", \"founder\") occurs in a "
+        f"passage template (\"What is the capital of X?\" against \"The nation is governed from Y\"); "
+        f"{c.questions_per_fact} paraphrases are asked per fact.",
+        "",
+        "Properties (checked when the world is built):",
+        "- each answer occurs (DPR token-sequence match, `ragdistill.retrieval.metrics.has_answer`) in its gold "
+        "passage and in no other passage;",
+        f"- train/dev/test are split by fact (entity, attribute): no fact is asked in two splits "
+        f"({c.train_fraction:.0%}/{c.dev_fraction:.0%}/{1 - c.train_fraction - c.dev_fraction:.0%}).",
+        "",
+        "Example (dev):",
+        "",
+        f"- question: {example.question}  answers: {example.answers}",
+        f"- gold passage {gold.id}: {gold.title}. {gold.text}",
+        *(f"- hard negative {p.id}: {p.title}. {p.text}" for p in same_title),
+        "",
+        "Use it like any corpus: `ragdistill data inspect corpus.jsonl`, "
+        "`ragdistill index --corpus corpus.jsonl ...`, `--questions dev.jsonl`.",
+        "",
+    ]
+    return "\n".join(lines)
