@@ -131,7 +131,7 @@ def analyze_reader(reader: Any, instances: Sequence[Instance], name: str = "read
                                                              for g in ("answer", "question")})
         else:
             if signal == "attention":
-                result = reader.attention_scores(q.question, inst.passages, ans, **(attention_options or {}))
+                result = reader.attention_scores(q.question, inst.passages, ans, span="content", **(attention_options or {}))
             else:
                 from ragdistill.analysis.perplexity import perplexity_token_scores
 

@@ -20,7 +20,7 @@ from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, ModelError
 from ragdistill.models import load_causal_lm
 from ragdistill.readers.attention import capture_attention
-from ragdistill.readers.base import AttentionResult
+from ragdistill.readers.base import AttentionResult, check_span
 from ragdistill.readers.eq1 import aggregate_passages, check_aggregation
 from ragdistill.readers.prompt import PromptBuilder, PromptTemplate
 from ragdistill.utils.io import atomic_dir
@@ -223,16 +223,21 @@ class DecoderReader:
     # ------------------------------------------------------------------ public API
     def attention_scores(self, question: str, passages: Sequence[Passage], answer: str,
                          layers: Sequence[int] | None = None, value_norm: bool = True,
-                         aggregation: str = "sum") -> AttentionResult:
-        """Passage scores S_1..S_K of DESIGN §3 (no grad), with w_t, input_ids and spans to check them."""
-        return self.attention_scores_batch([question], [passages], [answer], layers, value_norm, aggregation)[0]
+                         aggregation: str = "sum", span: str = "block") -> AttentionResult:
+        """Passage scores S_1..S_K of METHOD §3.2 (no grad), with w_t, input_ids and spans to check them.
+
+        `span` ("block" | "content") is accepted for every reader; here both are passage i's own
+        tokens ("title. text"): the prompt template ("Document i:", the question) belongs to no passage.
+        """
+        return self.attention_scores_batch([question], [passages], [answer], layers, value_norm, aggregation, span)[0]
 
     def attention_scores_batch(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]],
                                answers: Sequence[str], layers: Sequence[int] | None = None,
-                               value_norm: bool = True, aggregation: str = "sum") -> list[AttentionResult]:
+                               value_norm: bool = True, aggregation: str = "sum", span: str = "block") -> list[AttentionResult]:
         """`attention_scores` for several questions, right-padded in batches of `batch_size`."""
         self._check_batch(questions, passages, answers)
         check_aggregation(aggregation)
+        check_span(span)
         items = [self._item(q, p, a) for q, p, a in zip(questions, passages, answers)]
         out: list[AttentionResult] = []
         capture = dict(layers=layers, value_norm=value_norm)
@@ -263,9 +268,11 @@ class DecoderReader:
 
     def lm_loss_and_attention(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]],
                               answers: Sequence[str], layers: Sequence[int] | None = None,
-                              value_norm: bool = True, aggregation: str = "sum") -> tuple[torch.Tensor, list[AttentionResult]]:
+                              value_norm: bool = True, aggregation: str = "sum",
+                              span: str = "block") -> tuple[torch.Tensor, list[AttentionResult]]:
         """One forward: the differentiable LM loss and the (detached) attention results, for joint training."""
         self._check_batch(questions, passages, answers)
+        check_span(span)
         items = [self._item(q, p, a, eos=self.train_eos) for q, p, a in zip(questions, passages, answers)]
         logp, mask, w = self._forward(items, dict(layers=layers, value_norm=value_norm))
         loss = -(logp * mask).sum() / mask.sum()
