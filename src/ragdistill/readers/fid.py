@@ -30,6 +30,7 @@ for how α is read without eager attention. Weights load in `ragdistill.models` 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,8 +40,9 @@ import torch
 
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, InputError, ModelError
-from ragdistill.models import BERT2BERT, build_minilm_bert2bert, configure_bert2bert, load_seq2seq_lm
+from ragdistill.models import BERT2BERT, base_model_id, build_minilm_bert2bert, configure_bert2bert, load_seq2seq_lm
 from ragdistill.readers.base import AttentionResult, check_span
+from ragdistill.readers.card import write_model_card
 from ragdistill.readers.eq1 import aggregate_passages, check_aggregation
 from ragdistill.readers.fid_attention import capture_cross_attention, cross_attention_modules
 from ragdistill.utils.io import atomic_dir
@@ -100,7 +102,8 @@ class FiDReader:
 
     def __init__(self, model, tokenizer, *, name: str | None = None, max_passage_tokens: int = 200,
                  max_answer_tokens: int = 64, max_new_tokens: int = 32, batch_size: int = 8,
-                 question_prefix: str = "question:", title_prefix: str = "title:", context_prefix: str = "context:"):
+                 question_prefix: str = "question:", title_prefix: str = "title:", context_prefix: str = "context:",
+                 base_model: str | None = None):
         config = getattr(model, "config", None)
         if not getattr(config, "is_encoder_decoder", False):
             raise ModelError(
@@ -115,6 +118,7 @@ class FiDReader:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name or getattr(config, "_name_or_path", None) or type(model).__name__
+        self.base_model = str(base_model or base_model_id(self.name))   # what the model card names
         self.max_passage_tokens = max_passage_tokens
         self.max_answer_tokens = max_answer_tokens
         self.max_new_tokens = max_new_tokens
@@ -154,6 +158,7 @@ class FiDReader:
                 raise ConfigError("max_prompt_tokens", f"conflicts with max_passage_tokens={options['max_passage_tokens']}: pass one of them")
             options["max_passage_tokens"] = budget
         options.pop("max_prompt_tokens", None)
+        base_model = None
         if is_fid_name(name_or_dir):
             model, tok = build_minilm_bert2bert(dtype=dtype, attn_implementation=attn_implementation)
             name = BERT2BERT
@@ -167,20 +172,41 @@ class FiDReader:
                 except (OSError, ValueError) as exc:
                     raise InputError(f"unreadable reader settings ({exc})", saved) from exc
                 options = {**{k: v for k, v in stored.get("options", {}).items()}, **options}
+                base_model = stored.get("base_model") or stored.get("source")
         unknown = set(options) - set(_OPTION_KEYS) - {"question_prefix", "title_prefix", "context_prefix"}
         if unknown:
             raise ConfigError(sorted(unknown)[0], f"not an option of the FiD reader (options: {', '.join(_OPTION_KEYS)}, question_prefix, title_prefix, context_prefix)")
         model.to(default_device(str(device) if device is not None else None))
         model.eval()
-        return cls(model, tok, name=name, **options)
+        return cls(model, tok, name=name, base_model=base_model, **options)
 
-    def save_pretrained(self, out_dir: str | Path) -> None:
-        """Write model, tokenizer and reader options to `out_dir` atomically (loadable by `from_pretrained`)."""
+    def generation_config(self):
+        """The model's generation config set to what `generate` does: greedy, its start/stop/pad ids, answer length."""
+        gen = copy.deepcopy(self.model.generation_config)
+        gen.do_sample, gen.num_beams = False, 1
+        gen.temperature = gen.top_p = gen.top_k = None
+        gen.max_new_tokens = self.max_new_tokens
+        gen.decoder_start_token_id, gen.eos_token_id, gen.pad_token_id = self.start_id, self.eos_id, self.pad_id
+        return gen
+
+    def save_pretrained(self, out_dir: str | Path, *, card: dict | None = None) -> None:
+        """Write model, tokenizer, generation config, reader options and model card to `out_dir` atomically.
+
+        The directory is a plain Hugging Face model (`AutoModelForSeq2SeqLM` / `AutoTokenizer` load
+        it, an `EncoderDecoderModel` included); `from_pretrained` reloads it as a reader. `card`:
+        keyword arguments of `readers.card.write_model_card` (setting, data, steps, metrics,
+        indicators, extra); the base model is the reader's own.
+        """
         with atomic_dir(out_dir) as tmp:
             self.model.save_pretrained(tmp)
+            self.generation_config().save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
             options = {k: getattr(self, k) for k in (*_OPTION_KEYS, "question_prefix", "title_prefix", "context_prefix")}
-            (tmp / READER_FILE).write_text(json.dumps({"kind": self.kind, "source": str(self.name), "options": options}, indent=2) + "\n")
+            meta = {"kind": self.kind, "source": str(self.name), "base_model": self.base_model, "options": options}
+            (tmp / READER_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            card = dict(card or {})
+            write_model_card(tmp, base_model=card.pop("base_model", self.base_model), setting=card.pop("setting", None),
+                             data=card.pop("data", None), steps=card.pop("steps", None), **card)
 
     # ------------------------------------------------------------------ properties
 
