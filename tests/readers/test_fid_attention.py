@@ -241,6 +241,20 @@ def test_content_without_title_is_the_text_alone(t5_models, t5_tok):
     assert t5_tok.decode(res.input_ids[s - _n(t5_tok, "context:"):s]) == "context:"
 
 
+@pytest.mark.parametrize("which", ["t5", "bert"])
+def test_content_spans_without_offsets_match(which, t5_models, t5_tok, bert_models, bert_tok):
+    """Tokenizers without offset mappings (slow ones) find the same title/text pieces by counting tokens."""
+    model, tok = (t5_models[0], t5_tok) if which == "t5" else (bert_models[0], bert_tok)
+    reader = FiDReader(model, tok, max_passage_tokens=24)   # the budget cuts some passages inside their text
+    passages = PASSAGES + [Passage("d", "", "Paris is in France.")]
+    fast = reader.attention_scores(QUESTION, passages, ANSWER, span="content")
+    reader._fast = False
+    slow = reader.attention_scores(QUESTION, passages, ANSWER, span="content")
+    assert slow.input_ids.tolist() == fast.input_ids.tolist()
+    assert slow.passage_token_spans == fast.passage_token_spans and slow.passage_spans == fast.passage_spans
+    torch.testing.assert_close(slow.passage_scores, fast.passage_scores)
+
+
 def test_batched_and_padded_scores_equal_single(t5_models, t5_tok):
     """Questions with different K and lengths in one batch score as they do alone (padding is masked)."""
     reader = FiDReader(t5_models[0], t5_tok, max_passage_tokens=64)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ragdistill.utils.io import atomic_write_text
 
@@ -24,7 +25,7 @@ PIPELINE_TAGS = {"decoder": "text-generation", "fid": "text2text-generation"}
 _MAX_ROWS = 40   # a card stays short: larger tables are cut (the full numbers live in the run directory)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
-__all__ = ["write_model_card", "render_model_card", "CARD_FILE"]
+__all__ = ["CARD_FILE", "render_model_card", "write_model_card"]
 
 
 def _kind_of(directory: Path) -> str:

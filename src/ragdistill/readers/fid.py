@@ -389,7 +389,11 @@ class FiDReader:
             p_ids = tok(self._passage_text(passage), add_special_tokens=False)["input_ids"] if passage is not None else []
             if passage is not None:
                 full = self._passage_text(passage)
-                n_tokens = lambda upto: len(tok(full[:upto], add_special_tokens=False)["input_ids"]) if upto else 0  # noqa: E731
+
+                def n_tokens(upto: int) -> int:   # tokens before character `upto` (a word boundary)
+                    head = full[:upto].rstrip()
+                    return len(tok(head, add_special_tokens=False)["input_ids"]) if head else 0
+
                 for a, b in self._content_ranges(passage):
                     content.append((n_tokens(a), len(p_ids) if b == len(full) else n_tokens(b)))
         budget = self.max_passage_tokens - len(self._prefix_ids) - len(self._suffix_ids) - len(q_ids)
