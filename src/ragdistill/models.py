@@ -38,6 +38,21 @@ BERT2BERT = "minilm-bert2bert"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_READER = SMOLLM2
 DEFAULT_RETRIEVER = MINILM
+# What the bundled names are on the Hugging Face hub (a saved reader's model card names its base model so)
+HUB_IDS = {SMOLLM2: "HuggingFaceTB/SmolLM2-135M-Instruct", MINILM: "sentence-transformers/all-MiniLM-L6-v2",
+           BERT2BERT: "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def base_model_id(name: str) -> str:
+    """The hub id of a bundled model name (BERT2BERT: the MiniLM it is warm-started from); other names as given.
+
+    The float32 cache of a bundled GGUF (what `load_causal_lm` loads from) counts as the bundled name.
+    """
+    key = str(name).strip().lower()
+    path = Path(str(name)).expanduser()
+    if path.name.endswith("-float32") and path.parent == cache_dir():
+        key = path.name[: -len("-float32")].lower()
+    return HUB_IDS.get(key, str(name))
 
 
 @dataclass(frozen=True)

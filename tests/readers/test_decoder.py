@@ -114,6 +114,18 @@ def test_save_and_reload_round_trip(tmp_path, reader):
     torch.testing.assert_close(a.passage_scores, b.passage_scores)
 
 
+def test_span_option_is_the_passage_own_tokens_for_either_value(reader):
+    """The decoder's passage tokens hold no template labels: "block" and "content" give the same result."""
+    block = reader.attention_scores(QUESTION, PASSAGES, ANSWER)
+    content = reader.attention_scores(QUESTION, PASSAGES, ANSWER, span="content")
+    assert block.passage_spans == content.passage_spans and content.passage_token_spans is None
+    torch.testing.assert_close(block.passage_scores, content.passage_scores)
+    _, [joint] = reader.lm_loss_and_attention([QUESTION], [PASSAGES], [ANSWER], span="content")
+    assert joint.passage_spans == block.passage_spans
+    with pytest.raises(ConfigError, match="span"):
+        reader.attention_scores(QUESTION, PASSAGES, ANSWER, span="labels")
+
+
 def test_option_and_input_errors(reader):
     with pytest.raises(ConfigError, match="layers"):
         reader.attention_scores(QUESTION, PASSAGES, ANSWER, layers=[3])

@@ -59,10 +59,10 @@ def test_kind_and_embeddings(reader, t5):
 
 
 def test_encoder_input_format(reader, tok):
-    res = reader.attention_scores(Q, PASSAGES, A)
+    res = reader.attention_scores(Q, PASSAGES, A)   # span="block": a passage's whole encoder input
     s, e = res.passage_spans[2]
-    assert tok.decode(res.input_ids[s:e]) == "context: Mount Everest is the highest mountain on Earth."  # no title: no "title:"
-    first = res.input_ids[: res.passage_spans[0][1] + 1]
+    assert tok.decode(res.input_ids[s:e]) == f"question: {Q} context: Mount Everest is the highest mountain on Earth.</s>"  # no title: no "title:"
+    first = res.input_ids[: res.passage_spans[0][1]]
     assert tok.decode(first) == f"question: {Q} title: Moby Dick context: Herman Melville wrote Moby Dick in 1851.</s>"
 
 
@@ -219,7 +219,10 @@ def test_minilm_bert2bert_offline_default(minilm):
     res = r.attention_scores(Q, PASSAGES, A)
     assert res.passage_scores.shape == (3,) and torch.all(res.passage_scores > 0)
     s, e = res.passage_spans[1]
-    assert tok.decode(res.input_ids[s:e]) == "title : rome context : rome is the capital city of italy."
+    q = tok.decode(tok(Q, add_special_tokens=False)["input_ids"])
+    assert tok.decode(res.input_ids[s:e]) == f"[CLS] question : {q} title : rome context : rome is the capital city of italy. [SEP]"
+    content = r.attention_scores(Q, PASSAGES, A, span="content")
+    assert [tok.decode(content.input_ids[a:b]) for a, b in content.passage_pieces(1)] == ["rome", "rome is the capital city of italy."]
     assert torch.isfinite(r.perplexity_scores(Q, PASSAGES, A)).all()
     [answer] = FiDReader(r.model, tok, max_new_tokens=4).generate([Q], [PASSAGES])
     assert isinstance(answer, str)

@@ -235,7 +235,7 @@ def passage_token_gains(reader: Any, question: str, passage: Passage, answer: st
     alphas, weights = quadrature_nodes(steps, quadrature)
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}")
-    layout = reader.attention_scores(question, [passage], answer)
+    layout = reader.attention_scores(question, [passage], answer, span="content")
     # readers may build these under torch.inference_mode(); autograd needs ordinary tensors
     layout.input_ids, layout.answer_ids = layout.input_ids.clone(), layout.answer_ids.clone()
     kind = getattr(reader, "kind", "decoder")

@@ -143,8 +143,9 @@ def analyze_reader(reader: Any, instances: Sequence[Instance], name: str = "read
             m = InstanceMeasures(n_passage_tokens=0, groups={g: GroupMeasure(skipped=SKIP_NO_ANSWER_TOKENS)
                                                              for g in ("answer", "question")})
         else:
-            if token_scores is not None:
-                result = token_scores(reader, q.question, inst.passages, ans, **(attention_options or {}))
+            if token_scores is not None:  # the passage's title and text tokens, without template labels
+                result = token_scores(reader, q.question, inst.passages, ans, span="content",
+                                      **(attention_options or {}))
             else:
                 from ragdistill.analysis.perplexity import perplexity_token_scores
 

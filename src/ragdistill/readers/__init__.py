@@ -17,14 +17,14 @@ import torch
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, ModelError
 from ragdistill.models import resolve
-from ragdistill.readers.base import AttentionResult
+from ragdistill.readers.base import SPANS, AttentionResult
 from ragdistill.readers.decoder import DecoderReader
 from ragdistill.readers.eq1 import select_layers
 from ragdistill.readers.fid import FiDReader, is_fid_name
 
 KINDS = ("auto", "decoder", "fid")
 
-__all__ = ["AttentionResult", "Reader", "DecoderReader", "FiDReader", "get_reader", "detect_kind", "select_layers", "KINDS"]
+__all__ = ["AttentionResult", "SPANS", "Reader", "DecoderReader", "FiDReader", "get_reader", "detect_kind", "select_layers", "KINDS"]
 
 
 @runtime_checkable
@@ -39,7 +39,7 @@ class Reader(Protocol):
     def generate(self, questions: list[str], passages: list[list[Passage]]) -> list[str]: ...
 
     def attention_scores(self, question: str, passages: Sequence[Passage], answer: str, layers: Sequence[int] | None = None,
-                         value_norm: bool = True, aggregation: str = "sum") -> AttentionResult: ...
+                         value_norm: bool = True, aggregation: str = "sum", span: str = "block") -> AttentionResult: ...
 
     def perplexity_scores(self, question: str, passages: Sequence[Passage], answer: str) -> torch.Tensor: ...
 

@@ -9,6 +9,7 @@ Generation, perplexity and the LM loss work for any causal LM.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,9 +19,10 @@ import torch
 
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, ModelError
-from ragdistill.models import load_causal_lm
+from ragdistill.models import base_model_id, load_causal_lm
 from ragdistill.readers.attention import capture_attention
-from ragdistill.readers.base import AttentionResult
+from ragdistill.readers.base import AttentionResult, check_span
+from ragdistill.readers.card import write_model_card
 from ragdistill.readers.eq1 import aggregate_passages, check_aggregation
 from ragdistill.readers.prompt import PromptBuilder, PromptTemplate
 from ragdistill.utils.io import atomic_dir
@@ -79,6 +81,7 @@ class DecoderReader:
             raise ModelError(f"'{self.name}' is an encoder-decoder model: use kind='fid' (FiDReader)")
         self.model = model
         self.tokenizer = tokenizer
+        self.base_model = str(saved.get("base_model") or base_model_id(self.name))  # what the model card names
         # the layers attention_scores(layers=None) averages over: every decoder layer (None if the config won't say)
         n_layers = getattr(model.config, "num_hidden_layers", None)
         self.num_score_layers: int | None = None if n_layers is None else int(n_layers)
@@ -125,14 +128,34 @@ class DecoderReader:
         """The reader's input embedding rows [V, D] (detached), used by the attention-quality analysis."""
         return self.model.get_input_embeddings().weight.detach()
 
-    def save_pretrained(self, out_dir: str | Path) -> None:
-        """Write model, tokenizer and prompt settings atomically; `DecoderReader(out_dir)` reloads them."""
+    def generation_config(self):
+        """The model's generation config set to what `generate` does: greedy, its stop ids, pad id and answer length."""
+        gen = copy.deepcopy(self.model.generation_config)
+        gen.do_sample, gen.num_beams = False, 1
+        gen.temperature = gen.top_p = gen.top_k = None
+        gen.max_new_tokens = self.max_new_tokens
+        gen.eos_token_id = list(self.stop_token_ids) or gen.eos_token_id
+        gen.pad_token_id = self.pad_token_id
+        return gen
+
+    def save_pretrained(self, out_dir: str | Path, *, card: dict | None = None) -> None:
+        """Write model, tokenizer, generation config, prompt settings and model card atomically.
+
+        The directory is a plain Hugging Face model (`AutoModelForCausalLM` / `AutoTokenizer` load
+        it); `DecoderReader(out_dir)` reloads it as a reader. `card`: keyword arguments of
+        `readers.card.write_model_card` (setting, data, steps, metrics, indicators, extra);
+        the base model is the reader's own.
+        """
         with atomic_dir(out_dir) as tmp:
             self.model.save_pretrained(tmp)
+            self.generation_config().save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
-            cfg = {"kind": self.kind, "template": asdict(self.prompt.template),
+            cfg = {"kind": self.kind, "base_model": self.base_model, "template": asdict(self.prompt.template),
                    "max_prompt_tokens": self.prompt.max_prompt_tokens}
             (tmp / READER_CONFIG).write_text(json.dumps(cfg, indent=2))
+            card = dict(card or {})
+            write_model_card(tmp, base_model=card.pop("base_model", self.base_model), setting=card.pop("setting", None),
+                             data=card.pop("data", None), steps=card.pop("steps", None), **card)
 
     # ------------------------------------------------------------------ tokenisation
     def _item(self, question: str, passages: Sequence[Passage], answer: str | None, eos: bool = False) -> _Item:
@@ -223,16 +246,21 @@ class DecoderReader:
     # ------------------------------------------------------------------ public API
     def attention_scores(self, question: str, passages: Sequence[Passage], answer: str,
                          layers: Sequence[int] | None = None, value_norm: bool = True,
-                         aggregation: str = "sum") -> AttentionResult:
-        """Passage scores S_1..S_K of DESIGN §3 (no grad), with w_t, input_ids and spans to check them."""
-        return self.attention_scores_batch([question], [passages], [answer], layers, value_norm, aggregation)[0]
+                         aggregation: str = "sum", span: str = "block") -> AttentionResult:
+        """Passage scores S_1..S_K of METHOD §3.2 (no grad), with w_t, input_ids and spans to check them.
+
+        `span` ("block" | "content") is accepted for every reader; here both are passage i's own
+        tokens ("title. text"): the prompt template ("Document i:", the question) belongs to no passage.
+        """
+        return self.attention_scores_batch([question], [passages], [answer], layers, value_norm, aggregation, span)[0]
 
     def attention_scores_batch(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]],
                                answers: Sequence[str], layers: Sequence[int] | None = None,
-                               value_norm: bool = True, aggregation: str = "sum") -> list[AttentionResult]:
+                               value_norm: bool = True, aggregation: str = "sum", span: str = "block") -> list[AttentionResult]:
         """`attention_scores` for several questions, right-padded in batches of `batch_size`."""
         self._check_batch(questions, passages, answers)
         check_aggregation(aggregation)
+        check_span(span)
         items = [self._item(q, p, a) for q, p, a in zip(questions, passages, answers)]
         out: list[AttentionResult] = []
         capture = dict(layers=layers, value_norm=value_norm)
@@ -263,9 +291,11 @@ class DecoderReader:
 
     def lm_loss_and_attention(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]],
                               answers: Sequence[str], layers: Sequence[int] | None = None,
-                              value_norm: bool = True, aggregation: str = "sum") -> tuple[torch.Tensor, list[AttentionResult]]:
+                              value_norm: bool = True, aggregation: str = "sum",
+                              span: str = "block") -> tuple[torch.Tensor, list[AttentionResult]]:
         """One forward: the differentiable LM loss and the (detached) attention results, for joint training."""
         self._check_batch(questions, passages, answers)
+        check_span(span)
         items = [self._item(q, p, a, eos=self.train_eos) for q, p, a in zip(questions, passages, answers)]
         logp, mask, w = self._forward(items, dict(layers=layers, value_norm=value_norm))
         loss = -(logp * mask).sum() / mask.sum()

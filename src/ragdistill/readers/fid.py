@@ -18,8 +18,11 @@ answer; the decoder positions are those that *predict* answer tokens, i.e. decod
 ``shift_right(A) = [start, A_1 .. A_{|A|-1}]`` (the position that predicts the final EOS is
 not one of them, unlike ATLAS which averages over all label positions including EOS). Eq. 1
 (`ragdistill.readers.eq1`) runs over the decoder cross-attention layers, from those rows to the
-encoder positions; S_i is over passage i's ``title: T context: C`` tokens (the ``question: Q``
-prefix, special tokens and padding belong to no passage). See `ragdistill.readers.fid_attention`
+encoder positions. What S_i sums is the `span` option (METHOD §3.3): ``"block"`` (default, the
+training signal) sums over passage i's whole encoder input as ATLAS does (``question: Q title: T
+context: C`` with the special tokens; padding excluded), ``"content"`` (the attention-quality
+analysis) over the title's and the text's own tokens only, without the ``title:``/``context:``
+labels. See `ragdistill.readers.fid_attention`
 for how α is read without eager attention. Weights load in `ragdistill.models` (`load_seq2seq_lm`,
 `build_minilm_bert2bert`); this class wraps what they return.
 """
@@ -27,6 +30,7 @@ for how α is read without eager attention. Weights load in `ragdistill.models` 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,8 +40,9 @@ import torch
 
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError, InputError, ModelError
-from ragdistill.models import BERT2BERT, build_minilm_bert2bert, configure_bert2bert, load_seq2seq_lm
-from ragdistill.readers.base import AttentionResult
+from ragdistill.models import BERT2BERT, base_model_id, build_minilm_bert2bert, configure_bert2bert, load_seq2seq_lm
+from ragdistill.readers.base import AttentionResult, check_span
+from ragdistill.readers.card import write_model_card
 from ragdistill.readers.eq1 import aggregate_passages, check_aggregation
 from ragdistill.readers.fid_attention import capture_cross_attention, cross_attention_modules
 from ragdistill.utils.io import atomic_dir
@@ -61,6 +66,7 @@ class _Row:
     question_span: tuple[int, int]   # the question's own tokens (not the "question:" label)
     passage_span: tuple[int, int]    # "title: T context: C" tokens; empty for a question-only row
     has_passage: bool = True
+    content_spans: list[tuple[int, int]] | None = None  # title's and text's own tokens (no labels), kept ones only
 
 
 @dataclass
@@ -96,7 +102,8 @@ class FiDReader:
 
     def __init__(self, model, tokenizer, *, name: str | None = None, max_passage_tokens: int = 200,
                  max_answer_tokens: int = 64, max_new_tokens: int = 32, batch_size: int = 8,
-                 question_prefix: str = "question:", title_prefix: str = "title:", context_prefix: str = "context:"):
+                 question_prefix: str = "question:", title_prefix: str = "title:", context_prefix: str = "context:",
+                 base_model: str | None = None):
         config = getattr(model, "config", None)
         if not getattr(config, "is_encoder_decoder", False):
             raise ModelError(
@@ -111,6 +118,7 @@ class FiDReader:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name or getattr(config, "_name_or_path", None) or type(model).__name__
+        self.base_model = str(base_model or base_model_id(self.name))   # what the model card names
         self.max_passage_tokens = max_passage_tokens
         self.max_answer_tokens = max_answer_tokens
         self.max_new_tokens = max_new_tokens
@@ -150,6 +158,7 @@ class FiDReader:
                 raise ConfigError("max_prompt_tokens", f"conflicts with max_passage_tokens={options['max_passage_tokens']}: pass one of them")
             options["max_passage_tokens"] = budget
         options.pop("max_prompt_tokens", None)
+        base_model = None
         if is_fid_name(name_or_dir):
             model, tok = build_minilm_bert2bert(dtype=dtype, attn_implementation=attn_implementation)
             name = BERT2BERT
@@ -163,20 +172,41 @@ class FiDReader:
                 except (OSError, ValueError) as exc:
                     raise InputError(f"unreadable reader settings ({exc})", saved) from exc
                 options = {**{k: v for k, v in stored.get("options", {}).items()}, **options}
+                base_model = stored.get("base_model") or stored.get("source")
         unknown = set(options) - set(_OPTION_KEYS) - {"question_prefix", "title_prefix", "context_prefix"}
         if unknown:
             raise ConfigError(sorted(unknown)[0], f"not an option of the FiD reader (options: {', '.join(_OPTION_KEYS)}, question_prefix, title_prefix, context_prefix)")
         model.to(default_device(str(device) if device is not None else None))
         model.eval()
-        return cls(model, tok, name=name, **options)
+        return cls(model, tok, name=name, base_model=base_model, **options)
 
-    def save_pretrained(self, out_dir: str | Path) -> None:
-        """Write model, tokenizer and reader options to `out_dir` atomically (loadable by `from_pretrained`)."""
+    def generation_config(self):
+        """The model's generation config set to what `generate` does: greedy, its start/stop/pad ids, answer length."""
+        gen = copy.deepcopy(self.model.generation_config)
+        gen.do_sample, gen.num_beams = False, 1
+        gen.temperature = gen.top_p = gen.top_k = None
+        gen.max_new_tokens = self.max_new_tokens
+        gen.decoder_start_token_id, gen.eos_token_id, gen.pad_token_id = self.start_id, self.eos_id, self.pad_id
+        return gen
+
+    def save_pretrained(self, out_dir: str | Path, *, card: dict | None = None) -> None:
+        """Write model, tokenizer, generation config, reader options and model card to `out_dir` atomically.
+
+        The directory is a plain Hugging Face model (`AutoModelForSeq2SeqLM` / `AutoTokenizer` load
+        it, an `EncoderDecoderModel` included); `from_pretrained` reloads it as a reader. `card`:
+        keyword arguments of `readers.card.write_model_card` (setting, data, steps, metrics,
+        indicators, extra); the base model is the reader's own.
+        """
         with atomic_dir(out_dir) as tmp:
             self.model.save_pretrained(tmp)
+            self.generation_config().save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
             options = {k: getattr(self, k) for k in (*_OPTION_KEYS, "question_prefix", "title_prefix", "context_prefix")}
-            (tmp / READER_FILE).write_text(json.dumps({"kind": self.kind, "source": str(self.name), "options": options}, indent=2) + "\n")
+            meta = {"kind": self.kind, "source": str(self.name), "base_model": self.base_model, "options": options}
+            (tmp / READER_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            card = dict(card or {})
+            write_model_card(tmp, base_model=card.pop("base_model", self.base_model), setting=card.pop("setting", None),
+                             data=card.pop("data", None), steps=card.pop("steps", None), **card)
 
     # ------------------------------------------------------------------ properties
 
@@ -212,11 +242,15 @@ class FiDReader:
         return answers
 
     def attention_scores(self, question: str, passages: Sequence[Passage], answer: str, layers: Sequence[int] | None = None,
-                         value_norm: bool = True, aggregation: str = "sum") -> AttentionResult:
-        """Cross-attention passage scores S_1..S_K of DESIGN §3 for one question (no grad)."""
+                         value_norm: bool = True, aggregation: str = "sum", span: str = "block") -> AttentionResult:
+        """Cross-attention passage scores S_1..S_K of METHOD §3.3 for one question (no grad).
+
+        span: "block" (the training signal: passage i's whole encoder input, as ATLAS) or
+        "content" (the analysis: its title and text tokens, without labels); see `AttentionResult`.
+        """
         with self._eval(), torch.inference_mode():
             _, results = self._forward([question], [list(passages)], [answer],
-                                       attention=dict(layers=layers, value_norm=value_norm, aggregation=aggregation))
+                                       attention=dict(layers=layers, value_norm=value_norm, aggregation=aggregation, span=span))
         return results[0]
 
     def perplexity_scores(self, question: str, passages: Sequence[Passage], answer: str) -> torch.Tensor:
@@ -241,14 +275,16 @@ class FiDReader:
 
     def lm_loss_and_attention(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]], answers: Sequence[str],
                               layers: Sequence[int] | None = None, value_norm: bool = True,
-                              aggregation: str = "sum") -> tuple[torch.Tensor, list[AttentionResult]]:
+                              aggregation: str = "sum", span: str = "block") -> tuple[torch.Tensor, list[AttentionResult]]:
         """One forward pass: the differentiable LM loss and the (detached) attention results per question.
 
         Runs in the model's current mode (training: dropout on); the scores use the attention
         probabilities before attention dropout and carry no gradient (the distillation target).
+        `span` as in `attention_scores` (default "block", the training signal).
         """
         (logits, labels, _), results = self._forward(questions, passages, answers,
-                                                     attention=dict(layers=layers, value_norm=value_norm, aggregation=aggregation))
+                                                     attention=dict(layers=layers, value_norm=value_norm, aggregation=aggregation,
+                                                                    span=span))
         return self._mean_loss(logits, labels), results
 
     # ------------------------------------------------------------------ internals: setup
@@ -314,6 +350,17 @@ class FiDReader:
         title = f"{self.title_prefix} {p.title} " if p.title else ""
         return f"{title}{self.context_prefix} {p.text}"
 
+    def _content_ranges(self, p: Passage) -> list[tuple[int, int]]:
+        """Character ranges of the title's and the text's own characters inside `_passage_text(p)`."""
+        ranges, pos = [], 0
+        if p.title:
+            pos = len(self.title_prefix) + 1
+            ranges.append((pos, pos + len(p.title)))
+            pos += len(p.title) + 1
+        pos += len(self.context_prefix) + 1
+        ranges.append((pos, pos + len(p.text)))
+        return [(a, b) for a, b in ranges if b > a]
+
     def _encode_row(self, question: str, passage: Passage | None) -> _Row:
         tok = self.tokenizer
         q_text = f"{self.question_prefix} {question}"
@@ -322,24 +369,41 @@ class FiDReader:
             text = q_text
         else:
             text = f"{q_text} {self._passage_text(passage)}"
+        content: list[tuple[int, int]] = []   # token ranges of title / text inside p_ids
         if self._fast:
             enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
             ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
             n_q = sum(1 for s, _ in offsets if s < len(q_text))
             n_label = sum(1 for _, e in offsets[:n_q] if e <= label_end)
             q_ids, p_ids = ids[:n_q], ids[n_q:]
+            if passage is not None:
+                base = len(q_text) + 1
+                for a, b in self._content_ranges(passage):   # a token is content if it covers one of its characters
+                    inside = [i for i, (s, e) in enumerate(offsets[n_q:]) if s < base + b and e > base + a]
+                    if inside:
+                        content.append((inside[0], inside[-1] + 1))
         else:
             label_ids = tok(self.question_prefix, add_special_tokens=False)["input_ids"]
             q_ids = label_ids + tok(question, add_special_tokens=False)["input_ids"]
             n_label = len(label_ids)
             p_ids = tok(self._passage_text(passage), add_special_tokens=False)["input_ids"] if passage is not None else []
+            if passage is not None:
+                full = self._passage_text(passage)
+
+                def n_tokens(upto: int) -> int:   # tokens before character `upto` (a word boundary)
+                    head = full[:upto].rstrip()
+                    return len(tok(head, add_special_tokens=False)["input_ids"]) if head else 0
+
+                for a, b in self._content_ranges(passage):
+                    content.append((n_tokens(a), len(p_ids) if b == len(full) else n_tokens(b)))
         budget = self.max_passage_tokens - len(self._prefix_ids) - len(self._suffix_ids) - len(q_ids)
         p_ids = p_ids[:max(budget, 0)]
         start = len(self._prefix_ids)
         ids = self._prefix_ids + q_ids + p_ids + self._suffix_ids
         q_end = start + len(q_ids)
+        kept = [(q_end + a, q_end + min(b, len(p_ids))) for a, b in content if a < len(p_ids) and b > a]
         return _Row(ids=ids, question_span=(start + n_label, q_end), passage_span=(q_end, q_end + len(p_ids)),
-                    has_passage=passage is not None)
+                    has_passage=passage is not None, content_spans=kept)
 
     def _encoder_batch(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]]) -> _EncoderBatch:
         rows = [[self._encode_row(q, p) for p in ps] or [self._encode_row(q, None)] for q, ps in zip(questions, passages)]
@@ -409,37 +473,54 @@ class FiDReader:
             return (logits, labels, n_answer), None
         aggregation = attention.get("aggregation", "sum")
         check_aggregation(aggregation)
+        span = check_span(attention.get("span", "block"))
         rows = torch.arange(Q, device=dev).expand(B, Q)
         with capture_cross_attention(self.model, rows, answer_rows.to(dev), layers=attention.get("layers"),
                                      value_norm=attention.get("value_norm", True)) as cap:
             logits = self.model(**kwargs).logits
         w = cap.token_scores().detach().float()                     # [B, K*L]
-        results = [self._result(w[b], batch, b, answer_ids[b], aggregation) for b in range(B)]
+        results = [self._result(w[b], batch, b, answer_ids[b], aggregation, span) for b in range(B)]
         return (logits, labels, n_answer), results
 
-    def _result(self, w: torch.Tensor, batch: _EncoderBatch, b: int, answer_ids: list[int], aggregation: str) -> AttentionResult:
-        positions, ids, spans = [], [], []
+    def _result(self, w: torch.Tensor, batch: _EncoderBatch, b: int, answer_ids: list[int], aggregation: str,
+                span: str = "block") -> AttentionResult:
+        positions, ids, spans, pieces = [], [], [], []
         question_span = None
         offset = 0
         for k, row in enumerate(batch.rows[b]):
             n = len(row.ids)
             positions.append(torch.arange(k * batch.L, k * batch.L + n))
             ids.extend(row.ids)
-            spans.append((offset + row.passage_span[0], offset + row.passage_span[1]))
+            if span == "block":       # the whole encoder input of passage i (no padding: rows are cut to their length)
+                spans.append((offset, offset + n))
+            else:                     # its title and text tokens, without the labels
+                own = [(offset + s, offset + e) for s, e in row.content_spans or []]
+                end = offset + row.passage_span[1]
+                spans.append((own[0][0], own[-1][1]) if own else (end, end))
+                pieces.append(own)
             if question_span is None:
                 question_span = (offset + row.question_span[0], offset + row.question_span[1])
             offset += n
         token_scores = w.cpu()[torch.cat(positions)]
         if not batch.rows[b][0].has_passage:   # no passages: the question-only row holds no passage
-            spans = []
+            spans, pieces = [], []
+        if span == "block":
+            scores = aggregate_passages(token_scores, spans, aggregation)
+        else:
+            scores = torch.zeros(len(pieces), dtype=torch.float32)
+            for i, own in enumerate(pieces):
+                seg = torch.cat([token_scores[s:e] for s, e in own]).float() if own else token_scores[:0]
+                if seg.numel():
+                    scores[i] = seg.sum() if aggregation == "sum" else seg.mean()
         return AttentionResult(
-            passage_scores=aggregate_passages(token_scores, spans, aggregation),
+            passage_scores=scores,
             token_scores=token_scores,
             input_ids=torch.tensor(ids, dtype=torch.long),
             passage_spans=spans,
             answer_span=(0, len(answer_ids)),
             answer_ids=torch.tensor(answer_ids, dtype=torch.long),
             question_span=question_span,
+            passage_token_spans=pieces if span == "content" else None,
         )
 
     @staticmethod
