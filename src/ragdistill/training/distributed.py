@@ -169,7 +169,7 @@ def peer_lost(dist: "Dist", step: int, exc: BaseException, last_checkpoint: str 
     """The one message a surviving process gives when another process of the run died or hangs."""
     first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
     where = f"the last complete checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
-    return PeerLost(f"process {dist.rank} of {dist.world_size} stopped at step {step}: another process of this run "
+    return PeerLost(f"process {dist.rank} of {dist.world_size} stopped after step {step}: another process of this run "
                     f"died or stopped answering (a collective failed or waited longer than runtime.collective_timeout"
                     f" = {dist.collective_timeout:g} s: {first}). Nothing was saved after that; {where}. Relaunch "
                     "the same command with --resume to continue from it")
