@@ -212,6 +212,7 @@ class RuntimeConfig:
     gpus: int = 0
     mixed_precision: Precision = "no"
     threads: int = 0
+    collective_timeout: float = 600.0
 
 
 @dataclass
@@ -409,6 +410,7 @@ def validate(cfg: Config, check_hardware: bool = False) -> Config:
                        ("runtime.threads", cfg.runtime.threads), ("data.demo_seed", cfg.data.demo_seed)]:
         _positive(key, value, allow_zero=True)
     _positive("retriever.temperature", r.temperature)
+    _positive("runtime.collective_timeout", cfg.runtime.collective_timeout)
     _positive("signal.tau_gold", s.tau_gold)
     _positive("signal.orders", s.orders)
     _positive("optim.eps", o.eps)

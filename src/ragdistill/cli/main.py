@@ -62,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     except RagdistillError as exc:
         print(f"ragdistill {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"ragdistill {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:   # RunStopped (a KeyboardInterrupt) carries its status: 143 SIGTERM, 75 --max-time
+        code = getattr(exc, "exit_code", 130)
+        what = {143: "terminated (SIGTERM)", 138: "stopped by SIGUSR1", 75: "stopped before --max-time ran out"}
+        print(f"ragdistill {args.command}: {what.get(code, 'interrupted')}", file=sys.stderr)
+        return code
     except Exception as exc:  # noqa: BLE001 - only a full disk is turned into a message; the rest re-raises
         if not _disk_full(exc):
             raise

@@ -95,12 +95,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     run.add_argument("--keep-checkpoints", action="store_true",
                      help="keep each finished training run's checkpoints/ (optimizer state included; gigabytes per "
                           "setting); by default only the trained reader/ and retriever/ are kept once a setting completes")
+    run.add_argument("--max-time", metavar="DURATION", type=_duration,
+                     help="stop cleanly before this much wall-clock time (e.g. 3h50m, 90m, seconds): a training setting "
+                          "saves a checkpoint (exit 75); rerunning the command resumes it. SIGTERM (exit 143) and "
+                          "SIGUSR1 (138) stop the same way; the stopped setting is not marked finished")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     p.set_defaults(func=run_command)
     return p
 
 
+def _duration(text: str) -> float:
+    from ragdistill.cli.train import _duration as parse
+
+    return parse(text)
+
+
 def run_command(args: argparse.Namespace) -> int:
+    from ragdistill.training import stop
+
+    deadline = stop._clock() + args.max_time if args.max_time else None
     from ragdistill.experiments.plan import Options, build_plan, format_plan, planned_status
     from ragdistill.experiments.runner import reproduce
 
@@ -114,7 +127,7 @@ def run_command(args: argparse.Namespace) -> int:
         overrides=list(args.overrides), force=args.force, only=only, analysis_n=args.analysis_n,
         analysis_seed=args.analysis_seed, ig_steps=args.ig_steps, progress=not args.no_progress,
         configs_dir=args.configs, command=command, check_hub=not args.no_hub_check,
-        keep_checkpoints=args.keep_checkpoints,
+        keep_checkpoints=args.keep_checkpoints, deadline=deadline,
     )
     if args.dry_run:
         plan = build_plan(options, write=False)

@@ -16,6 +16,17 @@ examples:
 The run directory receives config.yaml (the resolved config), metrics.jsonl, tensorboard/,
 checkpoints/, the trained reader/ and/or retriever/ (loadable by path), eval/ (final
 metrics.json and predictions.jsonl) and completed.json when the run has finished.
+
+stopping and resuming (the step in progress finishes, a checkpoint is saved, then):
+  exit 130  SIGINT (Ctrl-C; a second Ctrl-C aborts at once)
+  exit 143  SIGTERM (SLURM, Kubernetes, ... before they kill a job)
+  exit 138  SIGUSR1 (SLURM: sbatch --signal=USR1@120)
+  exit 75   --max-time reached (stopped before the next step and a checkpoint would overrun it)
+  exit 3    another process of a multi-process run died or hung (runtime.collective_timeout);
+            nothing is saved after the last complete checkpoint
+  exit 2    bad input, or --out is in use by another live process (the message names it: pid, host, start)
+Then run the same command with --resume: it ends exactly as an unbroken run would.
+  ragdistill train --config ... --out runs/x --resume --max-time 3h50m   # e.g. a 4-hour job slot
 """
 
 
@@ -32,6 +43,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set optim.lr_reader=1e-5 --set train.steps=100 (repeatable)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest intact checkpoint in --out (corrupt ones are skipped)")
+    p.add_argument("--max-time", metavar="DURATION", type=_duration,
+                   help="stop cleanly (checkpoint, exit 75) before this much wall-clock time has passed since the "
+                        "command started, e.g. 3h50m, 90m, 01:30:00 or seconds; the stop comes when the next step "
+                        "and a checkpoint would not fit (longest step and checkpoint seen so far)")
     p.add_argument("--stop-if-poor", action="store_true",
                    help="end the run early when the attention-quality monitor (monitor.every > 0) judges the reader a poor teacher")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
@@ -40,7 +55,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _duration(text: str) -> float:
+    from ragdistill.training.stop import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
+    from ragdistill.training import stop
+
+    deadline = stop._clock() + args.max_time if args.max_time else None
     from ragdistill.config import load_config
 
     cfg = load_config(args.config, args.overrides, check_hardware=not args.dry_run)
@@ -50,10 +77,12 @@ def run(args: argparse.Namespace) -> int:
     from ragdistill.training.loop import train
 
     summary = train(cfg, args.out, resume=args.resume, stop_if_poor=args.stop_if_poor, progress=not args.no_progress,
-                    config_source=str(args.config))
+                    config_source=str(args.config), deadline=deadline)
     if summary.get("interrupted"):
-        print(f"interrupted at step {summary['step']}: a checkpoint was saved; continue with --resume")
-        return 130
+        why = {"terminated": "terminated (SIGTERM)", "SIGUSR1": "stopped by SIGUSR1",
+               "max-time": "stopped before --max-time ran out"}.get(summary.get("reason"), "interrupted")
+        print(f"{why} at step {summary['step']}: a checkpoint was saved; continue with --resume")
+        return int(summary.get("exit_code", 130))
     from ragdistill.training.distributed import launched_with_several_processes
 
     import os

@@ -65,6 +65,7 @@ class Options:
     command: str = ""
     check_hub: bool = True
     keep_checkpoints: bool = False
+    deadline: float | None = None   # a training.stop._clock() value (--max-time): stop cleanly before it
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

@@ -42,7 +42,8 @@ from ragdistill.models import load_spacy
 from ragdistill.retrieval.index import MANIFEST_NAME, PassageIndex
 from ragdistill.training.build import build_reader, build_retriever
 from ragdistill.training.loop import train
-from ragdistill.training.rundir import COMPLETED
+from ragdistill.training.rundir import COMPLETED, RunLock
+from ragdistill.training.stop import RunStopped, StopRequest
 from ragdistill.utils.io import atomic_write_text
 from ragdistill.utils.seed import default_device
 
@@ -131,9 +132,10 @@ def train_setting(item: PlannedSetting, options: Options) -> dict[str, Any]:
             _say(f"  resuming the interrupted run in {run_dir}")
         else:
             shutil.rmtree(run_dir)
-    summary = train(cfg, run_dir, resume=resume, progress=options.progress, config_source=str(item.config_path))
-    if summary.get("interrupted"):
-        raise KeyboardInterrupt
+    summary = train(cfg, run_dir, resume=resume, progress=options.progress, config_source=str(item.config_path),
+                    deadline=options.deadline)
+    if summary.get("interrupted"):   # SIGINT/SIGTERM/SIGUSR1/--max-time: checkpoint saved, no marker written
+        raise RunStopped(summary.get("reason") or "interrupted", summary.get("step"))
     if not options.keep_checkpoints and (run_dir / "checkpoints").is_dir():
         # the finished run's reader/ and retriever/ are saved apart; the resumable states (optimizer included,
         # gigabytes per setting) only matter until the run completes
@@ -199,7 +201,7 @@ class RunResult:
     error: str = ""
 
 
-def run_plan(plan: Plan, say: Callable[[str], None] = _say) -> list[RunResult]:
+def run_plan(plan: Plan, say: Callable[[str], None] = _say, stop: StopRequest | None = None) -> list[RunResult]:
     """Run (or reuse) every row of the plan in order; failures are recorded and their dependants skipped."""
     options = plan.options
     ctx = Context(options)
@@ -211,6 +213,9 @@ def run_plan(plan: Plan, say: Callable[[str], None] = _say) -> list[RunResult]:
         if it.status == "not run":
             results.append(RunResult(it, "not run"))
             continue
+        if stop is not None and (stop.reason or stop.time_is_up()):   # between settings (inside one, the loop stops)
+            raise RunStopped(stop.reason)
+        t_item = time.perf_counter()
         pos = f"[{todo.index(it) + 1}/{len(todo)}]"
         marker = read_marker(it.run_dir)
         bad_dep = next((d for d in it.setting.depends_on if f"{it.dataset.label}/{d}" in failed), None)
@@ -268,6 +273,8 @@ def run_plan(plan: Plan, say: Callable[[str], None] = _say) -> list[RunResult]:
                                        "seconds": round(time.perf_counter() - t0, 1)}
                 marker.write(it.run_dir)
             results.append(RunResult(it, status, marker.to_dict()))
+            if stop is not None:
+                stop.observe_step(time.perf_counter() - t_item)
         except KeyboardInterrupt:
             raise
         except RagdistillError as exc:
@@ -321,7 +328,11 @@ def reproduce(options: Options, say: Callable[[str], None] = _say) -> dict[str, 
     for it in plan.items:
         if it.status == "not run":
             say(f"  not run: {it.key} — {it.reason}" + (f" → {it.flag}" if it.flag else ""))
-    results = run_plan(plan, say)
+    # one reproduce per output directory; signals between settings stop it there (inside a training setting
+    # the loop's own handler saves a checkpoint first); the interrupted setting's marker is not written
+    stop = StopRequest(options.deadline)
+    with RunLock(options.out, "ragdistill reproduce"), stop.installed():
+        results = run_plan(plan, say, stop)
     report = write_report(plan, results, wall_seconds=time.perf_counter() - t0)
     return report
 

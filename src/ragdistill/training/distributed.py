@@ -25,6 +25,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ragdistill.errors import RagdistillError
+
 log = logging.getLogger(__name__)
 
 _BUCKET_BYTES = 25 * 1024 * 1024
@@ -33,11 +35,16 @@ _BUCKET_BYTES = 25 * 1024 * 1024
 class Dist:
     """Rank, world size, device and the few collectives the loop needs (no-ops in one process)."""
 
-    def __init__(self, device: str = "auto", mixed_precision: str = "no"):
+    def __init__(self, device: str = "auto", mixed_precision: str = "no", collective_timeout: float = 600.0):
+        import datetime
+
         from accelerate import Accelerator
+        from accelerate.utils import InitProcessGroupKwargs
 
         use_cpu = device == "cpu" or not torch.cuda.is_available()
-        self.accelerator = Accelerator(cpu=use_cpu, mixed_precision=mixed_precision)
+        handlers = [InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=collective_timeout))]
+        self.accelerator = Accelerator(cpu=use_cpu, mixed_precision=mixed_precision, kwargs_handlers=handlers)
+        self.collective_timeout = collective_timeout
         self.rank = self.accelerator.process_index
         self.world_size = self.accelerator.num_processes
         self.local_rank = self.accelerator.local_process_index
@@ -139,6 +146,33 @@ class Dist:
         out = [torch.zeros_like(buf) for _ in range(self.world_size)]
         torch.distributed.all_gather(out, buf)
         return [o[:c].cpu().numpy() for o, c in zip(out, counts)]
+
+
+class PeerLost(RagdistillError):
+    """A collective failed or timed out: another process of the run died or hangs (exit status 3)."""
+
+    exit_code = 3
+
+
+def is_collective_failure(exc: BaseException) -> bool:
+    """A torch.distributed / gloo / NCCL failure: a peer closed its connection, or a collective timed out."""
+    dist_error = getattr(torch.distributed, "DistError", ())
+    if dist_error and isinstance(exc, dist_error):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(s in text for s in (
+        "Connection closed by peer", "Connection reset by peer", "Timed out", "timed out", "Broken pipe",
+        "gloo", "NCCL", "ProcessGroup", "Socket"))
+
+
+def peer_lost(dist: "Dist", step: int, exc: BaseException, last_checkpoint: str | None) -> PeerLost:
+    """The one message a surviving process gives when another process of the run died or hangs."""
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    where = f"the last complete checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
+    return PeerLost(f"process {dist.rank} of {dist.world_size} stopped after step {step}: another process of this run "
+                    f"died or stopped answering (a collective failed or waited longer than runtime.collective_timeout"
+                    f" = {dist.collective_timeout:g} s: {first}). Nothing was saved after that; {where}. Relaunch "
+                    "the same command with --resume to continue from it")
 
 
 def refresh_index(index, retriever, dist: Dist | None, batch_size: int = 64, progress: bool = False) -> dict[str, Any]:

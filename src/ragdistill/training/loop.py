@@ -33,14 +33,15 @@ from ragdistill.signals import distillation_loss, get_signal_spec
 from ragdistill.training import state as run_state
 from ragdistill.training.build import build_monitor, build_reader, build_retriever, check_layers, set_trainable, unique
 from ragdistill.training.data import RunData, batch_indices, load_run_data
-from ragdistill.training.distributed import Dist
+from ragdistill.training import checkpoint as ckpt
+from ragdistill.training.distributed import Dist, is_collective_failure, peer_lost
 from ragdistill.training.indexing import TrainingIndex
 from ragdistill.training.optim import build_optimizer, build_scheduler
 from ragdistill.training.rng import seed_step
-from ragdistill.training.rundir import (MetricsLog, check_run_dir, read_completed, run_summary, write_completed,
-                                       write_config)
+from ragdistill.training.rundir import (MetricsLog, RunDirLocked, RunLock, check_run_dir, read_completed, run_summary,
+                                       write_completed, write_config)
 from ragdistill.training.state import RunState
-from ragdistill.training.stop import StopRequest
+from ragdistill.training.stop import EXIT_CODES, StopRequest
 from ragdistill.training.timing import Phases, peak_memory_mb
 from ragdistill.utils.faults import maybe_fault
 
@@ -58,12 +59,13 @@ class Trainer:
 
     def __init__(self, cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_if_poor: bool = False,
                  progress: bool = True, dist=None, reader=None, retriever=None, data: RunData | None = None,
-                 monitor=None, config_source: str | None = None):
+                 monitor=None, config_source: str | None = None, deadline: float | None = None):
         self.cfg, self.regime = cfg, cfg.regime
         self.out = Path(out_dir)
         self.resume, self.stop_if_poor, self.progress = resume, stop_if_poor, progress
         self.config_source = config_source
-        self.dist = dist if dist is not None else Dist(cfg.runtime.device, cfg.runtime.mixed_precision)
+        self.dist = dist if dist is not None else Dist(cfg.runtime.device, cfg.runtime.mixed_precision,
+                                                       cfg.runtime.collective_timeout)
         self.device = self.dist.device
         self.reader, self.retriever, self.data, self.monitor = reader, retriever, data, monitor
         self.state = RunState()
@@ -71,7 +73,8 @@ class Trainer:
         self.indexing = TrainingIndex(cfg, self.dist, self.phases, progress)
         self.logs = MetricsLog(self.out, enabled=self.dist.is_main)
         self._perm_cache: dict = {}
-        self.stop = StopRequest()
+        self.stop = StopRequest(deadline)  # signals and --max-time (a stop.clock() deadline)
+        self.lock: RunLock | None = None
 
     @property
     def index(self):
@@ -211,7 +214,35 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
-        """Train to `train.steps` (or an early stop), then save weights, evaluate and mark the run complete."""
+        """Train to `train.steps` (or an early stop), then save weights, evaluate and mark the run complete.
+
+        The run directory is locked (rank 0) for the whole run; a collective that fails (a dead or hung process)
+        ends every surviving process with `PeerLost`."""
+        self._lock()
+        try:
+            return self._run()
+        except RuntimeError as exc:
+            if not (self.dist.distributed and is_collective_failure(exc)):
+                raise
+            last = ckpt.latest_complete(self.ckpt_root) if self.ckpt_root.is_dir() else None
+            raise peer_lost(self.dist, self.state.step, exc, str(last) if last else None) from exc
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _lock(self) -> None:
+        """Rank 0 takes the directory's lock; every rank raises the same error when it is held by someone else."""
+        error = None
+        if self.dist.is_main:
+            try:
+                self.lock = RunLock(self.out, "ragdistill run").acquire()
+            except RunDirLocked as exc:
+                error = str(exc)
+        error = self.dist.broadcast_object(error)
+        if error:
+            raise RunDirLocked(error)
+
+    def _run(self) -> dict[str, Any]:
         if self.resume and (done := read_completed(self.out)) is not None:
             log.info("%s is already complete: nothing to resume", self.out)
             return done
@@ -225,11 +256,12 @@ class Trainer:
             bar = tqdm(total=cfg.train.steps, initial=st.step, desc=f"train {cfg.train.regime}", unit="step",
                        dynamic_ncols=True)
         try:
-            with self.stop.installed(dist.is_main):
+            with self.stop.installed():
                 if st.step == 0 and cfg.eval.every > 0:
                     self._eval_and_log()
                 t_log, steps_since = time.perf_counter(), 0
                 while st.step < cfg.train.steps:
+                    t_iter = time.perf_counter()
                     record = self.train_step()
                     steps_since += 1
                     if bar is not None:
@@ -246,14 +278,24 @@ class Trainer:
                         self._eval_and_log()
                     if self.monitor is not None and cfg.monitor.every > 0 and st.step % cfg.monitor.every == 0:
                         self._run_monitor()
-                    stop = dist.broadcast_object(self.stop.reason or st.stopped_early)
+                    self.stop.observe_step(time.perf_counter() - t_iter)
+                    if st.step < cfg.train.steps:
+                        self.stop.time_is_up()
+                    # any process's stop request stops all of them (a signal may reach only some); rank 0's early stop
+                    asked = dist.gather_objects([(self.stop.reason, st.stopped_early)])
+                    self.stop.reason = next((r for r, _ in asked if r), None)
+                    stop = self.stop.reason or asked[0][1]
                     if (cfg.train.save_every > 0 and st.step % cfg.train.save_every == 0) or stop:
+                        t_save = time.perf_counter()
                         self.save()
+                        self.stop.observe_save(time.perf_counter() - t_save)
                     if stop:
                         break
                 if self.stop.reason:
-                    log.warning("stopped at step %d on request; resume with --resume", st.step)
-                    return {"interrupted": True, "step": st.step}
+                    log.warning("stopped at step %d (%s): a checkpoint was saved; resume with --resume", st.step,
+                                self.stop.reason)
+                    return {"interrupted": True, "step": st.step, "reason": self.stop.reason,
+                            "exit_code": EXIT_CODES.get(self.stop.reason, 130)}
                 return self._finish(time.perf_counter() - t_start)
         finally:
             if bar is not None:

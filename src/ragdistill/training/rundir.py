@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from ragdistill.config import Config
-from ragdistill.errors import ConfigError, InputError
+from ragdistill.errors import ConfigError, InputError, RagdistillError
 from ragdistill.training import checkpoint as ckpt
 from ragdistill.utils.io import atomic_file, atomic_write_json, atomic_write_text
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 COMPLETED = "completed.json"
 # Config keys that may change between a run and its resumption (they do not change the computation).
 RESUMABLE_CHANGES = ("train.log_every", "train.save_every", "train.keep_last", "eval.", "monitor.", "runtime.threads",
-                     "description", "reader.max_new_tokens")
+                     "runtime.collective_timeout", "description", "reader.max_new_tokens")
 
 
 def read_completed(out: Path) -> dict[str, Any] | None:
@@ -110,13 +110,20 @@ class MetricsLog:
             return
         kept = []
         if self.path.is_file() and resumed:
-            for line in self.path.read_text(encoding="utf-8").splitlines():
+            raw = self.path.read_bytes()
+            lines = raw.split(b"\n")
+            if lines and lines[-1]:   # no final newline: the last line was cut by a kill
+                log.warning("%s: the last line was cut off (%d bytes, no newline; the process was killed while "
+                            "writing it): truncated to the last complete line", self.path, len(lines[-1]))
+                lines = lines[:-1]
+            for n, line in enumerate(lines, 1):
                 try:
-                    rec = json.loads(line)
+                    rec = json.loads(line.decode("utf-8")) if line.strip() else None
                 except ValueError:
-                    continue  # a line cut by a kill
+                    log.warning("%s, line %d: not a JSON record; dropped", self.path, n)
+                    continue
                 if isinstance(rec, dict) and rec.get("step", 0) <= step:
-                    kept.append(line)
+                    kept.append(line.decode("utf-8"))
         with atomic_file(self.path) as f:
             f.write("".join(line + "\n" for line in kept))
         self._file = open(self.path, "a", encoding="utf-8")
@@ -148,3 +155,141 @@ class MetricsLog:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+# ---------------------------------------------------------------------------- one run per directory
+LOCK = ".lock"
+HEARTBEAT_S = 30.0          # the holder touches its record this often
+STALE_AFTER_S = 300.0       # a record from another host whose heartbeat is older than this is stale
+
+
+class RunDirLocked(RagdistillError):
+    """Another live process holds the run directory."""
+
+
+class RunLock:
+    """One writer per run directory: ``fcntl.flock`` on ``<dir>/.lock`` (released by the kernel when the process
+    dies, however it dies) plus a JSON holder record in that file (pid, host, start time, command) for the message.
+
+    Stale locks: when the flock is free the holder is gone on this host; the record is only consulted to say so
+    (warning). A record written by another host cannot be checked by pid, and network file systems do not always
+    carry flocks between hosts, so its heartbeat decides: the holder re-touches the file every HEARTBEAT_S seconds
+    (a daemon thread), and a record from another host untouched for STALE_AFTER_S seconds (5 min) is taken over
+    with a warning; a fresher one is refused."""
+
+    def __init__(self, directory: str | Path, what: str = "run"):
+        self.dir = Path(directory)
+        self.path = self.dir / LOCK
+        self.what = what
+        self._fd: int | None = None
+        self._stop = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+        import os
+        import socket
+        import sys
+        import threading
+        import time
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise RunDirLocked(f"{self.dir} is in use by another {self.what}: {_describe(holder)}. Wait for it to "
+                               "finish or stop it (SIGTERM saves a checkpoint); one process writes a run directory "
+                               "at a time")
+        except OSError as exc:   # a file system without flock: the record and its heartbeat alone
+            log.warning("%s: file locking is not supported here (%s): relying on the holder record", self.path, exc)
+        holder = _read_holder(fd)
+        host = socket.gethostname()
+        if holder and holder.get("pid") != os.getpid():
+            age = time.time() - os.fstat(fd).st_mtime
+            if holder.get("host") not in (None, host) and age < STALE_AFTER_S:
+                os.close(fd)
+                raise RunDirLocked(f"{self.dir} is in use by another {self.what} on another host: {_describe(holder)}, "
+                                   f"last heartbeat {age:.0f} s ago. If that process is gone, its lock is taken over "
+                                   f"{STALE_AFTER_S:.0f} s after its last heartbeat (or delete {self.path})")
+            alive = holder.get("host") == host and _pid_alive(holder.get("pid"))
+            log.warning("taking over a stale lock on %s: %s%s", self.dir, _describe(holder),
+                        "" if holder.get("host") != host else (" — its process is gone" if not alive else
+                                                                " — not holding the lock any more"))
+        record = {"pid": os.getpid(), "host": host, "started": _now_iso(), "what": self.what,
+                  "command": " ".join(sys.argv)[:500]}
+        data = (json.dumps(record) + "\n").encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        os.fsync(fd)
+        self._fd = fd
+        self._stop = threading.Event()
+        threading.Thread(target=self._heartbeat, args=(self._stop,), daemon=True, name="ragdistill-lock").start()
+        return self
+
+    def _heartbeat(self, stop) -> None:
+        import os
+
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:  # pragma: no cover - directory gone
+                return
+
+    def release(self) -> None:
+        import os
+
+        if self._fd is None:
+            return
+        self._stop.set()
+        try:
+            os.ftruncate(self._fd, 0)   # an empty record: nobody holds it
+        except OSError:  # pragma: no cover
+            pass
+        os.close(self._fd)              # closing the last descriptor releases the flock
+        self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> dict[str, Any] | None:
+    import os
+
+    try:
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        rec = json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def _describe(holder: dict[str, Any] | None) -> str:
+    if not holder:
+        return "a process that left no holder record"
+    return (f"pid {holder.get('pid')} on host {holder.get('host')}, started {holder.get('started')}"
+            + (f" ({holder['command']})" if holder.get("command") else ""))
+
+
+def _pid_alive(pid) -> bool:
+    import os
+
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _now_iso() -> str:
+    import datetime as _dt
+
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")

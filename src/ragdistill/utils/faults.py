@@ -14,6 +14,10 @@ Points used by the package:
 * ``checkpoint_write`` — while a checkpoint directory is being written (weights on disk, no manifest yet);
 * ``index_refresh`` — while the index is being re-embedded (new embeddings computed, not yet installed).
 
+``RAGDISTILL_FAULT_RANK=1`` fires the faults in that process of a multi-process run only (env RANK);
+``RAGDISTILL_FAULT_DELAY=step=0.5`` sleeps that many seconds at every hit of a point (slow steps, for tests of
+locks and time limits that need a run to stay alive without using the CPU).
+
 The check is one dictionary lookup when the variable is unset, so the calls can stay in
 production code.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 ENV = "RAGDISTILL_FAULT"
 POINTS = ("step", "checkpoint_write", "index_refresh")
@@ -45,8 +50,17 @@ def parse(spec: str) -> dict[str, tuple[int, signal.Signals]]:
 
 def maybe_fault(point: str) -> None:
     """Send this process the configured signal when `point` is reached for the configured time."""
+    delay = os.environ.get(ENV + "_DELAY")
+    if delay:
+        for item in delay.split(","):
+            name, _, seconds = item.partition("=")
+            if name.strip() == point:
+                time.sleep(float(seconds))
     spec = os.environ.get(ENV)
     if not spec:
+        return
+    rank = os.environ.get(ENV + "_RANK")
+    if rank is not None and os.environ.get("RANK", "0") != rank.strip():
         return
     plan = parse(spec)
     if point not in plan:
