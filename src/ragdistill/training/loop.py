@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from ragdistill.config import Config
+from ragdistill.readers.card import write_model_card
 from ragdistill.data.types import Passage, Question
 from ragdistill.evaluation.evaluate import evaluate_questions, write_eval
 from ragdistill.retrieval.refresh import RefreshSchedule
@@ -393,6 +394,12 @@ class Trainer:
             final = self.evaluate(split=cfg.eval.final_split, generate=True, write_dir=self.out / "eval",
                                   desc=f"final {cfg.eval.final_split}")
             self.logs.log({"step": st.step, "kind": "final", "split": cfg.eval.final_split, **final})
+        if dist.is_main and regime.trains_reader:  # the model card names what the reader became
+            history = self.monitor.history if self.monitor is not None else []
+            write_model_card(self.out / "reader", base_model=getattr(self.reader, "base_model", cfg.reader.name), setting=cfg.name,
+                             data=f"{cfg.data.train} (corpus {cfg.data.corpus})", steps=st.step,
+                             metrics=final or None, indicators=history[-1] if history else None,
+                             extra={"regime": regime.name, "signal": cfg.signal.name})
         summary = run_summary(cfg, st, reader=reader_path, retriever=retriever_path, index=str(cfg.index.dir or self.out / "index"),
                               final_eval=final, seconds=seconds, peak_mem_mb=peak_memory_mb(self.device),
                               world_size=dist.world_size, ranks_in_sync=in_sync, config_source=self.config_source)
