@@ -58,7 +58,7 @@ def _finish_every_row(world: dict[str, str], out: Path) -> None:
         if it.status != "run":
             continue
         run_id = f"run-{it.setting.name}"
-        deps = {d: f"run-{d}" for d in it.setting.depends_on}
+        deps = {d: f"run-{d}" for d in it.depends_on}
         Marker(setting=it.setting.name, dataset=it.dataset.label, train_key=train_key(it, deps), run_id=run_id,
                completed=True, reader=it.config.reader.name, deps=deps,
                analysis={"key": analysis_key(it, run_id, plan.options), "reader": it.config.reader.name,
@@ -127,7 +127,7 @@ def test_planned_status_and_the_runner_agree_on_reuse(state, tmp_path, tiny_worl
 
     monkeypatch.setattr(runner, "evaluate_reference", finished)
     monkeypatch.setattr(runner, "train_setting", finished)
-    monkeypatch.setattr(runner, "analyse_setting", lambda item, reader, ctx: {s: "analysed" for s in item.signals})
+    monkeypatch.setattr(runner, "analyse_setting", lambda item, reader, ctx, **kw: {s: "analysed" for s in item.signals})
     said: list[str] = []
     results = runner.run_plan(plan, say=said.append)
     done = {r.item.setting.name: r.status for r in results if r.item.setting.name in ROWS}

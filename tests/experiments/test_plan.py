@@ -89,7 +89,9 @@ def test_with_a_reader_the_decoder_perplexity_variant_runs_and_the_reference_ana
     assert rows["perplexity_distill_decoder"].config.signal.name == "perplexity"
     assert sorted(rows["offshelf_checkpoint"].signals) == ["attention", "perplexity"]
     assert rows["offshelf_distill"].config.reader.name == tiny_models["reader"]
-    assert rows["encdec_distill"].config.reader.name == "minilm-bert2bert"  # --reader is for the decoder rows only
+    # --reader is for the decoder rows only; the FiD rows read the offline BERT2BERT, fitted first (issue 14 §2)
+    assert rows["encdec_distill"].base_reader == "minilm-bert2bert"
+    assert rows["encdec_distill"].config.reader.name == str(tmp_path / "demo" / "fid_reader_fit" / "reader")
 
 
 def test_only_selects_dependencies_and_references(tmp_path):
