@@ -89,7 +89,9 @@ def test_with_a_reader_the_decoder_perplexity_variant_runs_and_the_reference_ana
     assert rows["perplexity_distill_decoder"].config.signal.name == "perplexity"
     assert sorted(rows["offshelf_checkpoint"].signals) == ["attention", "perplexity"]
     assert rows["offshelf_distill"].config.reader.name == tiny_models["reader"]
-    assert rows["encdec_distill"].config.reader.name == "minilm-bert2bert"  # --reader is for the decoder rows only
+    # --reader is for the decoder rows only; the FiD rows read the offline BERT2BERT, fitted first (issue 14 §2)
+    assert rows["encdec_distill"].base_reader == "minilm-bert2bert"
+    assert rows["encdec_distill"].config.reader.name == str(tmp_path / "demo" / "fid_reader_fit" / "reader")
 
 
 def test_only_selects_dependencies_and_references(tmp_path):
@@ -169,3 +171,88 @@ def test_configs_ship_inside_the_package():
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     assert "configs/**/*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["ragdistill"]
     assert (root / "configs").resolve() == package_dir / "configs"
+
+
+# --------------------------------------------------------------------------- issue 14: the FiD reader fit, --seeds
+
+
+def test_the_offline_fid_reader_is_fitted_first_and_rows_1b_5_6_start_from_it(tmp_path):
+    plan = build_plan(Options(out=tmp_path, check_hub=False))
+    planned_status(plan)
+    assert plan.items[0].setting.name == "fid_reader_fit" and plan.items[0].status == "run"
+    fit = plan.items[0]
+    assert fit.config.train.regime == "reader" and fit.config.reader.name == "minilm-bert2bert"
+    assert fit.config.eval.final is False and fit.config.index.dir == plan.find("demo", "encdec_distill").config.index.dir
+    for name in ("offshelf_checkpoint_fid", "encdec_distill", "perplexity_distill"):
+        it = plan.find("demo", name)
+        assert it.config.reader.name == str(tmp_path / "demo" / "fid_reader_fit" / "reader")
+        assert it.depends_on[0] == "fid_reader_fit" and it.dep_keys["fid_reader_fit"] == fit.key
+        assert it.reader_from == "fid_reader_fit" and it.setting.reader_from is None
+    assert plan.find("demo", "offshelf_distill").depends_on == []
+    text = format_plan(plan)
+    assert "| demo | 0b | fid_reader_fit | reader only (retriever fixed) | minilm-bert2bert | run |" in text
+    assert "stand-in for the study's pre-trained T5-large" in text
+    # --only a FiD row pulls the fit in; --only a decoder row leaves it out
+    only = build_plan(Options(out=tmp_path, only=["encdec_distill"], check_hub=False))
+    assert only.find("demo", "fid_reader_fit").status == "run"
+    assert build_plan(Options(out=tmp_path, only=["finetuned_step1"], check_hub=False)).find(
+        "demo", "fid_reader_fit").status == "not run"
+    # per-item overrides reach it
+    o = build_plan(Options(out=tmp_path, overrides=["fid_reader_fit:train.steps=3"], check_hub=False))
+    assert o.find("demo", "fid_reader_fit").config.train.steps == 3 and o.find("demo", "encdec_distill").config.train.steps == 12
+
+
+def test_a_named_encdec_reader_needs_no_fit(tmp_path, tiny_models):
+    plan = build_plan(Options(out=tmp_path, encdec_reader=tiny_models["fid"], check_hub=False))
+    assert plan.find("demo", "fid_reader_fit") is None
+    assert plan.find("demo", "encdec_distill").config.reader.name == tiny_models["fid"]
+    assert plan.find("demo", "encdec_distill").depends_on == []
+    paper = build_plan(Options(out=tmp_path / "p", scale="paper", check_hub=False))
+    assert not any(it.setting.name == "fid_reader_fit" for it in paper.items)   # T5-large: nothing to fit
+
+
+def test_seeds_repeat_the_training_settings_with_their_own_dirs_seeds_and_dependencies(tmp_path):
+    plan = build_plan(Options(out=tmp_path, seeds=3, check_hub=False))
+    counts = {}
+    for it in plan.items:
+        counts[it.setting.name] = counts.get(it.setting.name, 0) + 1
+    assert counts["offshelf_checkpoint"] == counts["offshelf_checkpoint_fid"] == counts["fid_reader_fit"] == 1
+    assert counts["offshelf_distill"] == counts["finetuned_step1"] == counts["finetuned_step2"] == 3
+    assert counts["encdec_distill"] == counts["perplexity_distill"] == 3
+    base = plan.find("demo", "finetuned_step1").config.train.seed
+    for off in range(3):
+        s1, s2 = plan.find("demo", "finetuned_step1", off), plan.find("demo", "finetuned_step2", off)
+        assert s1.config.train.seed == base + off
+        assert s2.config.train.seed == plan.find("demo", "finetuned_step2").config.train.seed + off
+        assert s1.run_dir == tmp_path / "demo" / ("finetuned_step1" if off == 0 else f"finetuned_step1-seed{off}")
+        assert s2.config.reader.name == str(s1.run_dir / "reader") and s2.dep_keys["finetuned_step1"] == s1.key
+        e5 = plan.find("demo", "encdec_distill", off)
+        assert e5.dep_keys["fid_reader_fit"] == "demo/fid_reader_fit"   # every seed starts from the one fitted reader
+    assert len({it.key for it in plan.items}) == len(plan.items)
+    text = format_plan(plan)
+    assert "seeds: 3" in text and "| demo | 4 | finetuned_step2-seed2 |" in text
+    est = text.split("## Estimated work")[1]
+    assert "| demo | offshelf_distill-seed1 | 12 |" in est
+    # the repeats are not analysed: the estimate counts their training only
+    assert plan.find("demo", "offshelf_distill", 1).estimate["analysis_instances"] == 0
+    assert plan.find("demo", "offshelf_distill").estimate["analysis_views"] == 2
+    with pytest.raises(ConfigError, match="seeds"):
+        Options(out=tmp_path, seeds=0)
+
+
+def test_the_estimate_counts_each_rows_analyses(tmp_path):
+    from ragdistill.experiments.estimate import estimate_work
+
+    o = Options(out=tmp_path, check_hub=False, analysis_n=50)
+    plan = build_plan(o)
+    views = {it.setting.name: estimate_work(it, o)["analysis_views"] for it in plan.items}
+    assert views == {"fid_reader_fit": 0, "offshelf_checkpoint": 1, "offshelf_checkpoint_fid": 1, "offshelf_distill": 2,
+                     "finetuned_step1": 1, "finetuned_step2": 1, "encdec_distill": 2, "perplexity_distill": 2,
+                     "perplexity_distill_decoder": 2}
+    e = estimate_work(plan.find("demo", "offshelf_checkpoint_fid"), o)
+    assert e["analysis_instances"] == 50 * 2 and e["analysis_reembeds"] == 0   # two signals, one view
+    e = estimate_work(plan.find("demo", "offshelf_distill"), o)
+    assert e["analysis_instances"] == 100 and e["analysis_reembeds"] == 1
+    big = Options(out=tmp_path, check_hub=False)   # 300 requested, capped by the demo world's test questions
+    n_test = plan.datasets[0].counts["test"]
+    assert estimate_work(plan.find("demo", "offshelf_checkpoint"), big)["analysis_instances_per_view"] == min(300, n_test)

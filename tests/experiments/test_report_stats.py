@@ -140,3 +140,77 @@ def test_putting_together_agreement_and_conclusion(rows):
     assert "hold for a good teacher (row 3's fine-tuned reader, row 4's teacher)**: reproduced" in text
     assert "Encoder-decoder distillation: only Indicator 1's attention trend (row 5)**: could not be decided" in text
     assert "Interval half-widths (95 %)" in report.power_line(list(rows.values()))
+
+
+# --------------------------------------------------------------------------- issue 14 §3/§4: two views, seeds
+
+
+def _own_and_controlled(tmp: Path, name: str, own: dict, controlled: dict | None, passages: str = "p1,p2"):
+    """A row's result whose marker has the own view (dirs) and the controlled view (controlled_dirs)."""
+    r = _result(tmp, name, [True] * 30 + [False] * 10, [0.0] * N_Q, own)
+    s = BY_NAME[name]
+    dirs = r.marker["analysis"]["dirs"]
+    if passages != "p1,p2":  # the own retriever retrieved other passages for the same questions
+        path = Path(dirs[s.signal]) / "instances.jsonl"
+        lines = [json.loads(x) for x in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps({**x, "passage_ids": passages.split(",")}) + "\n" for x in lines))
+    ctl = dirs if controlled is None else {s.signal: _write_analysis(r.item.run_dir / "analysis-controlled" / s.signal,
+                                                                      name, **controlled)}
+    r.marker["analysis"] = {"dirs": dirs, "controlled_dirs": ctl, "reader": name}
+    return r
+
+
+def test_two_views_own_retriever_and_controlled(tmp_path):
+    ns = [100, 300] * (N_INST // 2)
+    ref = {"atts": [0.01, 0.02] * (N_INST // 2), "rhos": [0.2, 0.25] * (N_INST // 2), "ns": ns}
+    own = {"atts": [0.03, 0.04] * (N_INST // 2), "rhos": [0.5, 0.6] * (N_INST // 2), "ns": ns}
+    ctl = {"atts": [0.011, 0.021] * (N_INST // 2), "rhos": [0.21, 0.26] * (N_INST // 2), "ns": ns}
+    results = [_own_and_controlled(tmp_path, "offshelf_checkpoint", ref, None),
+               _own_and_controlled(tmp_path, "offshelf_distill", own, ctl, passages="p7,p8")]
+    rows = {r["name"]: r for r in collect(None, results)}
+    r2 = rows["offshelf_distill"]
+    assert r2["own_view"] is True and rows["offshelf_checkpoint"]["own_view"] is False
+    # the own view decides the verdict, paired by question (its passages differ from the reference's)
+    iv = r2["intervals"]
+    assert iv["paired_by"] == "question" and iv["answer"]["mean_attention"].method == "paired bootstrap"
+    assert iv["answer"]["mean_attention"].n == N_INST and iv["answer"]["mean_attention"].estimate == pytest.approx(0.02)
+    assert r2["verdict"]["indicator1"]["holds"] is True
+    # the controlled view: every reader on the initial retriever's passages, paired by instance
+    ivc = r2["intervals_controlled"]
+    assert ivc["paired_by"] == "instance" and ivc["answer"]["mean_attention"].estimate == pytest.approx(0.001)
+    assert r2["verdict_controlled"]["attention_measure"] == "mean"
+    # the report: Table 2 (own models) with standard errors, then Table 2b labelled as the controlled view
+    plan = SimpleNamespace(options=SimpleNamespace(scale="demo", command="", out=tmp_path, analysis_seed=0),
+                           datasets=[SimpleNamespace(label="demo", notes=[], split=None)])
+    text = report.render(plan, list(rows.values()), {}, {}, 0.0)
+    t2, t2b = text.split("## Table 2 — ")[1].split("## Table 2b — ")
+    assert "own final retriever" in t2 and " ± " in t2.split("| 2 offshelf_distill (decoder, attention) |")[1].split("\n")[0]
+    assert t2b.startswith("controlled view: every reader on the initial retriever's passages")
+    assert "### Verdicts, controlled view" in t2b
+    line = next(ln for ln in t2b.splitlines() if ln.startswith("| 2 offshelf_distill"))
+    assert "0.0160" in line          # the controlled mean attention (0.011 + 0.021) / 2
+
+
+def test_seeds_fold_into_the_first_seeds_row_with_mean_and_sd(tmp_path):
+    base = _result(tmp_path, "offshelf_checkpoint", [True] * 30 + [False] * 10, [0.0] * N_Q, None)
+    runs = []
+    for off, n_hit in ((0, 18), (1, 24), (2, 30)):
+        r = _result(tmp_path / f"s{off}", "offshelf_distill", [True] * n_hit + [False] * (N_Q - n_hit), [0.0] * N_Q, None)
+        r.item.seed_offset = off
+        r.item.config.train = SimpleNamespace(seed=off, k=5)
+        runs.append(r)
+    rows = collect(None, [base, *runs])
+    assert [r["name"] for r in rows] == ["offshelf_checkpoint", "offshelf_distill"]   # one row per setting
+    r2 = rows[1]
+    assert r2["seed_offset"] == 0 and r2["delta_hr5"] == pytest.approx(-0.3)         # the first seed's own run
+    assert [x["seed_offset"] for x in r2["seed_runs"]] == [0, 1, 2]
+    a = r2["across_seeds"]
+    assert a["hr@5"]["mean"] == pytest.approx(0.6) and a["hr@5"]["sd"] == pytest.approx(0.15) and a["hr@5"]["n"] == 3
+    assert a["delta_hr5"]["mean"] == pytest.approx(-0.15) and a["delta_hr5"]["sd"] == pytest.approx(0.15)
+    t = report.table1(rows)
+    assert "| seeds | HR@5 mean ± sd | EM mean ± sd | ΔHR@5 mean ± sd |" in t.splitlines()[0]
+    line = next(ln for ln in t.splitlines() if "| offshelf_distill |" in ln)
+    assert line.endswith("| 3 | 60.0 ± 15.0 | 0.0 ± 0.0 | -15.0 ± 15.0 |") and "-30.0 [" in line
+    st = report.seeds_table(rows)
+    assert "| 2 | offshelf_distill | +2 | 2 | 75.0 |" in st and "| 2 | offshelf_distill | +0 | 0 | 45.0 |" in st
+    assert "3 seeds: -15.0 ± 15.0" in report.together_table(rows)

@@ -55,7 +55,16 @@ def test_every_setting_runs_and_the_report_is_filled(run):
         assert m["completed"] and m["final_eval"]["n"] == 6 and "hr@5" in m["final_eval"] and "em" in m["final_eval"]
         assert m["analysis"]["dirs"], name
         assert (out / "custom" / name / "config.yaml").is_file()
-    assert markers["finetuned_step2"]["analysis"]["same_as"] == "finetuned_step1"
+    # issue 14 §3: step 2 is measured with its own retriever; its controlled view is step 1's analysis (same reader)
+    assert markers["finetuned_step2"]["analysis"]["controlled_same_as"] == "finetuned_step1"
+    assert markers["finetuned_step2"]["analysis"]["dirs"] != markers["finetuned_step1"]["analysis"]["dirs"]
+    for name in ("offshelf_distill", "encdec_distill", "perplexity_distill"):   # own view + a separate controlled view
+        a = markers[name]["analysis"]
+        assert a["retriever"].endswith(f"{name}/retriever") and a["index"].endswith(f"{name}/index-final")
+        assert (out / "custom" / name / "index-final" / "manifest.json").is_file()
+        assert set(a["controlled_dirs"]) == set(a["dirs"]) and a["controlled_dirs"] != a["dirs"]
+    for name in ("offshelf_checkpoint", "finetuned_step1"):                      # retriever fixed: one analysis
+        assert markers[name]["analysis"]["dirs"] == markers[name]["analysis"]["controlled_dirs"]
     assert markers["finetuned_step2"]["reader"].endswith("finetuned_step1/reader")
     assert set(markers["offshelf_checkpoint_fid"]["analysis"]["dirs"]) == {"attention", "perplexity"}
     assert (out / "custom" / "finetuned_step1" / "reader").is_dir()          # step 2's teacher
@@ -80,6 +89,7 @@ def test_every_setting_runs_and_the_report_is_filled(run):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[1] not in ("", "–"), line                           # answer-related p90 attention is defined
     assert "mean ± std" in t2 and "### Verdicts" in t2
+    assert "## Table 2b — controlled view: every reader on the initial retriever's passages" in text
     # the verdicts compare against the reference of the same family and signal
     assert rows["encdec_distill"]["reference"] == "offshelf_checkpoint_fid"
     assert rows["encdec_distill"]["verdict"]["compared_to_reference"]

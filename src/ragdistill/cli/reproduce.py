@@ -85,7 +85,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      help="print the plan, the resolved configs and an estimate of the work (steps x tokens, refreshes x "
                           "KB size, FLOPs); load no model, write nothing")
     run.add_argument("--analysis-n", type=int, metavar="N",
-                     help="test instances analysed per setting for the indicators (default: 50 demo, 1000 paper)")
+                     help="test instances analysed per setting and view for the indicators (default: 300 demo, 1000 "
+                          "paper; at most the test questions with a gold answer)")
+    run.add_argument("--seeds", type=int, default=1, metavar="N",
+                     help="run every training setting with N seeds (train.seed + 0 .. N-1, one directory and marker per "
+                          "seed); Table 1 shows the mean ± sd over the seeds beside the first seed's intervals (default: 1)")
     run.add_argument("--analysis-seed", type=int, default=0, help="seed of the analysed sample and of the article split (default: 0)")
     run.add_argument("--ig-steps", type=int, default=4,
                      help="integrated-gradient steps of the perplexity-signal analysis (default: 4)")
@@ -127,7 +131,7 @@ def run_command(args: argparse.Namespace) -> int:
         overrides=list(args.overrides), force=args.force, only=only, analysis_n=args.analysis_n,
         analysis_seed=args.analysis_seed, ig_steps=args.ig_steps, progress=not args.no_progress,
         configs_dir=args.configs, command=command, check_hub=not args.no_hub_check,
-        keep_checkpoints=args.keep_checkpoints, deadline=deadline,
+        keep_checkpoints=args.keep_checkpoints, deadline=deadline, seeds=args.seeds,
     )
     if args.dry_run:
         plan = build_plan(options, write=False)
@@ -163,7 +167,8 @@ def _command_from_args(args: argparse.Namespace) -> str:
     for flag, value in (("--corpus", args.corpus), ("--questions-train", args.questions_train),
                         ("--questions-dev", args.questions_dev), ("--questions-test", args.questions_test),
                         ("--reader", args.reader), ("--encdec-reader", args.encdec_reader), ("--retriever", args.retriever),
-                        ("--only", args.only), ("--analysis-n", args.analysis_n), ("--configs", args.configs)):
+                        ("--only", args.only), ("--analysis-n", args.analysis_n), ("--configs", args.configs),
+                        ("--seeds", args.seeds if args.seeds != 1 else None)):
         if value is not None:
             parts += [flag, str(value)]
     for d in args.datasets or []:

@@ -51,8 +51,20 @@ def _count_passages(path: str, chunk_words: int | None) -> tuple[int | None, str
     return PAPER_KB_PASSAGES, "DPR Wikipedia size (file absent)"
 
 
-def estimate_work(item: PlannedSetting) -> dict[str, Any]:
-    """Steps × tokens of one row, refresh passes × KB size, and a rough FLOP count."""
+def analysis_views(item: PlannedSetting) -> int:
+    """Separate analyses the runner makes of a row: 0 (the FiD fit, a --seeds repeat), 1 (the retriever did not
+    train: own view = controlled view), 2 (own + controlled), or 1 for step 2 (its controlled view is step 1's)."""
+    from ragdistill.experiments.markers import analysed
+
+    if not analysed(item):
+        return 0
+    if not item.setting.trains_retriever:
+        return 0 if item.setting.reader_from else 1
+    return 1 if item.setting.reader_from else 2
+
+
+def estimate_work(item: PlannedSetting, options: Any = None) -> dict[str, Any]:
+    """Steps × tokens of one row, refresh passes × KB size, its analyses, and a rough FLOP count."""
     cfg, s = item.config, item.setting
     ds = item.dataset.dataset_section
     sizes = PAPER_SIZES.get(ds or "", {})
@@ -65,9 +77,11 @@ def estimate_work(item: PlannedSetting) -> dict[str, Any]:
     if "test" in known and "dev" in known:
         lim = lambda n, limit: min(n, limit) if limit else n  # noqa: E731
         n_dev, n_test, q_src = lim(known["dev"], cfg.data.max_dev), lim(known["test"], cfg.data.max_test), "counted"
+        n_test_all = known["test"]
     else:
         n_dev, _ = _count_questions(cfg.data.dev, cfg.data.max_dev, sizes.get("dev"))
         n_test, q_src = _count_questions(cfg.data.test, cfg.data.max_test, sizes.get("test"))
+        n_test_all = _count_questions(cfg.data.test, 0, sizes.get("test"))[0]
     k = cfg.train.k
     fid = s.family == FID or cfg.reader.kind == "fid"
     prompt = cfg.reader.max_prompt_tokens * (k if fid else 1)     # reader input tokens per question
@@ -100,19 +114,32 @@ def estimate_work(item: PlannedSetting) -> dict[str, Any]:
             reembeds = refreshes
     embedded = reembeds * (kb or 0)
     gen_tokens = (n_test or 0) * (prompt + answer)
-    p_reader = KNOWN_PARAMS.get(cfg.reader.name if not s.reader_from else "", None)
-    if s.reader_from:
-        p_reader = KNOWN_PARAMS.get(_base_reader_name(item), None)
+    p_reader = KNOWN_PARAMS.get(cfg.reader.name if not item.reader_from else "", None)
+    if item.reader_from:
+        p_reader = KNOWN_PARAMS.get(getattr(item, "base_reader", "") or _base_reader_name(item), None)
+    # the attention-quality analyses (issue 14 §3): N instances per view and signal; the own view of a row whose
+    # passage encoder trained re-embeds the corpus once (RUN/index-final)
+    n_req = getattr(options, "analysis_n", None)
+    views = analysis_views(item)
+    n_inst = min(n_req, n_test_all) if (n_req and n_test_all is not None) else (n_req or 0)
+    signals = list(getattr(item, "signals", None) or [s.signal])
+    analysed_inst = n_inst * views * len(signals)
+    ig = getattr(options, "ig_steps", 4) or 4
+    analysis_tokens = n_inst * views * sum((prompt + answer) if sig == "attention" else 3 * (ig + 1) * k * (per_passage + answer)
+                                           for sig in signals)
+    analysis_reembeds = 1 if (views and s.trains_retriever and not cfg.retriever.query_only) else 0
     p_retr = KNOWN_PARAMS.get(cfg.retriever.name)
     flops = None
     if p_reader is not None and p_retr is not None:
-        flops = (6 * p_reader * reader_fwd_bwd + 2 * p_reader * (reader_fwd + gen_tokens)
-                 + 6 * p_retr * retr_tokens + 2 * p_retr * embedded * retr_len)
+        flops = (6 * p_reader * reader_fwd_bwd + 2 * p_reader * (reader_fwd + gen_tokens + analysis_tokens)
+                 + 6 * p_retr * retr_tokens + 2 * p_retr * (embedded + analysis_reembeds * (kb or 0)) * retr_len)
     return {"steps": steps, "questions_per_step": q_per_step, "k": k, "prompt_tokens": prompt,
             "reader_train_tokens": reader_fwd_bwd, "reader_signal_tokens": reader_fwd, "retriever_train_tokens": retr_tokens,
             "refreshes": refreshes, "eval_reembeds": fresh_evals, "kb_passages": kb, "kb_source": kb_src,
             "passages_embedded": embedded, "evals": evals, "dev_questions": n_dev, "test_questions": n_test,
-            "questions_source": q_src, "flops": flops, "gpus": cfg.runtime.gpus}
+            "questions_source": q_src, "flops": flops, "gpus": cfg.runtime.gpus, "analysis_views": views,
+            "analysis_instances": analysed_inst, "analysis_instances_per_view": n_inst,
+            "analysis_reembeds": analysis_reembeds, "analysis_signals": signals}
 
 
 def _base_reader_name(item: PlannedSetting) -> str:
@@ -143,23 +170,34 @@ def estimate_lines(plan: Plan) -> list[str]:
              f"Hours assume {EFFECTIVE_FLOPS['gpu'] / 1e12:.0f} TFLOP/s sustained on a GPU, "
              f"{EFFECTIVE_FLOPS['cpu'] / 1e9:.0f} GFLOP/s on CPU.", "",
              "| dataset | setting | steps | q/step | K | reader tok./q | reader train tok. | signal tok. | "
-             "retriever tok. | refreshes | KB passages | passages embedded | test q. | FLOPs | ≈ hours |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "retriever tok. | refreshes | KB passages | passages embedded | test q. | analysed inst. (views × N × signals) "
+             "| FLOPs | ≈ hours |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     total = 0.0
+    n_att = n_ppl = 0
     for it in plan.items:
-        e = it.estimate or estimate_work(it)
+        e = it.estimate or estimate_work(it, plan.options)
         it.estimate = e
         dev = "gpu" if e["gpus"] > 0 else "cpu"
         hours = None if e["flops"] is None else e["flops"] / EFFECTIVE_FLOPS[dev] / 3600
         total += hours or 0.0
+        if it.status != "not run":
+            n_att += e["analysis_views"] * e["analysis_instances_per_view"] * e["analysis_signals"].count("attention")
+            n_ppl += e["analysis_views"] * e["analysis_instances_per_view"] * e["analysis_signals"].count("perplexity")
+        inst = (f"{e['analysis_views']} × {e['analysis_instances_per_view']} × {len(e['analysis_signals'])} = "
+                f"{e['analysis_instances']}" + (" + re-embed" if e["analysis_reembeds"] else "")) if e["analysis_views"] else "–"
         lines.append(
-            f"| {it.dataset.label} | {it.setting.name} | {e['steps']} | {e['questions_per_step']} | {e['k']} | "
+            f"| {it.dataset.label} | {it.label} | {e['steps']} | {e['questions_per_step']} | {e['k']} | "
             f"{e['prompt_tokens']} | {_human(e['reader_train_tokens'])} | {_human(e['reader_signal_tokens'])} | "
             f"{_human(e['retriever_train_tokens'])} | {e['refreshes']} | {_human(e['kb_passages'])} | "
             f"{_human(e['passages_embedded'])} | {e['test_questions'] if e['test_questions'] is not None else '?'} | "
-            f"{_human(e['flops'])} | {'?' if hours is None else f'{hours:.3g} {dev.upper()}-h'} |")
+            f"{inst} | {_human(e['flops'])} | {'?' if hours is None else f'{hours:.3g} {dev.upper()}-h'} |")
     lines += ["", f"Total ≈ {total:.3g} device-hours (FLOP-based, a lower bound: data loading, "
-                  "attention capture and evaluation overheads are not counted)."]
+                  "attention capture and evaluation overheads are not counted).", "",
+              f"Analyses of the rows that run: {n_att} attention instance-analyses and {n_ppl} perplexity ones "
+              f"(each of those: K × (ig_steps + 1) single-passage forward and backward passes). On CPU the analysis "
+              "dominates small runs: roughly 1 s per decoder attention instance (SmolLM2-135M, 2 idle cores), several "
+              "per FiD instance, and tens of seconds per perplexity instance."]
     return lines
 
 

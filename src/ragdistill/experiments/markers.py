@@ -121,11 +121,24 @@ def train_key(item: PlannedSetting, dep_run_ids: dict[str, str]) -> str:
                  "deps": dep_run_ids})
 
 
+# What the analysis of a row covers: "own" = the row's final reader on instances its own final retriever retrieved
+# (issue 14 §3), "controlled" = on the initial retriever's (the same instances for every row). A marker written with
+# another version of this is redone.
+ANALYSIS_VIEWS = ("own", "controlled")
+
+
 def analysis_key(item: PlannedSetting, run_id: str, options: Options) -> str:
     cfg = item.config
     return _sha({"run_id": run_id, "n": options.analysis_n, "seed": options.analysis_seed, "k": cfg.train.k,
                  "signals": sorted(item.signals), "ig_steps": options.ig_steps,
-                 "test": _file_fingerprint(cfg.data.test), "retriever": cfg.retriever.name, "index": cfg.index.dir})
+                 "test": _file_fingerprint(cfg.data.test), "retriever": cfg.retriever.name, "index": cfg.index.dir,
+                 "views": list(ANALYSIS_VIEWS) if analysed(item) else []})
+
+
+def analysed(item: PlannedSetting) -> bool:
+    """Whether a row gets an attention-quality analysis: not the FiD reader fit (row 1b analyses its reader) and not
+    the --seeds repeats (the indicators are measured on the first seed's run; the repeats measure Table 1's spread)."""
+    return item.setting.name != "fid_reader_fit" and not getattr(item, "seed_offset", 0)
 
 
 def analysis_outdated(item: PlannedSetting, marker: Marker, options: Options) -> bool:
@@ -160,7 +173,7 @@ def decide_reuse(item: PlannedSetting, marker: Marker | None, dep_run_ids: dict[
     key = train_key(item, dep_run_ids)
     if not item.selected:
         before = marker.deps if marker else {}
-        changed = tuple(d for d in item.setting.depends_on if before.get(d) != dep_run_ids[d])
+        changed = tuple(d for d in item.depends_on if before.get(d) != dep_run_ids[d])
         if changed:
             return Reuse(False, key, changed_deps=changed)
         if marker is not None:
@@ -169,5 +182,6 @@ def decide_reuse(item: PlannedSetting, marker: Marker | None, dep_run_ids: dict[
     return Reuse(reuse, key)
 
 
-__all__ = ["MARKER", "PENDING", "Marker", "Reuse", "analysis_key", "analysis_outdated", "decide_reuse", "forced",
+__all__ = ["ANALYSIS_VIEWS", "MARKER", "PENDING", "Marker", "Reuse", "analysed", "analysis_key", "analysis_outdated",
+           "decide_reuse", "forced",
            "marker_complete", "read_marker", "train_key"]

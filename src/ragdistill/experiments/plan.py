@@ -21,19 +21,22 @@ from typing import Any, Sequence
 
 import ragdistill
 from ragdistill.data.demo import demo_files, generate_demo_world
-from ragdistill.errors import ConfigError, InputError, ModelError
+from ragdistill.errors import ConfigError, InputError, ModelError, RagdistillError
 from ragdistill.experiments.estimate import estimate_lines
 from ragdistill.experiments.markers import PENDING, analysis_outdated, decide_reuse, marker_complete, read_marker
-from ragdistill.experiments.settings import BY_NAME, DECODER, FID, SETTINGS, Setting
+from ragdistill.experiments.settings import (BY_NAME, DECODER, FID, FID_READER_FIT, FITTED_FROM_FID_READER_FIT,
+                                             ITEMS_BY_NAME, SETTINGS, Setting)
 from ragdistill.experiments.splits import is_squad_file, plan_squad_split, split_squad_by_article
-from ragdistill.models import resolve
+from ragdistill.models import BERT2BERT, resolve
 from ragdistill.readers.fid import is_fid_name
 from ragdistill.config import load_config
 from ragdistill.utils.io import atomic_write_text
 
 SCALES = ("demo", "paper")
 PAPER_DATASETS = ("nq", "triviaqa")
-DEFAULT_ANALYSIS_N = {"demo": 50, "paper": 1000}
+# Instances analysed per setting and view: at demo scale enough that the indicator means have standard errors
+# well below the differences compared (issue 14 §3); capped by the number of test questions with a gold answer.
+DEFAULT_ANALYSIS_N = {"demo": 300, "paper": 1000}
 
 
 # --------------------------------------------------------------------------- options and data
@@ -66,6 +69,7 @@ class Options:
     check_hub: bool = True
     keep_checkpoints: bool = False
     deadline: float | None = None   # a training.stop._clock() value (--max-time): stop cleanly before it
+    seeds: int = 1                      # --seeds N: each training setting runs with train.seed + 0 .. N-1
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -77,6 +81,8 @@ class Options:
             raise ConfigError("analysis-n", "the number of analysed instances must be at least 1")
         if self.ig_steps < 1:
             raise ConfigError("ig-steps", "must be at least 1")
+        if self.seeds < 1:
+            raise ConfigError("seeds", "the number of seeds must be at least 1")
         flags = {"--corpus": self.corpus, "--questions-train": self.questions_train, "--questions-test": self.questions_test}
         given = [k for k, v in flags.items() if v]
         if self.questions_dev and not given:
@@ -100,8 +106,8 @@ class Options:
                 raise ConfigError("dataset", f"unknown dataset {bad[0]!r}; choose from {', '.join(PAPER_DATASETS)}")
         if self.only:
             for name in self.only:
-                if name not in BY_NAME:
-                    raise ConfigError("only", f"unknown setting '{name}'; the settings are: {', '.join(BY_NAME)}")
+                if name not in ITEMS_BY_NAME:
+                    raise ConfigError("only", f"unknown setting '{name}'; the settings are: {', '.join(ITEMS_BY_NAME)}")
 
     @property
     def custom_data(self) -> bool:
@@ -234,10 +240,37 @@ class PlannedSetting:
     selected: bool = True
     signals: list[str] = field(default_factory=list)  # signals analysed for this row
     estimate: dict[str, Any] = field(default_factory=dict)
+    seed_offset: int = 0                # --seeds: this run's offset added to the config's train.seed
+    depends_on: list[str] = field(default_factory=list)   # the setting's dependencies (+ fid_reader_fit where fitted)
+    reader_from: str | None = None      # the item whose saved reader/ this one starts from (step 1; the FiD fit)
+    base_reader: str = ""               # the model behind the reader (before another run's reader/ replaced it)
+    dep_keys: dict[str, str] = field(default_factory=dict)  # dependency name -> the plan key of the run it reads
+
+    def __post_init__(self) -> None:
+        if not self.depends_on:
+            self.depends_on = list(self.setting.depends_on)
+        if self.reader_from is None:
+            self.reader_from = self.setting.reader_from
+        if not self.dep_keys:
+            self.dep_keys = {d: item_key(self.dataset.label, d) for d in self.depends_on}
 
     @property
     def key(self) -> str:
-        return f"{self.dataset.label}/{self.setting.name}"
+        return item_key(self.dataset.label, self.setting.name, self.seed_offset)
+
+    @property
+    def label(self) -> str:
+        """The row's name in the plan's tables: the setting, with its seed offset for --seeds repeats."""
+        return run_name(self.setting.name, self.seed_offset)
+
+
+def run_name(name: str, seed_offset: int = 0) -> str:
+    """A run's directory name: the setting's, plus ``-seed<offset>`` for the --seeds repeats (offset 0 keeps the name)."""
+    return name if not seed_offset else f"{name}-seed{seed_offset}"
+
+
+def item_key(dataset: str, name: str, seed_offset: int = 0) -> str:
+    return f"{dataset}/{run_name(name, seed_offset)}"
 
 
 @dataclass
@@ -246,9 +279,9 @@ class Plan:
     datasets: list[DataSpec]
     items: list[PlannedSetting]
 
-    def find(self, dataset: str, name: str) -> PlannedSetting | None:
+    def find(self, dataset: str, name: str, seed_offset: int = 0) -> PlannedSetting | None:
         for it in self.items:
-            if it.dataset.label == dataset and it.setting.name == name:
+            if it.dataset.label == dataset and it.setting.name == name and it.seed_offset == seed_offset:
                 return it
         return None
 
@@ -261,9 +294,9 @@ def _split_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, lis
         head = o.split("=", 1)[0]
         if ":" in head:
             name, rest = o.split(":", 1)
-            if name not in BY_NAME:
+            if name not in ITEMS_BY_NAME:
                 raise ConfigError(head, f"'{name}' is not a setting; per-setting overrides look like "
-                                        f"SETTING:key=value with SETTING one of {', '.join(BY_NAME)}")
+                                        f"SETTING:key=value with SETTING one of {', '.join(ITEMS_BY_NAME)}")
             per.setdefault(name, []).append(rest)
         else:
             common.append(o)
@@ -352,13 +385,15 @@ def build_plan(options: Options, write: bool = False) -> Plan:
     items: list[PlannedSetting] = []
     for ds in datasets:
         ds_dir = options.out / ds.label
+        ds_items: list[PlannedSetting] = []
+        base_sets: list[str] = []
+        if ds.dataset_section:
+            base_sets.append(f"dataset={ds.dataset_section}")
+        if ds.paths:
+            base_sets += [f"data.{k}={v}" for k, v in ds.paths.items()]
         for s in SETTINGS:
             cfg_path = root / s.config
-            sets: list[str] = []
-            if ds.dataset_section:
-                sets.append(f"dataset={ds.dataset_section}")
-            if ds.paths:
-                sets += [f"data.{k}={v}" for k, v in ds.paths.items()]
+            sets: list[str] = list(base_sets)
             if s.name == "perplexity_distill_decoder":
                 base = load_config(root / "offshelf_distill.yaml", ([f"dataset={ds.dataset_section}"] if ds.dataset_section else []))
                 r = base.reader
@@ -369,19 +404,32 @@ def build_plan(options: Options, write: bool = False) -> Plan:
                 sets.append(f"reader.name={options.reader}")
             elif s.family == FID and options.encdec_reader:
                 sets.append(f"reader.name={options.encdec_reader}")
-            if s.reader_from:
-                sets.append(f"reader.name={ds_dir / s.reader_from / 'reader'}")
             if options.retriever:
                 sets.append(f"retriever.name={options.retriever}")
             sets += list(s.overrides) + common + per.get(s.name, [])
-            cfg = load_config(cfg_path, sets)
-            if cfg.index.dir is None:
-                idx = _index_dir(ds_dir, cfg)
-                sets.append(f"index.dir={idx}")
-                cfg = load_config(cfg_path, sets)
-            item = PlannedSetting(s, ds, ds_dir / s.name, cfg_path, sets, cfg, selected=s.name in selected)
-            item.signals = [s.signal]
-            items.append(item)
+            # --seeds: a training setting runs once per seed offset (train.seed + offset), each in its own directory
+            for offset in (range(options.seeds) if s.trains else (0,)):
+                run_sets = list(sets)
+                if s.reader_from:
+                    run_sets.append(f"reader.name={ds_dir / run_name(s.reader_from, offset) / 'reader'}")
+                cfg = load_config(cfg_path, run_sets)
+                if offset:
+                    run_sets.append(f"train.seed={cfg.train.seed + offset}")
+                    cfg = load_config(cfg_path, run_sets)
+                if cfg.index.dir is None:
+                    idx = _index_dir(ds_dir, cfg)
+                    run_sets.append(f"index.dir={idx}")
+                    cfg = load_config(cfg_path, run_sets)
+                item = PlannedSetting(s, ds, ds_dir / run_name(s.name, offset), cfg_path, run_sets, cfg,
+                                      selected=s.name in selected, seed_offset=offset)
+                item.base_reader = _base_reader(item, root, base_sets)
+                item.dep_keys = {d: item_key(ds.label, d, offset if ITEMS_BY_NAME[d].trains else 0) for d in item.depends_on}
+                item.signals = [s.signal]
+                ds_items.append(item)
+        fit = _plan_fid_reader_fit(options, ds, ds_dir, root, base_sets, common, per, ds_items, selected)
+        if fit is not None:
+            ds_items.insert(0, fit)
+        items += ds_items
         # reference rows analyse every signal their dependants are analysed with
         for it in items:
             if it.dataset is ds and it.setting.reference:
@@ -393,6 +441,50 @@ def build_plan(options: Options, write: bool = False) -> Plan:
     return Plan(options, datasets, items)
 
 
+def _base_reader(item: PlannedSetting, root: Path, base_sets: list[str]) -> str:
+    """The model behind an item's reader: its own name, or (step 2) the name step 1's config starts from."""
+    if not item.reader_from:
+        return item.config.reader.name
+    src = ITEMS_BY_NAME[item.reader_from]
+    try:
+        sets = [o for o in item.overrides if not o.startswith(("reader.name=", "index.dir=", "train.seed="))]
+        return load_config(root / src.config, sets).reader.name
+    except RagdistillError:
+        return ""
+
+
+def _plan_fid_reader_fit(options: Options, ds: DataSpec, ds_dir: Path, root: Path, base_sets: list[str],
+                         common: list[str], per: dict[str, list[str]], ds_items: list[PlannedSetting],
+                         selected: set[str]) -> PlannedSetting | None:
+    """The FiD reader fit (issue 14 §2), when settings 1b/5/6 would read the untrained offline BERT2BERT.
+
+    Those rows then start from the fit's reader/ (their reader.name, a dependency, the marker's run id in their
+    keys); nothing changes when a real encoder-decoder is named (--encdec-reader) or the scale has no fit config.
+    """
+    cfg_path = root / FID_READER_FIT.config
+    fitted = [it for it in ds_items if it.setting.name in FITTED_FROM_FID_READER_FIT and it.config.reader.name == BERT2BERT]
+    if not fitted or not cfg_path.is_file():
+        return None
+    sets = list(base_sets) + ([f"retriever.name={options.retriever}"] if options.retriever else [])
+    sets += common + per.get(FID_READER_FIT.name, [])
+    cfg = load_config(cfg_path, sets)
+    if cfg.index.dir is None:
+        sets.append(f"index.dir={_index_dir(ds_dir, cfg)}")
+        cfg = load_config(cfg_path, sets)
+    wanted = FID_READER_FIT.name in selected or any(it.setting.name in selected for it in fitted)
+    fit = PlannedSetting(FID_READER_FIT, ds, ds_dir / FID_READER_FIT.name, cfg_path, sets, cfg, selected=wanted)
+    fit.base_reader = cfg.reader.name
+    reader_dir = ds_dir / FID_READER_FIT.name / "reader"
+    for it in fitted:
+        it.overrides.append(f"reader.name={reader_dir}")
+        it.config = load_config(it.config_path, it.overrides)
+        it.reader_from = FID_READER_FIT.name
+        it.base_reader = BERT2BERT
+        it.depends_on = [FID_READER_FIT.name, *it.depends_on]
+        it.dep_keys = {**it.dep_keys, FID_READER_FIT.name: fit.key}
+    return fit
+
+
 def _will_be_wanted(item: PlannedSetting, options: Options) -> bool:
     return not item.setting.optional or bool(options.reader)
 
@@ -400,7 +492,7 @@ def _will_be_wanted(item: PlannedSetting, options: Options) -> bool:
 def _selection(options: Options) -> set[str]:
     """Settings selected by --only, closed over dependencies and reference rows."""
     if not options.only:
-        return set(BY_NAME)
+        return set(ITEMS_BY_NAME)
     out: set[str] = set()
     todo = list(options.only)
     while todo:
@@ -408,7 +500,7 @@ def _selection(options: Options) -> set[str]:
         if name in out:
             continue
         out.add(name)
-        s = BY_NAME[name]
+        s = ITEMS_BY_NAME[name]
         todo += list(s.depends_on) + ([s.reference] if s.reference else [])
     return out
 
@@ -423,15 +515,15 @@ def _decide(item: PlannedSetting, items: list[PlannedSetting], options: Options,
         return
     reasons: list[str] = []
     flags: list[str] = []
-    for dep in s.depends_on:
-        d = next(x for x in items if x.dataset is item.dataset and x.setting.name == dep)
-        if d.status == "not run":
+    for dep in item.depends_on:
+        d = next(x for x in items if x.key == item.dep_keys[dep])
+        if d.status == "not run" and (item.selected or d.selected):  # both left out by --only: the --only reason
             reasons.append(f"needs {dep}, which does not run")
             flags.append(f"what runs {dep}")
     if cfg.runtime.gpus > gpus:
         reasons.append(f"the config asks for {cfg.runtime.gpus} GPU(s) (runtime.gpus) and this machine has {gpus}")
         flags.append("a GPU machine (or --set runtime.gpus=0 to try on CPU, slowly)")
-    if not s.reader_from:
+    if not item.reader_from:
         ok, why = model_available(cfg.reader.name, options.check_hub)
         if not ok:
             reasons.append(f"reader not available: {why}")
@@ -473,7 +565,7 @@ def planned_status(plan: Plan) -> None:
         if it.status not in ("run", "reuse"):
             continue
         m = read_marker(it.run_dir)
-        deps = {d: run_ids.get(f"{it.dataset.label}/{d}", PENDING) for d in it.setting.depends_on}
+        deps = {d: run_ids.get(it.dep_keys[d], PENDING) for d in it.depends_on}
         decision = decide_reuse(it, m, deps, plan.options)
         if not decision.reuse:
             if it.status == "reuse":
@@ -496,12 +588,20 @@ def format_plan(plan: Plan, estimates: bool = True) -> str:
     lines = [f"ragdistill reproduce — scale {o.scale}, output {o.out}", ""]
     for ds in plan.datasets:
         lines.append(f"dataset {ds.label}: " + "; ".join(ds.notes))
+    if o.seeds > 1:
+        lines.append(f"seeds: {o.seeds} — every training setting runs {o.seeds} times (train.seed + 0 … {o.seeds - 1}, "
+                     "directories SETTING-seedN); the reference rows and the FiD reader fit run once")
+    if any(it.setting.name == FID_READER_FIT.name for it in plan.items):
+        lines.append(f"FiD reader: {BERT2BERT} is fitted first (fid_reader_fit, reader only on the training split); "
+                     "settings 1b, 5 and 6 start from its reader/ (the stand-in for the study's pre-trained T5-large)")
+    lines.append(f"analysis: {o.analysis_n} test instances per setting and view (own retriever; controlled view on the "
+                 "initial retriever's passages where the reader differs)")
     lines += ["", "## Plan", "",
               "| dataset | # | setting | what trains | reader | status | why / what would run it |",
               "|---|---|---|---|---|---|---|"]
     for it in plan.items:
         why = it.reason + (f" → {it.flag}" if it.flag else "")
-        lines.append(f"| {it.dataset.label} | {it.setting.number} | {it.setting.name} | {it.setting.what_trains} | "
+        lines.append(f"| {it.dataset.label} | {it.setting.number} | {it.label} | {it.setting.what_trains} | "
                      f"{it.config.reader.name} | {it.status} | {why or '–'} |")
     lines += ["", "## Hyper-parameters (resolved)", "",
               "| dataset | setting | reader | retriever | steps | warm-up | batch | K | prompt tok. | gen. tok. | "
@@ -511,7 +611,7 @@ def format_plan(plan: Plan, estimates: bool = True) -> str:
         c = it.config
         tr = it.setting.trains
         lines.append(
-            f"| {it.dataset.label} | {it.setting.name} | {c.reader.name} | {c.retriever.name} | {c.train.steps if tr else '–'} | "
+            f"| {it.dataset.label} | {it.label} | {c.reader.name} | {c.retriever.name} | {c.train.steps if tr else '–'} | "
             f"{c.optim.warmup_steps if tr else '–'} | {c.train.batch_size} | {c.train.k} | {c.reader.max_prompt_tokens} | "
             f"{c.reader.max_new_tokens} | {c.optim.lr_reader if it.setting.trains_reader else '–'} | "
             f"{c.optim.lr_retriever if it.setting.trains_retriever else '–'} | {c.optim.name if tr else '–'} | "
@@ -521,7 +621,7 @@ def format_plan(plan: Plan, estimates: bool = True) -> str:
         lines += estimate_lines(plan)
     lines += ["", "## Resolved configs", ""]
     for it in plan.items:
-        lines.append(f"### {it.dataset.label} / {it.setting.number} {it.setting.name} ({it.config_path})")
+        lines.append(f"### {it.dataset.label} / {it.setting.number} {it.label} ({it.config_path})")
         lines.append("reproduce overrides: " + (" ".join(it.overrides) if it.overrides else "(none)"))
         for section, values in it.config.to_dict().items():
             if isinstance(values, dict):

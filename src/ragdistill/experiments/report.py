@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ragdistill.evaluation.statistics import Difference, format_difference
-from ragdistill.experiments.settings import BY_NAME, DECODER, RETRIEVER_OUTCOME
+# every name a plan item can carry (the study's settings and the FiD reader fit)
+from ragdistill.experiments.settings import DECODER, RETRIEVER_OUTCOME
+from ragdistill.experiments.settings import ITEMS_BY_NAME as BY_NAME
 from ragdistill.utils.io import atomic_file, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -243,13 +245,20 @@ def _instance_values(a: dict[str, Any], group: str, p: int, quantity: str) -> tu
 
 
 def indicator_difference(a: dict[str, Any], ref: dict[str, Any], group: str, p: int, quantity: str,
-                         seed: int = 0) -> Difference | None:
+                         seed: int = 0, pair_by: str = "instance") -> Difference | None:
     """reader − reference of a per-instance measure's mean ("mean_attention", "lift", "spearman"): paired over the
-    instances both readers were analysed on (same question, same passages), otherwise an unpaired bootstrap."""
+    instances both readers were analysed on (same question, same passages), otherwise an unpaired bootstrap.
+
+    ``pair_by="question"``: paired over the questions both analysed, whatever passages each retriever gave them (the
+    own-retriever view, where a trained retriever retrieves other passages for the same sampled questions).
+    """
     from ragdistill.evaluation.statistics import paired_bootstrap, unpaired_bootstrap
 
     ka, va = _instance_values(a, group, p, quantity)
     kb, vb = _instance_values(ref, group, p, quantity)
+    if pair_by == "question":
+        ka = [None if k is None else k.split("|", 1)[0] for k in ka]
+        kb = [None if k is None else k.split("|", 1)[0] for k in kb]
     if ka and kb and None not in ka and None not in kb and len(set(ka)) == len(ka) and len(set(kb)) == len(kb) \
             and set(ka) & set(kb):
         other = dict(zip(kb, vb))
@@ -281,14 +290,15 @@ def interval_status(parts: Sequence[Difference | None]) -> str | None:
 
 
 def indicator_intervals(a: dict[str, Any], ref: dict[str, Any], percentile: int, measure: str,
-                        corr_threshold: float) -> dict[str, Any]:
+                        corr_threshold: float, pair_by: str = "instance") -> dict[str, Any]:
     """The intervals behind a verdict: Δ mean attention, Δ lift and Δ Spearman per group, ρ_Q − threshold, statuses."""
     from ragdistill.analysis.quality import GROUPS
 
     quantity = {"mean": "mean_attention", "lift": "lift"}[measure]
-    out: dict[str, Any] = {"percentile": percentile, "measure": measure}
+    out: dict[str, Any] = {"percentile": percentile, "measure": measure, "paired_by": pair_by}
     for g in GROUPS:
-        out[g] = {q: indicator_difference(a, ref, g, percentile, q) for q in ("mean_attention", "lift", "spearman")}
+        out[g] = {q: indicator_difference(a, ref, g, percentile, q, pair_by=pair_by)
+                  for q in ("mean_attention", "lift", "spearman")}
     out["question"]["spearman_minus_threshold"] = threshold_difference(a, "question", percentile, corr_threshold)
     out["indicator1"] = interval_status([out["answer"][quantity], out["answer"]["spearman"]])
     out["indicator2"] = interval_status([out["question"][quantity], out["question"]["spearman_minus_threshold"]])
@@ -330,6 +340,16 @@ def collect(plan, results) -> list[dict[str, Any]]:
             "seeds": {"train.seed": it.config.train.seed, "data.demo_seed": it.config.data.demo_seed},
             "analysis_same_as": (m.get("analysis") or {}).get("same_as"),
             "analyses": _analysis((m.get("analysis") or {}).get("dirs", {})) if m else {},
+            # the controlled view (every reader on the initial retriever's passages); None for markers made before it
+            "analyses_controlled": (_analysis((m.get("analysis") or {}).get("controlled_dirs") or {})
+                                    if m and "controlled_dirs" in (m.get("analysis") or {}) else None),
+            "own_view": bool(m and (m.get("analysis") or {}).get("controlled_dirs") is not None
+                             and (m.get("analysis") or {}).get("dirs") != (m.get("analysis") or {}).get("controlled_dirs")),
+            "analysis_index": (m.get("analysis") or {}).get("index"),
+            "final_retriever": (m.get("analysis") or {}).get("retriever"),
+            "controlled_same_as": (m.get("analysis") or {}).get("controlled_same_as"),
+            "reader_from": getattr(it, "reader_from", it.setting.reader_from),
+            "seed_offset": getattr(it, "seed_offset", 0),
             "curve": _curve(it.run_dir) if (m and it.setting.trains) else [],
             "hits": _hits(it.run_dir) if m else {},
         }
@@ -337,7 +357,7 @@ def collect(plan, results) -> list[dict[str, Any]]:
         if r.status == "not run" and r.error:
             row["reason"] = r.error
         rows.append(row)
-        by_key[f"{row['dataset']}/{row['name']}"] = row
+        by_key[f"{row['dataset']}/{row['name']}" + (f"-seed{row['seed_offset']}" if row["seed_offset"] else "")] = row
     # every reader of reproduce scores the same instances with the same prompt budget: the study's mean attention on M
     # decides (DESIGN §3); the lift is shown beside it
     opts = VerdictOptions(attention_measure="mean")
@@ -349,6 +369,8 @@ def collect(plan, results) -> list[dict[str, Any]]:
         ref_a = (ref or {}).get("analyses", {}).get(row["signal"]) if ref else None
         v = None
         row["intervals"] = None
+        # the own view: this row's passages may differ from the reference's, so its differences pair by question
+        pair_by = "question" if row["own_view"] or (ref or {}).get("own_view") else "instance"
         if a is not None:
             v = verdict(a["summary"], ref_a["summary"] if (ref_a and s.reference) else None, opts)
             v["advice"], v["advice_reason"] = advice(v)
@@ -356,8 +378,19 @@ def collect(plan, results) -> list[dict[str, Any]]:
                 v["note"] = f"the reference row {s.reference} has no analysis: the comparison is undefined"
             if ref_a is not None and s.reference and a["measures"] and ref_a["measures"]:
                 row["intervals"] = indicator_intervals(a, ref_a, v["percentile"], v["attention_measure"],
-                                                       v["corr_threshold"])
+                                                       v["corr_threshold"], pair_by=pair_by)
         row["verdict"] = v
+        # the controlled view's verdict: every reader on the initial retriever's passages, paired by instance
+        row["verdict_controlled"], row["intervals_controlled"] = None, None
+        ac = (row.get("analyses_controlled") or {}).get(row["signal"])
+        ref_c = ((ref or {}).get("analyses_controlled") or {}).get(row["signal"]) if ref else None
+        if ac is not None:
+            vc = verdict(ac["summary"], ref_c["summary"] if (ref_c and s.reference) else None, opts)
+            vc["advice"], vc["advice_reason"] = advice(vc)
+            row["verdict_controlled"] = vc
+            if ref_c is not None and s.reference and ac["measures"] and ref_c["measures"]:
+                row["intervals_controlled"] = indicator_intervals(ac, ref_c, vc["percentile"], vc["attention_measure"],
+                                                                  vc["corr_threshold"])
         # ΔHR@k against the off-the-shelf retriever (the decoder checkpoint row evaluates it; FiD rows share it);
         # ΔEM/ΔF1 against the reference row of the same family (its reader)
         base = by_key.get(f"{row['dataset']}/offshelf_checkpoint")
@@ -391,7 +424,43 @@ def collect(plan, results) -> list[dict[str, Any]]:
                                      "no analysis of its teacher" if v is None else
                                      (v.get("note") or "no reference to compare with"))
         row["agrees"], row["agrees_why"] = _agreement(row["prediction"], row["outcome"])
-    return rows
+    return fold_seeds(rows)
+
+
+SEED_METRICS = ("hr@1", "hr@5", "hr@20", "em", "f1")
+
+
+def _mean_sd(xs: Sequence[float]) -> dict[str, Any] | None:
+    xs = [float(x) for x in xs if x is not None]
+    if not xs:
+        return None
+    mean = sum(xs) / len(xs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else None
+    return {"mean": mean, "sd": sd, "n": len(xs)}
+
+
+def fold_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """--seeds: the repeats of a training setting join its first seed's row (``seed_runs``, ``across_seeds``).
+
+    The row itself stays the first seed's run (train.seed as configured): its per-question intervals, its
+    analysis (the repeats are not analysed) and hence Table 2 and the putting-together table. ``across_seeds``
+    gives mean ± sd (ddof 1) over the seeds of each metric and of ΔHR@5.
+    """
+    main = [r for r in rows if not r.get("seed_offset")]
+    for r in main:
+        repeats = [x for x in rows if x.get("seed_offset") and x["dataset"] == r["dataset"] and x["name"] == r["name"]]
+        if not repeats:
+            continue
+        runs = [r] + sorted(repeats, key=lambda x: x["seed_offset"])
+        r["seed_rows"] = runs[1:]
+        r["seed_runs"] = [{"seed_offset": x["seed_offset"], "train_seed": x["seeds"]["train.seed"], "status": x["status"],
+                           "run_dir": x["run_dir"], "metrics": x["metrics"], "delta_hr5": x["delta_hr5"],
+                           "delta_ci": x["delta_ci"], "delta_n": x["delta_n"], "outcome": x["outcome"],
+                           "seconds": x["seconds"]["run"]} for x in runs]
+        done = [x for x in runs if x["status"] in ("ran", "reused")]
+        r["across_seeds"] = {k: _mean_sd([x["metrics"].get(k) for x in done]) for k in SEED_METRICS}
+        r["across_seeds"]["delta_hr5"] = _mean_sd([x["delta_hr5"] for x in done])
+    return main
 
 
 def _outcome_of(row: dict[str, Any], base: dict[str, Any] | None) -> tuple[str, str]:
@@ -446,9 +515,13 @@ def table1(rows: Sequence[dict[str, Any]], ks: Sequence[int] | None = None) -> s
     if ks is None:
         found = sorted({int(k[3:]) for r in rows for k in r["metrics"] if k.startswith("hr@") and k[3:].isdigit()})
         ks = found or (1, 5, 20)
+    seeded = any(r.get("across_seeds") for r in rows)
     head = ["#", "setting", "reader", "what trains", *[f"HR@{k}" for k in ks], "EM", "F1", "n test",
             "ΔHR@5 [95 % CI]", "outcome", "status"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * (len(ks) + 4) + ["---"] * 2) + "|"]
+    if seeded:  # --seeds: mean ± sd over the seeds beside the first seed's per-run numbers and interval
+        head += ["seeds", "HR@5 mean ± sd", "EM mean ± sd", "ΔHR@5 mean ± sd"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * (len(ks) + 4) + ["---"] * 2
+                                                          + (["---:"] * 4 if seeded else [])) + "|"]
     for r in rows:
         m = r["metrics"]
         d5 = (r.get("deltas") or {}).get("hr@5")
@@ -460,7 +533,37 @@ def table1(rows: Sequence[dict[str, Any]], ks: Sequence[int] | None = None) -> s
         lines.append("| " + " | ".join([
             r["number"], r["name"], f"`{_short_name(r['reader'])}`", r["what_trains"],
             *[_pct(m.get(f"hr@{k}")) for k in ks], _pct(m.get("em")), _pct(m.get("f1")),
-            str(m.get("n", "–")), delta, r.get("outcome") or "–", status]) + " |")
+            str(m.get("n", "–")), delta, r.get("outcome") or "–", status]
+            + (_seed_cells(r) if seeded else [])) + " |")
+    return "\n".join(lines)
+
+
+def _ms(x: dict[str, Any] | None, signed: bool = False) -> str:
+    if not x:
+        return "–"
+    mean = f"{100 * x['mean']:+.1f}" if signed else f"{100 * x['mean']:.1f}"
+    return mean + ("" if x["sd"] is None else f" ± {100 * x['sd']:.1f}")
+
+
+def _seed_cells(r: dict[str, Any]) -> list[str]:
+    a = r.get("across_seeds")
+    if not a:
+        return ["1", "–", "–", "–"]
+    return [str(len(r["seed_runs"])), _ms(a.get("hr@5")), _ms(a.get("em")), _ms(a.get("delta_hr5"), signed=True)]
+
+
+def seeds_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Every seed's run of the repeated settings: HR@5, EM, ΔHR@5 with its own paired interval, and the outcome."""
+    lines = ["| # | setting | seed offset | train.seed | HR@5 | EM | F1 | ΔHR@5 [95 % CI], n | outcome | status |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        for x in r.get("seed_runs") or []:
+            d = "–" if x["delta_hr5"] is None else (
+                f"{100 * x['delta_hr5']:+.1f} [{100 * x['delta_ci'][0]:+.1f}, {100 * x['delta_ci'][1]:+.1f}], n={x['delta_n']}"
+                if x["delta_ci"] else f"{100 * x['delta_hr5']:+.1f}")
+            m = x["metrics"] or {}
+            lines.append(f"| {r['number']} | {r['name']} | +{x['seed_offset']} | {x['train_seed']} | {_pct(m.get('hr@5'))} | "
+                         f"{_pct(m.get('em'))} | {_pct(m.get('f1'))} | {d} | {x['outcome'] or '–'} | {x['status']} |")
     return "\n".join(lines)
 
 
@@ -515,9 +618,11 @@ def together_table(rows: Sequence[dict[str, Any]]) -> str:
         iv = r.get("intervals") or {}
         i1 = _status_cell((v.get("indicator1") or {}).get("holds"), iv.get("indicator1")) if v else "–"
         i2 = _status_cell((v.get("indicator2") or {}).get("holds"), iv.get("indicator2")) if v else "–"
-        teacher = r["analysis_same_as"] or r["name"]
+        teacher = r["analysis_same_as"] or BY_NAME[r["name"]].reader_from or r["name"]
         d5 = (r.get("deltas") or {}).get("hr@5")
         delta = "–" if d5 is None else f"{format_difference(d5)}, n={d5.n}"
+        if (r.get("across_seeds") or {}).get("delta_hr5"):
+            delta += f"; {len(r['seed_runs'])} seeds: {_ms(r['across_seeds']['delta_hr5'], signed=True)}"
         agree = "–" if r["agrees"] is None else ("yes" if r["agrees"] else "**no**")
         why = "; ".join(dict.fromkeys(x for x in (r.get("outcome_why"), r.get("prediction_why") if r["prediction"] is None else "",
                                     r.get("agrees_why") if r["agrees"] is None and r["prediction"] and r["outcome"] != "–"
@@ -835,6 +940,19 @@ def _minutes(s: float | None) -> str:
 def _reader_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
     notes = []
     names = {r["reader"] for r in rows if r["family"] == "fid"}
+    fit = next((r for r in rows if r["name"] == "fid_reader_fit"), None)
+    if fit is not None:
+        ref = next((r for r in rows if r["name"] == "offshelf_checkpoint_fid" and r["dataset"] == fit["dataset"]), None)
+        em = (ref or {}).get("metrics", {}).get("em")
+        notes.append("The FiD rows (1b, 5, 6) read the offline `minilm-bert2bert` **fitted first** as a reader "
+                     f"(`fid_reader_fit`: {fit['steps'] if fit['steps'] is not None else '?'} steps, reader only, on the "
+                     "training split, retriever fixed; " + (f"{fit['status']}" if fit["status"] != "not run" else
+                                                            f"not run: {fit['reason']}") + "). It stands in for the "
+                     "study's pre-trained T5-large: settings 5 and 6 start from it. Its EM on the test questions before "
+                     f"settings 5 and 6 start (row 1b): {_pct(em)} %" + ("" if em is None else
+                     (" (the demo's target is ≥ 30 %)" if em >= 0.30 else " — **below the demo's 30 % target**: the "
+                      "encoder-decoder rows' indicators say little about a reader that does not read")) + ".")
+        names = set()
     if "minilm-bert2bert" in names:
         notes.append("The FiD rows (1b, 5, 6) use the offline default `minilm-bert2bert`: a BERT-to-BERT "
                      "encoder-decoder warm-started from MiniLM-L6 whose cross-attention layers are random — it reads "
@@ -845,6 +963,33 @@ def _reader_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
         notes.append("The decoder-only rows use the bundled SmolLM2-135M-Instruct (the study: Falcon-1B); the "
                      "retriever is MiniLM-L6 (the study: Contriever). Pass `--reader` / `--retriever` to change them.")
     return notes
+
+
+def controlled_section(drows: Sequence[dict[str, Any]], pct: Sequence[int], suffix: str = "") -> list[str]:
+    """Table 2b: the controlled view — every reader on the initial retriever's passages (the same instances)."""
+    from ragdistill.analysis.report import table2
+
+    analysed = [(r, sig, a) for r in drows for sig, a in (r.get("analyses_controlled") or {}).items()]
+    out = [f"## Table 2b — controlled view: every reader on the initial retriever's passages{suffix}", ""]
+    if not analysed:
+        return out + ["No setting has a controlled-view analysis.", ""]
+    n = next(iter(analysed))[2]["settings"].get("n_instances", "?")
+    readers = {_row_label(r, sig): a["summary"] for r, sig, a in analysed}
+    out += [f"The same readers as Table 2, each scoring the same {n} instances: the sampled test questions with the "
+            "top-K passages of the **initial** retriever, whatever retriever the setting trained — a controlled "
+            "comparison of the readers alone, paired by instance. Rows whose retriever did not train show the same "
+            "numbers as in Table 2 (one analysis serves both views); step 2's row is step 1's reader (frozen), "
+            "analysed once. Means ± standard errors.", "",
+            table2(readers, None, "attention", pct, se=True), "",
+            "Lift, controlled view:", "", table2(readers, None, "lift", pct, se=True), "",
+            "### Verdicts, controlled view", ""]
+    view_rows = [{**r, "verdict": r.get("verdict_controlled"), "intervals": r.get("intervals_controlled")} for r in drows]
+    out += verdict_lines(view_rows)
+    for r in drows:
+        if r.get("controlled_same_as"):
+            out.append(f"- {r['number']} {r['name']}: its controlled view is {r['controlled_same_as']}'s analysis "
+                       "(the same frozen reader on the same instances).")
+    return out + [""]
 
 
 def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[str, Any], wall: float) -> str:
@@ -866,7 +1011,7 @@ def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[
     out.append("")
     datasets = [ds.label for ds in plan.datasets]
     for ds in datasets:
-        drows = [r for r in rows if r["dataset"] == ds]
+        drows = [r for r in rows if r["dataset"] == ds and r["name"] != "fid_reader_fit"]  # the fit: a note, Run details
         suffix = f" — {ds}" if len(datasets) > 1 or ds != "demo" else ""
         out += [f"## Table 1 — retrieval and answers on the test questions{suffix}", "",
                 "HR@k: share of test questions with an answer in the top-k passages (DPR token match); EM/F1: the "
@@ -894,6 +1039,7 @@ def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[
         else:
             out += ["No training setting logged a held-out evaluation.", ""]
         analysed = [(r, sig, a) for r in drows for sig, a in r["analyses"].items()]
+        views = any(r.get("analyses_controlled") is not None for r in drows)
         out += [f"## Table 2 — attention-quality indicators per setting{suffix}", ""]
         if analysed:
             from ragdistill.analysis.report import mean_std_table, table2
@@ -901,14 +1047,23 @@ def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[
             readers = {_row_label(r, sig): a["summary"] for r, sig, a in analysed}
             pct = tuple(next(iter(analysed))[2]["settings"].get("percentiles", (90, 95)))
             sample = next(iter(analysed))[2]["settings"]
-            out += [f"Each setting's final reader scores the same {sample.get('n_instances', '?')} test instances "
-                    f"(seed {sample.get('seed')}, top-{sample.get('k')} passages of the initial retriever). â = the "
+            if views:
+                out += [f"Each setting measured with its own models (the study's Tables 2–4): its final reader scores "
+                        f"{sample.get('n_instances', '?')} sampled test questions (seed {sample.get('seed')}, the same "
+                        f"questions for every setting), each with the top-{sample.get('k')} passages of **that setting's "
+                        "own final retriever** (the initial retriever for rows that train none; step 2's row therefore "
+                        "differs from step 1's). Differences against the reference are paired by question. The "
+                        "controlled view (every reader on the initial retriever's passages) is Table 2b.", ""]
+            else:
+                out += [f"Each setting's final reader scores the same {sample.get('n_instances', '?')} test instances "
+                        f"(seed {sample.get('seed')}, top-{sample.get('k')} passages of the initial retriever)."]
+            out += ["â = the "
                     "reader's token scores over passage tokens (attention; for the perplexity signal, the per-token "
                     "answer log-likelihood gains), normalised; M = passage tokens whose similarity to the answer's "
                     "tokens (answer-related) or the question's nouns (question-related) is at least the p-th "
                     "percentile. Attn. = mean â over M; Corr. = Spearman ρ(â, sim) over M.", "",
                     "Means over instances ± their standard errors. The verdict compares the mean attention on M (the "
-                    "study's measure: every reader scored the same instances with the same prompt budget).", "",
+                    "study's measure: every reader of a family scored the same questions with the same prompt budget).", "",
                     table2(readers, None, "attention", pct, se=True), "",
                     "Lift (mean â over M × number of passage tokens; 1 = uniform), shown beside it:", "",
                     table2(readers, None, "lift", pct, se=True), "",
@@ -920,10 +1075,16 @@ def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[
             for r in same:
                 out.append(f"- {r['number']} {r['name']} reads with {r['analysis_same_as']}'s reader (frozen): "
                            "its indicators are that reader's.")
+            for r in drows:
+                if r.get("own_view") and r.get("analysis_index"):
+                    out.append(f"- {r['number']} {r['name']}: own-view passages from `{_short_name(r['final_retriever'])}` "
+                               f"over the index `{_short_name(r['analysis_index'])}`.")
             out.append("")
             hist = figures.get("histograms", {}).get(ds, [])
             if hist:
                 out += ["### Histograms", ""] + [f"![{h}]({h})" for h in hist] + [""]
+            if views:
+                out += controlled_section(drows, pct, suffix)
         else:
             out += ["No setting was analysed.", ""]
         out += [f"## Putting it together{suffix}", "",
@@ -934,6 +1095,13 @@ def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[
                 "else undecided), and whether they predicted the outcome (both hold → the retriever should improve; "
                 "otherwise no gain). Row 3 trains no retriever: its reader is row 4's teacher.", "",
                 together_table(drows), ""]
+        if any(r.get("seed_runs") for r in drows):
+            n_seeds = max(len(r.get("seed_runs") or []) for r in drows)
+            out += [f"With --seeds {n_seeds}: each row above is the **first seed's run** (train.seed as configured): its "
+                    "indicators were measured on that run's reader and its interval pairs that run's answers with row 1's "
+                    "over the same questions; pooling seeds would mix runs in one paired test. The spread over the seeds "
+                    "is given beside it (ΔHR@5 mean ± sd) and per seed below.", "",
+                    f"### Every seed's run{suffix}", "", seeds_table(drows), ""]
         judged = [r for r in drows if r["agrees"] is not None]
         pending = [r for r in drows if r["agrees"] is None and r["prediction"] and r["outcome"] != "–"]
         if judged:
@@ -960,14 +1128,16 @@ def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[
                                                    f"(logs above; rerun the same command to retry)" for r in failed] + [""]
     out += ["## Run details", "", "| dataset | # | setting | status | run / eval time | analysis time | steps | refreshes | "
             "train.seed | config |", "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
+    for r in [x for row in rows for x in [row, *(row.get("seed_rows") or [])]]:
         if r["status"] == "not run":
             continue
-        out.append(f"| {r['dataset']} | {r['number']} | {r['name']} | {r['status']} | {_minutes(r['seconds']['run'])} | "
+        name = r["name"] + (f" (seed +{r['seed_offset']})" if r.get("seed_offset") else "")
+        out.append(f"| {r['dataset']} | {r['number']} | {name} | {r['status']} | {_minutes(r['seconds']['run'])} | "
                    f"{_minutes(r['seconds']['analysis'])} | {r['steps'] if r['steps'] is not None else '–'} | "
                    f"{r['refreshes'] if r['refreshes'] is not None else '–'} | {r['seeds']['train.seed']} | "
                    f"`{os.path.relpath(r['config'], o.out)}` |")
-    total = sum((r["seconds"]["run"] or 0) + (r["seconds"]["analysis"] or 0) for r in rows if r["status"] != "not run")
+    total = sum((r["seconds"]["run"] or 0) + (r["seconds"]["analysis"] or 0)
+                for r in [x for row in rows for x in [row, *(row.get("seed_rows") or [])]] if r["status"] != "not run")
     out += ["", f"Sum of the settings' run and analysis times (what a first run costs, setup excluded): {_minutes(total)}."]
     seeds = {"analysis sample": o.analysis_seed, "demo world": next((r["seeds"]["data.demo_seed"] for r in rows), 0)}
     out += ["", "Seeds: " + ", ".join(f"{k} {v}" for k, v in seeds.items()) + "; each setting's `train.seed` above "
@@ -1011,16 +1181,23 @@ def write_report(plan, results, wall_seconds: float = 0.0) -> dict[str, Any]:
     atomic_write_text(out_dir / "report.md", text)
     public = []
     for r in rows:
-        pr = {k: v for k, v in r.items() if k not in ("analyses", "hits", "items", "deltas", "intervals")}
+        pr = {k: v for k, v in r.items() if k not in ("analyses", "hits", "items", "deltas", "intervals",
+                                                      "analyses_controlled", "intervals_controlled", "seed_rows")}
         pr["deltas"] = {k: (d.to_dict() if d is not None else None) for k, d in (r.get("deltas") or {}).items()}
         pr["indicator_intervals"] = _public_intervals(r.get("intervals"))
         pr["indicators"] = {sig: a["summary"] for sig, a in r["analyses"].items()}
         pr["analysis_dirs"] = {sig: a["dir"] for sig, a in r["analyses"].items()}
+        ctl = r.get("analyses_controlled")
+        pr["indicators_controlled"] = None if ctl is None else {sig: a["summary"] for sig, a in ctl.items()}
+        pr["analysis_dirs_controlled"] = None if ctl is None else {sig: a["dir"] for sig, a in ctl.items()}
+        pr["indicator_intervals_controlled"] = _public_intervals(r.get("intervals_controlled"))
         public.append(pr)
     obj = {"scale": plan.options.scale, "out": str(out_dir), "command": plan.options.command,
            "wall_seconds": round(wall_seconds, 1),
            "datasets": [{"label": d.label, "paths": d.paths, "notes": d.notes, "split": d.split} for d in plan.datasets],
-           "analysis": {"n": plan.options.analysis_n, "seed": plan.options.analysis_seed, "ig_steps": plan.options.ig_steps},
+           "analysis": {"n": plan.options.analysis_n, "seed": plan.options.analysis_seed, "ig_steps": plan.options.ig_steps,
+                        "views": ["own", "controlled"]},
+           "seeds": getattr(plan.options, "seeds", 1),
            "settings": public, "figures": figures, "environment": env,
            "not_run": [{"dataset": r["dataset"], "setting": r["name"], "reason": r["reason"], "flag": r["flag"]}
                        for r in rows if r["status"] == "not run"],

@@ -5,10 +5,16 @@ The plan (:mod:`ragdistill.experiments.plan`) says what runs; the runner (`run_p
 * reference rows (off-the-shelf checkpoints): evaluate HR@k / EM / F1 on the test questions;
 * training rows: ``ragdistill.training.loop.Trainer`` into the row's run directory
   (resumed from its last checkpoint when an interrupted run with the same config is there);
-* every row: the attention-quality analysis of its final reader (``ragdistill.analysis``)
-  on the same sampled test instances (retrieved with the initial retriever), with the
-  row's teacher signal; the verdict against the reference row of the same reader family is
-  computed by the report.
+* the FiD reader fit (when settings 1b/5/6 would read the untrained offline BERT2BERT): a
+  reader-only training run whose reader/ those rows start from;
+* every row: the attention-quality analysis of its final reader (``ragdistill.analysis``) with
+  the row's teacher signal, in two views over the same sampled test questions (issue 14 §3):
+  *own* — the top-K passages of the row's own final retriever (an index of its passage
+  embeddings: the shared initial index when the passage side did not change, else the corpus
+  re-embedded once into ``RUN/index-final``); *controlled* — the initial retriever's passages,
+  the same instances for every row. Where the two coincide (the retriever did not train) one
+  analysis serves both; step 2's controlled view is step 1's (same frozen reader). The
+  verdict against the reference row of the same reader family is computed by the report.
 
 Each row's directory holds its resolved ``config.yaml`` and a completion marker
 (:mod:`ragdistill.experiments.markers`); a finished row is reused as
@@ -33,9 +39,9 @@ from typing import Any, Callable
 from ragdistill.analysis.run import analyze_reader, build_indicators, build_instances, sample_questions, write_outputs
 from ragdistill.data.corpus import iter_passages
 from ragdistill.data.questions import load_questions
-from ragdistill.errors import RagdistillError
+from ragdistill.errors import ModelError, RagdistillError
 from ragdistill.evaluation.evaluate import evaluate_questions, write_eval
-from ragdistill.experiments.markers import Marker, analysis_key, decide_reuse, read_marker
+from ragdistill.experiments.markers import Marker, analysed, analysis_key, decide_reuse, read_marker
 from ragdistill.experiments.plan import Options, Plan, PlannedSetting, build_plan, format_plan, planned_status
 from ragdistill.experiments.report import write_report
 from ragdistill.models import load_spacy
@@ -55,7 +61,9 @@ class Context:
     """What the runner shares between rows of one dataset: instances, indexes."""
 
     options: Options
-    instances: dict[tuple, Any] = field(default_factory=dict)   # (dataset, index, k) -> list[Instance]
+    instances: dict[tuple, Any] = field(default_factory=dict)   # (dataset, view, index or retriever, k) -> list[Instance]
+    samples: dict[tuple, Any] = field(default_factory=dict)     # (dataset, test file) -> the sampled questions
+    own_indexes: dict[str, str] = field(default_factory=dict)   # row key -> the index its own view retrieved from
     nlp: Any = None
 
 
@@ -144,31 +152,104 @@ def train_setting(item: PlannedSetting, options: Options) -> dict[str, Any]:
     return summary
 
 
-def _instances(ctx: Context, item: PlannedSetting):
-    """The analysed instances of a dataset: N sampled test questions, top-K from the initial retriever."""
-    label = (item.dataset.label, item.config.index.dir, item.config.train.k)
-    if label in ctx.instances:
-        return ctx.instances[label]
-    ref_name = item.setting.reference or item.setting.name
-    cfg = item.config
-    qs = load_questions(cfg.data.test, format=cfg.data.questions_format)
-    sample, _ = sample_questions(qs, ctx.options.analysis_n, ctx.options.analysis_seed, "gold")
-    retriever, index = ensure_index(cfg, ctx.options.progress)
+OWN_INDEX = "index-final"   # a row's cached index of its final retriever's passage embeddings
+
+
+def _sample(ctx: Context, cfg):
+    """The analysed test questions of a dataset: N sampled with the analysis seed, the same for every row and view."""
+    label = (str(cfg.data.test), ctx.options.analysis_n, ctx.options.analysis_seed)
+    if label not in ctx.samples:
+        qs = load_questions(cfg.data.test, format=cfg.data.questions_format)
+        ctx.samples[label] = sample_questions(qs, ctx.options.analysis_n, ctx.options.analysis_seed, "gold")[0]
+    return ctx.samples[label]
+
+
+def _retrieve_instances(ctx: Context, cfg, retriever, index):
     if ctx.nlp is None:
         ctx.nlp = load_spacy()
-    inst = build_instances(sample, index, retriever, cfg.train.k, ctx.nlp)
+    return build_instances(_sample(ctx, cfg), index, retriever, cfg.train.k, ctx.nlp)
+
+
+def _instances(ctx: Context, item: PlannedSetting):
+    """The controlled view's instances: the sampled test questions, top-K from the initial retriever."""
+    label = (item.dataset.label, "initial", item.config.index.dir, item.config.train.k)
+    if label in ctx.instances:
+        return ctx.instances[label]
+    retriever, index = ensure_index(item.config, ctx.options.progress)
+    inst = _retrieve_instances(ctx, item.config, retriever, index)
     del retriever, index
     gc.collect()
     ctx.instances[label] = inst
-    log.debug("analysis instances of %s built for %s", label[0], ref_name)
+    log.debug("analysis instances of %s built (initial retriever)", label[0])
     return inst
 
 
-def analyse_setting(item: PlannedSetting, reader_path: str, ctx: Context) -> dict[str, Any]:
-    """Attention-quality analysis of the row's final reader, one directory per analysed signal."""
+def own_index(item: PlannedSetting, retriever, options: Options):
+    """(index, its directory) of the row's final retriever: its passage embeddings, re-embedded at most once.
+
+    The training loop's last re-embedding (its final evaluation's fresh index) lives in memory only, so it is
+    not on disk to reuse. The shared initial index serves when the passage side did not change (query_only, or
+    a retriever that did not train); otherwise the corpus is re-embedded once into ``RUN/index-final`` and that
+    directory is reused while it matches the retriever's passage-encoder weights (a re-run clears the run dir).
+    """
+    from ragdistill.retrieval.index import PassageIndex
+
+    cfg = item.config
+    shared = Path(cfg.index.dir)
+    if not (shared / MANIFEST_NAME).is_file():
+        ensure_index(cfg, options.progress)
+    try:
+        return PassageIndex.load(shared, retriever=retriever), shared
+    except ModelError:
+        pass  # the passage encoder moved on
+    cache = item.run_dir / OWN_INDEX
+    if (cache / MANIFEST_NAME).is_file():
+        try:
+            return PassageIndex.load(cache, retriever=retriever), cache
+        except RagdistillError as exc:
+            log.warning("re-embedding %s: %s", cache, exc)
+            shutil.rmtree(cache)
+    elif cache.exists():
+        shutil.rmtree(cache)
+    _say(f"  re-embedding the corpus with {item.key}'s final retriever into {cache} (once; reused afterwards)")
+    index = PassageIndex.load(shared)
+    index.refresh(retriever, batch_size=cfg.index.batch_size, progress=options.progress, save_to=cache)
+    return index, cache
+
+
+def _own_instances(ctx: Context, item: PlannedSetting, retriever_path: str):
+    """The own view's instances: the same sampled questions, top-K from the row's final retriever and its index."""
+    label = (item.dataset.label, "own", retriever_path, item.config.train.k)
+    if label in ctx.instances:
+        return ctx.instances[label]
+    cfg = copy.deepcopy(item.config)
+    cfg.retriever.name = retriever_path
+    retriever = build_retriever(cfg, _device(cfg))
+    retriever.eval()
+    index, path = own_index(item, retriever, ctx.options)
+    ctx.own_indexes[item.key] = str(path)
+    inst = _retrieve_instances(ctx, cfg, retriever, index)
+    del retriever, index
+    gc.collect()
+    ctx.instances[label] = inst
+    return inst
+
+
+VIEW_DIRS = {"own": "analysis", "controlled": "analysis-controlled"}
+
+
+def analyse_setting(item: PlannedSetting, reader_path: str, ctx: Context, view: str = "own",
+                    retriever: str | None = None) -> dict[str, Any]:
+    """Attention-quality analysis of the row's final reader, one directory per analysed signal.
+
+    ``view="own"`` with ``retriever`` (the row's final retriever, when it differs from the initial one): the
+    instances that retriever retrieves; otherwise the initial retriever's (the controlled view). The own view
+    writes ``RUN/analysis/<signal>``, a separate controlled view ``RUN/analysis-controlled/<signal>``.
+    """
     cfg = copy.deepcopy(item.config)
     cfg.reader.name = reader_path
-    instances = _instances(ctx, item)
+    own = view == "own" and retriever is not None and retriever != item.config.retriever.name
+    instances = _own_instances(ctx, item, retriever) if own else _instances(ctx, item)
     reader = build_reader(cfg, _device(cfg))
     out: dict[str, Any] = {}
     try:
@@ -179,18 +260,61 @@ def analyse_setting(item: PlannedSetting, reader_path: str, ctx: Context) -> dic
                                 ig_steps=ctx.options.ig_steps, progress=ctx.options.progress)
             settings = {"signal": signal, "answer": "gold", "n_requested": ctx.options.analysis_n,
                         "n_instances": len(instances), "k": cfg.train.k, "seed": ctx.options.analysis_seed,
-                        "questions": cfg.data.test, "retriever": item.config.retriever.name, "reader": reader_path,
-                        "instances_retrieved_with": "the initial retriever (same instances for every setting)"}
+                        "questions": cfg.data.test, "retriever": retriever if own else item.config.retriever.name,
+                        "reader": reader_path, "view": "own" if (own or view == "own") else "controlled",
+                        "instances_retrieved_with": (f"the row's own final retriever ({retriever}; index "
+                                                     f"{ctx.own_indexes.get(item.key)})") if own else
+                                                    "the initial retriever (same instances for every setting)"}
             if signal == "perplexity":
                 settings["ig_steps"] = ctx.options.ig_steps
             indicators = build_indicators([ra], None, settings=settings)
-            d = item.run_dir / "analysis" / signal
+            d = item.run_dir / VIEW_DIRS["own" if view == "own" else "controlled"] / signal
             write_outputs(d, indicators, [ra])
             out[signal] = str(d)
     finally:
         del reader
         gc.collect()
     return out
+
+
+def _analyse_views(it: PlannedSetting, marker: Marker, akey: str, plan: Plan, results: list, ctx: Context,
+                   pos: str, say: Callable[[str], None]) -> dict[str, Any]:
+    """The row's analysis record: the own view (dirs) and the controlled view (controlled_dirs), shared where equal."""
+    options = plan.options
+    if not analysed(it):
+        why = ("the FiD reader fit: row 1b analyses the fitted reader" if it.setting.name == "fid_reader_fit" else
+               "a --seeds repeat: the indicators are measured on the first seed's run")
+        return {"key": akey, "dirs": {}, "controlled_dirs": {}, "skipped": why, "seconds": 0.0}
+    reader_path = _final_reader(it, marker)
+    retriever_path = _final_retriever(it, marker)
+    own_is_controlled = retriever_path == it.config.retriever.name
+    same = _same_reader_analysis(it, plan, reader_path, results)
+    info: dict[str, Any] = {"key": akey, "reader": reader_path, "retriever": retriever_path}
+    t0 = time.perf_counter()
+    if own_is_controlled and same is not None:
+        say(f"{pos} {it.key}: its reader is {same['setting']}'s (frozen): same attention-quality analysis")
+        info.update(dirs=same["dirs"], controlled_dirs=same["dirs"], same_as=same["setting"])
+    elif own_is_controlled:
+        say(f"{pos} {it.key}: attention-quality analysis of {reader_path} "
+            f"({', '.join(it.signals)}; {options.analysis_n} instances; its retriever is the initial one, so its own "
+            "view is the controlled view)")
+        dirs = analyse_setting(it, reader_path, ctx)
+        info.update(dirs=dirs, controlled_dirs=dirs)
+    else:
+        say(f"{pos} {it.key}: attention-quality analysis of {reader_path} "
+            f"({', '.join(it.signals)}; {options.analysis_n} instances retrieved by its own final retriever)")
+        info["dirs"] = analyse_setting(it, reader_path, ctx, view="own", retriever=retriever_path)
+        info["index"] = ctx.own_indexes.get(it.key)
+        if same is not None:
+            say(f"{pos} {it.key}: controlled view (initial retriever's passages) = {same['setting']}'s analysis "
+                "(same frozen reader)")
+            info.update(controlled_dirs=same["dirs"], controlled_same_as=same["setting"])
+        else:
+            say(f"{pos} {it.key}: attention-quality analysis of {reader_path}, controlled view "
+                f"({options.analysis_n} instances retrieved by the initial retriever)")
+            info["controlled_dirs"] = analyse_setting(it, reader_path, ctx, view="controlled")
+    info["seconds"] = round(time.perf_counter() - t0, 1)
+    return info
 
 
 @dataclass
@@ -218,12 +342,12 @@ def run_plan(plan: Plan, say: Callable[[str], None] = _say, stop: StopRequest | 
         t_item = time.perf_counter()
         pos = f"[{todo.index(it) + 1}/{len(todo)}]"
         marker = read_marker(it.run_dir)
-        bad_dep = next((d for d in it.setting.depends_on if f"{it.dataset.label}/{d}" in failed), None)
+        bad_dep = next((d for d in it.depends_on if it.dep_keys[d] in failed), None)
         if bad_dep:
             results.append(RunResult(it, "not run", error=f"its dependency {bad_dep} failed"))
             failed[it.key] = f"dependency {bad_dep} failed"
             continue
-        deps = {d: run_ids.get(f"{it.dataset.label}/{d}", "") for d in it.setting.depends_on}
+        deps = {d: run_ids.get(it.dep_keys[d], "") for d in it.depends_on}
         decision = decide_reuse(it, marker, deps, options)
         if not it.selected:
             if decision.reuse:  # --only: an unselected row is shown from its earlier run, never redone for a config change
@@ -258,19 +382,7 @@ def run_plan(plan: Plan, say: Callable[[str], None] = _say, stop: StopRequest | 
             run_ids[it.key] = marker.run_id
             akey = analysis_key(it, marker.run_id, options)
             if marker.analysis.get("key") != akey:
-                reader_path = _final_reader(it, marker)
-                same = _same_reader_analysis(it, plan, reader_path, results)
-                if same is not None:
-                    say(f"{pos} {it.key}: its reader is {same['setting']}'s (frozen): same attention-quality analysis")
-                    marker.analysis = {"key": akey, "dirs": same["dirs"], "reader": reader_path, "seconds": 0.0,
-                                       "same_as": same["setting"]}
-                else:
-                    say(f"{pos} {it.key}: attention-quality analysis of {reader_path} "
-                        f"({', '.join(it.signals)}; {options.analysis_n} instances)")
-                    t0 = time.perf_counter()
-                    dirs = analyse_setting(it, reader_path, ctx)
-                    marker.analysis = {"key": akey, "dirs": dirs, "reader": reader_path,
-                                       "seconds": round(time.perf_counter() - t0, 1)}
+                marker.analysis = _analyse_views(it, marker, akey, plan, results, ctx, pos, say)
                 marker.write(it.run_dir)
             results.append(RunResult(it, status, marker.to_dict()))
             if stop is not None:
@@ -295,11 +407,13 @@ def _same_reader_analysis(item: PlannedSetting, plan: Plan, reader_path: str,
     src = item.setting.reader_from
     if not src:
         return None
+    want = getattr(item, "dep_keys", {}).get(src, f"{item.dataset.label}/{src}")
     for r in results:
-        if r.item.dataset is item.dataset and r.item.setting.name == src and r.marker:
+        if r.item.key == want and r.marker:
             a = r.marker.get("analysis") or {}
-            if a.get("dirs") and set(item.signals) <= set(a["dirs"]) and str(a.get("reader")) == reader_path:
-                return {"setting": src, "dirs": {s: a["dirs"][s] for s in item.signals}}
+            dirs = a.get("controlled_dirs") or a.get("dirs")
+            if dirs and set(item.signals) <= set(dirs) and str(a.get("reader")) == reader_path:
+                return {"setting": src, "dirs": {s: dirs[s] for s in item.signals}}
     return None
 
 
@@ -311,6 +425,15 @@ def _final_reader(item: PlannedSetting, marker: Marker) -> str:
         if saved.is_dir():
             return str(saved)
     return str(reader)
+
+
+def _final_retriever(item: PlannedSetting, marker: Marker) -> str:
+    """The retriever a row ends with: its trained retriever/ when it trained one, else the initial retriever."""
+    if item.setting.trains_retriever:
+        saved = item.run_dir / "retriever"
+        if saved.is_dir():
+            return str(saved)
+    return str(item.config.retriever.name)
 
 
 def reproduce(options: Options, say: Callable[[str], None] = _say) -> dict[str, Any]:
@@ -337,5 +460,5 @@ def reproduce(options: Options, say: Callable[[str], None] = _say) -> dict[str, 
     return report
 
 
-__all__ = ["Context", "RunResult", "analyse_setting", "ensure_index", "evaluate_reference", "reproduce", "run_plan",
-           "train_setting"]
+__all__ = ["Context", "OWN_INDEX", "RunResult", "analyse_setting", "ensure_index", "evaluate_reference", "own_index",
+           "reproduce", "run_plan", "train_setting"]
