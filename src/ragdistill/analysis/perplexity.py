@@ -57,20 +57,17 @@ import torch
 
 from ragdistill.data.types import Passage
 from ragdistill.readers.base import AttentionResult
+from ragdistill.utils.ig_rule import DEFAULT_MAX_STEPS, DEFAULT_STEPS, DEFAULT_TOLERANCE, INITIAL_INTERVALS
 
 BASELINES = ("mean", "zero")
 QUADRATURES = ("gauss-legendre", "midpoint", "trapezoid")
 
-#: defaults of the analysis (``ragdistill analyze --ig-tolerance / --ig-max-steps``; ``--ig-steps N`` picks a
-#: fixed rule instead): the adaptive trapezoid rule, run until the instance's completeness-error bound is under
-#: DEFAULT_TOLERANCE or a passage has DEFAULT_MAX_STEPS nodes.
-DEFAULT_STEPS: int | None = None
-DEFAULT_TOLERANCE = 0.05
-DEFAULT_MAX_STEPS = 128
+# defaults (utils.ig_rule, shared with the CLI): DEFAULT_STEPS = None, the adaptive trapezoid rule, run until the
+# instance's completeness-error bound is under DEFAULT_TOLERANCE (0.05) or a passage has DEFAULT_MAX_STEPS (128) nodes.
+__all__ = ["DEFAULT_MAX_STEPS", "DEFAULT_STEPS", "DEFAULT_TOLERANCE", "INITIAL_INTERVALS", "PerplexityTokenDiagnostics",
+           "passage_token_gains", "perplexity_token_scores", "quadrature_nodes", "trapezoid_weights"]
 #: the quadrature of a fixed rule (``steps=m``)
 DEFAULT_QUADRATURE = "midpoint"
-#: equal intervals of the adaptive rule's first grid (INITIAL_INTERVALS + 1 nodes, ends included)
-INITIAL_INTERVALS = 4
 #: path points per forward+backward (and at most this many new nodes per passage and refinement round)
 PATH_BATCH = 8
 #: intervals narrower than this are not bisected further (float32 log-likelihood differences)
