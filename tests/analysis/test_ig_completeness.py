@@ -2,7 +2,8 @@
 
 Σ_t g_t over a passage's tokens must equal the change of the answer's mean log-likelihood
 between the input and the baseline, ΔS_i = S_i(x) − S_i(x'), up to the quadrature error; the
-default rule keeps that error under 5 % (the 4-step midpoint rule, the previous default, did not).
+default (adaptive) rule keeps that error under 5 % (the 4-step midpoint rule, the previous
+default, did not), reusing its nodes as it refines; ``steps=N`` still gives a fixed rule.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from ragdistill.analysis.perplexity import QUADRATURES, perplexity_token_scores, quadrature_nodes
+from ragdistill.analysis import perplexity as ig
+from ragdistill.analysis.perplexity import QUADRATURES, perplexity_token_scores, quadrature_nodes, trapezoid_weights
 from ragdistill.data.types import Passage, Question
+from ragdistill.errors import ConfigError
+from ragdistill.utils.ig_rule import check_ig_options
 
 QUESTION = "Who wrote the novel Moby Dick?"
 ANSWER = "Herman Melville"
@@ -29,6 +33,33 @@ def tiny_reader(tiny_models):
     return get_reader(tiny_models["reader"], kind="decoder")
 
 
+@pytest.fixture(scope="module")
+def tiny_fid():
+    from ragdistill.readers.fid import FiDReader
+    from ragdistill.readers.fid_tiny import tiny_t5, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    return FiDReader(tiny_t5(tok, seed=0), tok, name="tiny-t5")
+
+
+@pytest.fixture(scope="module")
+def adaptive(tiny_reader):
+    """The default (adaptive) rule on the tiny Llama, counting the sequences the model is run on."""
+    calls: list[tuple[int, bool]] = []
+    real = ig._answer_loglik
+
+    def counting(reader, kind, embeds, layout):
+        calls.append((int(embeds.shape[0]), bool(embeds.requires_grad)))
+        return real(reader, kind, embeds, layout)
+
+    ig._answer_loglik = counting
+    try:
+        result, diag = perplexity_token_scores(tiny_reader, QUESTION, PASSAGES, ANSWER)
+    finally:
+        ig._answer_loglik = real
+    return result, diag, calls
+
+
 @pytest.mark.parametrize("quadrature", QUADRATURES)
 @pytest.mark.parametrize("m", [2, 3, 5, 8])
 def test_quadrature_rules_integrate_polynomials(quadrature, m):
@@ -43,18 +74,84 @@ def test_quadrature_rules_integrate_polynomials(quadrature, m):
         quadrature_nodes(0, quadrature)
 
 
-def test_default_gains_are_complete_on_a_tiny_model(tiny_reader):
-    _, diag = perplexity_token_scores(tiny_reader, QUESTION, PASSAGES, ANSWER)
+def test_trapezoid_weights_on_a_non_uniform_grid():
+    a = torch.tensor([0.0, 0.25, 0.375, 0.5, 1.0], dtype=torch.float64)
+    w = trapezoid_weights(a)
+    assert float(w.sum()) == pytest.approx(1.0)
+    assert float((w * a).sum()) == pytest.approx(0.5)         # exact for linear integrands
+    torch.testing.assert_close(w, torch.tensor([0.125, 0.1875, 0.125, 0.3125, 0.25], dtype=torch.float64))
+
+
+def test_default_gains_are_complete_on_a_tiny_model(adaptive):
+    _, diag, _ = adaptive
+    assert diag.rule == "adaptive-trapezoid" and diag.tolerance == 0.05
     for ll, base, total in zip(diag.loglik, diag.baseline_loglik, diag.gain_sums):
         delta = ll - base
         assert delta != 0
-        assert abs(total - delta) / abs(delta) < 0.05, (total, delta)
+    assert diag.tolerance_reached()
+    assert diag.completeness_error() <= diag.error_bound() < 0.05      # the bound holds and is met
     for g, total in zip(diag.raw_gains, diag.gain_sums):
         assert float(g.sum()) == pytest.approx(total)
 
 
+def test_adaptive_rule_reuses_its_nodes(adaptive):
+    _, diag, calls = adaptive
+    assert all(grad for _, grad in calls)                       # ΔS comes with the end nodes: no extra forward
+    assert sum(b for b, _ in calls) == sum(diag.nodes)          # every sequence run is one node of a final grid
+    for alphas, n in zip(diag.alphas, diag.nodes):
+        assert alphas.numel() == n == len(set(alphas.tolist()))  # no node evaluated twice
+        assert alphas[:ig.INITIAL_INTERVALS + 1].tolist() == [j / ig.INITIAL_INTERVALS for j in range(ig.INITIAL_INTERVALS + 1)]
+        assert ig.INITIAL_INTERVALS + 1 <= n <= ig.DEFAULT_MAX_STEPS
+        # refinement only bisects: every later node is the midpoint of two earlier neighbours
+        for k in range(ig.INITIAL_INTERVALS + 1, n):
+            earlier = sorted(alphas[:k].tolist())
+            a = float(alphas[k])
+            lo = max(x for x in earlier if x < a)
+            hi = min(x for x in earlier if x > a)
+            assert a == pytest.approx((lo + hi) / 2)
+
+
+def test_a_tight_tolerance_refines_until_max_steps(tiny_reader):
+    _, loose = perplexity_token_scores(tiny_reader, QUESTION, PASSAGES[:1], ANSWER, tolerance=0.2)
+    _, capped = perplexity_token_scores(tiny_reader, QUESTION, PASSAGES[:1], ANSWER, tolerance=1e-9, max_steps=12)
+    assert loose.tolerance_reached() and loose.error_bound() < 0.2
+    assert capped.nodes == [12] and capped.error_bound() > 1e-9        # stopped at max_steps, not at the tolerance
+    assert not capped.tolerance_reached() or capped.completeness_error() < 1e-9
+
+
+def test_fixed_steps_still_work(tiny_reader, adaptive):
+    _, diag, _ = adaptive
+    for steps, quadrature in ((4, "midpoint"), (3, "gauss-legendre"), (1, "midpoint")):
+        _, fixed = perplexity_token_scores(tiny_reader, QUESTION, PASSAGES, ANSWER, steps=steps, quadrature=quadrature)
+        assert fixed.nodes == [steps] * len(PASSAGES) and fixed.rule == f"{quadrature}-{steps}"
+        assert fixed.error_bound() is None and fixed.completeness_error() is not None
+        np.testing.assert_allclose(fixed.loglik, diag.loglik, rtol=1e-4, atol=1e-5)   # same S_i(x), S_i(x')
+        np.testing.assert_allclose(fixed.baseline_loglik, diag.baseline_loglik, rtol=1e-4, atol=1e-5)
+        nodes, _ = quadrature_nodes(steps, quadrature)
+        torch.testing.assert_close(fixed.alphas[0], nodes)
+
+
+def test_default_meets_the_tolerance_on_a_tiny_fid_reader(tiny_fid):
+    passages = [Passage("1", "Moby Dick", "Herman Melville wrote Moby Dick in 1851."),
+                Passage("2", "Eiffel Tower", "The Eiffel Tower is in Paris, France.")]
+    _, diag = perplexity_token_scores(tiny_fid, "who wrote the novel?", passages, "Herman Melville")
+    assert diag.tolerance_reached() and diag.completeness_error() < 0.05
+    ref = tiny_fid.perplexity_scores("who wrote the novel?", passages, "Herman Melville")
+    np.testing.assert_allclose(diag.loglik, ref.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_ig_options_are_checked():
+    check_ig_options(None, 0.05, 128)
+    check_ig_options(4, 0.05, 128)
+    for bad in ((0, 0.05, 128), (None, 0.0, 128), (None, 1.5, 128), (None, 0.05, 2), (True, 0.05, 128)):
+        with pytest.raises(ConfigError):
+            check_ig_options(*bad)
+    with pytest.raises(ValueError):
+        perplexity_token_scores(None, QUESTION, PASSAGES, ANSWER, steps=0)
+
+
 def test_completeness_error_is_recorded_per_instance(tiny_reader):
-    from ragdistill.analysis.run import Instance, analyze_reader
+    from ragdistill.analysis.run import Instance, analyze_reader, ig_settings
 
     inst = Instance(Question("q1", QUESTION, [ANSWER]), list(PASSAGES), noun_spans=[])
     analysis = analyze_reader(tiny_reader, [inst], name="tiny", signal="perplexity", progress=False)
@@ -63,5 +160,22 @@ def test_completeness_error_is_recorded_per_instance(tiny_reader):
     sums = np.array(record["passage_gain_sum"])
     expected = float(np.abs(sums - gains).sum() / np.abs(gains).sum())
     assert record["ig_completeness_error"] == pytest.approx(expected)
-    assert 0 <= record["ig_completeness_error"] < 0.05
+    assert 0 <= record["ig_completeness_error"] <= record["ig_error_bound"] < 0.05
+    assert record["ig_tolerance_reached"] is True and record["ig_rule"] == "adaptive-trapezoid"
+    assert record["ig_nodes"] == sum(record["passage_ig_nodes"]) and len(record["passage_ig_nodes"]) == len(PASSAGES)
     torch.testing.assert_close(torch.tensor(sums), torch.tensor(gains), rtol=0.05, atol=1e-4)
+    settings = ig_settings([analysis], None, 0.05, 128)
+    assert settings["ig_rule"] == "adaptive-trapezoid" and settings["ig_within_tolerance_share"] == 1.0
+    assert settings["ig_completeness_error_median"] == settings["ig_completeness_error_max"] == record["ig_completeness_error"]
+    assert settings["ig_nodes_median"] == record["ig_nodes"]
+
+
+def test_fixed_steps_are_recorded(tiny_reader):
+    from ragdistill.analysis.run import Instance, analyze_reader, ig_settings
+
+    inst = Instance(Question("q1", QUESTION, [ANSWER]), list(PASSAGES), noun_spans=[])
+    analysis = analyze_reader(tiny_reader, [inst], name="tiny", signal="perplexity", progress=False, ig_steps=2)
+    record = analysis.records[0]
+    assert record["ig_rule"] == "midpoint-2" and record["passage_ig_nodes"] == [2, 2] and record["ig_error_bound"] is None
+    assert record["ig_tolerance_reached"] == (record["ig_completeness_error"] < 0.05)
+    assert ig_settings([analysis], 2, 0.05, 128)["ig_steps"] == 2

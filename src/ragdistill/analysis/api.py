@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ragdistill.utils.ig_rule import DEFAULT_MAX_STEPS, DEFAULT_STEPS, DEFAULT_TOLERANCE
+
 
 @dataclass(frozen=True)
 class Diagnosis:
@@ -60,7 +62,9 @@ def diagnose(reader: str = "smollm2-135m", questions: str | None = None, corpus:
              index: str | None = None, reference: str | None = None, retriever: str = "minilm-l6",
              reader_kind: str = "auto", signal: str = "attention", answer: str = "gold", n: int = 200, k: int = 5,
              seed: int = 0, corr_threshold: float = 0.3, verdict_percentile: int = 95, verdict_attention: str = "lift",
-             ig_steps: int = 4, device: str | None = None, progress: bool = False, out: str | None = None) -> Diagnosis:
+             ig_steps: int | None = DEFAULT_STEPS, device: str | None = None, progress: bool = False,
+             out: str | None = None, ig_tolerance: float = DEFAULT_TOLERANCE, ig_max_steps: int = DEFAULT_MAX_STEPS
+             ) -> Diagnosis:
     """Is `reader` a good teacher for the retriever? The `ragdistill diagnose` verdict and its numbers.
 
     Pass the passages as ``corpus`` (any corpus file `ragdistill data inspect` reads; an index
@@ -76,14 +80,18 @@ def diagnose(reader: str = "smollm2-135m", questions: str | None = None, corpus:
 
     if not questions:
         raise ConfigError("questions", "pass questions=PATH (a question set file)")
-    for key, value in (("n", n), ("k", k), ("ig_steps", ig_steps)):
+    from ragdistill.utils.ig_rule import check_ig_options
+
+    check_ig_options(ig_steps, ig_tolerance, ig_max_steps, prefix="ig_")
+    for key, value in (("n", n), ("k", k)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(key, f"must be a whole number of at least 1, got {value!r}")
     options = VerdictOptions(corr_threshold=corr_threshold, percentile=verdict_percentile, attention_measure=verdict_attention)
     indicators, analyses = run_analysis(
         [reader], str(questions), reference=reference, reader_kind=reader_kind, signal=signal, retriever=retriever,
         index=None if index is None else str(index), corpus=None if corpus is None else str(corpus), n=n, k=k, seed=seed,
-        answer=answer, options=options, device=device, ig_steps=ig_steps, progress=progress)
+        answer=answer, options=options, device=device, ig_steps=ig_steps, progress=progress,
+        ig_tolerance=ig_tolerance, ig_max_steps=ig_max_steps)
     if out:
         write_outputs(out, indicators, analyses)
     v = indicators["verdict"][reader]

@@ -1,198 +1,147 @@
 """Per-token scores for the perplexity signal: the per-token answer log-likelihood gains.
 
 The perplexity signal scores a passage by how well the reader predicts the answer when it
-reads that passage alone, S_i = mean_a log p(A_a | Q, n_i, A_<a) (DESIGN §3). The attention
-analysis needs a per-token quantity; the study's appendix looks at "the distribution of
-per-token answer log-likelihood gains". We define the gain of token t of passage n_i by
-**integrated gradients** on the reader's input embeddings (Sundararajan et al., 2017):
+reads that passage alone, S_i = mean_a log p(A_a | Q, n_i, A_<a) (METHOD §3.4). The attention
+analysis (METHOD §3.7) needs a per-token quantity, "the per-token answer log-likelihood gains".
+We define the gain of token t of passage n_i by **integrated gradients** on the reader's input
+embeddings (Sundararajan et al., 2017) along the straight path γ(α) = x' + α (x − x'):
 
-    g_t = (x_t − x'_t) · Σ_{k=1..m} ω_k ∂S_i/∂x_t |_{x' + α_k (x − x')}
+    g_t = (x_t − x'_t) · ∫_0^1 ∂S_i/∂x_t |_{γ(α)} dα  ≈  (x_t − x'_t) · Σ_k ω_k ∂S_i/∂x_t |_{γ(α_k)}
 
 with x the input embeddings of the single-passage input (prompt + answer), and the baseline
 x' equal to x except that each of passage i's token embeddings is replaced by the baseline row:
 by default (``baseline="mean"``) the mean row of the reader's input-embedding matrix, "an
 average token" ("the passage is absent, its length kept"); ``baseline="zero"`` uses the zero
-vector. (α_k, ω_k) is an m-point quadrature rule on [0, 1] (``quadrature_nodes``): by default
-the midpoint rule α_k = (k − ½)/m, ω_k = 1/m with m = DEFAULT_STEPS = 32 (the previous default
-was m = 4); Gauss–Legendre and the trapezoid rule are options.
-By IG's completeness, Σ_{t ∈ n_i} g_t = S_i(x) − S_i(x'), the gain in the answer's mean
-log-likelihood that passage i brings, up to the quadrature error (exact as m → ∞; m = 1 is
-gradient × input at the midpoint). That error is not small for few nodes: along the path the
-answer's log-likelihood is rough and changes abruptly (with SmolLM2 on a demo question, it
-wiggles by ±0.2 for α in [0.25, 0.5], then rises by 6 nats between α = 0.5 and 0.7), so the
-4-step midpoint rule got the sign of the gain wrong on a tiny model, and Gauss–Legendre, whose
-nodes are sparse in the middle, does worse than the midpoint rule at equal m (DEFAULT_STEPS).
-Every analysis records it per instance (``completeness_error``; instances.jsonl
-``ig_completeness_error``), so an accuracy problem is visible instead of silent.
+vector. By completeness, Σ_{t ∈ n_i} g_t = S_i(x) − S_i(x') = ΔS_i exactly for the integral; the
+quadrature (α_k, ω_k) makes an error, recorded per instance as the **completeness error**
+Σ_i |Σ_t g_t − ΔS_i| / Σ_i |ΔS_i| (``completeness_error``; instances.jsonl ``ig_completeness_error``).
+
+**Default rule: adaptive trapezoid** (``steps=None``). The nodes include both ends, so S_i(x') and
+S_i(x) come with the gradients, and on every interval [a, b] of the grid the exact integral of
+dS/dα is known, S(b) − S(a), so the trapezoid rule's error there is known exactly:
+e_j = |(b − a)(S'(a) + S'(b))/2 − (S(b) − S(a))|, with S'(α) = ∇S·(x − x') = Σ_t of the per-node
+token terms. Start from 4 equal intervals (5 nodes); while Σ_{i,j} e_ij > tolerance · Σ_i |ΔS_i|
+(the instance's error bound against its budget), bisect the intervals with the largest e (up to
+PATH_BATCH new nodes per passage and round, pooled over the instance's passages); stop when the
+bound is within the budget or a passage has ``max_steps`` nodes. Earlier nodes are kept (a
+bisection adds one gradient evaluation), and the weights of the final, non-uniform grid are the
+trapezoid weights ω_k = (α_{k+1} − α_{k−1})/2 (half an interval at the ends), so Σ_t g_t is exactly
+the trapezoid sum whose error was bounded: completeness error ≤ Σ e / Σ |ΔS| < tolerance whenever
+``tolerance_reached``. The bound sums the intervals' errors in absolute value, so no cancellation
+between intervals counts as accuracy. Nodes gather where the log-likelihood changes: along the
+path it is rough (with SmolLM2 on demo-dev-0001 it wiggles by ±0.2 for α in [0.25, 0.5], then rises
+by 6 nats between α = 0.5 and 0.7; the fixed 4- and 32-point midpoint rules left 27 % and 13 % there,
+and Gauss–Legendre, sparse in the middle, did worse at equal cost).
+
+**Fixed rules** (``steps=m``): an m-point rule of ``quadrature_nodes`` — the midpoint rule
+α_k = (k − ½)/m, ω_k = 1/m by default, Gauss–Legendre and the trapezoid rule as options — plus two
+gradient-free forwards for S_i(x) and S_i(x'); its error is recorded, not controlled
+(``tolerance_reached`` still says whether it came under the tolerance).
+
 The token scores analysed are the positive parts w_t = max(g_t, 0) (the tokens that raise the
 answer's likelihood) — â needs non-negative scores; the raw gains are kept in the diagnostics.
 
-Cost: forward+backward passes over m copies per passage (K × m sequences, in batches of
-PATH_BATCH), plus one
-call of the reader's ``attention_scores`` on the single passage to get its exact prompt layout
-(the same template its ``perplexity_scores`` uses: passage i alone).
+Cost: one forward+backward per node and passage (path points in batches of PATH_BATCH; at least
+5 and at most ``max_steps`` nodes per passage with the adaptive rule), plus one call of the
+reader's ``attention_scores`` on the single passage to get its exact prompt layout (the same
+template its ``perplexity_scores`` uses: passage i alone).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
 
 import torch
 
 from ragdistill.data.types import Passage
 from ragdistill.readers.base import AttentionResult
-
-
-@dataclass
-class PerplexityTokenDiagnostics:
-    """What the gains were computed from, per passage (for checks and the report)."""
-
-    loglik: list[float]            # S_i(x): mean answer log-likelihood with passage i
-    baseline_loglik: list[float]   # S_i(x'): the same with passage i's embeddings zeroed
-    gain_sums: list[float]         # Σ_t g_t (≈ loglik − baseline_loglik by completeness)
-    raw_gains: list[torch.Tensor]  # g_t of each passage's tokens, signed
-
-    def passage_completeness_errors(self) -> list[float | None]:
-        """|Σ_t g_t − ΔS_i| / |ΔS_i| per passage (None where the passage changes nothing, ΔS_i = 0)."""
-        out: list[float | None] = []
-        for ll, base, total in zip(self.loglik, self.baseline_loglik, self.gain_sums):
-            delta = ll - base
-            out.append(abs(total - delta) / abs(delta) if delta != 0 else None)
-        return out
-
-    def completeness_error(self) -> float | None:
-        """The instance's IG completeness error: Σ_i |Σ_t g_t − ΔS_i| / Σ_i |ΔS_i| over its passages.
-
-        0 is exact; None when no passage changes the log-likelihood at all.
-        """
-        num = sum(abs(total - (ll - base)) for ll, base, total in zip(self.loglik, self.baseline_loglik, self.gain_sums))
-        den = sum(abs(ll - base) for ll, base in zip(self.loglik, self.baseline_loglik))
-        return num / den if den > 0 else None
-
-
-def _answer_loglik(reader: Any, kind: str, embeds: torch.Tensor, layout: AttentionResult) -> torch.Tensor:
-    """Mean log-likelihood of the answer for a batch of input-embedding sequences [B, T, D] -> [B]."""
-    model = reader.model
-    mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-    if kind == "fid":
-        # teacher forcing as the FiD reader does it: decoder input = [start] + A_1..A_{|A|-1}, targets A (no EOS)
-        answer = layout.answer_ids.to(embeds.device)
-        start = getattr(reader, "start_id", None)
-        if start is None:
-            start = model.config.decoder_start_token_id
-        dec_in = torch.cat([torch.tensor([int(start)], device=embeds.device), answer[:-1]])
-        dec_in = dec_in.unsqueeze(0).expand(embeds.shape[0], -1)
-        logits = model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=dec_in, use_cache=False).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        return logp.gather(-1, answer.view(1, -1, 1).expand(embeds.shape[0], -1, 1)).squeeze(-1).mean(-1)
-    s, e = layout.answer_span
-    targets = layout.input_ids[s:e].to(embeds.device)
-    logits = model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits[:, s - 1:e - 1]
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return logp.gather(-1, targets.view(1, -1, 1).expand(embeds.shape[0], -1, 1)).squeeze(-1).mean(-1)
-
+from ragdistill.utils.ig_rule import DEFAULT_MAX_STEPS, DEFAULT_STEPS, DEFAULT_TOLERANCE, INITIAL_INTERVALS
 
 BASELINES = ("mean", "zero")
 QUADRATURES = ("gauss-legendre", "midpoint", "trapezoid")
 
-#: defaults of the analysis (``ragdistill analyze --ig-steps``): the 32-point midpoint rule. Measured with
-#: SmolLM2 on demo question demo-dev-0001 (gold passage + one other), completeness error Σ_i|Σg − ΔS_i| / Σ_i|ΔS_i|:
-#: midpoint 4 (the previous default) 27 %, Gauss–Legendre 4 / 8 / 16 / 32: 369 / 63 / 67 / 16 %, midpoint 32: 13 %.
-#: The path is rough (wiggles, then a steep rise of width ~0.1), so the equally spaced rule beats Gauss–Legendre
-#: at equal cost; 5 % needs more points than 32 there (not measured yet): the error is recorded per instance.
-DEFAULT_STEPS = 32 (the previous default
-was m = 4); Gauss–Legendre and the trapezoid rule are options.
-By IG's completeness, Σ_{t ∈ n_i} g_t = S_i(x) − S_i(x'), the gain in the answer's mean
-log-likelihood that passage i brings, up to the quadrature error (exact as m → ∞; m = 1 is
-gradient × input at the midpoint). That error is not small for few nodes: along the path the
-answer's log-likelihood is rough and changes abruptly (with SmolLM2 on a demo question, it
-wiggles by ±0.2 for α in [0.25, 0.5], then rises by 6 nats between α = 0.5 and 0.7), so the
-4-step midpoint rule got the sign of the gain wrong on a tiny model, and Gauss–Legendre, whose
-nodes are sparse in the middle, does worse than the midpoint rule at equal m (DEFAULT_STEPS).
-Every analysis records it per instance (``completeness_error``; instances.jsonl
-``ig_completeness_error``), so an accuracy problem is visible instead of silent.
-The token scores analysed are the positive parts w_t = max(g_t, 0) (the tokens that raise the
-answer's likelihood) — â needs non-negative scores; the raw gains are kept in the diagnostics.
-
-Cost: forward+backward passes over m copies per passage (K × m sequences, in batches of
-PATH_BATCH), plus one
-call of the reader's ``attention_scores`` on the single passage to get its exact prompt layout
-(the same template its ``perplexity_scores`` uses: passage i alone).
-"""
-
-from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Any, Sequence
-
-import torch
-
-from ragdistill.data.types import Passage
-from ragdistill.readers.base import AttentionResult
-
-
-@dataclass
-class PerplexityTokenDiagnostics:
-    """What the gains were computed from, per passage (for checks and the report)."""
-
-    loglik: list[float]            # S_i(x): mean answer log-likelihood with passage i
-    baseline_loglik: list[float]   # S_i(x'): the same with passage i's embeddings zeroed
-    gain_sums: list[float]         # Σ_t g_t (≈ loglik − baseline_loglik by completeness)
-    raw_gains: list[torch.Tensor]  # g_t of each passage's tokens, signed
-
-    def passage_completeness_errors(self) -> list[float | None]:
-        """|Σ_t g_t − ΔS_i| / |ΔS_i| per passage (None where the passage changes nothing, ΔS_i = 0)."""
-        out: list[float | None] = []
-        for ll, base, total in zip(self.loglik, self.baseline_loglik, self.gain_sums):
-            delta = ll - base
-            out.append(abs(total - delta) / abs(delta) if delta != 0 else None)
-        return out
-
-    def completeness_error(self) -> float | None:
-        """The instance's IG completeness error: Σ_i |Σ_t g_t − ΔS_i| / Σ_i |ΔS_i| over its passages.
-
-        0 is exact; None when no passage changes the log-likelihood at all.
-        """
-        num = sum(abs(total - (ll - base)) for ll, base, total in zip(self.loglik, self.baseline_loglik, self.gain_sums))
-        den = sum(abs(ll - base) for ll, base in zip(self.loglik, self.baseline_loglik))
-        return num / den if den > 0 else None
-
-
-def _answer_loglik(reader: Any, kind: str, embeds: torch.Tensor, layout: AttentionResult) -> torch.Tensor:
-    """Mean log-likelihood of the answer for a batch of input-embedding sequences [B, T, D] -> [B]."""
-    model = reader.model
-    mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-    if kind == "fid":
-        # teacher forcing as the FiD reader does it: decoder input = [start] + A_1..A_{|A|-1}, targets A (no EOS)
-        answer = layout.answer_ids.to(embeds.device)
-        start = getattr(reader, "start_id", None)
-        if start is None:
-            start = model.config.decoder_start_token_id
-        dec_in = torch.cat([torch.tensor([int(start)], device=embeds.device), answer[:-1]])
-        dec_in = dec_in.unsqueeze(0).expand(embeds.shape[0], -1)
-        logits = model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=dec_in, use_cache=False).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        return logp.gather(-1, answer.view(1, -1, 1).expand(embeds.shape[0], -1, 1)).squeeze(-1).mean(-1)
-    s, e = layout.answer_span
-    targets = layout.input_ids[s:e].to(embeds.device)
-    logits = model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits[:, s - 1:e - 1]
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return logp.gather(-1, targets.view(1, -1, 1).expand(embeds.shape[0], -1, 1)).squeeze(-1).mean(-1)
-
-
-BASELINES = ("mean", "zero")
-QUADRATURES = ("gauss-legendre", "midpoint", "trapezoid")
-
-#: defaults of the analysis (``ragdistill analyze --ig-steps``): the 32-point midpoint rule. Measured on the
-#: demo world with SmolLM2 (module docstring), the answer log-likelihood along the path is rough (wiggles, then a
-#: steep rise of width ~0.1), so the equally spaced rule beats Gauss–Legendre at equal cost there: completeness
-#: error 27 % (midpoint, 4: the previous default), 67 % (Gauss–Legendre, 16), 16 % (Gauss–Legendre, 32),
-#: ~0.1 % (midpoint, 32, from the 41-point profile of the same path).
-DEFAULT_STEPS = 32
+# defaults (utils.ig_rule, shared with the CLI): DEFAULT_STEPS = None, the adaptive trapezoid rule, run until the
+# instance's completeness-error bound is under DEFAULT_TOLERANCE (0.05) or a passage has DEFAULT_MAX_STEPS (128) nodes.
+__all__ = ["DEFAULT_MAX_STEPS", "DEFAULT_STEPS", "DEFAULT_TOLERANCE", "INITIAL_INTERVALS", "PerplexityTokenDiagnostics",
+           "passage_token_gains", "perplexity_token_scores", "quadrature_nodes", "trapezoid_weights"]
+#: the quadrature of a fixed rule (``steps=m``)
 DEFAULT_QUADRATURE = "midpoint"
-#: path points per forward+backward (the m copies of the input are processed in chunks of this size)
+#: path points per forward+backward (and at most this many new nodes per passage and refinement round)
 PATH_BATCH = 8
+#: intervals narrower than this are not bisected further (float32 log-likelihood differences)
+MIN_INTERVAL = 2.0 ** -14
+#: absolute floor (nats) of the error budget, for instances where no passage changes the log-likelihood
+ABS_TOLERANCE = 1e-6
+
+
+@dataclass
+class PerplexityTokenDiagnostics:
+    """What the gains were computed from, per passage (for checks and the report)."""
+
+    loglik: list[float]            # S_i(x): mean answer log-likelihood with passage i
+    baseline_loglik: list[float]   # S_i(x'): the same with passage i's embeddings at the baseline row
+    gain_sums: list[float]         # Σ_t g_t (≈ loglik − baseline_loglik by completeness)
+    raw_gains: list[torch.Tensor]  # g_t of each passage's tokens, signed
+    nodes: list[int] = field(default_factory=list)          # gradient evaluations (path points) per passage
+    error_bounds: list[float] = field(default_factory=list)  # adaptive rule: Σ_j e_j per passage (nats); fixed: None
+    alphas: list[torch.Tensor] = field(default_factory=list)  # the nodes evaluated, per passage, in evaluation order
+    rule: str = "adaptive-trapezoid"
+    tolerance: float = DEFAULT_TOLERANCE
+
+    def passage_completeness_errors(self) -> list[float | None]:
+        """|Σ_t g_t − ΔS_i| / |ΔS_i| per passage (None where the passage changes nothing, ΔS_i = 0)."""
+        out: list[float | None] = []
+        for ll, base, total in zip(self.loglik, self.baseline_loglik, self.gain_sums):
+            delta = ll - base
+            out.append(abs(total - delta) / abs(delta) if delta != 0 else None)
+        return out
+
+    def completeness_error(self) -> float | None:
+        """The instance's IG completeness error: Σ_i |Σ_t g_t − ΔS_i| / Σ_i |ΔS_i| over its passages.
+
+        0 is exact; None when no passage changes the log-likelihood at all.
+        """
+        num = sum(abs(total - (ll - base)) for ll, base, total in zip(self.loglik, self.baseline_loglik, self.gain_sums))
+        den = sum(abs(ll - base) for ll, base in zip(self.loglik, self.baseline_loglik))
+        return num / den if den > 0 else None
+
+    def error_bound(self) -> float | None:
+        """Adaptive rule: Σ_i Σ_j e_ij / Σ_i |ΔS_i| (≥ completeness_error); None for a fixed rule or ΔS = 0."""
+        if not self.error_bounds or any(b is None for b in self.error_bounds):
+            return None
+        den = sum(abs(ll - base) for ll, base in zip(self.loglik, self.baseline_loglik))
+        return sum(self.error_bounds) / den if den > 0 else None
+
+    def tolerance_reached(self) -> bool:
+        """Whether the completeness error is under the tolerance (True when nothing changes: ΔS = 0 is exact)."""
+        err = self.completeness_error()
+        if err is None:
+            return all(abs(t) <= ABS_TOLERANCE for t in self.gain_sums)
+        return err < self.tolerance
+
+
+def _answer_loglik(reader: Any, kind: str, embeds: torch.Tensor, layout: AttentionResult) -> torch.Tensor:
+    """Mean log-likelihood of the answer for a batch of input-embedding sequences [B, T, D] -> [B]."""
+    model = reader.model
+    mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+    if kind == "fid":
+        # teacher forcing as the FiD reader does it: decoder input = [start] + A_1..A_{|A|-1}, targets A (no EOS)
+        answer = layout.answer_ids.to(embeds.device)
+        start = getattr(reader, "start_id", None)
+        if start is None:
+            start = model.config.decoder_start_token_id
+        dec_in = torch.cat([torch.tensor([int(start)], device=embeds.device), answer[:-1]])
+        dec_in = dec_in.unsqueeze(0).expand(embeds.shape[0], -1)
+        logits = model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=dec_in, use_cache=False).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        return logp.gather(-1, answer.view(1, -1, 1).expand(embeds.shape[0], -1, 1)).squeeze(-1).mean(-1)
+    s, e = layout.answer_span
+    targets = layout.input_ids[s:e].to(embeds.device)
+    logits = model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits[:, s - 1:e - 1]
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return logp.gather(-1, targets.view(1, -1, 1).expand(embeds.shape[0], -1, 1)).squeeze(-1).mean(-1)
 
 
 def quadrature_nodes(steps: int, quadrature: str = DEFAULT_QUADRATURE) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,76 +177,214 @@ def _baseline_row(emb_layer: torch.nn.Module, baseline: str) -> torch.Tensor:
     return emb_layer.weight.detach().mean(0)
 
 
-def passage_token_gains(reader: Any, question: str, passage: Passage, answer: str, steps: int = DEFAULT_STEPS,
-                        baseline: str = "mean", quadrature: str = DEFAULT_QUADRATURE
+
+def trapezoid_weights(alphas: torch.Tensor) -> torch.Tensor:
+    """Weights of the trapezoid rule on the sorted grid 0 = α_0 < … < α_n = 1: (α_{k+1} − α_{k−1}) / 2, ends half."""
+    h = alphas[1:] - alphas[:-1]
+    w = torch.zeros_like(alphas)
+    w[:-1] += h / 2
+    w[1:] += h / 2
+    return w
+
+
+@contextmanager
+def _frozen_eval(model: torch.nn.Module) -> Iterator[None]:
+    """eval() mode and no parameter gradients (only the inputs' gradients are needed); restored after."""
+    was_training = model.training
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.eval()
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+        model.train(was_training)
+
+
+class _Path:
+    """The straight path from passage i's baseline to its input, evaluated at any α (gradients kept per node)."""
+
+    def __init__(self, reader: Any, question: str, passage: Passage, answer: str, baseline: str):
+        if baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}")
+        layout = reader.attention_scores(question, [passage], answer, span="content")
+        # readers may build these under torch.inference_mode(); autograd needs ordinary tensors
+        layout.input_ids, layout.answer_ids = layout.input_ids.clone(), layout.answer_ids.clone()
+        self.reader, self.layout = reader, layout
+        self.kind = getattr(reader, "kind", "decoder")
+        emb_layer = reader.model.get_input_embeddings()
+        self.device = emb_layer.weight.device
+        self.start, self.end = layout.passage_spans[0]
+        with torch.no_grad():
+            self.x = emb_layer(layout.input_ids.to(self.device)).detach()     # [T, D]
+            self.base = self.x.clone()
+            self.base[self.start:self.end] = _baseline_row(emb_layer, baseline)
+        self.diff = self.x - self.base                                         # zero outside the passage
+        self.alphas: list[float] = []      # evaluated nodes, in evaluation order
+        self.loglik: list[float] = []      # S(α_k)
+        self.terms: list[torch.Tensor] = []  # (x_t − x'_t)·∂S/∂x_t at α_k over the passage's tokens, float64
+
+    def loglik_at(self, alphas: Sequence[float]) -> list[float]:
+        """S(α) without gradients (the fixed rules' ends)."""
+        a = torch.tensor(list(alphas), device=self.device, dtype=self.x.dtype)
+        with torch.no_grad():
+            path = self.base.unsqueeze(0) + a.view(-1, 1, 1) * self.diff.unsqueeze(0)
+            return [float(v) for v in _answer_loglik(self.reader, self.kind, path, self.layout)]
+
+    def evaluate(self, alphas: Sequence[float]) -> None:
+        """Forward+backward at the new nodes (in batches of PATH_BATCH); appends S and the token terms."""
+        alphas = [float(a) for a in alphas]
+        for c in range(0, len(alphas), PATH_BATCH):
+            chunk = alphas[c:c + PATH_BATCH]
+            a = torch.tensor(chunk, device=self.device, dtype=self.x.dtype)
+            path = (self.base.unsqueeze(0) + a.view(-1, 1, 1) * self.diff.unsqueeze(0)).requires_grad_(True)
+            ll = _answer_loglik(self.reader, self.kind, path, self.layout)
+            (grad,) = torch.autograd.grad(ll.sum(), path)
+            terms = (self.diff[self.start:self.end].unsqueeze(0) * grad[:, self.start:self.end]).sum(-1)
+            self.alphas.extend(chunk)
+            self.loglik.extend(float(v) for v in ll.detach())
+            self.terms.extend(terms.detach().double().cpu())
+
+    def grid(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(sorted α, S at them, token terms at them [n, L])."""
+        order = sorted(range(len(self.alphas)), key=self.alphas.__getitem__)
+        a = torch.tensor([self.alphas[i] for i in order], dtype=torch.float64)
+        s = torch.tensor([self.loglik[i] for i in order], dtype=torch.float64)
+        return a, s, torch.stack([self.terms[i] for i in order])
+
+    def interval_errors(self) -> torch.Tensor:
+        """e_j = |trapezoid − (S(α_{j+1}) − S(α_j))| on each interval of the sorted grid."""
+        a, s, t = self.grid()
+        d = t.sum(-1)                                            # dS/dα at the nodes
+        trap = (a[1:] - a[:-1]) * (d[1:] + d[:-1]) / 2
+        return (trap - (s[1:] - s[:-1])).abs()
+
+
+def _adaptive(paths: Sequence[_Path], tolerance: float, max_steps: int) -> list[float]:
+    """Refine the paths' grids (pooled over the instance) until Σ e ≤ tolerance · Σ |ΔS|; the paths' bounds Σ_j e_j."""
+    init = [j / INITIAL_INTERVALS for j in range(INITIAL_INTERVALS + 1)]
+    for p in paths:
+        p.evaluate(init)
+    while True:
+        errors = [p.interval_errors() for p in paths]
+        bounds = [float(e.sum()) for e in errors]
+        grids = [p.grid() for p in paths]
+        budget = tolerance * sum(abs(float(s[-1] - s[0])) for _, s, _ in grids) + ABS_TOLERANCE
+        total = sum(bounds)
+        if total <= budget:
+            return bounds
+        # candidates: (error, passage, left node) of every interval that may still be bisected, largest first
+        cands = []
+        for i, (p, e) in enumerate(zip(paths, errors)):
+            if len(p.alphas) >= max_steps:
+                continue
+            a = grids[i][0]
+            for j in range(len(e)):
+                if float(a[j + 1] - a[j]) > MIN_INTERVAL:
+                    cands.append((float(e[j]), i, float(a[j]), float(a[j + 1])))
+        cands.sort(key=lambda c: -c[0])
+        new: dict[int, list[float]] = {}
+        remaining = total
+        for err, i, lo, hi in cands:
+            if remaining <= budget / 2:
+                break
+            room = min(PATH_BATCH, max_steps - len(paths[i].alphas))
+            if len(new.get(i, [])) >= room:
+                continue
+            new.setdefault(i, []).append((lo + hi) / 2)
+            remaining -= err
+        if not new:
+            return bounds
+        for i, alphas in new.items():
+            paths[i].evaluate(alphas)
+
+
+def _gains(path: _Path, alphas: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """g_t = Σ_k ω_k terms_k: trapezoid weights of the path's own grid, or the given rule's weights."""
+    if weights is None:
+        a, _, t = path.grid()
+        return (trapezoid_weights(a).unsqueeze(-1) * t).sum(0).float()
+    t = torch.stack(path.terms)
+    return (weights.to(t.dtype).unsqueeze(-1) * t).sum(0).float()
+
+
+def _integrate(reader: Any, question: str, passages: Sequence[Passage], answer: str, steps: int | None,
+               baseline: str, quadrature: str, tolerance: float, max_steps: int
+               ) -> tuple[list[_Path], PerplexityTokenDiagnostics]:
+    if steps is not None and steps < 1:
+        raise ValueError("steps must be at least 1 (or None: the adaptive rule)")
+    if steps is None and max_steps < INITIAL_INTERVALS + 1:
+        raise ValueError(f"max_steps must be at least {INITIAL_INTERVALS + 1} (the adaptive rule's first grid)")
+    if not tolerance > 0:
+        raise ValueError("tolerance must be positive")
+    rule = "adaptive-trapezoid" if steps is None else f"{'midpoint' if steps == 1 else quadrature}-{steps}"
+    if steps is not None:
+        alphas, weights = quadrature_nodes(steps, quadrature)        # validates the quadrature too
+    elif baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}")
+    diag = PerplexityTokenDiagnostics([], [], [], [], rule=rule, tolerance=tolerance)
+    paths = [_Path(reader, question, p, answer, baseline) for p in passages]
+    with _frozen_eval(reader.model):
+        if steps is None:
+            bounds = _adaptive(paths, tolerance, max_steps) if paths else []
+            for p, b in zip(paths, bounds):
+                _, s, _ = p.grid()
+                gains = _gains(p)
+                diag.loglik.append(float(s[-1]))
+                diag.baseline_loglik.append(float(s[0]))
+                diag.error_bounds.append(b)
+                diag.raw_gains.append(gains)
+        else:
+            for p in paths:
+                p.evaluate(alphas.tolist())
+                ends = p.loglik_at([1.0, 0.0])
+                diag.loglik.append(ends[0])
+                diag.baseline_loglik.append(ends[1])
+                diag.error_bounds.append(None)
+                diag.raw_gains.append(_gains(p, weights=weights))
+    for p, g in zip(paths, diag.raw_gains):
+        diag.gain_sums.append(float(g.sum()))
+        diag.nodes.append(len(p.alphas))
+        diag.alphas.append(torch.tensor(p.alphas, dtype=torch.float64))
+    return paths, diag
+
+
+def passage_token_gains(reader: Any, question: str, passage: Passage, answer: str, steps: int | None = DEFAULT_STEPS,
+                        baseline: str = "mean", quadrature: str = DEFAULT_QUADRATURE,
+                        tolerance: float = DEFAULT_TOLERANCE, max_steps: int = DEFAULT_MAX_STEPS
                         ) -> tuple[AttentionResult, torch.Tensor, float, float]:
     """(single-passage layout, g_t over the passage's tokens, S_i(x), S_i(x')) for one passage."""
-    alphas, weights = quadrature_nodes(steps, quadrature)
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be one of {BASELINES}")
-    layout = reader.attention_scores(question, [passage], answer, span="content")
-    # readers may build these under torch.inference_mode(); autograd needs ordinary tensors
-    layout.input_ids, layout.answer_ids = layout.input_ids.clone(), layout.answer_ids.clone()
-    kind = getattr(reader, "kind", "decoder")
-    model = reader.model
-    emb_layer = model.get_input_embeddings()
-    device = emb_layer.weight.device
-    ids = layout.input_ids.to(device)
-    start, end = layout.passage_spans[0]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            x = emb_layer(ids).detach()                     # [T, D]
-            base = x.clone()
-            base[start:end] = _baseline_row(emb_layer, baseline)
-            ends = _answer_loglik(reader, kind, torch.stack([x, base]), layout)
-        alphas, weights = alphas.to(device, x.dtype), weights.to(device, x.dtype)
-        params = [p for p in model.parameters() if p.requires_grad]
-        for p in params:
-            p.requires_grad_(False)
-        avg_grad = torch.zeros_like(x)                      # Σ_k ω_k ∂S/∂x at α_k
-        try:
-            for c in range(0, len(alphas), PATH_BATCH):     # bounded memory for many nodes
-                a, w = alphas[c:c + PATH_BATCH], weights[c:c + PATH_BATCH]
-                path = (base.unsqueeze(0) + a.view(-1, 1, 1) * (x - base).unsqueeze(0)).requires_grad_(True)
-                ll = _answer_loglik(reader, kind, path, layout)
-                (grad,) = torch.autograd.grad(ll.sum(), path)
-                avg_grad += (w.view(-1, 1, 1) * grad).sum(0)
-        finally:
-            for p in params:
-                p.requires_grad_(True)
-        gains = ((x - base) * avg_grad).sum(-1)[start:end].detach().float().cpu()
-    finally:
-        model.train(was_training)
-    return layout, gains, float(ends[0]), float(ends[1])
+    paths, diag = _integrate(reader, question, [passage], answer, steps, baseline, quadrature, tolerance, max_steps)
+    return paths[0].layout, diag.raw_gains[0], diag.loglik[0], diag.baseline_loglik[0]
 
 
 def perplexity_token_scores(reader: Any, question: str, passages: Sequence[Passage], answer: str,
-                            steps: int = DEFAULT_STEPS, baseline: str = "mean", quadrature: str = DEFAULT_QUADRATURE
-                            ) -> tuple[AttentionResult, PerplexityTokenDiagnostics]:
+                            steps: int | None = DEFAULT_STEPS, baseline: str = "mean",
+                            quadrature: str = DEFAULT_QUADRATURE, tolerance: float = DEFAULT_TOLERANCE,
+                            max_steps: int = DEFAULT_MAX_STEPS) -> tuple[AttentionResult, PerplexityTokenDiagnostics]:
     """An AttentionResult whose token scores are the positive per-token gains over the K passages.
 
-    ``input_ids`` is the concatenation of the K passages' own tokens (as the reader tokenises
-    them in its single-passage inputs), ``passage_spans`` their spans, ``token_scores`` the
-    positive parts of the gains and ``passage_scores`` their sums (so Σ_{t∈n_i} w_t = S_i of
-    this result, as for every AttentionResult).
+    ``steps=None`` (the default) is the adaptive trapezoid rule, refined until the instance's
+    completeness-error bound is under ``tolerance`` or a passage has ``max_steps`` nodes;
+    ``steps=m`` a fixed m-point ``quadrature`` (module docstring). ``input_ids`` is the
+    concatenation of the K passages' own tokens (as the reader tokenises them in its
+    single-passage inputs), ``passage_spans`` their spans, ``token_scores`` the positive parts of
+    the gains and ``passage_scores`` their sums (so Σ_{t∈n_i} w_t = S_i of this result, as for
+    every AttentionResult).
     """
-    ids, scores, spans, diag = [], [], [], PerplexityTokenDiagnostics([], [], [], [])
+    paths, diag = _integrate(reader, question, passages, answer, steps, baseline, quadrature, tolerance, max_steps)
+    ids, scores, spans = [], [], []
     answer_ids = None
     pos = 0
-    for passage in passages:
-        layout, gains, ll, base_ll = passage_token_gains(reader, question, passage, answer, steps, baseline, quadrature)
-        s, e = layout.passage_spans[0]
-        ids.append(layout.input_ids[s:e].cpu())
+    for p, gains in zip(paths, diag.raw_gains):
+        s, e = p.layout.passage_spans[0]
+        ids.append(p.layout.input_ids[s:e].cpu())
         scores.append(gains.clamp(min=0.0))
         spans.append((pos, pos + (e - s)))
         pos += e - s
-        answer_ids = layout.answer_ids
-        diag.loglik.append(ll)
-        diag.baseline_loglik.append(base_ll)
-        diag.gain_sums.append(float(gains.sum()))
-        diag.raw_gains.append(gains)
+        answer_ids = p.layout.answer_ids
     token_scores = torch.cat(scores) if scores else torch.zeros(0)
     result = AttentionResult(
         passage_scores=torch.stack([sc.sum() for sc in scores]) if scores else torch.zeros(0),

@@ -26,8 +26,10 @@ from ragdistill.analysis.quality import (
     noun_char_spans,
     question_noun_ids,
 )
+from ragdistill.analysis.perplexity import DEFAULT_MAX_STEPS as IG_MAX_STEPS
 from ragdistill.analysis.perplexity import DEFAULT_QUADRATURE as IG_QUADRATURE
 from ragdistill.analysis.perplexity import DEFAULT_STEPS as IG_STEPS
+from ragdistill.analysis.perplexity import DEFAULT_TOLERANCE as IG_TOLERANCE
 from ragdistill.data.types import Passage, Question
 from ragdistill.errors import ConfigError, InputError
 from ragdistill.signals import get_signal_spec
@@ -121,8 +123,14 @@ def token_scorer(signal: str):
 
 def analyze_reader(reader: Any, instances: Sequence[Instance], name: str = "reader", signal: str = "attention",
                    answer: str = "gold", percentiles: Iterable[int] = PERCENTILES, attention_options: dict | None = None,
-                   ig_steps: int = IG_STEPS, progress: bool = True, generate_batch_size: int = 8) -> ReaderAnalysis:
-    """Per-instance measures of one reader on the given instances (no aggregation)."""
+                   ig_steps: int | None = IG_STEPS, progress: bool = True, generate_batch_size: int = 8,
+                   ig_tolerance: float = IG_TOLERANCE, ig_max_steps: int = IG_MAX_STEPS) -> ReaderAnalysis:
+    """Per-instance measures of one reader on the given instances (no aggregation).
+
+    Perplexity signal: ``ig_steps=None`` (default) is the adaptive integrated-gradients rule, refined
+    until the completeness error is under ``ig_tolerance`` or a passage has ``ig_max_steps`` nodes;
+    ``ig_steps=m`` a fixed m-point midpoint rule (analysis.perplexity).
+    """
     from tqdm.auto import tqdm
 
     token_scores = token_scorer(signal)
@@ -149,11 +157,17 @@ def analyze_reader(reader: Any, instances: Sequence[Instance], name: str = "read
             else:
                 from ragdistill.analysis.perplexity import perplexity_token_scores
 
-                result, diag = perplexity_token_scores(reader, q.question, inst.passages, ans, steps=ig_steps)
+                result, diag = perplexity_token_scores(reader, q.question, inst.passages, ans, steps=ig_steps,
+                                                       tolerance=ig_tolerance, max_steps=ig_max_steps)
                 record["passage_loglik"] = diag.loglik
                 record["passage_loglik_gain"] = [a - b for a, b in zip(diag.loglik, diag.baseline_loglik)]
                 record["passage_gain_sum"] = list(diag.gain_sums)        # Σ_t g_t: ≈ the gain by completeness
                 record["ig_completeness_error"] = diag.completeness_error()
+                record["ig_error_bound"] = diag.error_bound()            # adaptive rule: Σ|local errors| / Σ|gain|
+                record["ig_tolerance_reached"] = diag.tolerance_reached()
+                record["ig_rule"] = diag.rule
+                record["ig_nodes"] = int(sum(diag.nodes))                # gradient evaluations over the passages
+                record["passage_ig_nodes"] = list(diag.nodes)
             a_ids = answer_group_ids(result.answer_ids, tokenizer, answer=ans)   # + the answer's in-context ids
             n_ids = question_noun_ids(q.question, tokenizer, spans=inst.noun_spans)
             m = measure_instance(result, embeddings, answer_ids=a_ids, noun_ids=n_ids, percentiles=percentiles)
@@ -164,6 +178,21 @@ def analyze_reader(reader: Any, instances: Sequence[Instance], name: str = "read
         measures.append(m)
         records.append(record)
     return ReaderAnalysis(name=name, measures=measures, records=records)
+
+
+def ig_settings(analyses: Sequence[ReaderAnalysis], steps: int | None, tolerance: float, max_steps: int) -> dict[str, Any]:
+    """The perplexity analysis' IG rule and its completeness errors over the analysed instances (indicators.json)."""
+    records = [r for a in analyses for r in a.records if "ig_rule" in r]
+    errors = [r["ig_completeness_error"] for r in records if r.get("ig_completeness_error") is not None]
+    nodes = [r["ig_nodes"] for r in records]
+    return {"ig_rule": "adaptive-trapezoid" if steps is None else f"{IG_QUADRATURE}-{steps}",
+            "ig_steps": steps, "ig_quadrature": "trapezoid" if steps is None else IG_QUADRATURE,
+            "ig_tolerance": tolerance, "ig_max_steps": max_steps if steps is None else None,
+            "ig_completeness_error_median": float(np.median(errors)) if errors else None,
+            "ig_completeness_error_max": float(np.max(errors)) if errors else None,
+            "ig_within_tolerance_share": (float(np.mean([bool(r["ig_tolerance_reached"]) for r in records]))
+                                          if records else None),
+            "ig_nodes_median": float(np.median(nodes)) if nodes else None}
 
 
 def build_indicators(analyses: Sequence[ReaderAnalysis], reference: str | None, options: VerdictOptions = VerdictOptions(),
@@ -238,7 +267,8 @@ def run_analysis(readers: Sequence[str], questions_path: str, *, reference: str 
                  signal: str = "attention", retriever: str = "minilm-l6", index: str | None = None,
                  corpus: str | None = None, n: int = 1000, k: int = 5, seed: int = 0, answer: str = "gold",
                  options: VerdictOptions = VerdictOptions(), percentiles: Iterable[int] = PERCENTILES,
-                 device: str | None = None, ig_steps: int = IG_STEPS, progress: bool = True
+                 device: str | None = None, ig_steps: int | None = IG_STEPS, progress: bool = True,
+                 ig_tolerance: float = IG_TOLERANCE, ig_max_steps: int = IG_MAX_STEPS
                  ) -> tuple[dict[str, Any], list[ReaderAnalysis]]:
     """Everything `ragdistill analyze` computes: (indicators, per-reader analyses); nothing is written.
 
@@ -283,7 +313,8 @@ def run_analysis(readers: Sequence[str], questions_path: str, *, reference: str 
         kwargs = {"device": device} if device else {}
         reader = get_reader(name, kind=reader_kind, **kwargs)
         analyses.append(analyze_reader(reader, instances, name=name, signal=signal, answer=answer,
-                                       percentiles=percentiles, ig_steps=ig_steps, progress=progress))
+                                       percentiles=percentiles, ig_steps=ig_steps, progress=progress,
+                                       ig_tolerance=ig_tolerance, ig_max_steps=ig_max_steps))
         _free(reader)
     settings = {"signal": signal, "answer": answer, "n_requested": n, "n_instances": len(instances), "k": k, "seed": seed,
                 "questions": str(questions_path), "n_questions_without_gold_answer": n_missing,
@@ -293,9 +324,5 @@ def run_analysis(readers: Sequence[str], questions_path: str, *, reference: str 
                 "percentile_method": "numpy.percentile, linear interpolation; M = {t: sim_t >= threshold}",
                 "std": "population (ddof=0)"}
     if signal == "perplexity":
-        settings["ig_steps"] = ig_steps
-        settings["ig_quadrature"] = IG_QUADRATURE
-        errors = [r.get("ig_completeness_error") for a in analyses for r in a.records]
-        errors = [e for e in errors if e is not None]
-        settings["ig_completeness_error_median"] = float(np.median(errors)) if errors else None
+        settings.update(ig_settings(analyses, ig_steps, ig_tolerance, ig_max_steps))
     return build_indicators(analyses, reference, options, percentiles, settings), analyses

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 
+from ragdistill.utils.ig_rule import DEFAULT_MAX_STEPS as IG_MAX_STEPS
+from ragdistill.utils.ig_rule import DEFAULT_TOLERANCE as IG_TOLERANCE
+
 HELP = "measure whether readers' attention is a good distillation teacher (the two indicators)"
 
 DESCRIPTION = """\
@@ -60,8 +63,16 @@ def add_common_arguments(p: argparse.ArgumentParser, default_n: int) -> None:
     p.add_argument("--verdict-attention", choices=["lift", "mean"], default="lift",
                    help="attention compared by the verdict: the lift (comparable across prompt lengths) or the raw "
                         "mean of normalised attention, as the study's tables print it (default: lift)")
-    p.add_argument("--ig-steps", type=int, default=4,
-                   help="perplexity signal only: integrated-gradient steps per passage (default: 4)")
+    p.add_argument("--ig-tolerance", type=float, default=IG_TOLERANCE,
+                   help="perplexity signal only: the adaptive integrated-gradients rule refines each instance's path "
+                        "until its completeness error |sum of token gains - log-likelihood gain| / |gain| is under "
+                        f"this (default: {IG_TOLERANCE})")
+    p.add_argument("--ig-max-steps", type=int, default=IG_MAX_STEPS,
+                   help="perplexity signal only: at most this many gradient evaluations per passage for the adaptive "
+                        f"rule; instances that stop there are flagged ig_tolerance_reached=false (default: {IG_MAX_STEPS})")
+    p.add_argument("--ig-steps", type=int, default=None, metavar="N",
+                   help="perplexity signal only: a fixed N-point midpoint integrated-gradients rule per passage instead "
+                        "of the adaptive one (its completeness error is recorded, not controlled; default: adaptive)")
     p.add_argument("--device", help="torch device for the readers, e.g. cuda or cpu (default: CUDA when present)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -71,20 +82,21 @@ def run_from_args(args: argparse.Namespace):
     from ragdistill.analysis.indicators import VerdictOptions
     from ragdistill.analysis.run import run_analysis
     from ragdistill.errors import ConfigError
+    from ragdistill.utils.ig_rule import check_ig_options
 
     if args.n < 1:
         raise ConfigError("n", "must be at least 1")
     if args.k < 1:
         raise ConfigError("k", "must be at least 1")
-    if args.ig_steps < 1:
-        raise ConfigError("ig-steps", "must be at least 1")
+    check_ig_options(args.ig_steps, args.ig_tolerance, args.ig_max_steps)
     options = VerdictOptions(corr_threshold=args.corr_threshold, percentile=args.verdict_percentile,
                              attention_measure=args.verdict_attention)
     readers = args.reader or ["smollm2-135m"]
     return run_analysis(readers, args.questions, reference=args.reference, reader_kind=args.reader_kind,
                         signal=args.signal, retriever=args.retriever, index=args.index, corpus=args.corpus,
                         n=args.n, k=args.k, seed=args.seed, answer=args.answer, options=options,
-                        device=args.device, ig_steps=args.ig_steps, progress=not args.no_progress)
+                        device=args.device, ig_steps=args.ig_steps, progress=not args.no_progress,
+                        ig_tolerance=args.ig_tolerance, ig_max_steps=args.ig_max_steps)
 
 
 def _run(args: argparse.Namespace) -> int:

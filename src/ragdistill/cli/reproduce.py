@@ -6,6 +6,9 @@ import argparse
 import shlex
 import sys
 
+from ragdistill.utils.ig_rule import DEFAULT_MAX_STEPS as IG_MAX_STEPS
+from ragdistill.utils.ig_rule import DEFAULT_TOLERANCE as IG_TOLERANCE
+
 HELP = "run every setting of the study and write its report (Table 1, Figure 1, Table 2, verdicts)"
 
 DESCRIPTION = """\
@@ -91,8 +94,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      help="run every training setting with N seeds (train.seed + 0 .. N-1, one directory and marker per "
                           "seed); Table 1 shows the mean ± sd over the seeds beside the first seed's intervals (default: 1)")
     run.add_argument("--analysis-seed", type=int, default=0, help="seed of the analysed sample and of the article split (default: 0)")
-    run.add_argument("--ig-steps", type=int, default=4,
-                     help="integrated-gradient steps of the perplexity-signal analysis (default: 4)")
+    run.add_argument("--ig-tolerance", type=float, default=IG_TOLERANCE,
+                     help="perplexity-signal analysis: the adaptive integrated-gradients rule refines each instance until "
+                          f"its completeness error is under this (default: {IG_TOLERANCE})")
+    run.add_argument("--ig-max-steps", type=int, default=IG_MAX_STEPS,
+                     help=f"perplexity-signal analysis: at most this many gradient evaluations per passage (default: {IG_MAX_STEPS})")
+    run.add_argument("--ig-steps", type=int, default=None, metavar="N",
+                     help="perplexity-signal analysis: a fixed N-point midpoint rule instead of the adaptive one "
+                          "(default: adaptive)")
     run.add_argument("--configs", metavar="DIR", help="directory holding demo/ and paper/ configs (default: the checkout's configs/)")
     run.add_argument("--no-hub-check", action="store_true",
                      help="do not probe the Hugging Face hub for models that are not cached (treat them as unavailable)")
@@ -129,7 +138,8 @@ def run_command(args: argparse.Namespace) -> int:
         questions_dev=args.questions_dev, questions_test=args.questions_test, split_by_article=args.split_by_article,
         reader=args.reader, encdec_reader=args.encdec_reader, retriever=args.retriever, datasets=args.datasets,
         overrides=list(args.overrides), force=args.force, only=only, analysis_n=args.analysis_n,
-        analysis_seed=args.analysis_seed, ig_steps=args.ig_steps, progress=not args.no_progress,
+        analysis_seed=args.analysis_seed, ig_steps=args.ig_steps, ig_tolerance=args.ig_tolerance,
+        ig_max_steps=args.ig_max_steps, progress=not args.no_progress,
         configs_dir=args.configs, command=command, check_hub=not args.no_hub_check,
         keep_checkpoints=args.keep_checkpoints, deadline=deadline, seeds=args.seeds,
     )

@@ -131,6 +131,8 @@ def analysis_key(item: PlannedSetting, run_id: str, options: Options) -> str:
     cfg = item.config
     return _sha({"run_id": run_id, "n": options.analysis_n, "seed": options.analysis_seed, "k": cfg.train.k,
                  "signals": sorted(item.signals), "ig_steps": options.ig_steps,
+                 **({"ig_tolerance": options.ig_tolerance, "ig_max_steps": options.ig_max_steps}
+                    if options.ig_steps is None else {}),
                  "test": _file_fingerprint(cfg.data.test), "retriever": cfg.retriever.name, "index": cfg.index.dir,
                  "views": list(ANALYSIS_VIEWS) if analysed(item) else []})
 

@@ -30,6 +30,10 @@ from ragdistill.experiments.splits import is_squad_file, plan_squad_split, split
 from ragdistill.models import BERT2BERT, resolve
 from ragdistill.readers.fid import is_fid_name
 from ragdistill.config import load_config
+from ragdistill.utils.ig_rule import DEFAULT_MAX_STEPS as IG_MAX_STEPS
+from ragdistill.utils.ig_rule import DEFAULT_STEPS as IG_STEPS
+from ragdistill.utils.ig_rule import DEFAULT_TOLERANCE as IG_TOLERANCE
+from ragdistill.utils.ig_rule import check_ig_options
 from ragdistill.utils.io import atomic_write_text
 
 SCALES = ("demo", "paper")
@@ -62,7 +66,9 @@ class Options:
     only: list[str] | None = None
     analysis_n: int | None = None
     analysis_seed: int = 0
-    ig_steps: int = 4
+    ig_steps: int | None = IG_STEPS            # None: the adaptive IG rule (utils.ig_rule)
+    ig_tolerance: float = IG_TOLERANCE
+    ig_max_steps: int = IG_MAX_STEPS
     progress: bool = True
     configs_dir: Path | None = None
     command: str = ""
@@ -79,8 +85,7 @@ class Options:
             self.analysis_n = DEFAULT_ANALYSIS_N[self.scale]
         if self.analysis_n < 1:
             raise ConfigError("analysis-n", "the number of analysed instances must be at least 1")
-        if self.ig_steps < 1:
-            raise ConfigError("ig-steps", "must be at least 1")
+        check_ig_options(self.ig_steps, self.ig_tolerance, self.ig_max_steps)
         if self.seeds < 1:
             raise ConfigError("seeds", "the number of seeds must be at least 1")
         flags = {"--corpus": self.corpus, "--questions-train": self.questions_train, "--questions-test": self.questions_test}

@@ -1196,7 +1196,8 @@ def write_report(plan, results, wall_seconds: float = 0.0) -> dict[str, Any]:
            "wall_seconds": round(wall_seconds, 1),
            "datasets": [{"label": d.label, "paths": d.paths, "notes": d.notes, "split": d.split} for d in plan.datasets],
            "analysis": {"n": plan.options.analysis_n, "seed": plan.options.analysis_seed, "ig_steps": plan.options.ig_steps,
-                        "views": ["own", "controlled"]},
+                        "views": ["own", "controlled"],
+                        "ig_tolerance": plan.options.ig_tolerance, "ig_max_steps": plan.options.ig_max_steps},
            "seeds": getattr(plan.options, "seeds", 1),
            "settings": public, "figures": figures, "environment": env,
            "not_run": [{"dataset": r["dataset"], "setting": r["name"], "reason": r["reason"], "flag": r["flag"]}

@@ -36,7 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ragdistill.analysis.run import analyze_reader, build_indicators, build_instances, sample_questions, write_outputs
+from ragdistill.analysis.run import (
+    analyze_reader,
+    build_indicators,
+    build_instances,
+    ig_settings,
+    sample_questions,
+    write_outputs,
+)
 from ragdistill.data.corpus import iter_passages
 from ragdistill.data.questions import load_questions
 from ragdistill.errors import ModelError, RagdistillError
@@ -257,7 +264,8 @@ def analyse_setting(item: PlannedSetting, reader_path: str, ctx: Context, view: 
             ra = analyze_reader(reader, instances, name=item.setting.name, signal=signal, answer="gold",
                                 attention_options={"layers": cfg.signal.layers, "value_norm": cfg.signal.value_norm,
                                                    "aggregation": cfg.signal.aggregation} if signal == "attention" else None,
-                                ig_steps=ctx.options.ig_steps, progress=ctx.options.progress)
+                                ig_steps=ctx.options.ig_steps, progress=ctx.options.progress,
+                                ig_tolerance=ctx.options.ig_tolerance, ig_max_steps=ctx.options.ig_max_steps)
             settings = {"signal": signal, "answer": "gold", "n_requested": ctx.options.analysis_n,
                         "n_instances": len(instances), "k": cfg.train.k, "seed": ctx.options.analysis_seed,
                         "questions": cfg.data.test, "retriever": retriever if own else item.config.retriever.name,
@@ -266,7 +274,7 @@ def analyse_setting(item: PlannedSetting, reader_path: str, ctx: Context, view: 
                                                      f"{ctx.own_indexes.get(item.key)})") if own else
                                                     "the initial retriever (same instances for every setting)"}
             if signal == "perplexity":
-                settings["ig_steps"] = ctx.options.ig_steps
+                settings.update(ig_settings([ra], ctx.options.ig_steps, ctx.options.ig_tolerance, ctx.options.ig_max_steps))
             indicators = build_indicators([ra], None, settings=settings)
             d = item.run_dir / VIEW_DIRS["own" if view == "own" else "controlled"] / signal
             write_outputs(d, indicators, [ra])

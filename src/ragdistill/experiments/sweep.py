@@ -42,7 +42,15 @@ from typing import Any, Callable
 import yaml
 
 from ragdistill.errors import ConfigError, InputError
+from ragdistill.utils.ig_rule import DEFAULT_MAX_STEPS as IG_MAX_STEPS
+from ragdistill.utils.ig_rule import DEFAULT_STEPS as IG_STEPS
+from ragdistill.utils.ig_rule import DEFAULT_TOLERANCE as IG_TOLERANCE
+from ragdistill.utils.ig_rule import check_ig_options
 from ragdistill.utils.io import atomic_write_json, atomic_write_text
+
+#: the adaptive IG rule's typical gradient evaluations per passage (the dry run's estimate): median 19-28 per
+#: passage on demo instances with the off-the-shelf minilm-bert2bert reader
+IG_TYPICAL_NODES = 24
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +106,7 @@ SWEEP_KEYS = {"name", "configs", "snapshots", "degraded", "teachers", "analysis"
 SECTION_KEYS = {
     "configs": {"step1", "step2", "fid", "perplexity"},
     "degraded": {"from", "layers", "reinit_top", "reinit_seed", "orders"},
-    "analysis": {"n", "seed", "ig_steps"},
+    "analysis": {"n", "seed", "ig_steps", "ig_tolerance", "ig_max_steps"},
     "verdict": {"attention_measure", "percentile", "corr_threshold"},
     "bootstrap": {"resamples", "seed"},
     "estimate": {"reader_step_s", "retriever_step_s", "refresh_s", "eval_question_s", "analysis_instance_s"},
@@ -142,7 +150,10 @@ def load_sweep_config(path: str | Path | None = None) -> dict[str, Any]:
     if cfg["degraded"]["reinit_top"] < 1:
         raise ConfigError("degraded.reinit_top", "must be at least 1")
     cfg["teachers"] = list(raw.get("teachers") or [])
-    cfg["analysis"] = {"n": 50, "seed": 0, "ig_steps": 4, **(raw.get("analysis") or {})}
+    cfg["analysis"] = {"n": 50, "seed": 0, "ig_steps": IG_STEPS, "ig_tolerance": IG_TOLERANCE, "ig_max_steps": IG_MAX_STEPS,
+                       **(raw.get("analysis") or {})}
+    check_ig_options(cfg["analysis"]["ig_steps"], cfg["analysis"]["ig_tolerance"], cfg["analysis"]["ig_max_steps"],
+                     prefix="analysis.ig_")
     cfg["verdict"] = {"attention_measure": "auto", "percentile": 95, "corr_threshold": 0.3, **(raw.get("verdict") or {})}
     if cfg["verdict"]["attention_measure"] not in ("mean", "lift", "auto"):
         raise ConfigError("verdict.attention_measure", "must be mean, lift or auto")
@@ -588,7 +599,8 @@ def estimate_seconds(plan: SweepPlan) -> dict[str, float]:
             if t.signal == "perplexity":
                 per *= s2.train.k
             n = plan.sweep["analysis"]["n"]
-            ana = n * e["analysis_instance_s"] * ((s2.train.k * plan.sweep["analysis"]["ig_steps"]) if t.signal == "perplexity"
+            ig_nodes = plan.sweep["analysis"]["ig_steps"] or IG_TYPICAL_NODES
+            ana = n * e["analysis_instance_s"] * ((s2.train.k * ig_nodes) if t.signal == "perplexity"
                                                   else 1) + n * e["analysis_instance_s"] * (t.orders if t.signal ==
                                                                                             "attention-debiased" else 0.2)
             out[unit] = ana + s2.train.steps * s2.train.batch_size * per + (refreshes + evals) * refresh \
@@ -847,7 +859,9 @@ class _Run:
         ana_signal = "perplexity" if t.signal == "perplexity" else "attention"
         att_opts = {k: v for k, v in opts.items() if k != "orders"} if ana_signal == "attention" else None
         ra = analyze_reader(reader, instances, name=t.name, signal=ana_signal, answer="gold", attention_options=att_opts,
-                            ig_steps=plan.sweep["analysis"]["ig_steps"], progress=plan.options.progress)
+                            ig_steps=plan.sweep["analysis"]["ig_steps"], progress=plan.options.progress,
+                            ig_tolerance=plan.sweep["analysis"]["ig_tolerance"],
+                            ig_max_steps=plan.sweep["analysis"]["ig_max_steps"])
         summary = summarize(ra.measures)
         inputs = measures_to_inputs(ra.measures)
         # the teacher's passage scores S (its training signal) on the same instances: the predictors
