@@ -24,7 +24,7 @@ from ragdistill.data.demo import demo_files, generate_demo_world
 from ragdistill.errors import ConfigError, InputError, ModelError, RagdistillError
 from ragdistill.experiments.estimate import estimate_lines
 from ragdistill.experiments.markers import PENDING, analysis_outdated, decide_reuse, marker_complete, read_marker
-from ragdistill.experiments.settings import (BY_NAME, DECODER, FID, FID_READER_FIT, FITTED_FROM_FID_READER_FIT,
+from ragdistill.experiments.settings import (DECODER, FID, FID_READER_FIT, FITTED_FROM_FID_READER_FIT,
                                              ITEMS_BY_NAME, SETTINGS, Setting)
 from ragdistill.experiments.splits import is_squad_file, plan_squad_split, split_squad_by_article
 from ragdistill.models import BERT2BERT, resolve
