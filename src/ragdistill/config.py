@@ -39,7 +39,7 @@ from ragdistill.signals import available_signals
 
 @dataclass(frozen=True)
 class Regime:
-    """What one training regime (DESIGN §4) trains and which losses it sums.
+    """What one training regime (METHOD.md §4) trains and which losses it sums.
 
     ``reader_loss``: the reader's LM loss on the answer; ``distillation_loss``: KL(p_gold || p_RETR)
     on the retriever's scores, which needs the reader's signal S and an index refreshed as the

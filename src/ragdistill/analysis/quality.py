@@ -1,4 +1,4 @@
-"""Per-instance attention-quality measures (DESIGN §3, "Attention-quality analysis").
+"""Per-instance attention-quality measures (METHOD.md §3, "Attention-quality analysis").
 
 For one instance (a question, its K retrieved passages, an answer) and one reader:
 

@@ -42,7 +42,7 @@ def add_common_arguments(p: argparse.ArgumentParser, default_n: int) -> None:
                         "the reader was fine-tuned from; omitted (or equal to the reader) the comparison is "
                         "undefined and the advice comes from the absolute numbers")
     p.add_argument("--signal", choices=["attention", "perplexity"], default="attention",
-                   help="per-token scores analysed: the reader's attention (DESIGN w_t), or the per-token answer "
+                   help="per-token scores analysed: the reader's attention (METHOD.md §3.2 w_t), or the per-token answer "
                         "log-likelihood gains of the perplexity signal (integrated gradients; slower) (default: attention)")
     p.add_argument("--retriever", default="minilm-l6", metavar="NAME|CKPT",
                    help="retriever for the top-K passages: bundled name, HF id or a saved retriever (default: minilm-l6)")

@@ -12,7 +12,7 @@ from ragdistill.utils.ig_rule import DEFAULT_TOLERANCE as IG_TOLERANCE
 HELP = "run every setting of the study and write its report (Table 1, Figure 1, Table 2, verdicts)"
 
 DESCRIPTION = """\
-Runs the study's settings (DESIGN §4) one after the other and writes DIR/report.md,
+Runs the study's settings (METHOD.md §4) one after the other and writes DIR/report.md,
 DIR/report.json and DIR/figures/:
 
   1  off-the-shelf checkpoint        evaluate + analyse the initial reader (reference row)

@@ -6,7 +6,7 @@ import argparse
 
 DESCRIPTION = """\
 Score each passage of a file for one question and answer with the reader's supervision
-signal (DESIGN §3) and print S_i with the target distribution p_gold = softmax(S/τ_gold)
+signal (METHOD.md §3) and print S_i with the target distribution p_gold = softmax(S/τ_gold)
 that the retriever would be trained towards. With the attention signal, the tokens of
 each passage that received the most attention are listed too.
 

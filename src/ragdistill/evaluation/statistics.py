@@ -1,4 +1,4 @@
-"""Telling a change from noise (DESIGN §7): paired differences with 95 % intervals and an outcome word.
+"""Telling a change from noise (METHOD.md §7): paired differences with 95 % intervals and an outcome word.
 
 Every difference between two settings is computed over the *same* items (test questions,
 analysis instances) where it can be, and carries its interval, its n and an outcome read off

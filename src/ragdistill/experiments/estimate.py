@@ -1,7 +1,7 @@
 """The work estimate of `ragdistill reproduce --dry-run`: steps × tokens, refresh passes × KB size, FLOPs, hours.
 
 Counts come from the plan's data files when they are here (or from what a real run would
-write), else from the study's split and knowledge-base sizes (DESIGN §4). Nothing is loaded.
+write), else from the study's split and knowledge-base sizes (METHOD.md §4). Nothing is loaded.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ragdistill.config import load_config
 if TYPE_CHECKING:  # the plan's types (plan.py imports this module)
     from ragdistill.experiments.plan import Plan, PlannedSetting
 
-# Split sizes and knowledge base of the study (DESIGN §4), used by --dry-run when the files are absent.
+# Split sizes and knowledge base of the study (METHOD.md §4), used by --dry-run when the files are absent.
 PAPER_SIZES = {"nq": {"train": 79168, "dev": 8757, "test": 3610}, "triviaqa": {"train": 78785, "dev": 8837, "test": 11313}}
 PAPER_KB_PASSAGES = 21_015_324  # DPR psgs_w100.tsv (Wikipedia 2018-12-20)
 # Parameter counts of the models the configs name (for the dry-run's FLOP estimate).

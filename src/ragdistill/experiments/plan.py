@@ -514,7 +514,7 @@ def _decide(item: PlannedSetting, items: list[PlannedSetting], options: Options,
     """Set the row's status: run, reuse (not selected but finished earlier) or not run with every reason found."""
     s, cfg = item.setting, item.config
     if s.optional and not options.reader:
-        item.status, item.reason = "not run", ("optional row: DESIGN §4 runs perplexity distillation with the FiD reader; "
+        item.status, item.reason = "not run", ("optional row: METHOD.md §4 runs perplexity distillation with the FiD reader; "
                                                "this decoder-only variant runs when a decoder reader is named")
         item.flag = f"{s.enabled_by} (e.g. --reader smollm2-135m)"
         return

@@ -1,4 +1,4 @@
-"""The study's experimental settings (DESIGN §4) as a table the reproduce runner walks.
+"""The study's experimental settings (METHOD.md §4) as a table the reproduce runner walks.
 
 Each row says what trains (regime), which reader family reads (decoder-only or FiD), which
 signal teaches the retriever (and is analysed), which training config holds its
@@ -8,7 +8,7 @@ reader is its reference for the attention-quality indicators.
 Two rows are not training runs: the off-the-shelf checkpoints (decoder-only and FiD) are
 evaluated and analysed as they are; they are the reference rows of Table 1 and Table 2.
 The decoder-only perplexity variant (``perplexity_distill_decoder``) is optional: it runs
-when a decoder reader is named with ``--reader`` (DESIGN §4 runs perplexity distillation
+when a decoder reader is named with ``--reader`` (METHOD.md §4 runs perplexity distillation
 with the FiD reader).
 """
 

@@ -21,7 +21,7 @@ def check_span(span: str) -> str:
 
 @dataclass
 class AttentionResult:
-    """Passage scores S_i of DESIGN §3 plus everything needed to check or analyse them.
+    """Passage scores S_i of METHOD.md §3 plus everything needed to check or analyse them.
 
     Decoder-only reader: `input_ids` is the scored sequence (prompt + answer tokens),
     `token_scores[t]` is w_t for every prompt position t (0 for answer positions),

@@ -1,4 +1,4 @@
-"""Eq. 1 of the attention signal (DESIGN §3): token scores w_t and passage scores S_i, in one place.
+"""Eq. 1 of the attention signal (METHOD.md §3): token scores w_t and passage scores S_i, in one place.
 
 This module is *the* place the formula lives; both readers (decoder-only and FiD) compute their
 scores with the functions below, and the readers' capture code only feeds them the tensors each
@@ -269,7 +269,7 @@ def select_layers(spec: int | Sequence[int] | None, num_layers: int, key: str = 
 
 
 def aggregate_passages(token_scores: torch.Tensor, spans: Sequence[tuple[int, int]], aggregation: str = "sum") -> torch.Tensor:
-    """S_i from w_t [T]: sum (DESIGN default) or mean over each passage's own tokens; 0 for an empty span."""
+    """S_i from w_t [T]: sum (the default, METHOD.md §3.2) or mean over each passage's own tokens; 0 for an empty span."""
     check_aggregation(aggregation)
     out = torch.zeros(len(spans), dtype=torch.float32)
     for i, (start, end) in enumerate(spans):

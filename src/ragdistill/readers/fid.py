@@ -13,7 +13,7 @@ the bundled MiniLM-L6 (both encoder and decoder; the decoder's cross-attention a
 bias are freshly initialised with a fixed seed). It runs everywhere but must be fine-tuned
 before its answers or its attention mean anything.
 
-Attention scores (DESIGN §3, ATLAS's "norms"): the decoder is teacher-forced with the gold
+Attention scores (METHOD.md §3, ATLAS's "norms"): the decoder is teacher-forced with the gold
 answer; the decoder positions are those that *predict* answer tokens, i.e. decoder inputs
 ``shift_right(A) = [start, A_1 .. A_{|A|-1}]`` (the position that predicts the final EOS is
 not one of them, unlike ATLAS which averages over all label positions including EOS). Eq. 1

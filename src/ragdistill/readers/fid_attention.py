@@ -1,6 +1,6 @@
 """Cross-attention capture for encoder-decoder (FiD) readers, without eager attention.
 
-The FiD passage scores (DESIGN §3, ATLAS's "norms" aggregation) need, for every decoder
+The FiD passage scores (METHOD.md §3, ATLAS's "norms" aggregation) need, for every decoder
 cross-attention layer, the post-softmax probabilities α[b,h,q,t] from the decoder positions q
 to the encoder positions t and the norms ‖v[b,h,t]‖ of the cross-attention value vectors.
 

@@ -1,6 +1,6 @@
 """Contriever-style bi-encoder retriever over any Hugging Face text encoder.
 
-s(n, Q) = <E_q(Q), E_d(n)> (DESIGN.md §3). E is the encoder's last hidden states pooled
+s(n, Q) = <E_q(Q), E_d(n)> (METHOD.md §3). E is the encoder's last hidden states pooled
 by a masked mean (default, as Contriever and all-MiniLM-L6-v2) or the [CLS] vector.
 The query and passage encoders are one module by default; ``shared=False`` unties them
 (the passage side starts as a deep copy), and ``query_only=True`` freezes the passage

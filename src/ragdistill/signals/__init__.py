@@ -2,7 +2,7 @@
 
 ``get_signal(name)(reader, question, passages, answer, **opts) -> Tensor[K]``:
 
-* ``attention`` — S_i from the reader's attention on passage i's tokens (DESIGN §3); options
+* ``attention`` — S_i from the reader's attention on passage i's tokens (METHOD.md §3); options
   ``layers``, ``value_norm``, ``aggregation``.
 * ``perplexity`` — S_i = −mean NLL of the answer given the question and passage i alone.
 * ``attention-debiased`` — ``attention`` averaged over ``orders`` (4) passage orders (signals/debiased.py).
@@ -87,7 +87,7 @@ def _attention_token_scores(reader: Any, question: str, passages: Sequence[Passa
                  token_scores=_attention_token_scores)
 def attention_signal(reader: Any, question: str, passages: Sequence[Passage], answer: str, layers: Sequence[int] | None = None,
                      value_norm: bool = True, aggregation: str = "sum") -> torch.Tensor:
-    """S_i: the reader's value-norm-weighted attention from the answer queries to passage i (DESIGN §3)."""
+    """S_i: the reader's value-norm-weighted attention from the answer queries to passage i (METHOD.md §3)."""
     result = reader.attention_scores(question, passages, answer, layers=layers, value_norm=value_norm, aggregation=aggregation)
     return result.passage_scores
 

@@ -1,4 +1,4 @@
-"""The distillation loss: KL(p_gold ‖ p_RETR), reduction 'batchmean', p_gold detached (DESIGN §3)."""
+"""The distillation loss: KL(p_gold ‖ p_RETR), reduction 'batchmean', p_gold detached (METHOD.md §3)."""
 
 from __future__ import annotations
 

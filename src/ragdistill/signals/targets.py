@@ -1,6 +1,6 @@
 """Target distributions: p_gold from the reader's passage scores, p_RETR from the retriever's.
 
-DESIGN §3: p_gold(n_i) = softmax_i(S_i / τ_gold) (ATLAS convention), or, as an option,
+METHOD.md §3: p_gold(n_i) = softmax_i(S_i / τ_gold) (ATLAS convention), or, as an option,
 S_i / Σ_j S_j; p_RETR(n_i | Q) = softmax_i(s_i / θ). Scores are [..., K] tensors; the
 last dimension runs over the K passages of one question.
 
@@ -8,7 +8,7 @@ last dimension runs over the K passages of one question.
 targets (``gold_score_mode`` "evalnormssum", src/fid.py ``aggregate_value``) store, per decoder
 layer, mean_h α·‖v‖ (``.mean(dim=1)`` over heads), sum it over layers, label positions and the
 passage row's tokens, and divide by 256 · n_layers · n_labels before softmax(· / temperature_gold).
-Our S_i (sum aggregation, DESIGN §3) is mean_l mean_h mean_a Σ_{t∈n_i} α·‖v‖, the same quantity
+Our S_i (sum aggregation, METHOD.md §3) is mean_l mean_h mean_a Σ_{t∈n_i} α·‖v‖, the same quantity
 without the constant 1/256, so
 
     softmax(S_ATLAS / temperature_gold) = softmax(S / τ_gold)  with  τ_gold = 256 · temperature_gold.

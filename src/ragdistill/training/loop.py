@@ -6,7 +6,7 @@
     -> backward (gradient accumulation; a non-finite loss skips the step, counted)
     -> all-reduce grads, clip, optimiser + scheduler step -> log -> evaluate -> monitor -> save
 
-Which models train and which losses apply is the regime's (``ragdistill.config.REGIMES``, DESIGN §4).
+Which models train and which losses apply is the regime's (``ragdistill.config.REGIMES``, METHOD.md §4).
 Rooms of their own: ``data`` (questions, batch order), ``rng`` (per-step seeds), ``build`` (models),
 ``indexing`` (the stale index, refreshes), ``rundir`` (guards, metrics log, completed marker), ``state``
 (checkpoint contents), ``stop`` (stop on request), ``timing`` (phases, memory).
