@@ -13,7 +13,12 @@ import pytest
 import torch
 
 from ragdistill.analysis import perplexity as ig
-from ragdistill.analysis.perplexity import QUADRATURES, perplexity_token_scores, quadrature_nodes, trapezoid_weights
+from ragdistill.analysis.perplexity import (
+    QUADRATURES,
+    perplexity_token_scores,
+    quadrature_nodes,
+    trapezoid_weights,
+)
 from ragdistill.data.types import Passage, Question
 from ragdistill.errors import ConfigError
 from ragdistill.utils.ig_rule import check_ig_options

@@ -57,7 +57,12 @@ import torch
 
 from ragdistill.data.types import Passage
 from ragdistill.readers.base import AttentionResult
-from ragdistill.utils.ig_rule import DEFAULT_MAX_STEPS, DEFAULT_STEPS, DEFAULT_TOLERANCE, INITIAL_INTERVALS
+from ragdistill.utils.ig_rule import (
+    DEFAULT_MAX_STEPS,
+    DEFAULT_STEPS,
+    DEFAULT_TOLERANCE,
+    INITIAL_INTERVALS,
+)
 
 BASELINES = ("mean", "zero")
 QUADRATURES = ("gauss-legendre", "midpoint", "trapezoid")
