@@ -394,7 +394,7 @@ def _file_fp(path: str | None) -> str:
 def build_sweep_plan(options: SweepOptions, write: bool = False) -> SweepPlan:
     """Resolve the data, the training configs, the teachers, the keys and what will run or be reused. Loads no model."""
     from ragdistill.experiments.plan import prepare_data
-    from ragdistill.training.config import load_config
+    from ragdistill.config import load_config
 
     sweep = load_sweep_config(options.config)
     if options.n is not None:
@@ -665,7 +665,8 @@ def _device(cfg):
 
 def _train(cfg, run_dir: Path, force: bool, progress: bool) -> dict[str, Any]:
     """train(cfg, run_dir), resuming an interrupted run of the same config."""
-    from ragdistill.training.loop import COMPLETED, train
+    from ragdistill.training.loop import train
+    from ragdistill.training.rundir import COMPLETED
 
     resume = False
     saved = run_dir / "config.yaml"
