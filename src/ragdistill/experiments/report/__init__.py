@@ -26,8 +26,8 @@ from ragdistill.experiments.report.indicators import (FAILS, HOLDS, UNDECIDED, _
                                                       indicator_difference, indicator_intervals, interval_status,
                                                       threshold_difference, verdict_lines)
 from ragdistill.experiments.report.render import render
-from ragdistill.experiments.report.tables import (SEED_METRICS, differences_table, fold_seeds, metric_difference, outcome,
-                                                  paired_delta, seeds_table, table1)
+from ragdistill.experiments.report.tables import (SEED_METRICS, differences_table, fold_seeds, metric_difference,
+                                                  outcome, paired_delta, seeds_table, table1)
 from ragdistill.experiments.report.together import (NOT_REPRODUCED, REPRODUCED, UNDECIDED_FINDING, conclusion,
                                                     power_line, together_table)
 from ragdistill.utils.io import atomic_write_json, atomic_write_text
