@@ -10,7 +10,7 @@ import pytest
 
 from ragdistill.analysis.indicators import DISTIL, FINE_TUNE, NO_BENEFIT
 from ragdistill.cli.main import main
-from ragdistill.experiments import sweep_stats as st
+from ragdistill.experiments.sweep import stats as st
 from tests.experiments.conftest import TINY_SETS
 
 

@@ -31,14 +31,14 @@ def input_title(name: str) -> str:
 
 def _mean_se(values) -> tuple[float | None, float | None]:
     from ragdistill.evaluation.statistics import mean_se
-    from ragdistill.experiments.sweep_stats import position_share_items, reduce_input  # noqa: F401
+    from ragdistill.experiments.sweep.stats import position_share_items, reduce_input  # noqa: F401
 
     arr = np.asarray(values, dtype=np.float64) if values and isinstance(values[0], list) else \
         np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
     if arr.ndim == 2:
         if arr.shape[0] == 0:
             return None, None
-        from ragdistill.experiments.sweep_stats import tv_from_uniform
+        from ragdistill.experiments.sweep.stats import tv_from_uniform
 
         point = tv_from_uniform(arr.mean(axis=0))
         rng = np.random.default_rng(0)
@@ -67,7 +67,8 @@ def teacher_rows(plan, baseline: dict[str, Any], results: dict[str, Any]) -> tup
     """One row per finished teacher (Δs, inputs, verdict), and the question ids the Δs are paired over."""
     from ragdistill.analysis.indicators import VerdictOptions, advice, verdict
     from ragdistill.evaluation.statistics import mcnemar
-    from ragdistill.experiments.sweep import _hits, reference_of
+    from ragdistill.experiments.sweep.runner import _hits
+    from ragdistill.experiments.sweep.teachers import reference_of
 
     base = _hits(Path(baseline["predictions"]))
     names = set(results)
@@ -151,7 +152,7 @@ def write_figures(rows: list[dict[str, Any]], corr: dict[str, Any], out_dir: Pat
 
 def write_sweep_report(plan, baseline: dict[str, Any], results: dict[str, Any], failed: dict[str, str],
                        sources: dict[str, Any], wall_seconds: float = 0.0) -> dict[str, Any]:
-    from ragdistill.experiments.sweep_stats import decision_record, indicator_correlations
+    from ragdistill.experiments.sweep.stats import decision_record, indicator_correlations
 
     out = plan.options.out
     rows, qids = teacher_rows(plan, baseline, results)
@@ -186,7 +187,7 @@ def write_sweep_report(plan, baseline: dict[str, Any], results: dict[str, Any], 
 
 
 def _base_hit(baseline: dict[str, Any], q: str) -> bool:
-    from ragdistill.experiments.sweep import _hits
+    from ragdistill.experiments.sweep.runner import _hits
 
     cache = baseline.setdefault("_hits", None)
     if cache is None:
@@ -226,7 +227,7 @@ def render_markdown(plan, report: dict[str, Any], rows: list[dict[str, Any]]) ->
     lines += ["## Teachers", "",
               "| teacher | what | ΔHR@1 (pts) | ΔHR@5 (pts) | outcome | attn A p95 | ρ A p95 | attn Q p95 | ρ Q p95 | "
               "ranking skill | position bias | advice | matched |", "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
-    from ragdistill.experiments.sweep_stats import advice_matches
+    from ragdistill.experiments.sweep.stats import advice_matches
 
     for r in rows:
         i = r["inputs"]
