@@ -70,7 +70,7 @@ def reader_flops(model, batch: int, seq_len: int) -> dict[str, float]:
 
 
 def measure(device: str = "cpu", batch: int = 1, seq_len: int = 512, rounds: int = 3, gemm_n: int | None = None,
-            model_name: str = READER) -> dict[str, Any]:
+            model_name: str = READER, precision: str = "fp32") -> dict[str, Any]:
     """GEMM probe, reader forward and reader forward+backward, interleaved round after round.
 
     Each round times one GEMM (best of 3 calls), one forward (inference mode) and one
@@ -80,23 +80,27 @@ def measure(device: str = "cpu", batch: int = 1, seq_len: int = 512, rounds: int
     import torch
 
     from ragdistill.models import load_causal_lm
+    from ragdistill.utils.precision import autocast
 
-    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    # fp32: float32 weights and GEMM; bf16: the training fast path -- float32 master weights under bf16
+    # autocast -- against a bf16 GEMM probe
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     dtype_name = str(dtype).replace("torch.", "")
     n = gemm_n or (2048 if device == "cpu" else 8192)
     gen = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
     b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
-    model, _ = load_causal_lm(model_name, dtype=dtype, device=device)
+    model, _ = load_causal_lm(model_name, dtype=torch.float32, device=device)
     flops = reader_flops(model, batch, seq_len)
     ids = torch.randint(0, model.config.vocab_size, (batch, seq_len), generator=gen).to(device)
 
     def forward() -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision, device):
             model(input_ids=ids)
 
     def forward_backward() -> None:
-        out = model(input_ids=ids, labels=ids)
+        with autocast(precision, device):
+            out = model(input_ids=ids, labels=ids)
         out.loss.backward()
         model.zero_grad(set_to_none=True)
 
@@ -111,7 +115,9 @@ def measure(device: str = "cpu", batch: int = 1, seq_len: int = 512, rounds: int
     med = {k: statistics.median(v) for k, v in times.items()}
     gemm_rate = 2 * n**3 / med["gemm"]
     label = device_label(device)
-    gemm_row = {"device": label, "dtype": dtype_name, "n": n, "median_s": med["gemm"], "flops_per_s": gemm_rate,
+    if precision == "bf16":
+        dtype_name = "bfloat16 (autocast, fp32 weights)"
+    gemm_row = {"device": label, "dtype": str(dtype).replace("torch.", ""), "n": n, "median_s": med["gemm"], "flops_per_s": gemm_rate,
                 "rounds": rounds}
     rows = []
     for name, key in (("forward", "forward"), ("forward+backward", "forward_backward")):
@@ -136,20 +142,33 @@ def run(quick: bool = False) -> dict[str, Any]:
     gemm_rows: list[dict[str, Any]] = []
     reader_rows: list[dict[str, Any]] = []
     ratios: dict[str, float | None] = {}
+    from ragdistill.utils.precision import bf16_supported
+
+    skipped = []
     for device in bench_devices():
         batch, seq_len = (1, 256) if quick else (1, 512)
-        res = measure(device, batch=batch, seq_len=seq_len, rounds=2 if quick else 3,
-                      gemm_n=(1024 if quick else 2048) if device == "cpu" else 8192)
-        gemm_rows.append(res["gemm"])
-        for row in res["reader"]:
-            reader_rows.append(row)
-            tag = "cpu" if device == "cpu" else "gpu"
-            ratios[f"reader {row['pass']} / GEMM rate ({tag})"] = row["fraction_of_gemm"]
+        precisions = ["fp32"]
+        if bf16_supported(device):
+            precisions.append("bf16")
+        else:
+            skipped.append(device_label(device))
+        for precision in precisions:
+            res = measure(device, batch=batch, seq_len=seq_len, rounds=2 if quick else 3,
+                          gemm_n=(1024 if quick else 2048) if device == "cpu" else 8192, precision=precision)
+            gemm_rows.append(res["gemm"])
+            for row in res["reader"]:
+                reader_rows.append(row)
+                tag = "cpu" if device == "cpu" else "gpu"
+                ratios[f"reader {row['pass']} / GEMM rate, {precision} ({tag})"] = row["fraction_of_gemm"]
     notes = [
         f"GEMM probe: torch.matmul n×n×n, 2n³ FLOPs per call (best of 3 per round); reader: {READER}, random token "
         "ids; GEMM, forward and forward+backward interleaved round after round, medians over rounds. FLOPs counted "
         "analytically (2·P_matmul·tokens + 4·L·d_attn·T·tokens forward, ×3 for forward+backward).",
     ]
+    notes.append("bf16 rows: the training fast path (runtime.precision bf16: float32 weights under bf16 autocast) "
+                 "against a bf16×bf16 GEMM probe; measured only where bf16 is native (CUDA with bf16, CPU with "
+                 "AVX512-BF16/AMX)" + (f"; skipped on {', '.join(skipped)} (no native bf16: emulated, many times slower "
+                                       "than fp32, and runtime.precision auto uses fp32 there)" if skipped else "") + ".")
     for probe in gemm_rows:
         notes.append(f"{probe['device']}: {fmt_si(probe['flops_per_s'], 'FLOP/s')} {probe['dtype']} GEMM (n={probe['n']}).")
     return {

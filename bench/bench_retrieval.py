@@ -130,6 +130,40 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
         our_emb = index.index.reconstruct_n(0, n)
         emb_diff = float(np.max(np.abs(our_emb - st_emb)))
 
+        # the refresh's embedding under bf16 autocast (where bf16 is native) vs SentenceTransformer.encode (fp32)
+        from ragdistill.utils.precision import bf16_supported
+
+        if bf16_supported(device):
+            fast = BiEncoderRetriever.from_pretrained(RETRIEVER, device=device, precision="bf16")
+            fast.encode_passages(passages[:64], batch_size=batch_size)
+            bf_t, st2_t = [], []
+            bf_emb = None
+            for r in range(max(1, rounds)):
+                for who in (("bf16", "st") if r % 2 == 0 else ("st", "bf16")):
+                    t0 = time.perf_counter()
+                    if who == "bf16":
+                        bf_emb = fast.encode_passages(passages, batch_size=batch_size)
+                        bf_t.append(time.perf_counter() - t0)
+                    else:
+                        st.encode(texts, batch_size=batch_size, convert_to_numpy=True)
+                        st2_t.append(time.perf_counter() - t0)
+            probe = our_emb[: min(200, n)]
+            _, top32 = numpy_topk(our_emb, probe, 5)
+            _, top16 = numpy_topk(bf_emb, probe, 5)
+            overlap = float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(top32.tolist(), top16.tolist())]))
+            rows.append({
+                "measure": f"refresh embedding (bf16 autocast), {n} passages, batch {batch_size}", "ours": n / min(bf_t),
+                "ours_label": "BiEncoderRetriever.encode_passages, bf16", "baseline": n / min(st2_t),
+                "baseline_label": "SentenceTransformer.encode, fp32", "unit": "passages/s",
+                "ratio": ratio(min(st2_t), min(bf_t)), "ours_seconds": bf_t, "baseline_seconds": st2_t,
+                "topk_overlap_vs_fp32": overlap, "max_abs_diff_vs_fp32": float(np.max(np.abs(bf_emb - our_emb))),
+            })
+            notes.append(f"bf16 refresh embedding: top-5 overlap with the fp32 embeddings {overlap:.1%} "
+                         f"(200 passages as queries), max |diff| {rows[-1]['max_abs_diff_vs_fp32']:.2e}.")
+        else:
+            notes.append(f"bf16 refresh embedding not measured on {device}: no native bf16 (emulated bf16 is slower than "
+                         "fp32 there, and precision auto uses fp32).")
+
         # HR@k agreement on a seeded question sample
         if questions:
             sample = sample_questions(questions, questions_n, seed)

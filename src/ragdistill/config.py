@@ -34,6 +34,8 @@ from ragdistill.errors import ConfigError, InputError
 from ragdistill.retrieval.refresh import RefreshSchedule
 from ragdistill.signals import available_signals
 
+log = logging.getLogger(__name__)
+
 # --------------------------------------------------------------------------- regimes
 
 
@@ -77,13 +79,14 @@ REGIMES: dict[str, Regime] = {
 RegimeName = Literal["joint", "reader", "retriever"]
 ReaderKind = Literal["auto", "decoder", "fid"]
 OptimizerName = Literal["adam", "adamw"]
+OptimizerImpl = Literal["auto", "fused", "foreach", "loop"]
 ScheduleName = Literal["constant", "linear", "cosine"]
 TargetMode = Literal["softmax", "normalize"]
 Aggregation = Literal["sum", "mean"]
 Pooling = Literal["mean", "cls"]
 Match = Literal["token", "substring"]
 Device = Literal["auto", "cpu", "cuda"]
-Precision = Literal["no", "fp16", "bf16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DType = Literal["float32", "bfloat16", "float16"]
 Split = Literal["dev", "test", "train"]
 assert set(typing.get_args(RegimeName)) == set(REGIMES)
@@ -98,6 +101,7 @@ POOLINGS = typing.get_args(Pooling)
 MATCHES = typing.get_args(Match)
 DEVICES = typing.get_args(Device)
 PRECISIONS = typing.get_args(Precision)
+OPTIMIZER_IMPLS = typing.get_args(OptimizerImpl)
 DTYPES = typing.get_args(DType)
 
 
@@ -184,6 +188,7 @@ class OptimConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
     clip_grad_norm: float = 1.0
+    impl: OptimizerImpl = "auto"
 
 
 @dataclass
@@ -210,7 +215,7 @@ class MonitorConfig:
 class RuntimeConfig:
     device: Device = "auto"
     gpus: int = 0
-    mixed_precision: Precision = "no"
+    precision: Precision = "auto"
     threads: int = 0
     collective_timeout: float = 600.0
 
@@ -465,8 +470,8 @@ def validate_hardware(cfg: Config) -> None:
         raise ConfigError("runtime.device", "'cuda' asked for but no CUDA GPU is visible (use 'auto' or 'cpu')")
     if cfg.runtime.gpus > available:
         raise ConfigError("runtime.gpus", f"{cfg.runtime.gpus} GPU(s) asked for but {available} visible on this machine")
-    if cfg.runtime.mixed_precision == "fp16" and available == 0 and cfg.runtime.device != "cpu":
-        raise ConfigError("runtime.mixed_precision", "fp16 needs a CUDA GPU; use 'no' or 'bf16' on CPU")
+    if cfg.runtime.precision == "fp16" and available == 0 and cfg.runtime.device != "cpu":
+        raise ConfigError("runtime.precision", "fp16 needs a CUDA GPU; use 'auto', 'fp32' or 'bf16' on CPU")
 
 
 # --------------------------------------------------------------------------- loading
@@ -537,7 +542,28 @@ def resolve_dict(raw: dict, overrides: list[str] | tuple[str, ...] = ()) -> dict
     for path, value in parsed:
         if path[0] != "datasets":
             _set_path(raw, path, value)
+    _migrate_mixed_precision(raw)
     return raw
+
+
+_LEGACY_PRECISION = {"no": "fp32", "fp16": "fp16", "bf16": "bf16"}
+
+
+def _migrate_mixed_precision(raw: dict) -> None:
+    """``runtime.mixed_precision`` (no | fp16 | bf16, before ``runtime.precision``) read as the new key."""
+    runtime = raw.get("runtime")
+    if not isinstance(runtime, dict) or "mixed_precision" not in runtime:
+        return
+    old = runtime.pop("mixed_precision")
+    if not isinstance(old, str) or old not in _LEGACY_PRECISION:
+        raise ConfigError("runtime.mixed_precision", f"{old!r} is not one of no, fp16, bf16 (the key is now "
+                                                     "runtime.precision: auto | fp32 | bf16 | fp16)")
+    new = _LEGACY_PRECISION[old]
+    if "precision" in runtime and runtime["precision"] != new:
+        raise ConfigError("runtime.mixed_precision", f"{old!r} contradicts runtime.precision={runtime['precision']!r}: "
+                                                     "keep only runtime.precision")
+    runtime["precision"] = new
+    log.info("runtime.mixed_precision=%s read as runtime.precision=%s (the old key is deprecated)", old, new)
 
 
 def config_from_dict(raw: dict, overrides: list[str] | tuple[str, ...] = (), check_hardware: bool = False) -> Config:

@@ -103,7 +103,7 @@ IMPOSSIBLE = [
     ("optim.warmup_steps", -1), ("optim.clip_grad_norm", -1), ("eval.ks", []), ("eval.ks", [0, 5]),
     ("signal.layers", []), ("index.refresh", "every so often"), ("index.refresh", "0"), ("train.regime", "both"),
     ("signal.name", "vibes"), ("signal.mode", "max"), ("reader.kind", "rnn"), ("reader.dtype", "float8"),
-    ("runtime.device", "tpu"), ("runtime.mixed_precision", "fp8"), ("runtime.gpus", -1), ("data.chunk_words", 0),
+    ("runtime.device", "tpu"), ("runtime.precision", "fp8"), ("runtime.mixed_precision", "fp8"), ("runtime.gpus", -1), ("data.chunk_words", 0),
     ("reader.name", ""), ("data.corpus", ""), ("retriever.max_length", 0), ("reader.max_prompt_tokens", -1),
     ("train.keep_last", 0), ("eval.split", "validation"), ("optim.name", "sgd"),
 ]

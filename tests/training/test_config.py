@@ -90,6 +90,8 @@ def test_overrides_win_over_dataset_section():
     ("eval.ks=[0, 5]", "eval.ks[0]"),
     ("index.refresh=every-now-and-then", "index.refresh"),
     ("runtime.mixed_precision=no", "runtime.mixed_precision"),   # YAML boolean
+    ("runtime.precision=no", "runtime.precision"),               # YAML boolean
+    ("optim.impl=magic", "optim.impl"),
     ("train=5", "train"),
     ("dataset=squad", "dataset"),
     ("train.batch_size=0", "train.batch_size"),

@@ -43,6 +43,16 @@ class SignalSpec:
     options: tuple[str, ...] = ()
     lm_forward: bool = False
     token_scores: Callable[..., Any] | None = None
+    batch: Callable[..., torch.Tensor] | None = None  # (reader, questions, passages, answers, **opts) -> Tensor[B, K]
+
+    def scores_batch(self, reader: Any, questions: Sequence[str], passages: Sequence[Sequence[Passage]],
+                     answers: Sequence[str], **options: Any) -> torch.Tensor:
+        """S for several questions (Tensor[B, K], no grad): the batched form where the signal has one, else one by one."""
+        if self.batch is not None:
+            out = self.batch(reader, questions, passages, answers, **options)
+            if out is not None:
+                return out
+        return torch.stack([self.fn(reader, q, ps, a, **options).float() for q, ps, a in zip(questions, passages, answers)])
 
 
 _SIGNALS: dict[str, SignalSpec] = {}
@@ -52,12 +62,13 @@ __all__ = ["register_signal", "get_signal", "get_signal_spec", "available_signal
 
 
 def register_signal(name: str, *, options: Sequence[str] = (), lm_forward: bool = False,
-                    token_scores: Callable[..., Any] | None = None) -> Callable[[Signal], Signal]:
+                    token_scores: Callable[..., Any] | None = None,
+                    batch: Callable[..., torch.Tensor] | None = None) -> Callable[[Signal], Signal]:
     """Decorator: make `fn(reader, question, passages, answer, **opts) -> Tensor[K]` available by name."""
     def deco(fn: Signal) -> Signal:
         if name in _SIGNALS and _SIGNALS[name].fn is not fn:
             raise ValueError(f"signal '{name}' is already registered")
-        _SIGNALS[name] = SignalSpec(name, fn, tuple(options), lm_forward, token_scores)
+        _SIGNALS[name] = SignalSpec(name, fn, tuple(options), lm_forward, token_scores, batch)
         return fn
     return deco
 
@@ -83,8 +94,17 @@ def _attention_token_scores(reader: Any, question: str, passages: Sequence[Passa
     return reader.attention_scores(question, passages, answer, **options)
 
 
+def _attention_batch(reader: Any, questions, passages, answers, **options: Any) -> torch.Tensor | None:
+    """Several questions' S in padded batches (one forward per `reader.batch_size` questions); None: no batched API."""
+    fn = getattr(reader, "attention_scores_batch", None)
+    if fn is None:
+        return None
+    results = fn(questions, passages, answers, **options)
+    return torch.stack([r.passage_scores.float() for r in results])
+
+
 @register_signal("attention", options=("layers", "value_norm", "aggregation"), lm_forward=True,
-                 token_scores=_attention_token_scores)
+                 token_scores=_attention_token_scores, batch=_attention_batch)
 def attention_signal(reader: Any, question: str, passages: Sequence[Passage], answer: str, layers: Sequence[int] | None = None,
                      value_norm: bool = True, aggregation: str = "sum") -> torch.Tensor:
     """S_i: the reader's value-norm-weighted attention from the answer queries to passage i (METHOD.md §3)."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import nullcontext
 from typing import Any, Sequence
 
 import numpy as np
@@ -35,29 +34,42 @@ _BUCKET_BYTES = 25 * 1024 * 1024
 class Dist:
     """Rank, world size, device and the few collectives the loop needs (no-ops in one process)."""
 
-    def __init__(self, device: str = "auto", mixed_precision: str = "no", collective_timeout: float = 600.0):
+    def __init__(self, device: str = "auto", precision: str = "fp32", collective_timeout: float = 600.0):
         import datetime
 
         from accelerate import Accelerator
         from accelerate.utils import InitProcessGroupKwargs
 
+        from ragdistill.utils.precision import resolve_precision
+
         use_cpu = device == "cpu" or not torch.cuda.is_available()
         handlers = [InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=collective_timeout))]
-        self.accelerator = Accelerator(cpu=use_cpu, mixed_precision=mixed_precision, kwargs_handlers=handlers)
+        # autocast is ours (`autocast`), so 'auto' can resolve per device
+        self.accelerator = Accelerator(cpu=use_cpu, kwargs_handlers=handlers)
         self.collective_timeout = collective_timeout
         self.rank = self.accelerator.process_index
         self.world_size = self.accelerator.num_processes
         self.local_rank = self.accelerator.local_process_index
         self.device = self.accelerator.device
         self.is_main = self.accelerator.is_main_process
-        self.mixed_precision = mixed_precision
+        # the precision actually used: 'fp32', 'bf16' or 'fp16' ('auto' resolved for this device; the old
+        # 'no' means fp32)
+        self.precision = resolve_precision("fp32" if precision == "no" else precision, self.device)
 
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    @property
+    def mixed_precision(self) -> str:
+        """The old name: 'no' | 'bf16' | 'fp16'."""
+        return "no" if self.precision == "fp32" else self.precision
+
     def autocast(self):
-        return self.accelerator.autocast() if self.mixed_precision != "no" else nullcontext()
+        """Autocast of the forward passes in the resolved precision (a no-op for fp32); weights stay as they are."""
+        from ragdistill.utils.precision import autocast
+
+        return autocast(self.precision, self.device)
 
     def barrier(self) -> None:
         if self.distributed:

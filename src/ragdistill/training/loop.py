@@ -65,7 +65,7 @@ class Trainer:
         self.out = Path(out_dir)
         self.resume, self.stop_if_poor, self.progress = resume, stop_if_poor, progress
         self.config_source = config_source
-        self.dist = dist if dist is not None else Dist(cfg.runtime.device, cfg.runtime.mixed_precision,
+        self.dist = dist if dist is not None else Dist(cfg.runtime.device, cfg.runtime.precision,
                                                        cfg.runtime.collective_timeout)
         self.device = self.dist.device
         self.reader, self.retriever, self.data, self.monitor = reader, retriever, data, monitor
@@ -198,9 +198,8 @@ class Trainer:
                 out["reader_loss"] = loss_r
             if regime.distillation_loss:
                 if S is None:
-                    with self.phases("signal"), torch.no_grad():
-                        S = torch.stack([self.signal_fn(self.reader, q, ps, a, **opts).float().to(self.device)
-                                         for q, ps, a in zip(qs, passages, answers)])
+                    with self.phases("signal"), torch.no_grad():   # batched forwards where the signal has them
+                        S = self.signal.scores_batch(self.reader, qs, passages, answers, **opts).float().to(self.device)
                 with self.phases("retriever"):
                     scores = self.retriever.score(qs, passages)
                     out["retriever_loss"] = distillation_loss(scores.float(), S.detach(), cfg.retriever.temperature,

@@ -46,8 +46,38 @@ class _Multiplier:
         return lr_multiplier(step, self.total, self.warmup, self.schedule, self.min_ratio)
 
 
+def _fused_ok(params: list[torch.nn.Parameter]) -> bool:
+    """torch's fused Adam/AdamW handles these parameters: floating point, all on CPU or all on CUDA."""
+    devices = {p.device.type for p in params}
+    return (len(devices) == 1 and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params)
+            and not any(p.is_sparse for p in params))
+
+
+def optimizer_impl(impl: str, params: list[torch.nn.Parameter]) -> dict:
+    """Keyword arguments selecting the Adam/AdamW kernel: fused, foreach or the per-parameter loop.
+
+    ``auto``: fused where torch has it for the parameters' device (CPU and CUDA in torch >= 2.4),
+    else foreach. All three compute the same update (Adam's arithmetic, in float32 for float32
+    weights); the fused and foreach kernels only batch it over parameters. On CPU the default
+    per-parameter loop spends most of a small model's optimiser step in Python and dispatch.
+    """
+    if impl == "loop":
+        return {"foreach": False}
+    if impl == "foreach":
+        return {"foreach": True}
+    if impl in ("fused", "auto"):
+        if _fused_ok(params):
+            return {"fused": True}
+        if impl == "fused":
+            raise ValueError("optim.impl=fused: torch has no fused Adam for these parameters (use auto or foreach)")
+        return {"foreach": True}
+    raise ValueError(f"unknown optimiser implementation {impl!r}")
+
+
 def build_optimizer(groups: Iterable[tuple[str, list[torch.nn.Parameter], float]], cfg: OptimConfig) -> torch.optim.Optimizer:
-    """One optimiser over named parameter groups `(name, params, lr)`; empty groups are dropped."""
+    """One optimiser over named parameter groups `(name, params, lr)`; empty groups are dropped.
+
+    ``cfg.impl`` picks the kernel (`optimizer_impl`)."""
     param_groups = [
         {"params": list(params), "lr": lr, "name": name, "weight_decay": cfg.weight_decay}
         for name, params, lr in groups
@@ -56,6 +86,7 @@ def build_optimizer(groups: Iterable[tuple[str, list[torch.nn.Parameter], float]
     if not param_groups:
         raise ValueError("nothing to train: no parameter requires a gradient")
     kwargs = dict(betas=tuple(cfg.betas), eps=cfg.eps)
+    kwargs.update(optimizer_impl(getattr(cfg, "impl", "auto"), [p for g in param_groups for p in g["params"]]))
     if cfg.name == "adamw":
         return torch.optim.AdamW(param_groups, **kwargs)
     if cfg.name == "adam":
