@@ -200,3 +200,34 @@ def test_k_larger_than_the_corpus_is_refused_before_indexing(tiny_models, tiny_w
     with pytest.raises(ConfigError, match=rf"train.k.*k={n_passages + 1}.*holds only {n_passages}"):
         Trainer(cfg, tmp_path / "run", progress=False).setup()
     assert not (tmp_path / "run" / "index").exists()
+
+
+def test_final_evaluation_re_embeds_a_stale_index(tiny_models, tiny_world, tmp_path):
+    """eval.fresh_index false, last refresh at step 2 of 3: the final HR@k reads passages embedded with the final weights.
+
+    Before, the final evaluation paired the final query encoder with the step-2 passage embeddings (ATLAS re-indexes
+    with the final model first); the report says which index each row used (eval_info.json "index")."""
+    from ragdistill.data.corpus import load_passages
+    from ragdistill.data.questions import load_questions
+    from ragdistill.evaluation.evaluate import evaluate_questions
+    from ragdistill.readers import get_reader
+    from ragdistill.retrieval.index import PassageIndex
+    from ragdistill.retrieval.retriever import BiEncoderRetriever
+
+    cfg = _cfg(tiny_models, tiny_world, **{"train.regime": "retriever", "train.steps": 3, "index.refresh": "2",
+                                           "eval.fresh_index": "false", "eval.every": 0, "train.save_every": 0,
+                                           "optim.lr_retriever": 5e-2})
+    out = tmp_path / "run"
+    summary = train(cfg, out, progress=False)
+    assert summary["refreshes"] == 1                    # the training index (step 2) is a step old at the end
+    info = json.loads((out / "eval" / "eval_info.json").read_text())
+    assert info["index"] == {"embedded_at_step": 3, "fresh": True}
+    retriever = BiEncoderRetriever.from_pretrained(str(out / "retriever"), device="cpu")
+    index = PassageIndex.build(load_passages(tiny_world["corpus"]), retriever, tmp_path / "fresh")
+    reader = get_reader(cfg.reader.name, kind="decoder", max_prompt_tokens=cfg.reader.max_prompt_tokens,
+                        max_new_tokens=cfg.reader.max_new_tokens)
+    questions = load_questions(tiny_world["test"])[: cfg.data.max_test]
+    expected = evaluate_questions(reader, retriever, index, questions, k=cfg.train.k, ks=cfg.eval.ks, generate=False)
+    final = json.loads((out / "eval" / "metrics.json").read_text())
+    for k in cfg.eval.ks:
+        assert final[f"hr@{k}"] == expected.metrics[f"hr@{k}"]

@@ -91,9 +91,14 @@ class TrainingIndex:
         self._fresh = None
         return info
 
-    def for_eval(self, step: int, index_step: int, retriever) -> PassageIndex:
-        """The index to evaluate with: the training one, or a fresh one when the retriever moved on."""
-        if not (self.cfg.eval.fresh_index and self.cfg.trains_retriever) or index_step == step:
+    def for_eval(self, step: int, index_step: int, retriever, final: bool = False) -> PassageIndex:
+        """The index to evaluate with: the training one, or a fresh one when the retriever moved on.
+
+        Evaluations during training re-embed only with ``eval.fresh_index``; the final evaluation always
+        re-embeds when the passage encoder trained since the index was built (as ATLAS re-indexes with the
+        final model), so a final HR@k never pairs the final query encoder with stale passage embeddings."""
+        fresh_wanted = self.cfg.eval.fresh_index or (final and not self.cfg.retriever.query_only)
+        if not (fresh_wanted and self.cfg.trains_retriever) or index_step == step:
             return self.index
         if self._fresh is not None and self._fresh[0] == step:
             return self._fresh[1]       # already embedded with these weights (e.g. final eval after the last dev eval)

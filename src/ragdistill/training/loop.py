@@ -26,9 +26,7 @@ from typing import Any
 import torch
 
 from ragdistill.config import Config
-from ragdistill.readers.card import write_model_card
 from ragdistill.data.types import Passage, Question
-from ragdistill.evaluation.evaluate import evaluate_questions, write_eval
 from ragdistill.retrieval.refresh import RefreshSchedule
 from ragdistill.signals import distillation_loss, get_signal_spec
 from ragdistill.training import state as run_state
@@ -36,10 +34,12 @@ from ragdistill.training.build import build_monitor, build_reader, build_retriev
 from ragdistill.training.data import RunData, batch_indices, load_run_data
 from ragdistill.training import checkpoint as ckpt
 from ragdistill.training.distributed import Dist, is_collective_failure, peer_lost
+from ragdistill.training.evaluation import evaluate_run
+from ragdistill.training.export import save_models, write_reader_card
 from ragdistill.training.indexing import TrainingIndex
 from ragdistill.training.optim import build_optimizer, build_scheduler
 from ragdistill.training.rng import seed_step
-from ragdistill.training.rundir import (MetricsLog, RunDirLocked, RunLock, check_run_dir, read_completed, run_summary,
+from ragdistill.training.rundir import (MetricsLog, check_run_dir, lock_run_dir, read_completed, run_summary,
                                        write_completed, write_config)
 from ragdistill.training.state import RunState
 from ragdistill.training.stop import EXIT_CODES, StopRequest
@@ -75,7 +75,7 @@ class Trainer:
         self.logs = MetricsLog(self.out, enabled=self.dist.is_main)
         self._perm_cache: dict = {}
         self.stop = StopRequest(deadline)  # signals and --max-time (a stop.clock() deadline)
-        self.lock: RunLock | None = None
+        self.lock = None  # the run directory's RunLock while run() runs
 
     @property
     def index(self):
@@ -218,7 +218,7 @@ class Trainer:
 
         The run directory is locked (rank 0) for the whole run; a collective that fails (a dead or hung process)
         ends every surviving process with `PeerLost`."""
-        self._lock()
+        self.lock = lock_run_dir(self.dist, self.out)
         try:
             return self._run()
         except RuntimeError as exc:
@@ -229,18 +229,6 @@ class Trainer:
         finally:
             if self.lock is not None:
                 self.lock.release()
-
-    def _lock(self) -> None:
-        """Rank 0 takes the directory's lock; every rank raises the same error when it is held by someone else."""
-        error = None
-        if self.dist.is_main:
-            try:
-                self.lock = RunLock(self.out, "ragdistill run").acquire()
-            except RunDirLocked as exc:
-                error = str(exc)
-        error = self.dist.broadcast_object(error)
-        if error:
-            raise RunDirLocked(error)
 
     def _run(self) -> dict[str, Any]:
         if self.resume and (done := read_completed(self.out)) is not None:
@@ -322,28 +310,9 @@ class Trainer:
         self.logs.close()
 
     def evaluate(self, split: str | None = None, generate: bool | None = None, write_dir: Path | None = None,
-                 desc: str = "eval") -> dict[str, Any]:
-        cfg = self.cfg
-        split = split or cfg.eval.split
-        questions = getattr(self.data, split)
-        if not questions:
-            return {}
-        generate = cfg.eval.generate if generate is None else generate
-        with self.phases("eval"):
-            self.reader.model.eval()
-            self.retriever.eval()
-            try:
-                index = self.indexing.for_eval(self.state.step, self.state.index_step, self.retriever)
-                result = evaluate_questions(self.reader, self.retriever, index, questions, k=cfg.train.k, ks=cfg.eval.ks,
-                                            batch_size=cfg.eval.batch_size, match=cfg.eval.match, generate=generate,
-                                            progress=self.progress and self.dist.is_main, dist=self.dist, desc=desc)
-            finally:
-                self.reader.model.train(self.regime.trains_reader)
-                self.retriever.train(self.regime.trains_retriever)
-        if write_dir is not None and self.dist.is_main:
-            write_eval(write_dir, result, info={"split": split, "step": self.state.step, "k": cfg.train.k,
-                                                "reader": cfg.reader.name, "retriever": cfg.retriever.name})
-        return result.metrics
+                 desc: str = "eval", final: bool = False) -> dict[str, Any]:
+        """HR@k (and EM/F1 with generation) on a split; see `training.evaluation.evaluate_run`."""
+        return evaluate_run(self, split=split, generate=generate, write_dir=write_dir, desc=desc, final=final)
 
     def _eval_and_log(self) -> None:
         metrics = self.evaluate(desc=f"eval@{self.state.step}")
@@ -371,7 +340,7 @@ class Trainer:
         return path
 
     def _finish(self, seconds: float) -> dict[str, Any]:
-        cfg, dist, st, regime = self.cfg, self.dist, self.state, self.regime
+        cfg, dist, st = self.cfg, self.dist, self.state
         if cfg.train.save_every <= 0 or st.step % cfg.train.save_every != 0:
             self.save()  # the final state is always resumable
         if cfg.eval.every > 0 and not st.stopped_early:
@@ -379,26 +348,13 @@ class Trainer:
         in_sync = dist.in_sync(self.params) if dist.distributed else True
         if not in_sync:
             log.error("the processes ended with different weights: data-parallel training went out of sync")
-        reader_path, retriever_path = cfg.reader.name, cfg.retriever.name
-        if dist.is_main:
-            if regime.trains_reader:
-                self.reader.save_pretrained(self.out / "reader")
-                reader_path = str(self.out / "reader")
-            if regime.trains_retriever:
-                self.retriever.save_pretrained(self.out / "retriever")
-                retriever_path = str(self.out / "retriever")
-        dist.barrier()
+        reader_path, retriever_path = save_models(self)
         final = {}
         if cfg.eval.final:
             final = self.evaluate(split=cfg.eval.final_split, generate=True, write_dir=self.out / "eval",
-                                  desc=f"final {cfg.eval.final_split}")
+                                  desc=f"final {cfg.eval.final_split}", final=True)
             self.logs.log({"step": st.step, "kind": "final", "split": cfg.eval.final_split, **final})
-        if dist.is_main and regime.trains_reader:  # the model card names what the reader became
-            history = self.monitor.history if self.monitor is not None else []
-            write_model_card(self.out / "reader", base_model=getattr(self.reader, "base_model", cfg.reader.name), setting=cfg.name,
-                             data=f"{cfg.data.train} (corpus {cfg.data.corpus})", steps=st.step,
-                             metrics=final or None, indicators=history[-1] if history else None,
-                             extra={"regime": regime.name, "signal": cfg.signal.name})
+        write_reader_card(self, final)
         summary = run_summary(cfg, st, reader=reader_path, retriever=retriever_path, index=str(cfg.index.dir or self.out / "index"),
                               final_eval=final, seconds=seconds, peak_mem_mb=peak_memory_mb(self.device),
                               world_size=dist.world_size, ranks_in_sync=in_sync, config_source=self.config_source)

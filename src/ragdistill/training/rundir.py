@@ -293,3 +293,17 @@ def _now_iso() -> str:
     import datetime as _dt
 
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def lock_run_dir(dist: Any, out: Path) -> RunLock | None:
+    """Rank 0 takes the directory's lock; every rank raises the same RunDirLocked when someone else holds it."""
+    lock, error = None, None
+    if dist.is_main:
+        try:
+            lock = RunLock(out, "ragdistill run").acquire()
+        except RunDirLocked as exc:
+            error = str(exc)
+    error = dist.broadcast_object(error)
+    if error:
+        raise RunDirLocked(error)
+    return lock

@@ -159,3 +159,18 @@ def _analysis(dirs: dict[str, str]) -> dict[str, dict[str, Any]]:
                 keys.append(None if qid is None else f"{qid}|{','.join(map(str, rec.get('passage_ids') or []))}")
         out[signal] = {"summary": summary, "measures": measures, "keys": keys, "dir": d, "settings": ind.get("settings", {})}
     return out
+
+
+def index_used(run_dir: str | Path | None) -> str | None:
+    """Which passage embeddings a training row's final evaluation read (its eval/eval_info.json), in words."""
+    if not run_dir:
+        return None
+    try:
+        info = json.loads((Path(run_dir) / "eval" / "eval_info.json").read_text(encoding="utf-8")).get("index")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(info, dict):
+        return None
+    if info.get("fresh"):
+        return f"re-embedded with the final weights (step {info.get('embedded_at_step')})"
+    return f"the training index, embedded at step {info.get('embedded_at_step')}"

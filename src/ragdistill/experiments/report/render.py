@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ragdistill.experiments.report.load import index_used
 from ragdistill.experiments.report.details import _reader_notes
 from ragdistill.experiments.report.format import _minutes, _row_label, _short_name
 from ragdistill.experiments.report.indicators import controlled_section, verdict_lines
@@ -46,6 +47,9 @@ def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[
                 and any((r.get("deltas") or {}) for r in drows):
             out += ["All differences of Table 1 are inside their intervals: none is distinguishable from no change "
                     "at this n.", ""]
+        index_notes = [f"{r['name']}: {u}" for r in drows if (u := index_used(r.get("run_dir")))]
+        if index_notes:
+            out += ["Index of each row's final evaluation: " + "; ".join(index_notes) + ".", ""]
         notes = sorted({r["items_note"] for r in drows if r.get("items_note")})
         out += [f"Note: {n}." for n in notes] + ([""] if notes else [])
         f1 = figures.get("figure1", {}).get(ds)
