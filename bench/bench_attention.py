@@ -196,7 +196,7 @@ def measure_length(length: int, answer_tokens: int = 16, repeats: int = 5, devic
     else:
         skipped = f"(c) skipped: its attention maps need ≈{naive_gb:.1f} GiB, above the {limit:.1f} GiB limit"
 
-    for name, fn in fns.items():  # warm-up at a short length: kernels, lazy inits
+    for _name, fn in fns.items():  # warm-up at a short length: kernels, lazy inits
         fn(warm_item)
     result: dict[str, Any] = {"length": length, "answer_tokens": answer_tokens, "device": device_label(device),
                               "naive_attention_maps_gb": naive_gb, "skipped": skipped, "configs": {}}
@@ -359,7 +359,7 @@ def markdown(result: dict[str, Any]) -> str:
         c = r["configs"]
         q = r["ratios"]
 
-        def get(name: str, key: str, spec: str) -> str:
+        def get(name: str, key: str, spec: str, c: dict = c) -> str:
             if name not in c:
                 return "skipped"
             return _fmt(c[name].get(key), spec)

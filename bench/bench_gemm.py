@@ -131,7 +131,7 @@ def measure(device: str = "cpu", batch: int = 1, seq_len: int = 512, rounds: int
         if device != "cpu":
             row["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         rows.append(row)
-    del model
+    model = None  # frees the weights before the next dtype (the closures hold the same cell)
     if device != "cpu":
         torch.cuda.empty_cache()
     return {"gemm": gemm_row, "reader": rows}

@@ -90,7 +90,7 @@ def test_trapezoid_weights_on_a_non_uniform_grid():
 def test_default_gains_are_complete_on_a_tiny_model(adaptive):
     _, diag, _ = adaptive
     assert diag.rule == "adaptive-trapezoid" and diag.tolerance == 0.05
-    for ll, base, total in zip(diag.loglik, diag.baseline_loglik, diag.gain_sums):
+    for ll, base, _total in zip(diag.loglik, diag.baseline_loglik, diag.gain_sums):
         delta = ll - base
         assert delta != 0
     assert diag.tolerance_reached()

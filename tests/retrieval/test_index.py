@@ -255,7 +255,7 @@ def test_sharded_refresh_equals_full_refresh(tmp_path, tiny_retriever, world):
         part = PassageIndex.load(tmp_path / "full")  # stale copy on this "process"
         seen = {}
 
-        def gather(local, rank=rank):
+        def gather(local, rank=rank, seen=seen):
             seen["local"] = local
             return blocks  # what every rank receives: all blocks in rank order
 

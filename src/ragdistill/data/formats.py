@@ -507,7 +507,7 @@ def detect_format(path: str | Path) -> str:
         if re.search(r'"paragraphs"\s*:\s*\[', head) or re.match(r'\s*\{\s*"data"\s*:\s*\[', head):
             return "squad"
         # JSONL whose first line is broken? Then a later line is a JSON object.
-        for i, line in enumerate(head.split("\n")[1:20], 2):
+        for _i, line in enumerate(head.split("\n")[1:20], 2):
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError:

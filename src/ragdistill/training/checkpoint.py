@@ -131,7 +131,7 @@ def _file_problem(fp: Path, meta: dict[str, Any]) -> str | None:
 
 def latest_complete(root: str | Path) -> Path | None:
     """The newest checkpoint whose files all match the manifest; corrupt ones are logged and skipped."""
-    for step, path in list_checkpoints(root):
+    for _step, path in list_checkpoints(root):
         problems = verify_checkpoint(path)
         if not problems:
             return path

@@ -201,7 +201,7 @@ class RunLock:
             os.close(fd)
             raise RunDirLocked(f"{self.dir} is in use by another {self.what}: {_describe(holder)}. Wait for it to "
                                "finish or stop it (SIGTERM saves a checkpoint); one process writes a run directory "
-                               "at a time")
+                               "at a time") from None
         except OSError as exc:   # a file system without flock: the record and its heartbeat alone
             log.warning("%s: file locking is not supported here (%s): relying on the holder record", self.path, exc)
         holder = _read_holder(fd)

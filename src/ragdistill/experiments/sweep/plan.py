@@ -100,7 +100,7 @@ def build_sweep_plan(options: SweepOptions, write: bool = False) -> SweepPlan:
                    + sweep["fid_overrides"]),
         "perplexity": cfg("perplexity", idx),
     }
-    for name, c in configs.items():
+    for _name, c in configs.items():
         if c.index.dir is None or Path(c.index.dir) != index_dir:
             c.index.dir = str(index_dir)
     # step 1's snapshots: save_every divides every snapshot step; keep every checkpoint until exported

@@ -232,7 +232,7 @@ def render_markdown(plan, report: dict[str, Any], rows: list[dict[str, Any]]) ->
     for r in rows:
         i = r["inputs"]
 
-        def v(k, digits=3):
+        def v(k, digits=3, i=i):
             m, se = i.get(k, (None, None))
             return _f(m, digits) + (f" ± {_f(se, digits)}" if se is not None else "")
 
