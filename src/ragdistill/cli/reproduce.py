@@ -137,9 +137,9 @@ def run_command(args: argparse.Namespace) -> int:
     from ragdistill.training import stop
 
     deadline = stop._clock() + args.max_time if args.max_time else None
+    from ragdistill.cli.train import log_with_override
     from ragdistill.experiments.plan import Options, build_plan, format_plan, planned_status
     from ragdistill.experiments.runner import reproduce
-    from ragdistill.cli.train import log_with_override
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     argv = sys.argv[1:] if _launched_as_ragdistill() and "reproduce" in sys.argv[1:3] else None

@@ -20,8 +20,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ragdistill.config import DEFAULT_TRACKERS as DEFAULT
 from ragdistill.config import check_trackers, known_trackers, tracker_installed
@@ -29,8 +30,8 @@ from ragdistill.config import check_trackers, known_trackers, tracker_installed
 log = logging.getLogger(__name__)
 
 PROJECT = "ragdistill"
-PROJECT_ENV = {"wandb": "WANDB_PROJECT", "comet_ml": "COMET_PROJECT_NAME"}   # the project name's variable where
-#                                                                             accelerate's call would override it
+# the variables of the project name where accelerate's call would override them
+PROJECT_ENV = {"wandb": "WANDB_PROJECT", "comet_ml": "COMET_PROJECT_NAME"}
 # record fields that are not metrics
 NOT_METRICS = ("step", "kind", "split")
 
@@ -52,8 +53,11 @@ def flat_config(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def scalars(record: dict[str, Any]) -> dict[str, float | int]:
     """A metrics.jsonl record's numbers, tagged ``<kind>/<name>`` (a name with a ``/`` as it is): TensorBoard's tags."""
     prefix = record.get("kind", "train")
-    return {(f"{prefix}/{k}" if "/" not in k else k): v for k, v in record.items()
-            if k not in NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        (f"{prefix}/{k}" if "/" not in k else k): v
+        for k, v in record.items()
+        if k not in NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 _MLFLOW_BAD = re.compile(r"[^\w\-. :/]")
@@ -96,15 +100,23 @@ def _init_kwargs(name: str, out: Path, run_name: str, description: str) -> dict[
         "mlflow": {"run_name": run_name, **({"description": description} if description else {})},
         "clearml": {"task_name": os.environ.get("CLEARML_TASK", run_name)},
         "dvclive": {"dir": str(out / "dvclive")},
-    }.get(name, {})   # the others: accelerate's defaults (project "ragdistill", their own run names)
+    }.get(name, {})  # the others: accelerate's defaults (project "ragdistill", their own run names)
 
 
 class Trackers:
     """The open trackers of one run (main process): start, config, metrics, finish — never a failed run for a
     tracker that stops answering mid-run (its error is logged once and it is dropped)."""
 
-    def __init__(self, names: Iterable[str], out: Path, *, purge_step: int | None = None, run_name: str = "run",
-                 description: str = "", config: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        names: Iterable[str],
+        out: Path,
+        *,
+        purge_step: int | None = None,
+        run_name: str = "run",
+        description: str = "",
+        config: dict[str, Any] | None = None,
+    ):
         names = list(dict.fromkeys(names))
         if not names:
             self.trackers: list[tuple[str, Any]] = []
@@ -113,8 +125,10 @@ class Trackers:
         from accelerate.state import PartialState
         from accelerate.tracking import LOGGER_TYPE_TO_CLASS, TensorBoardTracker
 
-        if not PartialState._shared_state:   # accelerate's trackers log through its state: the Trainer's Accelerator
-            PartialState()                   # made it; a MetricsLog on its own makes the one-process state
+        # accelerate's trackers log through its state: the Trainer's Accelerator made it; a MetricsLog on its own
+        # makes the one-process state
+        if not PartialState._shared_state:
+            PartialState()
 
         self.trackers = []
         try:
@@ -126,7 +140,7 @@ class Trackers:
                     tracker = cls(_project(name), str(out), **_init_kwargs(name, out, run_name, description))
                 else:
                     tracker = cls(_project(name), **_init_kwargs(name, out, run_name, description))
-                tracker.main_process_only = False   # created on the main process only; no PartialState lookups
+                tracker.main_process_only = False  # created on the main process only; no PartialState lookups
                 tracker.start()
                 self.trackers.append((name, tracker))
                 if config is not None:
@@ -145,8 +159,13 @@ class Trackers:
             try:
                 tracker.log({rule(k): v for k, v in values.items()} if rule else values, step=record.get("step"))
             except Exception as exc:  # noqa: BLE001 - a tracker's outage must not end a long run
-                log.warning("the %s tracker failed (%s: %s): it is dropped for the rest of the run "
-                            "(metrics.jsonl has every record)", name, type(exc).__name__, exc)
+                log.warning(
+                    "the %s tracker failed (%s: %s): it is dropped for the rest of the run "
+                    "(metrics.jsonl has every record)",
+                    name,
+                    type(exc).__name__,
+                    exc,
+                )
                 self.trackers.remove((name, tracker))
                 self._finish_one(name, tracker)
 
@@ -162,5 +181,13 @@ class Trackers:
             log.warning("closing the %s tracker failed: %s: %s", name, type(exc).__name__, exc)
 
 
-__all__ = ["DEFAULT", "PROJECT", "Trackers", "check_trackers", "flat_config", "known_trackers", "scalars",
-           "tracker_installed"]
+__all__ = [
+    "DEFAULT",
+    "PROJECT",
+    "Trackers",
+    "check_trackers",
+    "flat_config",
+    "known_trackers",
+    "scalars",
+    "tracker_installed",
+]
