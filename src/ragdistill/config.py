@@ -211,6 +211,11 @@ class MonitorConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+DEFAULT_TRACKERS = ("tensorboard",)
+TRACKERS_KEY = "runtime.log_with"
+TRACKER_PIP_NAMES = {"comet_ml": "comet-ml"}   # pip names that differ from the tracker's
+
+
 @dataclass
 class RuntimeConfig:
     device: Device = "auto"
@@ -218,6 +223,7 @@ class RuntimeConfig:
     precision: Precision = "auto"
     threads: int = 0
     collective_timeout: float = 600.0
+    log_with: list[str] = field(default_factory=lambda: list(DEFAULT_TRACKERS))   # ragdistill.training.trackers
 
 
 @dataclass
@@ -236,16 +242,22 @@ class Config:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def to_dict(self, trackers: bool = True) -> dict[str, Any]:
+        """The config as a mapping; ``trackers=False`` leaves out ``runtime.log_with``, which changes where the
+        metrics are sent, not what is computed."""
+        out = dataclasses.asdict(self)
+        if not trackers:
+            out["runtime"].pop("log_with", None)
+        return out
 
     def to_yaml(self) -> str:
         header = "# Resolved ragdistill training config (base file + dataset section + --set overrides).\n"
         return header + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
     def fingerprint(self) -> str:
-        """sha256 of the resolved config: two runs with equal fingerprints compute the same thing."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        """sha256 of the resolved config: two runs with equal fingerprints compute the same thing (the trackers
+        they log to are left out)."""
+        return hashlib.sha256(json.dumps(self.to_dict(trackers=False), sort_keys=True).encode()).hexdigest()
 
     @property
     def regime(self) -> Regime:
@@ -385,6 +397,41 @@ def _check_choices(obj: Any, prefix: str) -> None:
             _check_choices(value, f"{key}.")
 
 
+def known_trackers() -> list[str]:
+    """Every name ``runtime.log_with`` accepts: accelerate's trackers plus any registered with
+    ``accelerate.tracking.register_tracker_class``."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
+    return sorted(LOGGER_TYPE_TO_CLASS)
+
+
+def tracker_installed(name: str) -> bool:
+    """Whether a tracker's package is importable here (accelerate's ``is_<name>_available``; a registered custom
+    tracker has none and counts as installed)."""
+    import accelerate.utils as au
+
+    check = getattr(au, f"is_{name}_available", None)
+    return True if check is None else bool(check())
+
+
+def check_trackers(names: list[str] | tuple[str, ...], need_installed: bool = True, key: str = TRACKERS_KEY) -> None:
+    """Refuse an unknown tracker name (listing the known ones) and, with `need_installed`, one whose package is
+    not installed (with the ``pip install`` that adds it)."""
+    known = known_trackers()
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(key, f"unknown tracker {name!r}{hint}; the trackers are: {', '.join(known)} "
+                                   "(or [] for metrics.jsonl only)")
+    if need_installed:
+        for name in names:
+            if not tracker_installed(name):
+                pip = TRACKER_PIP_NAMES.get(name, name)
+                raise ConfigError(key, f"the {name} tracker needs the {pip} package, which is not installed here: "
+                                       f"pip install {pip} (or log without it, e.g. --log-with tensorboard)")
+
+
 def _positive(key: str, value: float, allow_zero: bool = False) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(key, f"must be a finite number, got {value}")
@@ -398,6 +445,7 @@ def validate(cfg: Config, check_hardware: bool = False) -> Config:
     _check_choices(cfg, "")
     _choice("signal.name", s.name, tuple(available_signals()))
     check_monitor_options(cfg.monitor.options)
+    check_trackers(cfg.runtime.log_with, need_installed=False)
     for key, value in [("train.steps", t.steps), ("train.batch_size", t.batch_size), ("train.grad_accum", t.grad_accum),
                        ("train.k", t.k), ("train.keep_last", t.keep_last), ("reader.max_prompt_tokens", cfg.reader.max_prompt_tokens),
                        ("reader.max_new_tokens", cfg.reader.max_new_tokens), ("retriever.max_length", r.max_length),
@@ -462,8 +510,10 @@ def validate(cfg: Config, check_hardware: bool = False) -> Config:
 
 
 def validate_hardware(cfg: Config) -> None:
-    """Checks that depend on the machine: GPUs asked for must exist."""
+    """Checks that depend on the machine: GPUs asked for must exist, trackers asked for must be installed."""
     import torch
+
+    check_trackers(cfg.runtime.log_with)
 
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if cfg.runtime.device == "cuda" and available == 0:

@@ -112,6 +112,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      help="stop cleanly before this much wall-clock time (e.g. 3h50m, 90m, seconds): a training setting "
                           "saves a checkpoint (exit 75); rerunning the command resumes it. SIGTERM (exit 143) and "
                           "SIGUSR1 (138) stop the same way; the stopped setting is not marked finished")
+    run.add_argument("--log-with", metavar="NAME[,NAME]", type=_log_with,
+                     help="every training setting logs to these trackers (runtime.log_with; default tensorboard): "
+                          "tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio, "
+                          "comma-separated; none: metrics.jsonl only. Finished settings are reused whatever the trackers")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     p.set_defaults(func=run_command)
     return p
@@ -123,10 +127,17 @@ def _duration(text: str) -> float:
     return parse(text)
 
 
+def _log_with(text: str) -> list[str]:
+    from ragdistill.cli.train import _log_with as parse
+
+    return parse(text)
+
+
 def run_command(args: argparse.Namespace) -> int:
     from ragdistill.training import stop
 
     deadline = stop._clock() + args.max_time if args.max_time else None
+    from ragdistill.cli.train import log_with_override
     from ragdistill.experiments.plan import Options, build_plan, format_plan, planned_status
     from ragdistill.experiments.runner import reproduce
 
@@ -137,7 +148,8 @@ def run_command(args: argparse.Namespace) -> int:
         out=args.out, scale=args.scale, corpus=args.corpus, questions_train=args.questions_train,
         questions_dev=args.questions_dev, questions_test=args.questions_test, split_by_article=args.split_by_article,
         reader=args.reader, encdec_reader=args.encdec_reader, retriever=args.retriever, datasets=args.datasets,
-        overrides=list(args.overrides), force=args.force, only=only, analysis_n=args.analysis_n,
+        overrides=list(args.overrides) + log_with_override(getattr(args, "log_with", None)), force=args.force,
+        only=only, analysis_n=args.analysis_n,
         analysis_seed=args.analysis_seed, ig_steps=args.ig_steps, ig_tolerance=args.ig_tolerance,
         ig_max_steps=args.ig_max_steps, progress=not args.no_progress,
         configs_dir=args.configs, command=command, check_hub=not args.no_hub_check,
@@ -172,13 +184,18 @@ def _launched_as_ragdistill() -> bool:
     return prog.name == "ragdistill" or (prog.name == "__main__.py" and prog.parent.name == "ragdistill")
 
 
+def _log_with_text(names: list[str] | None) -> str | None:
+    return None if names is None else ",".join(names) or "none"
+
+
 def _command_from_args(args: argparse.Namespace) -> str:
     parts = ["ragdistill", "reproduce", "--scale", args.scale, "--out", args.out]
     for flag, value in (("--corpus", args.corpus), ("--questions-train", args.questions_train),
                         ("--questions-dev", args.questions_dev), ("--questions-test", args.questions_test),
                         ("--reader", args.reader), ("--encdec-reader", args.encdec_reader), ("--retriever", args.retriever),
                         ("--only", args.only), ("--analysis-n", args.analysis_n), ("--configs", args.configs),
-                        ("--seeds", args.seeds if args.seeds != 1 else None)):
+                        ("--seeds", args.seeds if args.seeds != 1 else None),
+                        ("--log-with", _log_with_text(getattr(args, "log_with", None)))):
         if value is not None:
             parts += [flag, str(value)]
     for d in args.datasets or []:

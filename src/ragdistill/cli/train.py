@@ -10,12 +10,14 @@ examples:
   ragdistill train --config configs/demo/finetuned_step2.yaml --out runs/step2 --set reader.name=runs/step1/reader
   ragdistill train --config configs/paper/offshelf_distill.yaml --set dataset=triviaqa --out runs/tqa  # paper scale
   ragdistill train --config ... --out runs/step1 --resume        # continue from the last intact checkpoint
+  ragdistill train --config ... --out runs/step1 --log-with tensorboard,wandb   # also to Weights & Biases
   torchrun --nproc_per_node 2 -m ragdistill train --config ... --out ...           # 2 CPU processes (gloo)
   accelerate launch --multi_gpu --num_processes 8 -m ragdistill train --config ... --out ...  # 8 GPUs
 
 The run directory receives config.yaml (the resolved config), metrics.jsonl, tensorboard/,
 checkpoints/, the trained reader/ and/or retriever/ (loadable by path), eval/ (final
 metrics.json and predictions.jsonl) and completed.json when the run has finished.
+--log-with sends the config and every metric to other trackers too or instead (wandb, mlflow, ...).
 
 stopping and resuming (the step in progress finishes, a checkpoint is saved, then):
   exit 130  SIGINT (Ctrl-C; a second Ctrl-C aborts at once)
@@ -49,10 +51,30 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "and a checkpoint would not fit (longest step and checkpoint seen so far)")
     p.add_argument("--stop-if-poor", action="store_true",
                    help="end the run early when the attention-quality monitor (monitor.every > 0) judges the reader a poor teacher")
+    p.add_argument("--log-with", metavar="NAME[,NAME]", type=_log_with, help=LOG_WITH_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the resolved config, train nothing")
     p.set_defaults(func=run)
     return p
+
+
+LOG_WITH_HELP = ("experiment trackers for the config and the metrics (runtime.log_with): tensorboard (default; "
+                 "RUN/tensorboard/, no account), wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio "
+                 "(accelerate's; their own login/environment), comma-separated; none: metrics.jsonl only. "
+                 "May change on --resume")
+
+
+def _log_with(text: str) -> list[str]:
+    """``a,b`` -> ['a', 'b']; ``none`` -> [] (names are checked with the config)."""
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    return [] if names == ["none"] else names
+
+
+def log_with_override(names: list[str] | None) -> list[str]:
+    """The --set override for --log-with (none when the flag was not given)."""
+    import json
+
+    return [] if names is None else [f"runtime.log_with={json.dumps(names)}"]
 
 
 def _duration(text: str) -> float:
@@ -70,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     deadline = stop._clock() + args.max_time if args.max_time else None
     from ragdistill.config import load_config
 
-    cfg = load_config(args.config, args.overrides, check_hardware=not args.dry_run)
+    cfg = load_config(args.config, args.overrides + log_with_override(args.log_with), check_hardware=not args.dry_run)
     if args.dry_run:
         print(cfg.to_yaml(), end="")
         return 0

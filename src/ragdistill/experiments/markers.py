@@ -117,8 +117,8 @@ def _sha(obj: Any) -> str:
 def train_key(item: PlannedSetting, dep_run_ids: dict[str, str]) -> str:
     cfg = item.config
     data = {k: _file_fingerprint(getattr(cfg.data, k)) for k in ("corpus", "train", "dev", "test")}
-    return _sha({"setting": item.setting.name, "regime": item.setting.regime, "config": cfg.to_dict(), "data": data,
-                 "deps": dep_run_ids})
+    return _sha({"setting": item.setting.name, "regime": item.setting.regime,  # trackers aside: --log-with reuses runs
+                 "config": cfg.to_dict(trackers=False), "data": data, "deps": dep_run_ids})
 
 
 # What the analysis of a row covers: "own" = the row's final reader on instances its own final retriever retrieved

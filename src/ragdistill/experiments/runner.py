@@ -44,6 +44,7 @@ from ragdistill.analysis.run import (
     sample_questions,
     write_outputs,
 )
+from ragdistill.config import check_trackers
 from ragdistill.data.corpus import iter_passages
 from ragdistill.data.questions import load_questions
 from ragdistill.errors import ModelError, RagdistillError
@@ -55,7 +56,7 @@ from ragdistill.models import load_spacy
 from ragdistill.retrieval.index import MANIFEST_NAME, PassageIndex
 from ragdistill.training.build import build_reader, build_retriever
 from ragdistill.training.loop import train
-from ragdistill.training.rundir import COMPLETED, RunLock
+from ragdistill.training.rundir import COMPLETED, RunLock, same_saved_config
 from ragdistill.training.stop import RunStopped, StopRequest
 from ragdistill.utils.io import atomic_write_text
 from ragdistill.utils.seed import default_device
@@ -140,7 +141,7 @@ def train_setting(item: PlannedSetting, options: Options) -> dict[str, Any]:
     resume = False
     saved = run_dir / "config.yaml"
     if run_dir.exists():
-        same = saved.is_file() and saved.read_text(encoding="utf-8") == cfg.to_yaml()
+        same = same_saved_config(saved, cfg)   # --log-with may change between the two
         has_ckpt = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
         if same and has_ckpt and not (run_dir / COMPLETED).is_file() and not options.force:
             resume = True
@@ -450,6 +451,9 @@ def reproduce(options: Options, say: Callable[[str], None] = _say) -> dict[str, 
     options.out.mkdir(parents=True, exist_ok=True)
     plan = build_plan(options, write=True)
     planned_status(plan)
+    for it in plan.items:   # a tracker that cannot log here stops the command before any setting runs
+        if it.status == "run" and it.setting.trains:
+            check_trackers(it.config.runtime.log_with)
     atomic_write_text(options.out / "plan.md", format_plan(plan, estimates=False))
     n_run = sum(1 for it in plan.items if it.status == "run")
     n_reuse = sum(1 for it in plan.items if it.status == "reuse")

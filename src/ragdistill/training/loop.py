@@ -72,7 +72,7 @@ class Trainer:
         self.state = RunState()
         self.phases = Phases(self.device)
         self.indexing = TrainingIndex(cfg, self.dist, self.phases, progress)
-        self.logs = MetricsLog(self.out, enabled=self.dist.is_main)
+        self.logs = MetricsLog(self.out, enabled=self.dist.is_main, cfg=cfg)   # + runtime.log_with's trackers
         self._perm_cache: dict = {}
         self.stop = StopRequest(deadline)  # signals and --max-time (a stop.clock() deadline)
         self.lock = None  # the run directory's RunLock while run() runs
@@ -227,6 +227,7 @@ class Trainer:
             last = ckpt.latest_complete(self.ckpt_root) if self.ckpt_root.is_dir() else None
             raise peer_lost(self.dist, self.state.step, exc, str(last) if last else None) from exc
         finally:
+            self._close_logs()   # also when setup failed after the log opened
             if self.lock is not None:
                 self.lock.release()
 

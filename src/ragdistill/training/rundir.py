@@ -1,5 +1,5 @@
 """The run directory: guards against overwriting a run, the saved config, the metrics log
-(metrics.jsonl and TensorBoard) and the completed marker.
+(metrics.jsonl, TensorBoard and the other trackers of ``runtime.log_with``) and the completed marker.
 
     <out>/config.yaml  metrics.jsonl  tensorboard/  checkpoints/  index/  reader/  retriever/  eval/  completed.json
 """
@@ -16,6 +16,8 @@ import yaml
 from ragdistill.config import Config
 from ragdistill.errors import ConfigError, InputError, RagdistillError
 from ragdistill.training import checkpoint as ckpt
+from ragdistill.training.trackers import DEFAULT as DEFAULT_TRACKERS
+from ragdistill.training.trackers import Trackers
 from ragdistill.utils.io import atomic_file, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 COMPLETED = "completed.json"
 # Config keys that may change between a run and its resumption (they do not change the computation).
 RESUMABLE_CHANGES = ("train.log_every", "train.save_every", "train.keep_last", "eval.", "monitor.", "runtime.threads",
-                     "runtime.collective_timeout", "description", "reader.max_new_tokens")
+                     "runtime.collective_timeout", "runtime.log_with", "description", "reader.max_new_tokens")
 
 
 def read_completed(out: Path) -> dict[str, Any] | None:
@@ -51,6 +53,25 @@ def run_summary(cfg: Config, state, *, reader: str, retriever: str, index: str, 
 def write_config(out: Path, cfg: Config) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", cfg.to_yaml())
+
+
+def same_saved_config(saved: Path, cfg: Config) -> bool:
+    """Whether a run directory's saved config.yaml holds `cfg`, the trackers aside (``runtime.log_with`` changes
+    where metrics go, not what is computed; a config saved before that key existed has none)."""
+    if not saved.is_file():
+        return False
+    text = saved.read_text(encoding="utf-8")
+    if text == cfg.to_yaml():
+        return True
+    try:
+        old = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return False
+    if not isinstance(old, dict):
+        return False
+    if isinstance(old.get("runtime"), dict):
+        old["runtime"].pop("log_with", None)
+    return old == yaml.safe_load(yaml.safe_dump(cfg.to_dict(trackers=False)))
 
 
 def check_run_dir(out: Path, cfg: Config, resume: bool) -> Path | None:
@@ -95,14 +116,21 @@ def check_same_config(out: Path, cfg: Config, saved_path: Path) -> None:
 
 
 class MetricsLog:
-    """metrics.jsonl (one JSON record a line) and TensorBoard scalars; written by the main process only."""
+    """metrics.jsonl (one JSON record a line) and the experiment trackers (``training.trackers``: TensorBoard
+    scalars in ``tensorboard/`` by default); written by the main process only.
 
-    def __init__(self, out: Path, enabled: bool = True):
+    With `cfg`, its ``runtime.log_with`` names the trackers and they receive the resolved config when the log
+    opens; without, TensorBoard alone and no config."""
+
+    def __init__(self, out: Path, enabled: bool = True, cfg: Config | None = None):
+        self.out = out
         self.path = out / "metrics.jsonl"
         self.tensorboard = out / "tensorboard"
         self.enabled = enabled
+        self.cfg = cfg
+        self.names = list(cfg.runtime.log_with) if cfg is not None else list(DEFAULT_TRACKERS)
         self._file = None
-        self._writer = None
+        self._trackers: Trackers | None = None
 
     def open(self, step: int, resumed: bool) -> None:
         """Start the log at `step`: a resumed run keeps the records up to it, a fresh start keeps nothing."""
@@ -127,34 +155,32 @@ class MetricsLog:
         with atomic_file(self.path) as f:
             f.write("".join(line + "\n" for line in kept))
         self._file = open(self.path, "a", encoding="utf-8")
+        # TensorBoard drops the events a killed run logged after the step resumed from
+        purge = (step + 1 if resumed else 0) if self.tensorboard.is_dir() else None
+        cfg = self.cfg
         try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            purge = (step + 1 if resumed else 0) if self.tensorboard.is_dir() else None
-            self._writer = SummaryWriter(log_dir=str(self.tensorboard), purge_step=purge)  # drop events a killed run logged later
-        except ImportError:  # pragma: no cover - tensorboard is a dependency
-            log.warning("tensorboard is not installed: metrics go to metrics.jsonl only")
+            self._trackers = Trackers(self.names, self.out, purge_step=purge, run_name=cfg.name if cfg else "run",
+                                      description=cfg.description if cfg else "", config=cfg.to_dict() if cfg else None)
+        except BaseException:
+            self.close()
+            raise
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
-        if self._writer is not None:
-            prefix = record.get("kind", "train")
-            for k, v in record.items():
-                if k in ("step", "kind", "split") or not isinstance(v, (int, float)) or isinstance(v, bool):
-                    continue
-                self._writer.add_scalar(f"{prefix}/{k}" if "/" not in k else k, v, record["step"])
-            self._writer.flush()
+        if self._trackers is not None:
+            self._trackers.log(record)
 
     def close(self) -> None:
+        """Close the file and finish every tracker (idempotent: every exit path of a run calls it)."""
         if self._file is not None:
             self._file.close()
             self._file = None
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._trackers is not None:
+            self._trackers.finish()
+            self._trackers = None
 
 
 # ---------------------------------------------------------------------------- one run per directory

@@ -154,11 +154,11 @@ def _keys(plan: SweepPlan) -> None:
     c = plan.configs
     a = plan.sweep["analysis"]
     keys: dict[str, str] = {}
-    keys["baseline"] = _sha({"step2": c["step2"].to_dict(), "data": _data_fp(c["step2"])})
+    keys["baseline"] = _sha({"step2": c["step2"].to_dict(trackers=False), "data": _data_fp(c["step2"])})
     src_keys: dict[str, str] = {}
-    src_keys["step1"] = _sha({"config": c["step1"].to_dict(), "data": _data_fp(c["step1"]),
+    src_keys["step1"] = _sha({"config": c["step1"].to_dict(trackers=False), "data": _data_fp(c["step1"]),
                               "snapshots": sorted(plan.snapshot_steps.values())})
-    src_keys["fid_fit"] = _sha({"config": c["fid"].to_dict(), "data": _data_fp(c["fid"])})
+    src_keys["fid_fit"] = _sha({"config": c["fid"].to_dict(trackers=False), "data": _data_fp(c["fid"])})
     for t in plan.teachers:
         if t.source == "reinit":
             src_keys[_reinit_name(t)] = _sha({"step1": src_keys["step1"], "top": t.reinit_top, "seed": t.reinit_seed,
@@ -171,7 +171,7 @@ def _keys(plan: SweepPlan) -> None:
                       "reinit": src_keys.get(_reinit_name(t)) if t.source == "reinit" else None,
                       "path": _file_fp(t.path) if t.path and Path(t.path).is_file() else str(t.path)}[t.source]
         keys[f"teacher:{t.name}"] = _sha({"teacher": t.to_dict(), "reader": reader_key,
-                                          "step2": teacher_step2_config(plan, t, "<reader>").to_dict(),
+                                          "step2": teacher_step2_config(plan, t, "<reader>").to_dict(trackers=False),
                                           "analysis": a, "data": _data_fp(c["step2"])})
     plan.keys = keys
 

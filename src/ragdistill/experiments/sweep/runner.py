@@ -42,12 +42,12 @@ def _device(cfg):
 def _train(cfg, run_dir: Path, force: bool, progress: bool) -> dict[str, Any]:
     """train(cfg, run_dir), resuming an interrupted run of the same config."""
     from ragdistill.training.loop import train
-    from ragdistill.training.rundir import COMPLETED
+    from ragdistill.training.rundir import COMPLETED, same_saved_config
 
     resume = False
     saved = run_dir / "config.yaml"
     if run_dir.exists():
-        same = saved.is_file() and saved.read_text(encoding="utf-8") == cfg.to_yaml()
+        same = same_saved_config(saved, cfg)
         ck = run_dir / "checkpoints"
         if same and ck.is_dir() and any(ck.iterdir()) and not (run_dir / COMPLETED).is_file() and not force:
             resume = True
