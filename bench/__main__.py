@@ -40,6 +40,7 @@ END = "<!-- END GENERATED: {name} -->"
 
 # --------------------------------------------------------------------------- running
 
+
 def _json_safe(obj: Any) -> Any:
     """NaN/inf -> None, tuples -> lists, unknown objects -> str: the results file must be strict JSON."""
     if isinstance(obj, float):
@@ -111,8 +112,10 @@ def merged_view(current: dict[str, Any], out_dir: Path, current_path: Path | Non
     borrowed entries keep their own date and command.
     """
     view = dict(current)
-    benches = {k: dict(v, run=v.get("run") or {"date": current.get("date"), "command": current.get("command")})
-               for k, v in current.get("benchmarks", {}).items()}
+    benches = {
+        k: dict(v, run=v.get("run") or {"date": current.get("date"), "command": current.get("command")})
+        for k, v in current.get("benchmarks", {}).items()
+    }
     files = sorted(out_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if out_dir.is_dir() else []
     for want_quick in (False, True):  # full results first; a quick one only where no full one exists (marked)
         for path in files:
@@ -131,6 +134,7 @@ def merged_view(current: dict[str, Any], out_dir: Path, current_path: Path | Non
 
 
 # --------------------------------------------------------------------------- Markdown
+
 
 def _render_generic(result: dict[str, Any]) -> str:
     """Tables for every list of row dicts in a result, then its notes (for benchmarks without `markdown`)."""
@@ -196,12 +200,17 @@ def render_results(view: dict[str, Any]) -> str:
         f"Run {view.get('date', '?')} on `{m.get('host', '?')}`: {m.get('cpu', '?')}, {m.get('cores', '?')} cores "
         f"({m.get('usable_cores', '?')} usable, torch uses {m.get('torch_threads', '?')} threads), "
         f"{m.get('memory_gb', '?')} GB RAM; GPU: "
-        + (f"{gpu['name']} ×{gpu['count']} ({gpu['memory_gb']} GB, CUDA {gpu['cuda']})" if gpu else "none") + ".",
+        + (f"{gpu['name']} ×{gpu['count']} ({gpu['memory_gb']} GB, CUDA {gpu['cuda']})" if gpu else "none")
+        + ".",
         "",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         "",
         f"Command: `{view.get('command', 'python -m bench')}`"
-        + (f" at commit `{git['commit'][:12]}`{' (with local changes)' if git.get('dirty') else ''}" if git.get("commit") else "")
+        + (
+            f" at commit `{git['commit'][:12]}`{' (with local changes)' if git.get('dirty') else ''}"
+            if git.get("commit")
+            else ""
+        )
         + ".",
         "",
         "#### All ratios (project vs comparison, measured side by side in the same run)",
@@ -230,12 +239,21 @@ def render_projection(view: dict[str, Any], which: str = "projection") -> str:
 
 # Ratios quoted in the closing note (substring match on the ratio names), in this order.
 CLOSING_RATIOS = (
-    ("retrieval", "build"), ("retrieval", "search"),
-    ("attention", "b/a time @ 2048"), ("attention", "c/b time @ 2048"), ("attention", "b/a peak memory @ 4096"),
-    ("gemm", "forward / GEMM"), ("gemm", "forward+backward / GEMM"),
-    ("training", "K="), ("training", "reader+backward share"), ("training", "refresh / step time, joint"),
-    ("scale", "FAISS flat / numpy"), ("scale", "IVF-PQ / flat queries"), ("scale", "flat / IVF-PQ index memory"),
-    ("scale", "1-recall"), ("scale", "MiniLM-L6 / BERT-base"),
+    ("retrieval", "build"),
+    ("retrieval", "search"),
+    ("attention", "b/a time @ 2048"),
+    ("attention", "c/b time @ 2048"),
+    ("attention", "b/a peak memory @ 4096"),
+    ("gemm", "forward / GEMM"),
+    ("gemm", "forward+backward / GEMM"),
+    ("training", "K="),
+    ("training", "reader+backward share"),
+    ("training", "refresh / step time, joint"),
+    ("scale", "FAISS flat / numpy"),
+    ("scale", "IVF-PQ / flat queries"),
+    ("scale", "flat / IVF-PQ index memory"),
+    ("scale", "1-recall"),
+    ("scale", "MiniLM-L6 / BERT-base"),
 )
 
 
@@ -279,28 +297,47 @@ def update_markdown(path: Path, view: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- CLI
 
+
 def build_parser() -> argparse.ArgumentParser:
     listing = "\n".join(f"  {n:<10} {d}" for n, (_, d) in BENCHMARKS.items())
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Run ragdistill's benchmark suite; write the results as JSON and regenerate BENCHMARKS.md.\n\n"
-                    f"Benchmarks:\n{listing}",
+        f"Benchmarks:\n{listing}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes and few repeats (about two minutes on 2 cores): a smoke run. Its JSON gets a "
-                             "-quick suffix and BENCHMARKS.md is left alone unless --update-table is given")
-    parser.add_argument("--only", default=None, metavar="NAME,...",
-                        help="run only these benchmarks (comma-separated names from the list above); the table keeps "
-                             "the latest full results of the others")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), metavar="DIR",
-                        help="directory of the results JSON, named <date>-<host>.json (default: bench/results)")
-    parser.add_argument("--table", default=str(ROOT / "BENCHMARKS.md"), metavar="PATH",
-                        help="Markdown file whose generated blocks are rewritten (default: BENCHMARKS.md)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes and few repeats (about two minutes on 2 cores): a smoke run. Its JSON gets a "
+        "-quick suffix and BENCHMARKS.md is left alone unless --update-table is given",
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        metavar="NAME,...",
+        help="run only these benchmarks (comma-separated names from the list above); the table keeps "
+        "the latest full results of the others",
+    )
+    parser.add_argument(
+        "--out",
+        default=str(ROOT / "bench" / "results"),
+        metavar="DIR",
+        help="directory of the results JSON, named <date>-<host>.json (default: bench/results)",
+    )
+    parser.add_argument(
+        "--table",
+        default=str(ROOT / "BENCHMARKS.md"),
+        metavar="PATH",
+        help="Markdown file whose generated blocks are rewritten (default: BENCHMARKS.md)",
+    )
     parser.add_argument("--no-table", action="store_true", help="do not touch the Markdown file")
     parser.add_argument("--update-table", action="store_true", help="with --quick: rewrite the Markdown file anyway")
-    parser.add_argument("--render-only", action="store_true",
-                        help="run nothing: regenerate the Markdown from the latest results in --out")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="run nothing: regenerate the Markdown from the latest results in --out",
+    )
     return parser
 
 
@@ -310,8 +347,9 @@ def parse_only(text: str | None) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
-        raise SystemExit(f"python -m bench: error: unknown benchmark(s) {', '.join(unknown)}; "
-                         f"choose from {', '.join(BENCHMARKS)}")
+        raise SystemExit(
+            f"python -m bench: error: unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}"
+        )
     return names
 
 
@@ -326,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.render_only:
         view = merged_view({"benchmarks": {}}, out_dir)
-        latest = max(out_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, default=None) if out_dir.is_dir() else None
+        latest = (
+            max(out_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, default=None) if out_dir.is_dir() else None
+        )
         if latest is not None:
             head = load_results(latest) or {}
             view.update({k: head[k] for k in ("date", "command", "machine", "versions", "git") if k in head})

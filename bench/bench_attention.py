@@ -50,6 +50,7 @@ LABELS = {"a_sdpa": "(a) SDPA forward", "b_extract": "(b) + score extraction", "
 
 # --------------------------------------------------------------------------- memory probes (child side)
 
+
 def _status_kb(field: str) -> int | None:
     try:
         with open("/proc/self/status") as f:
@@ -104,6 +105,7 @@ def _available_gb() -> float:
 
 # --------------------------------------------------------------------------- one prompt length (child)
 
+
 def _passages(length: int, k: int = 5):
     """K passages long enough that the budget cuts them to exactly `length` prompt tokens."""
     from bench.common import load_real_passages, synthetic_passages
@@ -121,9 +123,17 @@ def _passages(length: int, k: int = 5):
     return out
 
 
-def measure_length(length: int, answer_tokens: int = 16, repeats: int = 5, device: str = "cpu",
-                   threads: int | None = None, naive_limit_gb: float | None = None, reader: str = READER,
-                   part: str = "both", budget_s: float = 20.0) -> dict[str, Any]:
+def measure_length(
+    length: int,
+    answer_tokens: int = 16,
+    repeats: int = 5,
+    device: str = "cpu",
+    threads: int | None = None,
+    naive_limit_gb: float | None = None,
+    reader: str = READER,
+    part: str = "both",
+    budget_s: float = 20.0,
+) -> dict[str, Any]:
     """Peak memory ('memory'), times ('time') or both of (a), (b), (c) at one prompt length, in this (fresh) process."""
     import torch
 
@@ -161,8 +171,10 @@ def measure_length(length: int, answer_tokens: int = 16, repeats: int = 5, devic
         """w_t from output_attentions=True (eager) and value-projection hooks: the route (b) replaces."""
         ids = torch.tensor([it.ids], device=r.device)
         rows = torch.tensor(it.rows, device=r.device)
-        hooks = [layer.self_attn.v_proj.register_forward_hook(lambda m, i, o, k=k: values.__setitem__(k, o))
-                 for k, layer in enumerate(model.model.layers)]
+        hooks = [
+            layer.self_attn.v_proj.register_forward_hook(lambda m, i, o, k=k: values.__setitem__(k, o))
+            for k, layer in enumerate(model.model.layers)
+        ]
         try:
             with torch.no_grad():
                 out = model(ids, output_attentions=True, use_cache=False, logits_to_keep=rows)
@@ -185,6 +197,7 @@ def measure_length(length: int, answer_tokens: int = 16, repeats: int = 5, devic
                 return fn(*a)
             finally:
                 model.set_attn_implementation("sdpa")
+
         return run
 
     naive_gb = cfg.num_hidden_layers * n_heads * length**2 * 4 / 2**30
@@ -198,8 +211,14 @@ def measure_length(length: int, answer_tokens: int = 16, repeats: int = 5, devic
 
     for _name, fn in fns.items():  # warm-up at a short length: kernels, lazy inits
         fn(warm_item)
-    result: dict[str, Any] = {"length": length, "answer_tokens": answer_tokens, "device": device_label(device),
-                              "naive_attention_maps_gb": naive_gb, "skipped": skipped, "configs": {}}
+    result: dict[str, Any] = {
+        "length": length,
+        "answer_tokens": answer_tokens,
+        "device": device_label(device),
+        "naive_attention_maps_gb": naive_gb,
+        "skipped": skipped,
+        "configs": {},
+    }
     for name in fns:
         result["configs"][name] = {}
     if part not in ("memory", "time", "both"):
@@ -267,6 +286,7 @@ def measure_length(length: int, answer_tokens: int = 16, repeats: int = 5, devic
 
 # --------------------------------------------------------------------------- driver
 
+
 def _row_ratios(res: dict[str, Any]) -> dict[str, float | None]:
     c = res["configs"]
     a, b, n = c.get("a_sdpa", {}), c.get("b_extract", {}), c.get("c_naive", {})
@@ -280,9 +300,17 @@ def _row_ratios(res: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
-def run(quick: bool = False, lengths: list[int] | None = None, answer_tokens: int = 16, repeats: int | None = None,
-        device: str | None = None, threads: int | None = None, naive_limit_gb: float | None = None,
-        reader: str = READER, partial_out: str | None = None) -> dict[str, Any]:
+def run(
+    quick: bool = False,
+    lengths: list[int] | None = None,
+    answer_tokens: int = 16,
+    repeats: int | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    naive_limit_gb: float | None = None,
+    reader: str = READER,
+    partial_out: str | None = None,
+) -> dict[str, Any]:
     """All lengths, each in fresh child processes; returns rows, ratios and notes (the suite's format).
 
     `partial_out`: rewrite this JSON file after each length, so a long run keeps what it measured.
@@ -296,8 +324,15 @@ def run(quick: bool = False, lengths: list[int] | None = None, answer_tokens: in
     rows = []
     for length in lengths:
         t0 = time.perf_counter()
-        kwargs = dict(length=length, answer_tokens=answer_tokens, repeats=repeats, device=device,
-                      threads=threads, naive_limit_gb=naive_limit_gb, reader=reader)
+        kwargs = dict(
+            length=length,
+            answer_tokens=answer_tokens,
+            repeats=repeats,
+            device=device,
+            threads=threads,
+            naive_limit_gb=naive_limit_gb,
+            reader=reader,
+        )
         if device.startswith("cuda"):
             res = run_isolated("bench.bench_attention:measure_length", {**kwargs, "part": "both"}, threads=threads)
         else:
@@ -306,7 +341,9 @@ def run(quick: bool = False, lengths: list[int] | None = None, answer_tokens: in
             old = os.environ.get("MALLOC_MMAP_THRESHOLD_")
             os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
             try:
-                mem = run_isolated("bench.bench_attention:measure_length", {**kwargs, "part": "memory"}, threads=threads)
+                mem = run_isolated(
+                    "bench.bench_attention:measure_length", {**kwargs, "part": "memory"}, threads=threads
+                )
             finally:
                 if old is None:
                     os.environ.pop("MALLOC_MMAP_THRESHOLD_", None)
@@ -340,8 +377,12 @@ def run(quick: bool = False, lengths: list[int] | None = None, answer_tokens: in
         "targets: (b)/(a) ≤ 1.05 in time and peak memory at every length; (c)/(b) ≥ 3 in time at 2048 tokens.",
     ]
     notes += [r["skipped"] for r in rows if r.get("skipped")]
-    return {"title": "Attention score extraction: answer rows vs plain forward vs output_attentions",
-            "rows": rows, "ratios": ratios, "notes": notes}
+    return {
+        "title": "Attention score extraction: answer rows vs plain forward vs output_attentions",
+        "rows": rows,
+        "ratios": ratios,
+        "notes": notes,
+    }
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -380,21 +421,35 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", default=None, help="prompt lengths in tokens, comma-separated (default 512,2048,4096)")
+    parser.add_argument(
+        "--lengths", default=None, help="prompt lengths in tokens, comma-separated (default 512,2048,4096)"
+    )
     parser.add_argument("--answer-tokens", type=int, default=16, help="answer length in tokens (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds (default 5; quick 2)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads in the children")
-    parser.add_argument("--naive-limit-gb", type=float, default=None,
-                        help="skip (c) where its attention maps exceed this many GiB (default: half the available memory)")
+    parser.add_argument(
+        "--naive-limit-gb",
+        type=float,
+        default=None,
+        help="skip (c) where its attention maps exceed this many GiB (default: half the available memory)",
+    )
     parser.add_argument("--reader", default=READER, help="reader model (default %(default)s; Llama-family for (c))")
     parser.add_argument("--quick", action="store_true", help="256 and 512 tokens, 2 rounds (a smoke run)")
     parser.add_argument("--out", default=None, help="write the results (with machine and versions) as JSON")
     args = parser.parse_args(argv)
     lengths = [int(x) for x in args.lengths.split(",")] if args.lengths else None
-    result = run(quick=args.quick, lengths=lengths, answer_tokens=args.answer_tokens, repeats=args.repeats,
-                 device=args.device, threads=args.threads, naive_limit_gb=args.naive_limit_gb, reader=args.reader,
-                 partial_out=args.out)
+    result = run(
+        quick=args.quick,
+        lengths=lengths,
+        answer_tokens=args.answer_tokens,
+        repeats=args.repeats,
+        device=args.device,
+        threads=args.threads,
+        naive_limit_gb=args.naive_limit_gb,
+        reader=args.reader,
+        partial_out=args.out,
+    )
     print(markdown(result))
     if args.out:
         from ragdistill.utils.io import atomic_write_json

@@ -44,8 +44,11 @@ def gemm_probe(device: str = "cpu", dtype: str = "float32", n: int | None = None
     b = torch.randn(n, n, generator=gen).to(device=device, dtype=torch_dtype)
     timing = timeit(lambda: torch.matmul(a, b), repeats=repeats, warmup=1, device=device)
     return {
-        "device": device_label(device), "dtype": dtype, "n": n,
-        "median_s": timing.median, "flops_per_s": 2 * n**3 / timing.median,
+        "device": device_label(device),
+        "dtype": dtype,
+        "n": n,
+        "median_s": timing.median,
+        "flops_per_s": 2 * n**3 / timing.median,
     }
 
 
@@ -69,8 +72,15 @@ def reader_flops(model, batch: int, seq_len: int) -> dict[str, float]:
     return {"forward": float(forward), "forward_backward": float(3 * forward), "attention_share": attention / forward}
 
 
-def measure(device: str = "cpu", batch: int = 1, seq_len: int = 512, rounds: int = 3, gemm_n: int | None = None,
-            model_name: str = READER, precision: str = "fp32") -> dict[str, Any]:
+def measure(
+    device: str = "cpu",
+    batch: int = 1,
+    seq_len: int = 512,
+    rounds: int = 3,
+    gemm_n: int | None = None,
+    model_name: str = READER,
+    precision: str = "fp32",
+) -> dict[str, Any]:
     """GEMM probe, reader forward and reader forward+backward, interleaved round after round.
 
     Each round times one GEMM (best of 3 calls), one forward (inference mode) and one
@@ -117,16 +127,30 @@ def measure(device: str = "cpu", batch: int = 1, seq_len: int = 512, rounds: int
     label = device_label(device)
     if precision == "bf16":
         dtype_name = "bfloat16 (autocast, fp32 weights)"
-    gemm_row = {"device": label, "dtype": str(dtype).replace("torch.", ""), "n": n, "median_s": med["gemm"], "flops_per_s": gemm_rate,
-                "rounds": rounds}
+    gemm_row = {
+        "device": label,
+        "dtype": str(dtype).replace("torch.", ""),
+        "n": n,
+        "median_s": med["gemm"],
+        "flops_per_s": gemm_rate,
+        "rounds": rounds,
+    }
     rows = []
     for name, key in (("forward", "forward"), ("forward+backward", "forward_backward")):
         rate = flops[key] / med[name]
         row: dict[str, Any] = {
-            "pass": name, "device": label, "dtype": dtype_name, "batch": batch, "seq_len": seq_len,
-            "tflop_per_call": flops[key] / 1e12, "median_s": med[name], "min_s": min(times[name]),
-            "flops_per_s": rate, "tokens_per_s": batch * seq_len / med[name],
-            "attention_share": flops["attention_share"], "fraction_of_gemm": ratio(rate, gemm_rate),
+            "pass": name,
+            "device": label,
+            "dtype": dtype_name,
+            "batch": batch,
+            "seq_len": seq_len,
+            "tflop_per_call": flops[key] / 1e12,
+            "median_s": med[name],
+            "min_s": min(times[name]),
+            "flops_per_s": rate,
+            "tokens_per_s": batch * seq_len / med[name],
+            "attention_share": flops["attention_share"],
+            "fraction_of_gemm": ratio(rate, gemm_rate),
         }
         if device != "cpu":
             row["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -153,8 +177,14 @@ def run(quick: bool = False) -> dict[str, Any]:
         else:
             skipped.append(device_label(device))
         for precision in precisions:
-            res = measure(device, batch=batch, seq_len=seq_len, rounds=2 if quick else 3,
-                          gemm_n=(1024 if quick else 2048) if device == "cpu" else 8192, precision=precision)
+            res = measure(
+                device,
+                batch=batch,
+                seq_len=seq_len,
+                rounds=2 if quick else 3,
+                gemm_n=(1024 if quick else 2048) if device == "cpu" else 8192,
+                precision=precision,
+            )
             gemm_rows.append(res["gemm"])
             for row in res["reader"]:
                 reader_rows.append(row)
@@ -165,15 +195,28 @@ def run(quick: bool = False) -> dict[str, Any]:
         "ids; GEMM, forward and forward+backward interleaved round after round, medians over rounds. FLOPs counted "
         "analytically (2·P_matmul·tokens + 4·L·d_attn·T·tokens forward, ×3 for forward+backward).",
     ]
-    notes.append("bf16 rows: the training fast path (runtime.precision bf16: float32 weights under bf16 autocast) "
-                 "against a bf16×bf16 GEMM probe; measured only where bf16 is native (CUDA with bf16, CPU with "
-                 "AVX512-BF16/AMX)" + (f"; skipped on {', '.join(skipped)} (no native bf16: emulated, many times slower "
-                                       "than fp32, and runtime.precision auto uses fp32 there)" if skipped else "") + ".")
+    notes.append(
+        "bf16 rows: the training fast path (runtime.precision bf16: float32 weights under bf16 autocast) "
+        "against a bf16×bf16 GEMM probe; measured only where bf16 is native (CUDA with bf16, CPU with "
+        "AVX512-BF16/AMX)"
+        + (
+            f"; skipped on {', '.join(skipped)} (no native bf16: emulated, many times slower "
+            "than fp32, and runtime.precision auto uses fp32 there)"
+            if skipped
+            else ""
+        )
+        + "."
+    )
     for probe in gemm_rows:
-        notes.append(f"{probe['device']}: {fmt_si(probe['flops_per_s'], 'FLOP/s')} {probe['dtype']} GEMM (n={probe['n']}).")
+        notes.append(
+            f"{probe['device']}: {fmt_si(probe['flops_per_s'], 'FLOP/s')} {probe['dtype']} GEMM (n={probe['n']})."
+        )
     return {
         "title": "Reader FLOP rate vs the machine's GEMM rate",
-        "gemm": gemm_rows, "reader": reader_rows, "ratios": ratios, "notes": notes,
+        "gemm": gemm_rows,
+        "reader": reader_rows,
+        "ratios": ratios,
+        "notes": notes,
     }
 
 
@@ -181,16 +224,42 @@ def markdown(result: dict[str, Any]) -> str:
     """The GEMM probe and the reader rows as one table (GFLOP/s and the fraction of the GEMM rate)."""
     rows = []
     for g in result.get("gemm", []):
-        rows.append({"what": f"torch.matmul {g['n']}×{g['n']}×{g['n']}", "device": g["device"], "dtype": g["dtype"],
-                     "seconds": g["median_s"], "gflops": g["flops_per_s"] / 1e9, "fraction": 1.0})
+        rows.append(
+            {
+                "what": f"torch.matmul {g['n']}×{g['n']}×{g['n']}",
+                "device": g["device"],
+                "dtype": g["dtype"],
+                "seconds": g["median_s"],
+                "gflops": g["flops_per_s"] / 1e9,
+                "fraction": 1.0,
+            }
+        )
     for r in result.get("reader", []):
-        rows.append({"what": f"{READER} {r['pass']} (batch {r['batch']}×{r['seq_len']} tokens)", "device": r["device"],
-                     "dtype": r["dtype"], "seconds": r["median_s"], "gflops": r["flops_per_s"] / 1e9,
-                     "fraction": r.get("fraction_of_gemm"), "tokens_per_s": r["tokens_per_s"],
-                     "attention_share": r.get("attention_share")})
-    table = md_table(rows, [("what", "measure"), ("device", "device"), ("dtype", "dtype"), ("seconds", "median s"),
-                            ("gflops", "achieved GFLOP/s"), ("fraction", "fraction of GEMM rate"),
-                            ("tokens_per_s", "tokens/s"), ("attention_share", "attention share of FLOPs")])
+        rows.append(
+            {
+                "what": f"{READER} {r['pass']} (batch {r['batch']}×{r['seq_len']} tokens)",
+                "device": r["device"],
+                "dtype": r["dtype"],
+                "seconds": r["median_s"],
+                "gflops": r["flops_per_s"] / 1e9,
+                "fraction": r.get("fraction_of_gemm"),
+                "tokens_per_s": r["tokens_per_s"],
+                "attention_share": r.get("attention_share"),
+            }
+        )
+    table = md_table(
+        rows,
+        [
+            ("what", "measure"),
+            ("device", "device"),
+            ("dtype", "dtype"),
+            ("seconds", "median s"),
+            ("gflops", "achieved GFLOP/s"),
+            ("fraction", "fraction of GEMM rate"),
+            ("tokens_per_s", "tokens/s"),
+            ("attention_share", "attention share of FLOPs"),
+        ],
+    )
     return "\n".join([table, "", *[f"- {n}" for n in result.get("notes", [])]])
 
 
@@ -198,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.common import script_main
 
     return script_main(run, __doc__, "smaller matrices and batch (about a minute on 2 cores)", argv)
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -32,8 +32,16 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (SEARCH_BATCH, SHARED_DATA, compare_search, numpy_topk, pin_search_threads, ratio,  # noqa: E402
-                          run_header, synthetic_passages)
+from bench.common import (  # noqa: E402
+    SEARCH_BATCH,
+    SHARED_DATA,
+    compare_search,
+    numpy_topk,
+    pin_search_threads,
+    ratio,
+    run_header,
+    synthetic_passages,
+)
 
 RETRIEVER = "minilm-l6"
 
@@ -68,17 +76,37 @@ def _search_row(name: str, index_search, q, d, k: int, repeats: int, threads: in
     """The project's search (`index_search`) against numpy brute force, timed as bench_scale times it."""
     c = compare_search(index_search, d, q, k, repeats=repeats)
     return {
-        "measure": name, "queries": c["queries_timed"], "passages": int(d.shape[0]), "k": k, "batch": c["batch"],
-        "threads": threads, "ours": c["ours_qps"], "ours_label": "PassageIndex.search (FAISS IndexFlatIP)",
-        "baseline": c["numpy_qps"], "baseline_label": "numpy argpartition", "unit": "queries/s", "ratio": c["ratio"],
-        "ours_single_ms": c["ours_single_ms"], "numpy_single_ms": c["numpy_single_ms"], "single_ratio": c["single_ratio"],
-        "topk_overlap": c["topk_overlap"], "max_score_diff": c["max_score_diff"],
-        "faiss": c["ours_timing"], "numpy": c["numpy_timing"],
+        "measure": name,
+        "queries": c["queries_timed"],
+        "passages": int(d.shape[0]),
+        "k": k,
+        "batch": c["batch"],
+        "threads": threads,
+        "ours": c["ours_qps"],
+        "ours_label": "PassageIndex.search (FAISS IndexFlatIP)",
+        "baseline": c["numpy_qps"],
+        "baseline_label": "numpy argpartition",
+        "unit": "queries/s",
+        "ratio": c["ratio"],
+        "ours_single_ms": c["ours_single_ms"],
+        "numpy_single_ms": c["numpy_single_ms"],
+        "single_ratio": c["single_ratio"],
+        "topk_overlap": c["topk_overlap"],
+        "max_score_diff": c["max_score_diff"],
+        "faiss": c["ours_timing"],
+        "numpy": c["numpy_timing"],
     }
 
 
-def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, questions_n: int | None = None,
-        threads: int | None = None, device: str = "cpu", seed: int = 0) -> dict[str, Any]:
+def run(
+    quick: bool = False,
+    batch_size: int = 64,
+    rounds: int | None = None,
+    questions_n: int | None = None,
+    threads: int | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+) -> dict[str, Any]:
     """Measure build speed, HR@k agreement and search speed; returns the suite's result dict."""
     import numpy as np
     import torch
@@ -114,19 +142,31 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
             for who in order:
                 t0 = time.perf_counter()
                 if who == "ours":
-                    index = PassageIndex.build(passages, retriever, Path(tmp) / f"idx{r}", batch_size=batch_size, progress=False)
+                    index = PassageIndex.build(
+                        passages, retriever, Path(tmp) / f"idx{r}", batch_size=batch_size, progress=False
+                    )
                     ours_t.append(time.perf_counter() - t0)
                 else:
                     st_emb = st.encode(texts, batch_size=batch_size, convert_to_numpy=True)
                     st_t.append(time.perf_counter() - t0)
-            print(f"# round {r + 1}/{rounds}: ours {ours_t[-1]:.1f}s, sentence-transformers {st_t[-1]:.1f}s", file=sys.stderr)
+            print(
+                f"# round {r + 1}/{rounds}: ours {ours_t[-1]:.1f}s, sentence-transformers {st_t[-1]:.1f}s",
+                file=sys.stderr,
+            )
         n = len(passages)
-        rows.append({
-            "measure": f"index build, {n} passages, batch {batch_size}", "ours": n / min(ours_t),
-            "ours_label": "PassageIndex.build (embed + FAISS + SQLite)", "baseline": n / min(st_t),
-            "baseline_label": "SentenceTransformer.encode", "unit": "passages/s", "ratio": ratio(min(st_t), min(ours_t)),
-            "ours_seconds": ours_t, "baseline_seconds": st_t,
-        })
+        rows.append(
+            {
+                "measure": f"index build, {n} passages, batch {batch_size}",
+                "ours": n / min(ours_t),
+                "ours_label": "PassageIndex.build (embed + FAISS + SQLite)",
+                "baseline": n / min(st_t),
+                "baseline_label": "SentenceTransformer.encode",
+                "unit": "passages/s",
+                "ratio": ratio(min(st_t), min(ours_t)),
+                "ours_seconds": ours_t,
+                "baseline_seconds": st_t,
+            }
+        )
         our_emb = index.index.reconstruct_n(0, n)
         emb_diff = float(np.max(np.abs(our_emb - st_emb)))
 
@@ -139,7 +179,7 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
             bf_t, st2_t = [], []
             bf_emb = None
             for r in range(max(1, rounds)):
-                for who in (("bf16", "st") if r % 2 == 0 else ("st", "bf16")):
+                for who in ("bf16", "st") if r % 2 == 0 else ("st", "bf16"):
                     t0 = time.perf_counter()
                     if who == "bf16":
                         bf_emb = fast.encode_passages(passages, batch_size=batch_size)
@@ -151,18 +191,30 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
             _, top32 = numpy_topk(our_emb, probe, 5)
             _, top16 = numpy_topk(bf_emb, probe, 5)
             overlap = float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(top32.tolist(), top16.tolist())]))
-            rows.append({
-                "measure": f"refresh embedding (bf16 autocast), {n} passages, batch {batch_size}", "ours": n / min(bf_t),
-                "ours_label": "BiEncoderRetriever.encode_passages, bf16", "baseline": n / min(st2_t),
-                "baseline_label": "SentenceTransformer.encode, fp32", "unit": "passages/s",
-                "ratio": ratio(min(st2_t), min(bf_t)), "ours_seconds": bf_t, "baseline_seconds": st2_t,
-                "topk_overlap_vs_fp32": overlap, "max_abs_diff_vs_fp32": float(np.max(np.abs(bf_emb - our_emb))),
-            })
-            notes.append(f"bf16 refresh embedding: top-5 overlap with the fp32 embeddings {overlap:.1%} "
-                         f"(200 passages as queries), max |diff| {rows[-1]['max_abs_diff_vs_fp32']:.2e}.")
+            rows.append(
+                {
+                    "measure": f"refresh embedding (bf16 autocast), {n} passages, batch {batch_size}",
+                    "ours": n / min(bf_t),
+                    "ours_label": "BiEncoderRetriever.encode_passages, bf16",
+                    "baseline": n / min(st2_t),
+                    "baseline_label": "SentenceTransformer.encode, fp32",
+                    "unit": "passages/s",
+                    "ratio": ratio(min(st2_t), min(bf_t)),
+                    "ours_seconds": bf_t,
+                    "baseline_seconds": st2_t,
+                    "topk_overlap_vs_fp32": overlap,
+                    "max_abs_diff_vs_fp32": float(np.max(np.abs(bf_emb - our_emb))),
+                }
+            )
+            notes.append(
+                f"bf16 refresh embedding: top-5 overlap with the fp32 embeddings {overlap:.1%} "
+                f"(200 passages as queries), max |diff| {rows[-1]['max_abs_diff_vs_fp32']:.2e}."
+            )
         else:
-            notes.append(f"bf16 refresh embedding not measured on {device}: no native bf16 (emulated bf16 is slower than "
-                         "fp32 there, and precision auto uses fp32).")
+            notes.append(
+                f"bf16 refresh embedding not measured on {device}: no native bf16 (emulated bf16 is slower than "
+                "fp32 there, and precision auto uses fp32)."
+            )
 
         # HR@k agreement on a seeded question sample
         if questions:
@@ -175,12 +227,17 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
             st_m = hits_from_flags(flags, ks)
             for k in ks:
                 key = f"hr@{k}"
-                rows.append({
-                    "measure": f"HR@{k} (%), {len(sample)} questions", "ours": 100 * ours_m[key],
-                    "ours_label": "ragdistill index + retrieve", "baseline": 100 * st_m[key],
-                    "baseline_label": "sentence-transformers + exact IP", "unit": "%",
-                    "diff_points": 100 * (ours_m[key] - st_m[key]),
-                })
+                rows.append(
+                    {
+                        "measure": f"HR@{k} (%), {len(sample)} questions",
+                        "ours": 100 * ours_m[key],
+                        "ours_label": "ragdistill index + retrieve",
+                        "baseline": 100 * st_m[key],
+                        "baseline_label": "sentence-transformers + exact IP",
+                        "unit": "%",
+                        "diff_points": 100 * (ours_m[key] - st_m[key]),
+                    }
+                )
 
         # search speed: real index (all questions as queries), then a synthetic 100k index
         qtexts = [q.question for q in questions] if questions else [p.text[:80] for p in passages]
@@ -189,7 +246,9 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
         t0 = time.perf_counter()
         q_emb = retriever.encode_queries(qtexts, batch_size=256)
         notes.append(f"encoded {len(qtexts)} queries in {time.perf_counter() - t0:.1f}s for the search rows")
-        rows.append(_search_row(f"search k=5, {n} passages", index.search, q_emb, our_emb, 5, repeats=5, threads=threads))
+        rows.append(
+            _search_row(f"search k=5, {n} passages", index.search, q_emb, our_emb, 5, repeats=5, threads=threads)
+        )
         index.close()
 
     if not quick:
@@ -201,8 +260,17 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
         flat = faiss.IndexFlatIP(retriever.dim)
         flat.add(big)
         qs = q_emb[:1024]
-        rows.append(_search_row("search k=5, 100k synthetic passages", PassageIndex(flat, None, {"model": "synthetic"}).search,
-                                qs, big, 5, repeats=3, threads=threads))
+        rows.append(
+            _search_row(
+                "search k=5, 100k synthetic passages",
+                PassageIndex(flat, None, {"model": "synthetic"}).search,
+                qs,
+                big,
+                5,
+                repeats=3,
+                threads=threads,
+            )
+        )
 
     notes += [
         f"knowledge base: {source}; retriever {RETRIEVER} (mean pooling, L2-normalised as its modules.json says), "
@@ -215,10 +283,16 @@ def run(quick: bool = False, batch_size: int = 64, rounds: int | None = None, qu
         "topk_overlap = share of identical top-k rows.",
     ]
     ratios = {r["measure"]: r["ratio"] for r in rows if r.get("ratio") is not None}
-    ratios.update({r["measure"] + ", single query": r["single_ratio"] for r in rows if r.get("single_ratio") is not None})
+    ratios.update(
+        {r["measure"] + ", single query": r["single_ratio"] for r in rows if r.get("single_ratio") is not None}
+    )
     ratios.update({r["measure"] + " diff (points)": r["diff_points"] for r in rows if "diff_points" in r})
-    return {"title": "Retrieval: index build vs sentence-transformers, FAISS vs numpy search, HR@k agreement",
-            "rows": rows, "ratios": ratios, "notes": notes}
+    return {
+        "title": "Retrieval: index build vs sentence-transformers, FAISS vs numpy search, HR@k agreement",
+        "rows": rows,
+        "ratios": ratios,
+        "notes": notes,
+    }
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -232,8 +306,10 @@ def markdown(result: dict[str, Any]) -> str:
             if "topk_overlap" in r:
                 last += f" (top-k overlap {100 * r['topk_overlap']:.2f}%)"
             if r.get("single_ratio") is not None:
-                last += (f"; 1 query: {r['ours_single_ms']:.3g} ms vs {r['numpy_single_ms']:.3g} ms "
-                         f"({r['single_ratio']:.2f}x); batch {r['batch']}, {r['threads']} thread(s)")
+                last += (
+                    f"; 1 query: {r['ours_single_ms']:.3g} ms vs {r['numpy_single_ms']:.3g} ms "
+                    f"({r['single_ratio']:.2f}x); batch {r['batch']}, {r['threads']} thread(s)"
+                )
             ours, base = f"{r['ours']:,.1f} {r['unit']}", f"{r['baseline']:,.1f} {r['unit']}"
         lines.append(f"| {r['measure']} | {ours} ({r['ours_label']}) | {base} ({r['baseline_label']}) | {last} |")
     return "\n".join(lines + [""] + [f"- {n}" for n in result["notes"]])
@@ -241,16 +317,28 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="256 passages, 200 questions, no 100k search (a smoke run)")
-    parser.add_argument("--batch-size", type=int, default=64, help="encoder batch size on both sides (default %(default)s)")
+    parser.add_argument(
+        "--quick", action="store_true", help="256 passages, 200 questions, no 100k search (a smoke run)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="encoder batch size on both sides (default %(default)s)"
+    )
     parser.add_argument("--rounds", type=int, default=None, help="interleaved build rounds (default 1; quick 2)")
-    parser.add_argument("--questions", type=int, default=None, help="questions sampled for HR@k (default 1000; quick 200)")
+    parser.add_argument(
+        "--questions", type=int, default=None, help="questions sampled for HR@k (default 1000; quick 200)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch and FAISS CPU threads (default: theirs)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     parser.add_argument("--out", default=None, help="write the results (with machine and versions) as JSON")
     args = parser.parse_args(argv)
-    result = run(quick=args.quick, batch_size=args.batch_size, rounds=args.rounds, questions_n=args.questions,
-                 threads=args.threads, device=args.device)
+    result = run(
+        quick=args.quick,
+        batch_size=args.batch_size,
+        rounds=args.rounds,
+        questions_n=args.questions,
+        threads=args.threads,
+        device=args.device,
+    )
     print(markdown(result))
     if args.out:
         from ragdistill.utils.io import atomic_write_json

@@ -46,7 +46,11 @@ REGIMES = {
 QUICK_REGIMES = ("joint (off-the-shelf distillation)",)
 LOOP_PHASES = ("retrieve", "reader", "signal", "retriever", "backward", "optim")
 BENCH_OVERRIDES = [  # no evaluation, checkpoints or monitor inside the measured steps
-    "eval.every=0", "eval.final=false", "train.save_every=0", "monitor.every=0", "train.log_every=1000000",
+    "eval.every=0",
+    "eval.final=false",
+    "train.save_every=0",
+    "monitor.every=0",
+    "train.log_every=1000000",
     "train.steps=1000000",
 ]
 
@@ -98,8 +102,11 @@ def _measure_steps(trainer, counter: _TokenCounter, steps: int) -> dict[str, Any
     tokens, calls = counter.take()
     examples = trainer.state.examples - ex0
     row: dict[str, Any] = {
-        "steps": steps, "step_s": wall / steps, "examples_per_s": examples / wall,
-        "reader_tokens_per_s": tokens / wall, "reader_tokens_per_example": tokens / max(1, examples),
+        "steps": steps,
+        "step_s": wall / steps,
+        "examples_per_s": examples / wall,
+        "reader_tokens_per_s": tokens / wall,
+        "reader_tokens_per_example": tokens / max(1, examples),
     }
     for p in LOOP_PHASES:
         row[f"{p}_s"] = phases.get(p, 0.0) / steps
@@ -123,18 +130,32 @@ def regime_config(label: str, device: str = "cpu", steps: int = 2, warmup: int =
             trainer.train_step()
         if device != "cpu":
             torch.cuda.reset_peak_memory_stats(device)
-        row = {"regime": label, "device": device_label(device), "batch_size": trainer.cfg.train.batch_size,
-               "k": trainer.cfg.train.k, "setup_s": setup_s}
+        row = {
+            "regime": label,
+            "device": device_label(device),
+            "batch_size": trainer.cfg.train.batch_size,
+            "k": trainer.cfg.train.k,
+            "setup_s": setup_s,
+        }
         row.update(_measure_steps(trainer, counter, steps))
         if trainer.cfg.trains_retriever:
             with trainer.phases("refresh"):
-                info = trainer._refresh_index() if hasattr(trainer, "_refresh_index") else trainer.index.refresh(trainer.retriever)
+                info = (
+                    trainer._refresh_index()
+                    if hasattr(trainer, "_refresh_index")
+                    else trainer.index.refresh(trainer.retriever)
+                )
             refresh_s = trainer.phases.take()["refresh"]
             interval = _interval(RefreshSchedule.parse(trainer.cfg.index.refresh, key="index.refresh"))
-            row.update({"refresh_s": refresh_s, "passages": len(trainer.index),
-                        "refresh_passages_per_s": len(trainer.index) / refresh_s if refresh_s else None,
-                        "refresh_every": interval,
-                        "refresh_amortised_s": refresh_s / interval if interval else None})
+            row.update(
+                {
+                    "refresh_s": refresh_s,
+                    "passages": len(trainer.index),
+                    "refresh_passages_per_s": len(trainer.index) / refresh_s if refresh_s else None,
+                    "refresh_every": interval,
+                    "refresh_amortised_s": refresh_s / interval if interval else None,
+                }
+            )
             row["refresh_info"] = {k: v for k, v in (info or {}).items() if isinstance(v, (int, float, str))}
         if device != "cpu":
             row["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -142,18 +163,26 @@ def regime_config(label: str, device: str = "cpu", steps: int = 2, warmup: int =
     return row
 
 
-SPEEDUP_REGIMES = ("joint (off-the-shelf distillation)", "reader (fine-tuned step 1)", "retriever (fine-tuned step 2)",
-                   "FiD joint (encoder-decoder distillation)")
+SPEEDUP_REGIMES = (
+    "joint (off-the-shelf distillation)",
+    "reader (fine-tuned step 1)",
+    "retriever (fine-tuned step 2)",
+    "FiD joint (encoder-decoder distillation)",
+)
 PLAIN_OVERRIDES = ["runtime.precision=fp32", "train.batch_size=2", "train.grad_accum=1", "optim.impl=loop"]
-PLAIN_DECODER_BUDGET = "reader.max_prompt_tokens=256"   # the demo decoder configs' budget before the paper's 128
+PLAIN_DECODER_BUDGET = "reader.max_prompt_tokens=256"  # the demo decoder configs' budget before the paper's 128
 
 
 def _path_info(trainer) -> dict[str, Any]:
     group = trainer.optimizer.param_groups[0]
     impl = "fused" if group.get("fused") else "foreach" if group.get("foreach") else "loop"
-    return {"precision": trainer.dist.precision, "batch_size": trainer.cfg.train.batch_size * trainer.cfg.train.grad_accum,
-            "prompt_budget": trainer.cfg.reader.max_prompt_tokens, "optimizer": f"{trainer.cfg.optim.name} ({impl})",
-            "signal": "per question" if trainer.signal.batch is None else "batched"}
+    return {
+        "precision": trainer.dist.precision,
+        "batch_size": trainer.cfg.train.batch_size * trainer.cfg.train.grad_accum,
+        "prompt_budget": trainer.cfg.reader.max_prompt_tokens,
+        "optimizer": f"{trainer.cfg.optim.name} ({impl})",
+        "signal": "per question" if trainer.signal.batch is None else "batched",
+    }
 
 
 def speedup_config(label: str, device: str = "cpu", rounds: int = 3, steps: int = 1) -> dict[str, Any]:
@@ -167,13 +196,13 @@ def speedup_config(label: str, device: str = "cpu", rounds: int = 3, steps: int 
         plain_over.append(PLAIN_DECODER_BUDGET)
     with tempfile.TemporaryDirectory(prefix="ragdistill-bench-speedup-") as tmp:
         plain = _trainer(config, plain_over, device, Path(tmp) / "plain")
-        plain.signal = dataclasses.replace(plain.signal, batch=None)   # one signal forward per question, as before
+        plain.signal = dataclasses.replace(plain.signal, batch=None)  # one signal forward per question, as before
         fast = _trainer(config, list(overrides), device, Path(tmp) / "fast")
         runs = {"plain": plain, "fast": fast}
         rates: dict[str, list[float]] = {"plain": [], "fast": []}
         step_s: dict[str, list[float]] = {"plain": [], "fast": []}
         for t in runs.values():
-            t.train_step()   # warm-up
+            t.train_step()  # warm-up
         for r in range(rounds):
             order = ("plain", "fast") if r % 2 == 0 else ("fast", "plain")
             for name in order:
@@ -186,9 +215,15 @@ def speedup_config(label: str, device: str = "cpu", rounds: int = 3, steps: int 
                 step_s[name].append(wall / steps)
         rows = []
         for name, t in runs.items():
-            row = {"regime": label.split(" (")[0], "path": name, "device": device_label(device), **_path_info(t),
-                   "step_s": statistics.median(step_s[name]), "examples_per_s": statistics.median(rates[name]),
-                   "rounds": rounds}
+            row = {
+                "regime": label.split(" (")[0],
+                "path": name,
+                "device": device_label(device),
+                **_path_info(t),
+                "step_s": statistics.median(step_s[name]),
+                "examples_per_s": statistics.median(rates[name]),
+                "rounds": rounds,
+            }
             rows.append(row)
         rows[1]["speedup"] = rows[1]["examples_per_s"] / rows[0]["examples_per_s"]
         rows[1]["speedup_rounds"] = [f / p for f, p in zip(rates["fast"], rates["plain"])]
@@ -203,8 +238,9 @@ def _interval(schedule) -> int | None:
     return None
 
 
-def sweep_config(device: str = "cpu", ks: tuple[int, ...] = (1, 5, 20), budgets: tuple[int, ...] = (128, 256, 512),
-                 steps: int = 2) -> dict[str, Any]:
+def sweep_config(
+    device: str = "cpu", ks: tuple[int, ...] = (1, 5, 20), budgets: tuple[int, ...] = (128, 256, 512), steps: int = 2
+) -> dict[str, Any]:
     """Joint regime in one process: step time vs K (ample prompt budget) and vs the prompt budget at K = 5."""
     label = "joint (off-the-shelf distillation)"
     config, overrides = REGIMES[label]
@@ -236,9 +272,11 @@ def run(quick: bool = False) -> dict[str, Any]:
         gpu = device != "cpu"
         for label in labels:
             try:
-                row = run_isolated("bench.bench_training:regime_config",
-                                   {"label": label, "device": device, "steps": 1 if quick else (4 if gpu else 2)},
-                                   timeout=1200)
+                row = run_isolated(
+                    "bench.bench_training:regime_config",
+                    {"label": label, "device": device, "steps": 1 if quick else (4 if gpu else 2)},
+                    timeout=1200,
+                )
             except Exception as exc:
                 errors.append(f"{label} on {device}: {exc}")
                 continue
@@ -248,20 +286,29 @@ def run(quick: bool = False) -> dict[str, Any]:
                 row.pop("peak_rss_mb", None)
             regimes.append(row)
         try:
-            res = run_isolated("bench.bench_training:sweep_config",
-                               {"device": device, "ks": [1, 5] if quick else [1, 5, 20],
-                                "budgets": [] if quick else [128, 256, 512], "steps": 1 if quick else 2},
-                               timeout=1200)
+            res = run_isolated(
+                "bench.bench_training:sweep_config",
+                {
+                    "device": device,
+                    "ks": [1, 5] if quick else [1, 5, 20],
+                    "budgets": [] if quick else [128, 256, 512],
+                    "steps": 1 if quick else 2,
+                },
+                timeout=1200,
+            )
             sweep.extend(res["rows"])
         except Exception as exc:
             errors.append(f"sweep on {device}: {exc}")
 
     speedup: list[dict[str, Any]] = []
     for device in bench_devices():
-        for label in (QUICK_REGIMES if quick else SPEEDUP_REGIMES):
+        for label in QUICK_REGIMES if quick else SPEEDUP_REGIMES:
             try:
-                res = run_isolated("bench.bench_training:speedup_config",
-                                   {"label": label, "device": device, "rounds": 1 if quick else 3}, timeout=1800)
+                res = run_isolated(
+                    "bench.bench_training:speedup_config",
+                    {"label": label, "device": device, "rounds": 1 if quick else 3},
+                    timeout=1800,
+                )
                 speedup.extend(res["rows"])
             except Exception as exc:
                 errors.append(f"speed-up {label} on {device}: {exc}")
@@ -280,7 +327,9 @@ def run(quick: bool = False) -> dict[str, Any]:
             ratios[f"refresh / step time, {r['regime'].split(' (')[0]} (cpu)"] = r["refresh_s"] / r["step_s"]
     joint = next((r for r in regimes if r["regime"].startswith("joint") and r["device"].startswith("cpu")), None)
     if joint:
-        ratios["reader+backward share of a joint step (cpu)"] = (joint["reader_s"] + joint["backward_s"]) / joint["step_s"]
+        ratios["reader+backward share of a joint step (cpu)"] = (joint["reader_s"] + joint["backward_s"]) / joint[
+            "step_s"
+        ]
     notes = [
         "Demo world and demo configs (configs/demo), the project's Trainer.train_step; evaluation, checkpoints "
         "and the monitor are off during the measured steps. Phases are the loop's own timers, in seconds per step.",
@@ -294,34 +343,77 @@ def run(quick: bool = False) -> dict[str, Any]:
         "round after a warm-up step; examples/s is the median over rounds, speed-up = fast / plain. The budget 128 "
         "is the paper's (DESIGN §4): it halves the reader tokens per example, which is part of the speed-up.",
     ]
-    return {"title": "Training step throughput per regime, per-phase split, and step time vs K and prompt length",
-            "regimes": regimes, "sweep": sweep, "speedup": speedup, "ratios": ratios, "notes": notes, "errors": errors}
+    return {
+        "title": "Training step throughput per regime, per-phase split, and step time vs K and prompt length",
+        "regimes": regimes,
+        "sweep": sweep,
+        "speedup": speedup,
+        "ratios": ratios,
+        "notes": notes,
+        "errors": errors,
+    }
 
 
 def markdown(result: dict[str, Any]) -> str:
     """Per-regime throughput and phase split, then the K / prompt-budget sweep."""
-    regime_cols = [("regime", "regime"), ("device", "device"), ("batch_size", "batch"), ("k", "K"),
-                   ("step_s", "step s"), ("examples_per_s", "examples/s"), ("reader_tokens_per_s", "reader tokens/s"),
-                   ("retrieve_s", "retrieve s"), ("reader_s", "reader s"), ("signal_s", "signal s"),
-                   ("retriever_s", "retriever s"), ("backward_s", "backward s"), ("optim_s", "optim s"),
-                   ("refresh_s", "refresh s (one)"), ("refresh_every", "refresh every"),
-                   ("refresh_amortised_s", "refresh s/step"), ("peak_rss_mb", "peak RSS MiB"), ("peak_mem_mb", "GPU peak MiB")]
+    regime_cols = [
+        ("regime", "regime"),
+        ("device", "device"),
+        ("batch_size", "batch"),
+        ("k", "K"),
+        ("step_s", "step s"),
+        ("examples_per_s", "examples/s"),
+        ("reader_tokens_per_s", "reader tokens/s"),
+        ("retrieve_s", "retrieve s"),
+        ("reader_s", "reader s"),
+        ("signal_s", "signal s"),
+        ("retriever_s", "retriever s"),
+        ("backward_s", "backward s"),
+        ("optim_s", "optim s"),
+        ("refresh_s", "refresh s (one)"),
+        ("refresh_every", "refresh every"),
+        ("refresh_amortised_s", "refresh s/step"),
+        ("peak_rss_mb", "peak RSS MiB"),
+        ("peak_mem_mb", "GPU peak MiB"),
+    ]
     regimes = result.get("regimes", [])
     regime_cols = [c for c in regime_cols if any(r.get(c[0]) is not None for r in regimes)]
-    sweep_cols = [("sweep", "sweep"), ("value", "value"), ("device", "device"), ("prompt_tokens_per_example", "reader tokens/example"),
-                  ("step_s", "step s"), ("examples_per_s", "examples/s"), ("reader_tokens_per_s", "reader tokens/s"),
-                  ("retrieve_s", "retrieve s"), ("reader_s", "reader s"), ("retriever_s", "retriever s"),
-                  ("backward_s", "backward s"), ("optim_s", "optim s")]
-    speed_cols = [("regime", "regime"), ("path", "path"), ("device", "device"), ("precision", "precision"),
-                  ("batch_size", "batch"), ("prompt_budget", "prompt budget"), ("optimizer", "optimiser"),
-                  ("signal", "signal"), ("step_s", "step s"), ("examples_per_s", "examples/s"),
-                  ("speedup", "examples/s vs plain")]
+    sweep_cols = [
+        ("sweep", "sweep"),
+        ("value", "value"),
+        ("device", "device"),
+        ("prompt_tokens_per_example", "reader tokens/example"),
+        ("step_s", "step s"),
+        ("examples_per_s", "examples/s"),
+        ("reader_tokens_per_s", "reader tokens/s"),
+        ("retrieve_s", "retrieve s"),
+        ("reader_s", "reader s"),
+        ("retriever_s", "retriever s"),
+        ("backward_s", "backward s"),
+        ("optim_s", "optim s"),
+    ]
+    speed_cols = [
+        ("regime", "regime"),
+        ("path", "path"),
+        ("device", "device"),
+        ("precision", "precision"),
+        ("batch_size", "batch"),
+        ("prompt_budget", "prompt budget"),
+        ("optimizer", "optimiser"),
+        ("signal", "signal"),
+        ("step_s", "step s"),
+        ("examples_per_s", "examples/s"),
+        ("speedup", "examples/s vs plain"),
+    ]
     parts = ["Per regime (seconds per step by phase):", "", md_table(regimes, regime_cols), ""]
     if result.get("speedup"):
-        parts += ["Speed-up of the fast path (same run, stepped alternately):", "",
-                  md_table(result["speedup"], speed_cols), ""]
-    parts += [
-             "Step time vs K and prompt budget (joint regime):", "", md_table(result.get("sweep", []), sweep_cols), ""]
+        parts += [
+            "Speed-up of the fast path (same run, stepped alternately):",
+            "",
+            md_table(result["speedup"], speed_cols),
+            "",
+        ]
+    parts += ["Step time vs K and prompt budget (joint regime):", "", md_table(result.get("sweep", []), sweep_cols), ""]
     parts += [f"- {n}" for n in result.get("notes", [])]
     return "\n".join(parts)
 
@@ -330,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.common import script_main
 
     return script_main(run, __doc__, "the joint regime only, one step, K in (1, 5)", argv)
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

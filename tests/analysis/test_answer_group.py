@@ -22,7 +22,7 @@ PASSAGES = [
 
 def _find(seq: list[int], sub: list[int]) -> list[int]:
     for i in range(len(seq) - len(sub) + 1):
-        if seq[i:i + len(sub)] == sub:
+        if seq[i : i + len(sub)] == sub:
             return list(range(i, i + len(sub)))
     return []
 
@@ -34,11 +34,11 @@ def test_answer_context_ids_hold_both_forms():
     tok = load_tokenizer("smollm2-135m")
     bare = tok(ANSWER, add_special_tokens=False)["input_ids"]
     spaced = tok(" " + ANSWER, add_special_tokens=False)["input_ids"]
-    assert bare != spaced                                   # the premise: "Jane" vs " Jane"
+    assert bare != spaced  # the premise: "Jane" vs " Jane"
     ids = answer_context_ids(ANSWER, tok)
     assert set(bare) | set(spaced) <= set(ids)
-    assert all(tok.decode([i]).strip() for i in ids)        # no bare space piece
-    assert answer_group_ids(bare, tok, answer=ANSWER)[:len(bare)] == bare
+    assert all(tok.decode([i]).strip() for i in ids)  # no bare space piece
+    assert answer_group_ids(bare, tok, answer=ANSWER)[: len(bare)] == bare
     assert answer_context_ids("   ", tok) == []
 
 

@@ -24,8 +24,16 @@ def test_import_ragdistill_stays_cheap():
 def test_diagnose_returns_the_verdict_and_its_numbers(tiny_models, tiny_world, tmp_path):
     from ragdistill import Diagnosis, diagnose
 
-    report = diagnose(reader=tiny_models["reader"], questions=tiny_world["dev"], corpus=tiny_world["corpus"],
-                      retriever=tiny_models["retriever"], n=3, k=2, device="cpu", out=str(tmp_path / "out"))
+    report = diagnose(
+        reader=tiny_models["reader"],
+        questions=tiny_world["dev"],
+        corpus=tiny_world["corpus"],
+        retriever=tiny_models["retriever"],
+        n=3,
+        k=2,
+        device="cpu",
+        out=str(tmp_path / "out"),
+    )
     assert isinstance(report, Diagnosis)
     assert report.verdict in ("distil from this reader", "fine-tune it first (step 1)")  # no reference: absolute rule
     assert not report.compared_to_reference and report.indicator1 is None and report.indicator2 is None
@@ -52,8 +60,16 @@ def test_diagnose_with_an_index_and_a_reference(tiny_models, tiny_world, tmp_pat
     retr = BiEncoderRetriever.from_pretrained(tiny_models["retriever"], device="cpu")
     PassageIndex.build(iter_passages(tiny_world["corpus"]), retr, tmp_path / "idx")
     other = make_tiny_reader(tmp_path / "reader2", seed=1)
-    report = diagnose(reader=str(other), questions=tiny_world["dev"], index=str(tmp_path / "idx"),
-                      reference=tiny_models["reader"], retriever=tiny_models["retriever"], n=3, k=2, device="cpu")
+    report = diagnose(
+        reader=str(other),
+        questions=tiny_world["dev"],
+        index=str(tmp_path / "idx"),
+        reference=tiny_models["reader"],
+        retriever=tiny_models["retriever"],
+        n=3,
+        k=2,
+        device="cpu",
+    )
     assert report.compared_to_reference and report.reference == tiny_models["reader"]
     assert report.verdict in ("distil from this reader", "fine-tune it first (step 1)", "expect no benefit")
     assert f"(against {tiny_models['reader']})" in str(report)

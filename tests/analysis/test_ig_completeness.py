@@ -72,9 +72,9 @@ def test_quadrature_rules_integrate_polynomials(quadrature, m):
     assert nodes.shape == weights.shape == (m,)
     assert float(weights.sum()) == pytest.approx(1.0, abs=1e-12)
     assert bool(((nodes >= 0) & (nodes <= 1)).all())
-    if quadrature == "gauss-legendre":        # exact up to degree 2m − 1
+    if quadrature == "gauss-legendre":  # exact up to degree 2m − 1
         for d in range(2 * m):
-            assert float((weights * nodes ** d).sum()) == pytest.approx(1.0 / (d + 1), rel=1e-10)
+            assert float((weights * nodes**d).sum()) == pytest.approx(1.0 / (d + 1), rel=1e-10)
     with pytest.raises(ValueError):
         quadrature_nodes(0, quadrature)
 
@@ -83,7 +83,7 @@ def test_trapezoid_weights_on_a_non_uniform_grid():
     a = torch.tensor([0.0, 0.25, 0.375, 0.5, 1.0], dtype=torch.float64)
     w = trapezoid_weights(a)
     assert float(w.sum()) == pytest.approx(1.0)
-    assert float((w * a).sum()) == pytest.approx(0.5)         # exact for linear integrands
+    assert float((w * a).sum()) == pytest.approx(0.5)  # exact for linear integrands
     torch.testing.assert_close(w, torch.tensor([0.125, 0.1875, 0.125, 0.3125, 0.25], dtype=torch.float64))
 
 
@@ -94,18 +94,20 @@ def test_default_gains_are_complete_on_a_tiny_model(adaptive):
         delta = ll - base
         assert delta != 0
     assert diag.tolerance_reached()
-    assert diag.completeness_error() <= diag.error_bound() < 0.05      # the bound holds and is met
+    assert diag.completeness_error() <= diag.error_bound() < 0.05  # the bound holds and is met
     for g, total in zip(diag.raw_gains, diag.gain_sums):
         assert float(g.sum()) == pytest.approx(total)
 
 
 def test_adaptive_rule_reuses_its_nodes(adaptive):
     _, diag, calls = adaptive
-    assert all(grad for _, grad in calls)                       # ΔS comes with the end nodes: no extra forward
-    assert sum(b for b, _ in calls) == sum(diag.nodes)          # every sequence run is one node of a final grid
+    assert all(grad for _, grad in calls)  # ΔS comes with the end nodes: no extra forward
+    assert sum(b for b, _ in calls) == sum(diag.nodes)  # every sequence run is one node of a final grid
     for alphas, n in zip(diag.alphas, diag.nodes):
         assert alphas.numel() == n == len(set(alphas.tolist()))  # no node evaluated twice
-        assert alphas[:ig.INITIAL_INTERVALS + 1].tolist() == [j / ig.INITIAL_INTERVALS for j in range(ig.INITIAL_INTERVALS + 1)]
+        assert alphas[: ig.INITIAL_INTERVALS + 1].tolist() == [
+            j / ig.INITIAL_INTERVALS for j in range(ig.INITIAL_INTERVALS + 1)
+        ]
         assert ig.INITIAL_INTERVALS + 1 <= n <= ig.DEFAULT_MAX_STEPS
         # refinement only bisects: every later node is the midpoint of two earlier neighbours
         for k in range(ig.INITIAL_INTERVALS + 1, n):
@@ -120,7 +122,7 @@ def test_a_tight_tolerance_refines_until_max_steps(tiny_reader):
     _, loose = perplexity_token_scores(tiny_reader, QUESTION, PASSAGES[:1], ANSWER, tolerance=0.2)
     _, capped = perplexity_token_scores(tiny_reader, QUESTION, PASSAGES[:1], ANSWER, tolerance=1e-9, max_steps=12)
     assert loose.tolerance_reached() and loose.error_bound() < 0.2
-    assert capped.nodes == [12] and capped.error_bound() > 1e-9        # stopped at max_steps, not at the tolerance
+    assert capped.nodes == [12] and capped.error_bound() > 1e-9  # stopped at max_steps, not at the tolerance
     assert not capped.tolerance_reached() or capped.completeness_error() < 1e-9
 
 
@@ -130,15 +132,17 @@ def test_fixed_steps_still_work(tiny_reader, adaptive):
         _, fixed = perplexity_token_scores(tiny_reader, QUESTION, PASSAGES, ANSWER, steps=steps, quadrature=quadrature)
         assert fixed.nodes == [steps] * len(PASSAGES) and fixed.rule == f"{quadrature}-{steps}"
         assert fixed.error_bound() is None and fixed.completeness_error() is not None
-        np.testing.assert_allclose(fixed.loglik, diag.loglik, rtol=1e-4, atol=1e-5)   # same S_i(x), S_i(x')
+        np.testing.assert_allclose(fixed.loglik, diag.loglik, rtol=1e-4, atol=1e-5)  # same S_i(x), S_i(x')
         np.testing.assert_allclose(fixed.baseline_loglik, diag.baseline_loglik, rtol=1e-4, atol=1e-5)
         nodes, _ = quadrature_nodes(steps, quadrature)
         torch.testing.assert_close(fixed.alphas[0], nodes)
 
 
 def test_default_meets_the_tolerance_on_a_tiny_fid_reader(tiny_fid):
-    passages = [Passage("1", "Moby Dick", "Herman Melville wrote Moby Dick in 1851."),
-                Passage("2", "Eiffel Tower", "The Eiffel Tower is in Paris, France.")]
+    passages = [
+        Passage("1", "Moby Dick", "Herman Melville wrote Moby Dick in 1851."),
+        Passage("2", "Eiffel Tower", "The Eiffel Tower is in Paris, France."),
+    ]
     _, diag = perplexity_token_scores(tiny_fid, "who wrote the novel?", passages, "Herman Melville")
     assert diag.tolerance_reached() and diag.completeness_error() < 0.05
     ref = tiny_fid.perplexity_scores("who wrote the novel?", passages, "Herman Melville")
@@ -171,7 +175,11 @@ def test_completeness_error_is_recorded_per_instance(tiny_reader):
     torch.testing.assert_close(torch.tensor(sums), torch.tensor(gains), rtol=0.05, atol=1e-4)
     settings = ig_settings([analysis], None, 0.05, 128)
     assert settings["ig_rule"] == "adaptive-trapezoid" and settings["ig_within_tolerance_share"] == 1.0
-    assert settings["ig_completeness_error_median"] == settings["ig_completeness_error_max"] == record["ig_completeness_error"]
+    assert (
+        settings["ig_completeness_error_median"]
+        == settings["ig_completeness_error_max"]
+        == record["ig_completeness_error"]
+    )
     assert settings["ig_nodes_median"] == record["ig_nodes"]
 
 
@@ -181,6 +189,8 @@ def test_fixed_steps_are_recorded(tiny_reader):
     inst = Instance(Question("q1", QUESTION, [ANSWER]), list(PASSAGES), noun_spans=[])
     analysis = analyze_reader(tiny_reader, [inst], name="tiny", signal="perplexity", progress=False, ig_steps=2)
     record = analysis.records[0]
-    assert record["ig_rule"] == "midpoint-2" and record["passage_ig_nodes"] == [2, 2] and record["ig_error_bound"] is None
+    assert (
+        record["ig_rule"] == "midpoint-2" and record["passage_ig_nodes"] == [2, 2] and record["ig_error_bound"] is None
+    )
     assert record["ig_tolerance_reached"] == (record["ig_completeness_error"] < 0.05)
     assert ig_settings([analysis], 2, 0.05, 128)["ig_steps"] == 2

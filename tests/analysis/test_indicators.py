@@ -25,16 +25,26 @@ from ragdistill.readers.base import AttentionResult
 
 
 def sel(att, rho, n_tokens=100):
-    return SelectionMeasure(threshold=0.5, n_selected=5, mean_attention=att, lift=att * n_tokens, spearman=rho,
-                            undefined_reason=None if rho is not None else "constant_similarity")
+    return SelectionMeasure(
+        threshold=0.5,
+        n_selected=5,
+        mean_attention=att,
+        lift=att * n_tokens,
+        spearman=rho,
+        undefined_reason=None if rho is not None else "constant_similarity",
+    )
 
 
 def inst(a_att, a_rho, q_att=None, q_rho=None):
-    groups = {"answer": GroupMeasure(n_group_tokens=2, by_percentile={90: sel(a_att, a_rho), 95: sel(a_att * 1.5, a_rho)})}
+    groups = {
+        "answer": GroupMeasure(n_group_tokens=2, by_percentile={90: sel(a_att, a_rho), 95: sel(a_att * 1.5, a_rho)})
+    }
     if q_att is None:
         groups["question"] = GroupMeasure(skipped=SKIP_NO_NOUNS)
     else:
-        groups["question"] = GroupMeasure(n_group_tokens=3, by_percentile={90: sel(q_att, q_rho), 95: sel(q_att, q_rho)})
+        groups["question"] = GroupMeasure(
+            n_group_tokens=3, by_percentile={90: sel(q_att, q_rho), 95: sel(q_att, q_rho)}
+        )
     return InstanceMeasures(n_passage_tokens=100, groups=groups)
 
 
@@ -84,11 +94,18 @@ def test_verdict_without_reference_is_undefined_and_advice_is_absolute():
 
 def test_lift_makes_prompt_lengths_comparable():
     """Same attention pattern, twice the passage tokens: raw mean halves, lift is unchanged."""
+
     def result(n):
         ids = torch.arange(n) % 10
         scores = torch.where(ids == 3, 5.0, 1.0).float()
-        return AttentionResult(passage_scores=scores.sum()[None], token_scores=scores, input_ids=ids,
-                               passage_spans=[(0, n)], answer_span=(n, n), answer_ids=torch.tensor([3]))
+        return AttentionResult(
+            passage_scores=scores.sum()[None],
+            token_scores=scores,
+            input_ids=ids,
+            passage_spans=[(0, n)],
+            answer_span=(n, n),
+            answer_ids=torch.tensor([3]),
+        )
 
     E = torch.eye(10, dtype=torch.float64) + 0.1
     short, long = (measure_instance(result(n), E, answer_ids=[3]).groups["answer"].by_percentile[95] for n in (50, 100))

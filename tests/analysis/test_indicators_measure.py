@@ -11,8 +11,13 @@ from ragdistill.analysis.quality import GroupMeasure, InstanceMeasures, Selectio
 def _inst(att: float, rho: float, n_tokens: int) -> InstanceMeasures:
     sel = SelectionMeasure(threshold=0.5, n_selected=5, mean_attention=att, lift=att * n_tokens, spearman=rho)
     g = {p: sel for p in (90, 95)}
-    return InstanceMeasures(n_passage_tokens=n_tokens, groups={"answer": GroupMeasure(n_group_tokens=2, by_percentile=g),
-                                                               "question": GroupMeasure(n_group_tokens=2, by_percentile=g)})
+    return InstanceMeasures(
+        n_passage_tokens=n_tokens,
+        groups={
+            "answer": GroupMeasure(n_group_tokens=2, by_percentile=g),
+            "question": GroupMeasure(n_group_tokens=2, by_percentile=g),
+        },
+    )
 
 
 def _pair(n_reader: int, n_reference: int):
@@ -23,7 +28,7 @@ def _pair(n_reader: int, n_reference: int):
 
 
 def test_mean_and_lift_disagree_and_the_verdict_follows_the_chosen_measure():
-    reader, reference = _pair(100, 200)          # mean 0.02 > 0.015, lift 2.0 < 3.0
+    reader, reference = _pair(100, 200)  # mean 0.02 > 0.015, lift 2.0 < 3.0
     by_mean = verdict(reader, reference, VerdictOptions(attention_measure="mean"))
     by_lift = verdict(reader, reference, VerdictOptions(attention_measure="lift"))
     assert by_mean["indicator1"]["holds"] is True and by_lift["indicator1"]["holds"] is False

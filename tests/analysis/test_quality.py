@@ -29,8 +29,14 @@ def make_result(ids, scores, spans, answer_ids=(7,)):
     ids = torch.tensor(ids, dtype=torch.long)
     scores = torch.tensor(scores, dtype=torch.float32)
     ps = torch.stack([scores[s:e].sum() for s, e in spans])
-    return AttentionResult(passage_scores=ps, token_scores=scores, input_ids=ids, passage_spans=list(spans),
-                           answer_span=(len(ids) - len(answer_ids), len(ids)), answer_ids=torch.tensor(answer_ids))
+    return AttentionResult(
+        passage_scores=ps,
+        token_scores=scores,
+        input_ids=ids,
+        passage_spans=list(spans),
+        answer_span=(len(ids) - len(answer_ids), len(ids)),
+        answer_ids=torch.tensor(answer_ids),
+    )
 
 
 def test_normalised_scores_cover_passage_tokens_only_and_sum_to_one():
@@ -68,7 +74,7 @@ def test_max_cosine_against_brute_force():
         ref.append(best)
     np.testing.assert_allclose(sim, ref, atol=1e-12)
     assert sim[1] == sim[2]  # a repeated id gets exactly the same similarity
-    assert sim[3] == 1.0      # a token of G is exactly 1
+    assert sim[3] == 1.0  # a token of G is exactly 1
 
 
 @given(st.lists(st.integers(0, 6), min_size=1, max_size=40), st.sampled_from([90, 95, 50, 0, 100]))

@@ -85,8 +85,10 @@ def test_monitor_logs_and_stops_after_patience(tiny_fid):
     assert mon.should_stop() and "2 consecutive checks" in mon.stop_message()
     # an unbeatable reference: every check fails both
     assert [h["step"] for h in mon.history] == [0, 10, 20]
-    unbeatable = {g: {f"p{p}": {"attention_mean": 1.0, "lift_mean": 1e9, "spearman_mean": 1.0} for p in (90, 95)}
-                  for g in ("answer", "question")}
+    unbeatable = {
+        g: {f"p{p}": {"attention_mean": 1.0, "lift_mean": 1e9, "spearman_mean": 1.0} for p in (90, 95)}
+        for g in ("answer", "question")
+    }
     mon2 = IndicatorMonitor(qs, passages=passages, every=1, patience=1, reference=unbeatable, nlp=nlp)
     mon2.check(tiny_fid, 1)
     assert mon2.should_stop()
@@ -94,8 +96,8 @@ def test_monitor_logs_and_stops_after_patience(tiny_fid):
 
 @pytest.mark.slow
 def test_bundled_reader_token_scores_sum_to_passage_scores(smollm2):
-    from ragdistill.models import load_spacy
     from ragdistill.analysis.quality import question_noun_ids
+    from ragdistill.models import load_spacy
     from ragdistill.readers.decoder import DecoderReader
 
     model, tok = smollm2
@@ -105,7 +107,9 @@ def test_bundled_reader_token_scores_sum_to_passage_scores(smollm2):
     check_sums(r)
     nouns = question_noun_ids(q, tok, load_spacy())
     assert nouns
-    m = measure_instance(r, reader.input_embedding_matrix(), answer_ids=answer_group_ids(r.answer_ids, tok), noun_ids=nouns)
+    m = measure_instance(
+        r, reader.input_embedding_matrix(), answer_ids=answer_group_ids(r.answer_ids, tok), noun_ids=nouns
+    )
     ans = m.groups["answer"].by_percentile[95]
     # the answer's own tokens occur in passage 1: they have similarity 1 and are selected
     assert ans.threshold <= 1.0 and ans.n_selected >= 2
@@ -120,10 +124,12 @@ def test_monitor_from_training_config(tiny_fid, tmp_path):
     """The training loop's call form: IndicatorMonitor(cfg, dev_questions, index, retriever, out_dir=..., **options)."""
     from types import SimpleNamespace
 
-    cfg = SimpleNamespace(monitor=SimpleNamespace(every=5, instances=2, options={}),
-                          train=SimpleNamespace(k=3, seed=0),
-                          signal=SimpleNamespace(name="attention", layers=None, value_norm=True, aggregation="sum"),
-                          trains_reader=True)
+    cfg = SimpleNamespace(
+        monitor=SimpleNamespace(every=5, instances=2, options={}),
+        train=SimpleNamespace(k=3, seed=0),
+        signal=SimpleNamespace(name="attention", layers=None, value_norm=True, aggregation="sum"),
+        trains_reader=True,
+    )
 
     class FixedIndex:
         def retrieve(self, retriever, questions, k):
@@ -131,9 +137,16 @@ def test_monitor_from_training_config(tiny_fid, tmp_path):
 
             return [[Retrieved(p, 1.0, r + 1, r) for r, p in enumerate(PASSAGES[:k])] for _ in questions]
 
-    qs = [Question(str(i), q, [a]) for i, (q, a) in enumerate([("who wrote the novel?", "Herman Melville"),
-                                                                 ("where is the tower?", "Paris"),
-                                                                 ("what is the capital of Italy?", "Rome")])]
+    qs = [
+        Question(str(i), q, [a])
+        for i, (q, a) in enumerate(
+            [
+                ("who wrote the novel?", "Herman Melville"),
+                ("where is the tower?", "Paris"),
+                ("what is the capital of Italy?", "Rome"),
+            ]
+        )
+    ]
     mon = IndicatorMonitor(cfg, qs, FixedIndex(), object(), out_dir=tmp_path / "monitor", patience=1)
     assert mon.every == 5 and mon.k == 3 and len(mon.questions) == 2 and mon.reference_mode == "first"
     mon.check(tiny_fid, 5)

@@ -30,8 +30,19 @@ def test_bad_input_exits_2_with_message(tmp_path, capsys, world):
     rc = main(["analyze", "--corpus", str(world["corpus"]), "--questions", str(missing), "--out", str(tmp_path / "o")])
     assert rc == 2
     assert "nope.jsonl" in capsys.readouterr().err
-    rc = main(["analyze", "--corpus", str(world["corpus"]), "--questions", str(world["dev"]), "--n", "0",
-               "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "analyze",
+            "--corpus",
+            str(world["corpus"]),
+            "--questions",
+            str(world["dev"]),
+            "--n",
+            "0",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2 and "'n'" in capsys.readouterr().err
 
 
@@ -42,9 +53,30 @@ def test_fid_reader_perplexity_signal_with_reference(tmp_path, world):
 
     a, b = write_tiny_t5(tmp_path / "t5a", seed=0), write_tiny_t5(tmp_path / "t5b", seed=1)
     out = tmp_path / "ppl"
-    rc = main(["analyze", "--reader", str(b), "--reference", str(a), "--signal", "perplexity", "--ig-steps", "2",
-               "--corpus", str(world["corpus"]), "--questions", str(world["dev"]), "--n", "3", "--k", "2",
-               "--no-progress", "--out", str(out)])
+    rc = main(
+        [
+            "analyze",
+            "--reader",
+            str(b),
+            "--reference",
+            str(a),
+            "--signal",
+            "perplexity",
+            "--ig-steps",
+            "2",
+            "--corpus",
+            str(world["corpus"]),
+            "--questions",
+            str(world["dev"]),
+            "--n",
+            "3",
+            "--k",
+            "2",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     ind = json.loads((out / "indicators.json").read_text())
     assert list(ind["readers"]) == [str(a), str(b)] and ind["reference"] == str(a)
@@ -66,8 +98,26 @@ def test_fid_reader_perplexity_signal_with_reference(tmp_path, world):
 @pytest.mark.slow
 def test_analyze_and_diagnose_on_demo_world(tmp_path, capsys, world):
     out = tmp_path / "analysis"
-    rc = main(["analyze", "--reader", "smollm2-135m", "--corpus", str(world["corpus"]), "--questions", str(world["dev"]),
-               "--n", "6", "--k", "3", "--seed", "1", "--no-progress", "--out", str(out)])
+    rc = main(
+        [
+            "analyze",
+            "--reader",
+            "smollm2-135m",
+            "--corpus",
+            str(world["corpus"]),
+            "--questions",
+            str(world["dev"]),
+            "--n",
+            "6",
+            "--k",
+            "3",
+            "--seed",
+            "1",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     ind = json.loads((out / "indicators.json").read_text())
     s = ind["readers"]["smollm2-135m"]
@@ -78,7 +128,10 @@ def test_analyze_and_diagnose_on_demo_world(tmp_path, capsys, world):
             assert blk["n_used"] + blk["n_undefined"] + blk["n_skipped_no_nouns"] + blk["n_skipped_other"] == 6
             assert blk["lift_mean"] is None or blk["lift_mean"] > 0
     v = ind["verdict"]["smollm2-135m"]
-    assert v["indicator1"]["holds"] is None and v["advice"] in ("distil from this reader", "fine-tune it first (step 1)")
+    assert v["indicator1"]["holds"] is None and v["advice"] in (
+        "distil from this reader",
+        "fine-tune it first (step 1)",
+    )
     records = [json.loads(line) for line in (out / "instances.jsonl").read_text().splitlines()]
     assert len(records) == 6 and all(len(r["passage_ids"]) == 3 for r in records)
     report = (out / "report.md").read_text()
@@ -87,8 +140,24 @@ def test_analyze_and_diagnose_on_demo_world(tmp_path, capsys, world):
     assert pngs == ["smollm2-135m_answer.png", "smollm2-135m_question.png"]
     capsys.readouterr()
     # diagnose: same reader as reference -> comparison undefined, advice from the absolute numbers
-    rc = main(["diagnose", "--reader", "smollm2-135m", "--reference", "smollm2-135m", "--corpus", str(world["corpus"]),
-               "--questions", str(world["dev"]), "--n", "4", "--k", "3", "--no-progress"])
+    rc = main(
+        [
+            "diagnose",
+            "--reader",
+            "smollm2-135m",
+            "--reference",
+            "smollm2-135m",
+            "--corpus",
+            str(world["corpus"]),
+            "--questions",
+            str(world["dev"]),
+            "--n",
+            "4",
+            "--k",
+            "3",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "no reference to compare with" in text and "advice:" in text

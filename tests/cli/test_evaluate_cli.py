@@ -10,9 +10,29 @@ from ragdistill.cli.main import main
 
 
 def _run(models, world, out, *extra):
-    return main(["evaluate", "--reader", models["reader"], "--retriever", models["retriever"], "--corpus", world["corpus"],
-                 "--questions", world["test"], "--k", "3", "--max-new-tokens", "3", "--max-prompt-tokens", "96",
-                 "--out", str(out), "--no-progress", *extra])
+    return main(
+        [
+            "evaluate",
+            "--reader",
+            models["reader"],
+            "--retriever",
+            models["retriever"],
+            "--corpus",
+            world["corpus"],
+            "--questions",
+            world["test"],
+            "--k",
+            "3",
+            "--max-new-tokens",
+            "3",
+            "--max-prompt-tokens",
+            "96",
+            "--out",
+            str(out),
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_evaluate_writes_metrics_and_predictions(tiny_models, tiny_world, tmp_path, capsys):
@@ -31,7 +51,9 @@ def test_evaluate_writes_metrics_and_predictions(tiny_models, tiny_world, tmp_pa
     for r in rows:
         assert set(r) == {"id", "question", "answers", "prediction", "retrieved", "hit", "hit_flags", "em", "f1"}
         assert r["answers"] == gold[r["id"]].answers and len(r["retrieved"]) == 20
-        assert r["em"] == exact_match(r["prediction"], r["answers"]) and r["f1"] == f1_score(r["prediction"], r["answers"])
+        assert r["em"] == exact_match(r["prediction"], r["answers"]) and r["f1"] == f1_score(
+            r["prediction"], r["answers"]
+        )
     assert metrics["em"] == pytest.approx(sum(r["em"] for r in rows) / 5)
     assert metrics["f1"] == pytest.approx(sum(r["f1"] for r in rows) / 5)
     assert metrics["hr@1"] <= metrics["hr@5"] <= metrics["hr@20"]
@@ -40,18 +62,61 @@ def test_evaluate_writes_metrics_and_predictions(tiny_models, tiny_world, tmp_pa
 
     # same seed, same sample (and the index in OUT/index is reused); another seed, another sample
     again = tmp_path / "ev_again"
-    with pytest.raises(SystemExit) as exc:   # --index and --corpus are exclusive (argparse exits with 2)
+    with pytest.raises(SystemExit) as exc:  # --index and --corpus are exclusive (argparse exits with 2)
         _run(tiny_models, tiny_world, again, "--limit", "5", "--seed", "1", "--index", str(out / "index"))
     assert exc.value.code == 2
-    assert main(["evaluate", "--reader", tiny_models["reader"], "--retriever", tiny_models["retriever"], "--index",
-                 str(out / "index"), "--questions", tiny_world["test"], "--k", "3", "--limit", "5", "--seed", "1",
-                 "--no-generate", "--out", str(again), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--reader",
+                tiny_models["reader"],
+                "--retriever",
+                tiny_models["retriever"],
+                "--index",
+                str(out / "index"),
+                "--questions",
+                tiny_world["test"],
+                "--k",
+                "3",
+                "--limit",
+                "5",
+                "--seed",
+                "1",
+                "--no-generate",
+                "--out",
+                str(again),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     ids_again = [json.loads(x)["id"] for x in (again / "predictions.jsonl").read_text().splitlines()]
     assert ids_again == [r["id"] for r in rows]
     assert json.loads((again / "metrics.json").read_text())["hr@5"] == metrics["hr@5"]
     other = tmp_path / "ev_other"
-    assert main(["evaluate", "--retriever", tiny_models["retriever"], "--index", str(out / "index"), "--questions",
-                 tiny_world["test"], "--limit", "5", "--seed", "2", "--no-generate", "--out", str(other), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--retriever",
+                tiny_models["retriever"],
+                "--index",
+                str(out / "index"),
+                "--questions",
+                tiny_world["test"],
+                "--limit",
+                "5",
+                "--seed",
+                "2",
+                "--no-generate",
+                "--out",
+                str(other),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert [json.loads(x)["id"] for x in (other / "predictions.jsonl").read_text().splitlines()] != ids_again
 
 
@@ -73,7 +138,9 @@ def test_run_and_checkpoint_directories_resolve(tmp_path):
     assert resolve_model("smollm2-135m", "reader") == ("smollm2-135m", None)
 
 
-@pytest.mark.parametrize("extra,needle", [(["--k", "0"], "--k"), (["--ks", "1,x"], "--ks"), (["--limit", "0"], "--limit")])
+@pytest.mark.parametrize(
+    "extra,needle", [(["--k", "0"], "--k"), (["--ks", "1,x"], "--ks"), (["--limit", "0"], "--limit")]
+)
 def test_bad_options_exit_2(tiny_models, tiny_world, tmp_path, capsys, extra, needle):
     assert _run(tiny_models, tiny_world, tmp_path / "bad", *extra) == 2
     err = capsys.readouterr().err
@@ -81,8 +148,21 @@ def test_bad_options_exit_2(tiny_models, tiny_world, tmp_path, capsys, extra, ne
 
 
 def test_missing_questions_file_names_it(tiny_models, tiny_world, tmp_path, capsys):
-    code = main(["evaluate", "--retriever", tiny_models["retriever"], "--corpus", tiny_world["corpus"], "--questions",
-                 str(tmp_path / "missing.jsonl"), "--no-generate", "--out", str(tmp_path / "o"), "--no-progress"])
+    code = main(
+        [
+            "evaluate",
+            "--retriever",
+            tiny_models["retriever"],
+            "--corpus",
+            tiny_world["corpus"],
+            "--questions",
+            str(tmp_path / "missing.jsonl"),
+            "--no-generate",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ]
+    )
     assert code == 2 and "missing.jsonl" in capsys.readouterr().err
 
 
@@ -94,30 +174,78 @@ def test_evaluate_and_retrieve_report_the_same_hr_at_k(tiny_models, tmp_path, ca
     from ragdistill.retrieval.retriever import BiEncoderRetriever
 
     names = ["Zorvania", "Quellmark", "Tributh", "Oskavel", "Pendragor", "Velmora"]
-    passages = [Passage(f"p{i}", name, f"a river town with a castle and a harbor number {i}") for i, name in enumerate(names)]
-    passages += [Passage(f"q{i}", "Lists", f"the old bridge of {name} is made of copper") for i, name in enumerate(names[:2])]
+    passages = [
+        Passage(f"p{i}", name, f"a river town with a castle and a harbor number {i}") for i, name in enumerate(names)
+    ]
+    passages += [
+        Passage(f"q{i}", "Lists", f"the old bridge of {name} is made of copper") for i, name in enumerate(names[:2])
+    ]
     index_dir = tmp_path / "index"
-    PassageIndex.build(passages, BiEncoderRetriever.from_pretrained(tiny_models["retriever"]), index_dir, progress=False).close()
+    PassageIndex.build(
+        passages, BiEncoderRetriever.from_pretrained(tiny_models["retriever"]), index_dir, progress=False
+    ).close()
     qfile = tmp_path / "q.jsonl"
-    qfile.write_text("".join(json.dumps({"id": f"x{i}", "question": f"which town is number {i}?", "answers": [name]}) + "\n"
-                             for i, name in enumerate(names)))
+    qfile.write_text(
+        "".join(
+            json.dumps({"id": f"x{i}", "question": f"which town is number {i}?", "answers": [name]}) + "\n"
+            for i, name in enumerate(names)
+        )
+    )
 
     def both(*extra):
         capsys.readouterr()
-        assert main(["retrieve", "--index", str(index_dir), "--retriever", tiny_models["retriever"], "--questions",
-                     str(qfile), "--ks", "1,2,8", "--out", str(tmp_path / "r.jsonl"), "--json", "--no-progress", *extra]) == 0
+        assert (
+            main(
+                [
+                    "retrieve",
+                    "--index",
+                    str(index_dir),
+                    "--retriever",
+                    tiny_models["retriever"],
+                    "--questions",
+                    str(qfile),
+                    "--ks",
+                    "1,2,8",
+                    "--out",
+                    str(tmp_path / "r.jsonl"),
+                    "--json",
+                    "--no-progress",
+                    *extra,
+                ]
+            )
+            == 0
+        )
         ret = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         out = tmp_path / ("ev" + "".join(extra))
-        assert main(["evaluate", "--retriever", tiny_models["retriever"], "--index", str(index_dir), "--questions",
-                     str(qfile), "--ks", "1,2,8", "--no-generate", "--out", str(out), "--no-progress", *extra]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--retriever",
+                    tiny_models["retriever"],
+                    "--index",
+                    str(index_dir),
+                    "--questions",
+                    str(qfile),
+                    "--ks",
+                    "1,2,8",
+                    "--no-generate",
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                    *extra,
+                ]
+            )
+            == 0
+        )
         ev = json.loads((out / "metrics.json").read_text())
         return ret, ev
 
     ret, ev = both()
     for k in ("hr@1", "hr@2", "hr@8"):
         assert ev[k] == ret[k], (k, ev, ret)
-    assert ret["hr@8"] == pytest.approx(2 / 6)      # text only: just the two questions whose name is in a text
+    assert ret["hr@8"] == pytest.approx(2 / 6)  # text only: just the two questions whose name is in a text
     ret, ev = both("--match-title")
     for k in ("hr@1", "hr@2", "hr@8"):
         assert ev[k] == ret[k], (k, ev, ret)
-    assert ret["hr@8"] == 1.0                        # every answer is some retrieved passage's title
+    assert ret["hr@8"] == 1.0  # every answer is some retrieved passage's title

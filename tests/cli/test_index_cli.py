@@ -35,12 +35,32 @@ def world(tmp_path_factory):
         for i, p in enumerate(passages[:12])
     ]
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return {"dir": d, "retriever": retriever_dir, "corpus": corpus, "questions": questions, "passages": passages, "rows": rows}
+    return {
+        "dir": d,
+        "retriever": retriever_dir,
+        "corpus": corpus,
+        "questions": questions,
+        "passages": passages,
+        "rows": rows,
+    }
 
 
 def build(world, out, *extra):
-    return main(["index", "--corpus", str(world["corpus"]), "--retriever", str(world["retriever"]),
-                 "--out", str(out), "--no-progress", "--batch-size", "8", *extra])
+    return main(
+        [
+            "index",
+            "--corpus",
+            str(world["corpus"]),
+            "--retriever",
+            str(world["retriever"]),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--batch-size",
+            "8",
+            *extra,
+        ]
+    )
 
 
 def test_index_then_retrieve(world, tmp_path, capsys):
@@ -51,8 +71,23 @@ def test_index_then_retrieve(world, tmp_path, capsys):
     assert manifest["passages"] == 40 and manifest["corpus"]["sha256"] and manifest["faiss_type"] == "Flat"
 
     res = tmp_path / "retrieved.jsonl"
-    code = main(["retrieve", "--index", str(out), "--questions", str(world["questions"]), "--k", "3",
-                 "--ks", "1,3,10", "--out", str(res), "--json", "--no-progress"])
+    code = main(
+        [
+            "retrieve",
+            "--index",
+            str(out),
+            "--questions",
+            str(world["questions"]),
+            "--k",
+            "3",
+            "--ks",
+            "1,3,10",
+            "--out",
+            str(res),
+            "--json",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["questions"] == 12 and {"hr@1", "hr@3", "hr@10"} <= metrics.keys()
@@ -70,8 +105,24 @@ def test_index_then_retrieve(world, tmp_path, capsys):
     assert metrics["hr@3"] == pytest.approx(sum(any(p["has_answer"] for p in r["passages"]) for r in records) / 12)
 
     # the Markdown table, a seeded subset, the substring match
-    code = main(["retrieve", "--index", str(out), "--questions", str(world["questions"]), "--limit", "5",
-                 "--seed", "3", "--match", "substring", "--out", str(tmp_path / "r2.jsonl"), "--no-progress"])
+    code = main(
+        [
+            "retrieve",
+            "--index",
+            str(out),
+            "--questions",
+            str(world["questions"]),
+            "--limit",
+            "5",
+            "--seed",
+            "3",
+            "--match",
+            "substring",
+            "--out",
+            str(tmp_path / "r2.jsonl"),
+            "--no-progress",
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0 and "| questions | HR@1 | HR@5 | HR@20 |" in text and "| 5 |" in text
     assert len((tmp_path / "r2.jsonl").read_text().splitlines()) == 5
@@ -81,22 +132,66 @@ def test_retrieve_uses_the_settings_the_index_was_built_with(world, tmp_path, ca
     """An index built with --pooling cls --max-length 16 is queried with CLS pooling and 16 tokens too."""
     import shutil
 
-    encoder = tmp_path / "plain"   # a plain Hugging Face encoder directory (the saved one without its ragdistill config)
+    encoder = tmp_path / "plain"  # a plain Hugging Face encoder directory (the saved one without its ragdistill config)
     shutil.copytree(world["retriever"], encoder)
     (encoder / "retriever_config.json").unlink()
     out = tmp_path / "idx_cls"
-    assert main(["index", "--corpus", str(world["corpus"]), "--retriever", str(encoder), "--pooling", "cls",
-                 "--max-length", "16", "--out", str(out), "--no-progress", "--batch-size", "8"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--corpus",
+                str(world["corpus"]),
+                "--retriever",
+                str(encoder),
+                "--pooling",
+                "cls",
+                "--max-length",
+                "16",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
     built_with = json.loads((out / "manifest.json").read_text())["retriever"]
     assert built_with["pooling"] == "cls" and built_with["max_length"] == 16
     capsys.readouterr()
-    code = main(["retrieve", "--index", str(out), "--questions", str(world["questions"]), "--k", "3",
-                 "--out", str(tmp_path / "r.jsonl"), "--json", "--no-progress"])
+    code = main(
+        [
+            "retrieve",
+            "--index",
+            str(out),
+            "--questions",
+            str(world["questions"]),
+            "--k",
+            "3",
+            "--out",
+            str(tmp_path / "r.jsonl"),
+            "--json",
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["questions"] == 12
     # an explicit --retriever with other settings is still refused by the index's fingerprint check
-    code = main(["retrieve", "--index", str(out), "--questions", str(world["questions"]), "--retriever", str(encoder),
-                 "--out", str(tmp_path / "r2.jsonl"), "--no-progress"])
+    code = main(
+        [
+            "retrieve",
+            "--index",
+            str(out),
+            "--questions",
+            str(world["questions"]),
+            "--retriever",
+            str(encoder),
+            "--out",
+            str(tmp_path / "r2.jsonl"),
+            "--no-progress",
+        ]
+    )
     assert code == 2 and "pooling" in capsys.readouterr().err
     assert not (tmp_path / "r2.jsonl").exists()
 
@@ -109,25 +204,79 @@ def test_index_with_factory_string_and_chunking(world, tmp_path, capsys):
 
 
 def test_user_errors_exit_2_with_a_message(world, tmp_path, capsys):
-    assert main(["index", "--corpus", str(tmp_path / "missing.jsonl"), "--retriever", str(world["retriever"]),
-                 "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "index",
+                "--corpus",
+                str(tmp_path / "missing.jsonl"),
+                "--retriever",
+                str(world["retriever"]),
+                "--out",
+                str(tmp_path / "x"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "missing.jsonl" in capsys.readouterr().err
     assert build(world, tmp_path / "ivf", "--faiss-type", "IVF64,Flat") == 2
     assert "IVF1" in capsys.readouterr().err
     assert not (tmp_path / "ivf").exists()
-    assert main(["retrieve", "--index", str(tmp_path / "nothing"), "--questions", str(world["questions"]),
-                 "--out", str(tmp_path / "r.jsonl")]) == 2
+    assert (
+        main(
+            [
+                "retrieve",
+                "--index",
+                str(tmp_path / "nothing"),
+                "--questions",
+                str(world["questions"]),
+                "--out",
+                str(tmp_path / "r.jsonl"),
+            ]
+        )
+        == 2
+    )
     assert "nothing" in capsys.readouterr().err
     out = tmp_path / "idx"
     assert build(world, out) == 0
     capsys.readouterr()
-    assert main(["retrieve", "--index", str(out), "--questions", str(world["questions"]), "--ks", "1,x",
-                 "--out", str(tmp_path / "r.jsonl")]) == 2
+    assert (
+        main(
+            [
+                "retrieve",
+                "--index",
+                str(out),
+                "--questions",
+                str(world["questions"]),
+                "--ks",
+                "1,x",
+                "--out",
+                str(tmp_path / "r.jsonl"),
+            ]
+        )
+        == 2
+    )
     assert "--ks" in capsys.readouterr().err
     other = tmp_path / "other-retriever"
     make_tiny_retriever(seed=7).save_pretrained(other)
-    assert main(["retrieve", "--index", str(out), "--questions", str(world["questions"]), "--retriever", str(other),
-                 "--out", str(tmp_path / "r.jsonl"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "retrieve",
+                "--index",
+                str(out),
+                "--questions",
+                str(world["questions"]),
+                "--retriever",
+                str(other),
+                "--out",
+                str(tmp_path / "r.jsonl"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "rebuild" in err and not (tmp_path / "r.jsonl").exists()
 
@@ -146,8 +295,20 @@ def test_duplicate_passage_id_names_both_lines_and_stops_early(world, tmp_path, 
     corpus = tmp_path / "dup.jsonl"
     corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "idx"
-    code = main(["index", "--corpus", str(corpus), "--retriever", str(world["retriever"]), "--out", str(out),
-                 "--no-progress", "--batch-size", "4"])
+    code = main(
+        [
+            "index",
+            "--corpus",
+            str(corpus),
+            "--retriever",
+            str(world["retriever"]),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--batch-size",
+            "4",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and f"{corpus}, line 18: duplicate passage id '{rows[3]['id']}' (first at line 4)" in err
     assert not out.exists() and not list(tmp_path.glob(".idx*"))

@@ -35,9 +35,28 @@ def tiny_reader_dir(tmp_path_factory):
 
 def test_json_output_attention(tiny_reader_dir, passages_file, tmp_path, capsys):
     out = tmp_path / "scores.json"
-    rc = main(["scores", "--reader", tiny_reader_dir, "--question", QUESTION, "--answer", "Canberra",
-               "--passages", str(passages_file), "--layers", "0,-1", "--tau-gold", "0.1", "--json", "--out", str(out),
-               "--device", "cpu"])
+    rc = main(
+        [
+            "scores",
+            "--reader",
+            tiny_reader_dir,
+            "--question",
+            QUESTION,
+            "--answer",
+            "Canberra",
+            "--passages",
+            str(passages_file),
+            "--layers",
+            "0,-1",
+            "--tau-gold",
+            "0.1",
+            "--json",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
@@ -48,27 +67,58 @@ def test_json_output_attention(tiny_reader_dir, passages_file, tmp_path, capsys)
     assert all(r["score"] > 0 and len(r["top_tokens"]) == 5 for r in recs)
     # target is softmax(S / 0.1)
     import math
+
     z = [math.exp(r["score"] / 0.1) for r in recs]
     assert [r["target"] for r in recs] == pytest.approx([x / sum(z) for x in z], rel=1e-4)
 
 
 def test_table_and_perplexity(tiny_reader_dir, passages_file, capsys):
-    rc = main(["scores", "--reader", tiny_reader_dir, "--question", QUESTION, "--answer", "Canberra",
-               "--passages", str(passages_file), "--signal", "perplexity", "--k", "2", "--device", "cpu"])
+    rc = main(
+        [
+            "scores",
+            "--reader",
+            tiny_reader_dir,
+            "--question",
+            QUESTION,
+            "--answer",
+            "Canberra",
+            "--passages",
+            str(passages_file),
+            "--signal",
+            "perplexity",
+            "--k",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "| # | id | title | S_i | p_gold |" in out and "canberra" in out and "Pasta" not in out
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--passages", "missing.jsonl"], "does not exist"),
-    (["--layers", "1,a"], "--layers"),
-    (["--tau-gold", "0"], "--tau-gold"),
-    (["--signal", "perplexity", "--no-value-norm"], "attention signal only"),
-    (["--k", "0"], "--k"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["--passages", "missing.jsonl"], "does not exist"),
+        (["--layers", "1,a"], "--layers"),
+        (["--tau-gold", "0"], "--tau-gold"),
+        (["--signal", "perplexity", "--no-value-norm"], "attention signal only"),
+        (["--k", "0"], "--k"),
+    ],
+)
 def test_user_errors_exit_2(tiny_reader_dir, passages_file, capsys, argv, match):
-    base = ["scores", "--reader", tiny_reader_dir, "--question", QUESTION, "--answer", "x", "--passages", str(passages_file)]
+    base = [
+        "scores",
+        "--reader",
+        tiny_reader_dir,
+        "--question",
+        QUESTION,
+        "--answer",
+        "x",
+        "--passages",
+        str(passages_file),
+    ]
     assert main(base + argv) == 2
     assert match in capsys.readouterr().err
 
@@ -76,7 +126,10 @@ def test_user_errors_exit_2(tiny_reader_dir, passages_file, capsys, argv, match)
 def test_bad_jsonl_names_the_line(tiny_reader_dir, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(PASSAGES[0]) + "\n{not json\n")
-    assert main(["scores", "--reader", tiny_reader_dir, "--question", QUESTION, "--answer", "x", "--passages", str(bad)]) == 2
+    assert (
+        main(["scores", "--reader", tiny_reader_dir, "--question", QUESTION, "--answer", "x", "--passages", str(bad)])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "bad.jsonl" in err and "2" in err
 

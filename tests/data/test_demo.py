@@ -53,7 +53,9 @@ def test_version_1_is_byte_for_byte_the_first_world(world_v1, tmp_path):
     files = demo_files(world_v1)
     assert {n: hashlib.sha256(files[n].encode()).hexdigest() for n in V1_SEED0_SHA256} == V1_SEED0_SHA256
     paths = write_demo_world(tmp_path / "v1", seed=0, version=1)
-    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for k, p in paths.items() if p.name in V1_SEED0_SHA256} == V1_SEED0_SHA256
+    assert {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for k, p in paths.items() if p.name in V1_SEED0_SHA256
+    } == V1_SEED0_SHA256
 
 
 def test_manifest_records_version_seed_counts_and_hashes(tmp_path):
@@ -63,7 +65,14 @@ def test_manifest_records_version_seed_counts_and_hashes(tmp_path):
     paths = write_demo_world(tmp_path / "w", seed=4, **SMALL)
     manifest = json.loads(paths["manifest"].read_text())
     assert manifest["version"] == 2 and manifest["seed"] == 4
-    assert set(manifest["files"]) == {"README.md", "corpus.jsonl", "corpus.tsv", "train.jsonl", "dev.jsonl", "test.jsonl"}
+    assert set(manifest["files"]) == {
+        "README.md",
+        "corpus.jsonl",
+        "corpus.tsv",
+        "train.jsonl",
+        "dev.jsonl",
+        "test.jsonl",
+    }
     for name, entry in manifest["files"].items():
         assert hashlib.sha256((tmp_path / "w" / name).read_bytes()).hexdigest() == entry["sha256"]
     assert manifest["counts"]["passages"] == len(load_passages(paths["corpus"]))
@@ -108,8 +117,10 @@ def test_hard_negatives_share_the_entity_or_the_attribute(world):
 @pytest.mark.parametrize("version", [1, 2])
 def test_splits_share_no_fact_and_no_question(version, world, world_v1):
     world = world if version == 2 else world_v1
-    facts = {s: {(world.question_meta[q.id]["entity"], world.question_meta[q.id]["attribute"]) for q in qs}
-             for s, qs in world.questions.items()}
+    facts = {
+        s: {(world.question_meta[q.id]["entity"], world.question_meta[q.id]["attribute"]) for q in qs}
+        for s, qs in world.questions.items()
+    }
     assert not facts["train"] & facts["dev"] and not facts["train"] & facts["test"] and not facts["dev"] & facts["test"]
     texts = [q.question for qs in world.questions.values() for q in qs]
     assert len(texts) == len(set(texts))
@@ -149,9 +160,26 @@ def test_questions_are_worded_unlike_their_passages(version, world, world_v1):
     overlaps = []
     for q in world.questions["dev"]:
         gold = by_id[world.gold[q.id]]
-        qw = set(re.findall(r"[a-z]+", q.question.lower())) - set(normalize(world.question_meta[q.id]["entity"]).split())
+        qw = set(re.findall(r"[a-z]+", q.question.lower())) - set(
+            normalize(world.question_meta[q.id]["entity"]).split()
+        )
         pw = set(re.findall(r"[a-z]+", gold.text.lower()))
-        content = qw - {"what", "which", "who", "when", "where", "how", "is", "was", "the", "of", "in", "did", "does", "a"}
+        content = qw - {
+            "what",
+            "which",
+            "who",
+            "when",
+            "where",
+            "how",
+            "is",
+            "was",
+            "the",
+            "of",
+            "in",
+            "did",
+            "does",
+            "a",
+        }
         overlaps.append(len(content & pw) / max(1, len(content)))
     assert sum(overlaps) / len(overlaps) < 0.5
 
@@ -159,8 +187,10 @@ def test_questions_are_worded_unlike_their_passages(version, world, world_v1):
 # Words a question template may share with the passage templates: function words and verbs, never
 # a noun (the nouns are the question-related indicator's group G; an exact copy in a passage is a
 # token with similarity 1, and ties at 1 make Spearman's rho undefined on the top 5 % of tokens).
-_SHARED_OK = set("""are best built every famous first for have in into is its known lies loved made most of on runs taught the
-through to under was where which who""".split())
+_SHARED_OK = set(
+    """are best built every famous first for have in into is its known lies loved made most of on runs taught the
+through to under was where which who""".split()
+)
 
 
 def test_v2_question_words_never_occur_in_passage_templates():
@@ -169,9 +199,12 @@ def test_v2_question_words_never_occur_in_passage_templates():
     def words(texts):
         return {x for t in texts for x in re.findall(r"[a-z]+", re.sub(r"\{[A-Z]\}", " ", t).lower())}
 
-    passage_words = words([t for attrs in w.ATTRIBUTES_V2.values() for a in attrs for t in a["passages"] + a["near"]]
-                          + [t for ts in (*w.FILLERS_V2.values(), *w.MENTIONS_V2.values()) for t in ts]
-                          + list(w.TAILS_V2) + list(w.REFER.values()))
+    passage_words = words(
+        [t for attrs in w.ATTRIBUTES_V2.values() for a in attrs for t in a["passages"] + a["near"]]
+        + [t for ts in (*w.FILLERS_V2.values(), *w.MENTIONS_V2.values()) for t in ts]
+        + list(w.TAILS_V2)
+        + list(w.REFER.values())
+    )
     question_words = words([q for attrs in w.ATTRIBUTES_V2.values() for a in attrs for q in a["questions"]])
     assert question_words & passage_words <= _SHARED_OK, sorted(question_words & passage_words - _SHARED_OK)
     # entity names are no template word either (case differs, but the retriever is uncased)
@@ -233,9 +266,16 @@ def test_v2_names_are_real_words():
     from ragdistill.data import demo_words
 
     w = generate_demo_world(3, **SMALL)
-    people = [q.answers[0] for qs in w.questions.values() for q in qs if " " in q.answers[0] and q.answers[0].split()[0] in demo_words.FIRST_NAMES]
+    people = [
+        q.answers[0]
+        for qs in w.questions.values()
+        for q in qs
+        if " " in q.answers[0] and q.answers[0].split()[0] in demo_words.FIRST_NAMES
+    ]
     assert people and all(p.split()[1] in demo_words.SURNAMES for p in people)
-    assert len(set(demo_words.FIRST_NAMES)) == len(demo_words.FIRST_NAMES) and not set(demo_words.FIRST_NAMES) & set(demo_words.SURNAMES)
+    assert len(set(demo_words.FIRST_NAMES)) == len(demo_words.FIRST_NAMES) and not set(demo_words.FIRST_NAMES) & set(
+        demo_words.SURNAMES
+    )
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -273,20 +313,25 @@ def test_generator_uses_no_global_random_state():
 @pytest.mark.parametrize("seed", [0, 1, 7, 42])
 @pytest.mark.parametrize("version", [1, 2])
 def test_properties_hold_for_several_seeds(seed, version):
-    w = generate_demo_world(seed, version=version, countries=10, people=10, companies=10, rivers=10, inventions=10, questions_per_fact=2)
+    w = generate_demo_world(
+        seed, version=version, countries=10, people=10, companies=10, rivers=10, inventions=10, questions_per_fact=2
+    )
     assert sum(len(q) for q in w.questions.values()) == 2 * len(w.facts)  # the check runs inside the generator
 
 
-@pytest.mark.parametrize("bad,key", [
-    (dict(countries=-1), "countries"),
-    (dict(questions_per_fact=4), "questions_per_fact"),
-    (dict(train_fraction=0.9, dev_fraction=0.2), "train_fraction"),
-    (dict(countries=0, people=0, companies=0, rivers=0, inventions=0), "countries"),
-    (dict(colours=3), "colours"),
-    (dict(version=3), "version"),
-    (dict(near_duplicate_prob=1.5), "near_duplicate_prob"),
-    (dict(people=100, companies=100), "people"),  # more than the one-token surname pool
-])
+@pytest.mark.parametrize(
+    "bad,key",
+    [
+        (dict(countries=-1), "countries"),
+        (dict(questions_per_fact=4), "questions_per_fact"),
+        (dict(train_fraction=0.9, dev_fraction=0.2), "train_fraction"),
+        (dict(countries=0, people=0, companies=0, rivers=0, inventions=0), "countries"),
+        (dict(colours=3), "colours"),
+        (dict(version=3), "version"),
+        (dict(near_duplicate_prob=1.5), "near_duplicate_prob"),
+        (dict(people=100, companies=100), "people"),  # more than the one-token surname pool
+    ],
+)
 def test_bad_sizes_are_config_errors_and_write_nothing(tmp_path, bad, key):
     out = tmp_path / "out"
     with pytest.raises(ConfigError) as err:

@@ -18,8 +18,17 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 
 
 SQUAD = {"version": "1.1", "data": [{"title": "A_B", "paragraphs": [{"context": "c", "qas": []}]}]}
-TRIVIA = {"Data": [{"Question": "q?", "QuestionId": "t1", "Answer": {"Aliases": ["x"], "NormalizedAliases": ["x"]}}], "Version": 1.0}
-BIENC = {"question": "q", "answers": ["a"], "positive_ctxs": [{"title": "t", "text": "x a", "passage_id": "1"}], "negative_ctxs": [], "hard_negative_ctxs": []}
+TRIVIA = {
+    "Data": [{"Question": "q?", "QuestionId": "t1", "Answer": {"Aliases": ["x"], "NormalizedAliases": ["x"]}}],
+    "Version": 1.0,
+}
+BIENC = {
+    "question": "q",
+    "answers": ["a"],
+    "positive_ctxs": [{"title": "t", "text": "x a", "passage_id": "1"}],
+    "negative_ctxs": [],
+    "hard_negative_ctxs": [],
+}
 
 CASES = {
     "nq-open": ('{"question": "q", "answer": ["a"]}\n', "x.jsonl"),
@@ -52,7 +61,10 @@ def test_detection_accepts_bom_crlf_and_gzip(tmp_path, name):
 
 def test_pretty_printed_squad_and_jsonl_bienc(tmp_path):
     assert detect_format(write(tmp_path / "s.json", json.dumps(SQUAD, indent=2))) == "squad"
-    assert detect_format(write(tmp_path / "b.jsonl", json.dumps(BIENC) + "\n" + json.dumps(BIENC) + "\n")) == "dpr-biencoder"
+    assert (
+        detect_format(write(tmp_path / "b.jsonl", json.dumps(BIENC) + "\n" + json.dumps(BIENC) + "\n"))
+        == "dpr-biencoder"
+    )
 
 
 def test_headerless_dpr_tsv_and_qa_tsv_header(tmp_path):
@@ -107,7 +119,9 @@ def test_get_format_aliases_and_unknown():
 
 def test_resolve_format_names_what_was_expected(tmp_path):
     corpus = write(tmp_path / "c.jsonl", CASES["passages-jsonl"][0])
-    with pytest.raises(InputError, match="expected a question set .*nq-open.*looks like a corpus in format 'passages-jsonl'"):
+    with pytest.raises(
+        InputError, match="expected a question set .*nq-open.*looks like a corpus in format 'passages-jsonl'"
+    ):
         resolve_format(corpus, None, "questions")
     qs = write(tmp_path / "q.jsonl", CASES["nq-open"][0])
     with pytest.raises(InputError, match="expected a corpus .*was given as a question set"):

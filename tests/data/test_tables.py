@@ -26,8 +26,10 @@ def _parquet(path, rows):
 
 def test_flashrag_question_layout(tmp_path):
     f = tmp_path / "nq_dev.jsonl"
-    rows = [{"id": "dev_0", "question": "who?", "golden_answers": ["Ann", "Ann"], "metadata": {"x": 1}},
-            {"id": "dev_1", "question": "what?", "golden_answers": ["a bridge"]}]
+    rows = [
+        {"id": "dev_0", "question": "who?", "golden_answers": ["Ann", "Ann"], "metadata": {"x": 1}},
+        {"id": "dev_1", "question": "what?", "golden_answers": ["a bridge"]},
+    ]
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert detect_format(f) == "flashrag-qa"
     qs = load_questions(f)
@@ -44,7 +46,9 @@ def test_parquet_questions_and_corpus(tmp_path):
     assert [q.answers for q in load_questions(qf)][0] == ["Ann 0", "Bo"]
     ps = load_passages(pf)
     assert [(p.id, p.title) for p in ps][:2] == [("0", "Title 0"), ("1", "Title 1")]
-    fr = _parquet(tmp_path / "fr.parquet", [{"id": "x", "question": "q?", "golden_answers": ["a"], "metadata": {"k": "v"}}])
+    fr = _parquet(
+        tmp_path / "fr.parquet", [{"id": "x", "question": "q?", "golden_answers": ["a"], "metadata": {"k": "v"}}]
+    )
     assert detect_format(fr) == "flashrag-qa" and load_questions(fr)[0].answers == ["a"]
 
 
@@ -57,7 +61,9 @@ def test_parquet_errors_name_the_row(tmp_path):
     with pytest.raises(InputError, match=r"dup.parquet, row 7: duplicate passage id '2' \(first at row 3\)"):
         load_passages(dup)
     odd = _parquet(tmp_path / "odd.parquet", [{"foo": 1, "bar": "x"}])
-    with pytest.raises(InputError, match=r"odd.parquet: is a Parquet file whose columns \['foo', 'bar'\] match no known layout"):
+    with pytest.raises(
+        InputError, match=r"odd.parquet: is a Parquet file whose columns \['foo', 'bar'\] match no known layout"
+    ):
         detect_format(odd)
     with pytest.raises(InputError, match="expected a question set"):
         load_questions(_parquet(tmp_path / "c.parquet", PS))
@@ -76,8 +82,9 @@ def test_datasets_folders_and_splits(tmp_path):
         load_questions(tmp_path / "dd")
     with pytest.raises(InputError, match=r"dd::test: has no split 'test' \(splits: train, validation\)"):
         load_questions(f"{tmp_path / 'dd'}::test")
-    datasets.DatasetDict({"corpus": datasets.Dataset.from_list(PS[:3] + [{"id": 9, "title": "t", "text": " "}])}).save_to_disk(
-        str(tmp_path / "corpus_hf"))
+    datasets.DatasetDict(
+        {"corpus": datasets.Dataset.from_list(PS[:3] + [{"id": 9, "title": "t", "text": " "}])}
+    ).save_to_disk(str(tmp_path / "corpus_hf"))
     with pytest.raises(InputError, match=r"corpus_hf, row 4: empty passage \('text'\)"):  # a single split is used as is
         load_passages(tmp_path / "corpus_hf")
 
@@ -96,9 +103,17 @@ def test_missing_optional_packages_say_what_to_install(tmp_path, monkeypatch):
 
     real_import_module = importlib.import_module
     monkeypatch.setattr(builtins, "__import__", no_tables)
-    monkeypatch.setattr(importlib, "import_module",
-                        lambda name, *a: no_tables(name) if name.split(".")[0] in ("pyarrow", "datasets") else real_import_module(name, *a))
-    with pytest.raises(InputError, match=r"qs.parquet: is a Parquet file; reading it needs the optional package 'pyarrow': pip install 'ragdistill\[data\]'"):
+    monkeypatch.setattr(
+        importlib,
+        "import_module",
+        lambda name, *a: (
+            no_tables(name) if name.split(".")[0] in ("pyarrow", "datasets") else real_import_module(name, *a)
+        ),
+    )
+    with pytest.raises(
+        InputError,
+        match=r"qs.parquet: is a Parquet file; reading it needs the optional package 'pyarrow': pip install 'ragdistill\[data\]'",
+    ):
         load_questions(qf)
     with pytest.raises(InputError, match=r"needs the optional package 'datasets': pip install 'ragdistill\[data\]'"):
         load_questions(tmp_path / "qs_hf")
@@ -109,8 +124,11 @@ def test_data_inspect_recognises_each_kind(tmp_path, capsys):
     fr.write_text(json.dumps({"id": "d0", "question": "who?", "golden_answers": ["Ann"], "metadata": {}}) + "\n")
     pf = _parquet(tmp_path / "corpus.parquet", PS)
     datasets.DatasetDict({"train": datasets.Dataset.from_list(QS)}).save_to_disk(str(tmp_path / "dd"))
-    cases = [(fr, "flashrag-qa", "text", "questions", 1), (pf, "passages-jsonl", "parquet", "passages", 6),
-             (f"{tmp_path / 'dd'}::train", "qa-jsonl", "dataset", "questions", 5)]
+    cases = [
+        (fr, "flashrag-qa", "text", "questions", 1),
+        (pf, "passages-jsonl", "parquet", "passages", 6),
+        (f"{tmp_path / 'dd'}::train", "qa-jsonl", "dataset", "questions", 5),
+    ]
     for path, fmt, container, kind, n in cases:
         assert main(["data", "inspect", str(path), "--json"]) == 0
         report = json.loads(capsys.readouterr().out)

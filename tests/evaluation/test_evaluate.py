@@ -12,17 +12,30 @@ import pytest
 from ragdistill.data.types import Passage, Question
 from ragdistill.evaluation.evaluate import evaluate_questions, format_table, write_eval
 
-P = {i: Passage(str(i), f"T{i}", text) for i, text in enumerate([
-    "Paris is the capital of France.", "Berlin is in Germany.", "The Nile is long.",
-    "Rome was not built in a day.", "Madrid hosts the Prado.", "Oslo is cold."])}
+P = {
+    i: Passage(str(i), f"T{i}", text)
+    for i, text in enumerate(
+        [
+            "Paris is the capital of France.",
+            "Berlin is in Germany.",
+            "The Nile is long.",
+            "Rome was not built in a day.",
+            "Madrid hosts the Prado.",
+            "Oslo is cold.",
+        ]
+    )
+}
 
 RANKING = {  # question -> ranked passage ids
-    "capital of France?": [1, 0, 2],      # answer at rank 2
-    "longest river?": [2, 3, 4],          # answer at rank 1
-    "museum in Madrid?": [0, 1, 2],       # no answer retrieved
+    "capital of France?": [1, 0, 2],  # answer at rank 2
+    "longest river?": [2, 3, 4],  # answer at rank 1
+    "museum in Madrid?": [0, 1, 2],  # no answer retrieved
 }
-QS = [Question("q1", "capital of France?", ["Paris"]), Question("q2", "longest river?", ["the Nile", "Nile River"]),
-      Question("q3", "museum in Madrid?", ["Prado"])]
+QS = [
+    Question("q1", "capital of France?", ["Paris"]),
+    Question("q2", "longest river?", ["the Nile", "Nile River"]),
+    Question("q3", "museum in Madrid?", ["Prado"]),
+]
 PRED = {"capital of France?": "Paris.", "longest river?": "Nile", "museum in Madrid?": "the Louvre museum"}
 
 
@@ -37,7 +50,7 @@ class FakeIndex:
 
 class FakeReader:
     def generate(self, questions, passages):
-        assert all(len(ps) == 2 for ps in passages)          # k passages reach the reader
+        assert all(len(ps) == 2 for ps in passages)  # k passages reach the reader
         return [PRED[q] for q in questions]
 
 
@@ -48,7 +61,7 @@ def test_hand_computed_metrics():
     m = out.metrics
     assert m["n"] == 3
     assert m["hr@1"] == pytest.approx(1 / 3) and m["hr@2"] == pytest.approx(2 / 3) and m["hr@3"] == pytest.approx(2 / 3)
-    assert m["em"] == pytest.approx(2 / 3)                   # "Paris." and "Nile" (vs "the Nile") match
+    assert m["em"] == pytest.approx(2 / 3)  # "Paris." and "Nile" (vs "the Nile") match
     # q3: pred {louvre, museum} vs {prado}: F1 0
     assert m["f1"] == pytest.approx(2 / 3)
     assert [r["hit"] for r in out.records] == [True, True, False]
@@ -71,7 +84,7 @@ class ThreadDist:
     def gather_objects(self, items):
         self.shared[self.rank] = copy.deepcopy(list(items))
         self.barrier.wait(timeout=30)
-        return copy.deepcopy(self.shared[0] + self.shared[1])   # processes receive copies
+        return copy.deepcopy(self.shared[0] + self.shared[1])  # processes receive copies
 
 
 def test_sharded_evaluation_equals_single_process():
@@ -79,8 +92,9 @@ def test_sharded_evaluation_equals_single_process():
     shared, barrier, results = {}, threading.Barrier(2), {}
 
     def worker(rank):
-        results[rank] = evaluate_questions(FakeReader(), None, FakeIndex(), QS, k=2, ks=(1, 2, 3),
-                                           dist=ThreadDist(rank, shared, barrier))
+        results[rank] = evaluate_questions(
+            FakeReader(), None, FakeIndex(), QS, k=2, ks=(1, 2, 3), dist=ThreadDist(rank, shared, barrier)
+        )
 
     threads = [threading.Thread(target=worker, args=(r,)) for r in (0, 1)]
     for t in threads:
@@ -98,8 +112,16 @@ def test_outputs_are_written(tmp_path):
     write_eval(tmp_path, out, info={"k": 2})
     assert json.loads((tmp_path / "metrics.json").read_text()) == out.metrics
     rows = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
-    assert rows[1] == {"id": "q2", "question": "longest river?", "answers": ["the Nile", "Nile River"], "prediction": "Nile",
-                       "retrieved": ["2", "3", "4"], "hit": True, "em": 1.0, "f1": 1.0}
+    assert rows[1] == {
+        "id": "q2",
+        "question": "longest river?",
+        "answers": ["the Nile", "Nile River"],
+        "prediction": "Nile",
+        "retrieved": ["2", "3", "4"],
+        "hit": True,
+        "em": 1.0,
+        "f1": 1.0,
+    }
     assert json.loads((tmp_path / "eval_info.json").read_text())["k"] == 2
     table = format_table(out.metrics)
     assert "| n | HR@1 | HR@5 | HR@20 | EM | F1 |" in table and "66.67" in table

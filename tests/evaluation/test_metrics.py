@@ -72,25 +72,25 @@ def official_evaluate(pairs):
 
 # ---- a fixed predictions file with tricky cases ---------------------------------------
 FIXED = [
-    ("The Eiffel Tower", ["Eiffel Tower"]),                    # article dropped
-    ("eiffel tower!!!", ["The Eiffel Tower."]),               # punctuation and case
-    ("an apple a day", ["apple day"]),                         # several articles
-    ("theater", ["the ater"]),                                 # 'the' only as a whole word
+    ("The Eiffel Tower", ["Eiffel Tower"]),  # article dropped
+    ("eiffel tower!!!", ["The Eiffel Tower."]),  # punctuation and case
+    ("an apple a day", ["apple day"]),  # several articles
+    ("theater", ["the ater"]),  # 'the' only as a whole word
     ("Denver Broncos", ["Broncos", "Denver Broncos", "The Denver Broncos"]),  # several golds
-    ("Carolina", ["Denver Broncos", "Broncos"]),               # no overlap
-    ("", ["Paris"]),                                           # empty prediction
-    ("Paris", [""]),                                           # empty gold
-    ("", [""]),                                                # both empty: EM 1, F1 0
-    ("São Paulo", ["sao paulo", "São Paulo"]),                 # unicode accents are not folded
-    ("Zürich – Switzerland", ["zürich switzerland"]),         # en dash is not ASCII punctuation
-    ("“quoted”", ['"quoted"']),                                # curly quotes are kept
-    ("1,000,000", ["1000000"]),                                # comma inside a number
+    ("Carolina", ["Denver Broncos", "Broncos"]),  # no overlap
+    ("", ["Paris"]),  # empty prediction
+    ("Paris", [""]),  # empty gold
+    ("", [""]),  # both empty: EM 1, F1 0
+    ("São Paulo", ["sao paulo", "São Paulo"]),  # unicode accents are not folded
+    ("Zürich – Switzerland", ["zürich switzerland"]),  # en dash is not ASCII punctuation
+    ("“quoted”", ['"quoted"']),  # curly quotes are kept
+    ("1,000,000", ["1000000"]),  # comma inside a number
     ("U.S.A.", ["USA"]),
     ("  lots   of\tspace\n", ["lots of space"]),
-    ("the the the", ["the"]),                                  # only articles -> empty
-    ("New York City", ["New York"]),                           # partial overlap
-    ("red red blue", ["red blue blue"]),                       # repeated tokens (Counter intersection)
-    ("ÉCOLE", ["école"]),                                      # unicode lower-casing
+    ("the the the", ["the"]),  # only articles -> empty
+    ("New York City", ["New York"]),  # partial overlap
+    ("red red blue", ["red blue blue"]),  # repeated tokens (Counter intersection)
+    ("ÉCOLE", ["école"]),  # unicode lower-casing
     ("A", ["a"]),
 ]
 
@@ -98,8 +98,12 @@ FIXED = [
 @pytest.mark.parametrize("pred,golds", FIXED)
 def test_agrees_with_official_per_case(pred, golds):
     assert normalize_answer(pred) == official_normalize_answer(pred)
-    assert exact_match(pred, golds) == float(official_metric_max_over_ground_truths(official_exact_match_score, pred, golds))
-    assert f1_score(pred, golds) == pytest.approx(official_metric_max_over_ground_truths(official_f1_score, pred, golds), abs=1e-12)
+    assert exact_match(pred, golds) == float(
+        official_metric_max_over_ground_truths(official_exact_match_score, pred, golds)
+    )
+    assert f1_score(pred, golds) == pytest.approx(
+        official_metric_max_over_ground_truths(official_f1_score, pred, golds), abs=1e-12
+    )
 
 
 def test_aggregate_matches_official_evaluate():
@@ -117,7 +121,7 @@ def test_hand_computed_values():
     # best of several golds
     assert f1_score("New York City", ["Boston", "New York City"]) == 1.0
     assert exact_match("", ["Paris"]) == 0.0 and f1_score("", ["Paris"]) == 0.0
-    assert exact_match("x", []) == 0.0 and f1_score("x", []) == 0.0   # no gold: 0, not an error
+    assert exact_match("x", []) == 0.0 and f1_score("x", []) == 0.0  # no gold: 0, not an error
     assert answer_metrics([], []) == {"em": 0.0, "f1": 0.0}
     with pytest.raises(ValueError):
         answer_metrics(["a"], [])
@@ -130,5 +134,9 @@ text = st.lists(st.sampled_from(list("aAnN the.,!?-'\"éÉ ü–\t") + ["the ", 
 @given(pred=text, golds=st.lists(text, min_size=1, max_size=3))
 def test_property_matches_official(pred, golds):
     assert normalize_answer(pred) == official_normalize_answer(pred)
-    assert exact_match(pred, golds) == float(official_metric_max_over_ground_truths(official_exact_match_score, pred, golds))
-    assert f1_score(pred, golds) == pytest.approx(official_metric_max_over_ground_truths(official_f1_score, pred, golds))
+    assert exact_match(pred, golds) == float(
+        official_metric_max_over_ground_truths(official_exact_match_score, pred, golds)
+    )
+    assert f1_score(pred, golds) == pytest.approx(
+        official_metric_max_over_ground_truths(official_f1_score, pred, golds)
+    )

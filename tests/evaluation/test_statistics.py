@@ -9,13 +9,22 @@ import numpy as np
 import pytest
 
 from ragdistill.evaluation.statistics import (
-    HURTS, IMPROVES, NO_CHANGE, format_difference, mcnemar, mean_se, outcome_word, paired_bootstrap, unpaired_bootstrap)
+    HURTS,
+    IMPROVES,
+    NO_CHANGE,
+    format_difference,
+    mcnemar,
+    mean_se,
+    outcome_word,
+    paired_bootstrap,
+    unpaired_bootstrap,
+)
 
 
 def _exact_mcnemar_p(n10: int, n01: int) -> float:
     """Two-sided exact p by enumeration: P(X with prob <= P(observed)) under Binomial(m, 1/2)."""
     m = n10 + n01
-    probs = [math.comb(m, k) / 2 ** m for k in range(m + 1)]
+    probs = [math.comb(m, k) / 2**m for k in range(m + 1)]
     obs = probs[n10]
     return min(1.0, sum(p for p in probs if p <= obs * (1 + 1e-7)))
 
@@ -58,8 +67,8 @@ def test_mcnemar_interval_is_the_exact_conditional_one():
     d = mcnemar(a, b)
     m = n10 + n01
     grid = np.linspace(0, 1, 200001)
-    lo = grid[np.argmax(binom.sf(n10 - 1, m, grid) >= 0.025)]             # smallest p with P(X >= n10) >= 2.5 %
-    hi = grid[::-1][np.argmax(binom.cdf(n10, m, grid[::-1]) >= 0.025)]   # largest p with P(X <= n10) >= 2.5 %
+    lo = grid[np.argmax(binom.sf(n10 - 1, m, grid) >= 0.025)]  # smallest p with P(X >= n10) >= 2.5 %
+    hi = grid[::-1][np.argmax(binom.cdf(n10, m, grid[::-1]) >= 0.025)]  # largest p with P(X <= n10) >= 2.5 %
     assert d.low == pytest.approx(m / n * (2 * lo - 1), abs=1e-4)
     assert d.high == pytest.approx(m / n * (2 * hi - 1), abs=1e-4)
 

@@ -7,8 +7,13 @@ from ragdistill.experiments.plan import Options, build_plan
 
 
 def test_estimate_matches_a_hand_count(tmp_path):
-    plan = build_plan(Options(out=tmp_path, check_hub=False, overrides=["train.steps=40", "index.refresh=20",
-                                                                        "eval.every=20", "train.batch_size=2"]))
+    plan = build_plan(
+        Options(
+            out=tmp_path,
+            check_hub=False,
+            overrides=["train.steps=40", "index.refresh=20", "eval.every=20", "train.batch_size=2"],
+        )
+    )
     e = estimate_work(plan.find("demo", "offshelf_distill"))
     cfg = plan.find("demo", "offshelf_distill").config
     # reader: 40 steps × 2 questions × (prompt + answer tokens), forward and backward
@@ -21,5 +26,7 @@ def test_estimate_matches_a_hand_count(tmp_path):
     fid = estimate_work(plan.find("demo", "perplexity_distill"))
     fcfg = plan.find("demo", "perplexity_distill").config
     assert fid["prompt_tokens"] == fcfg.train.k * fcfg.reader.max_prompt_tokens  # FiD: one encoder input per passage
-    assert fid["reader_signal_tokens"] == 40 * 2 * fcfg.train.k * (fcfg.reader.max_prompt_tokens + fcfg.reader.max_new_tokens)
+    assert fid["reader_signal_tokens"] == 40 * 2 * fcfg.train.k * (
+        fcfg.reader.max_prompt_tokens + fcfg.reader.max_new_tokens
+    )
     assert estimate_work(plan.find("demo", "finetuned_step1"))["passages_embedded"] == 0  # retriever fixed

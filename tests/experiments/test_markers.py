@@ -15,15 +15,37 @@ import ragdistill.experiments.runner as runner
 from ragdistill.experiments.markers import MARKER, Marker, analysis_key, read_marker, train_key
 from ragdistill.experiments.plan import Options, build_plan, planned_status
 
-ROWS = ("offshelf_checkpoint", "offshelf_checkpoint_fid", "offshelf_distill", "finetuned_step1", "finetuned_step2",
-        "encdec_distill", "perplexity_distill")
+ROWS = (
+    "offshelf_checkpoint",
+    "offshelf_checkpoint_fid",
+    "offshelf_distill",
+    "finetuned_step1",
+    "finetuned_step2",
+    "encdec_distill",
+    "perplexity_distill",
+)
 
 
 def test_marker_round_trip_keeps_the_files_order_and_unknown_keys(tmp_path):
-    written = {"setting": "offshelf_distill", "dataset": "demo", "train_key": "k", "run_id": "r", "completed": True,
-               "seconds": 1.5, "finished_at": "2026-01-01T00:00:00", "final_eval": {"hr@5": 0.5, "n": 6},
-               "reader": "smollm2-135m", "retriever": "minilm-l6", "steps": 4, "skipped_steps": 0, "refreshes": 1,
-               "config_sha256": "c", "deps": {}, "analysis": {"key": "a", "dirs": {"attention": "x"}}, "later": [1]}
+    written = {
+        "setting": "offshelf_distill",
+        "dataset": "demo",
+        "train_key": "k",
+        "run_id": "r",
+        "completed": True,
+        "seconds": 1.5,
+        "finished_at": "2026-01-01T00:00:00",
+        "final_eval": {"hr@5": 0.5, "n": 6},
+        "reader": "smollm2-135m",
+        "retriever": "minilm-l6",
+        "steps": 4,
+        "skipped_steps": 0,
+        "refreshes": 1,
+        "config_sha256": "c",
+        "deps": {},
+        "analysis": {"key": "a", "dirs": {"attention": "x"}},
+        "later": [1],
+    }
     (tmp_path / MARKER).write_text(json.dumps(written))
     m = read_marker(tmp_path)
     assert m.completed and m.run_id == "r" and m.analysis["key"] == "a" and m.extra == {"later": [1]}
@@ -47,8 +69,16 @@ def test_unreadable_or_partial_markers(tmp_path):
 
 
 def _options(world: dict[str, str], out: Path, **kw) -> Options:
-    return Options(out=out, corpus=world["corpus"], questions_train=world["train"], questions_dev=world["dev"],
-                   questions_test=world["test"], check_hub=False, progress=False, **kw)
+    return Options(
+        out=out,
+        corpus=world["corpus"],
+        questions_train=world["train"],
+        questions_dev=world["dev"],
+        questions_test=world["test"],
+        check_hub=False,
+        progress=False,
+        **kw,
+    )
 
 
 def _finish_every_row(world: dict[str, str], out: Path) -> None:
@@ -59,10 +89,20 @@ def _finish_every_row(world: dict[str, str], out: Path) -> None:
             continue
         run_id = f"run-{it.setting.name}"
         deps = {d: f"run-{d}" for d in it.depends_on}
-        Marker(setting=it.setting.name, dataset=it.dataset.label, train_key=train_key(it, deps), run_id=run_id,
-               completed=True, reader=it.config.reader.name, deps=deps,
-               analysis={"key": analysis_key(it, run_id, plan.options), "reader": it.config.reader.name,
-                         "dirs": {s: str(it.run_dir / "analysis" / s) for s in it.signals}}).write(it.run_dir)
+        Marker(
+            setting=it.setting.name,
+            dataset=it.dataset.label,
+            train_key=train_key(it, deps),
+            run_id=run_id,
+            completed=True,
+            reader=it.config.reader.name,
+            deps=deps,
+            analysis={
+                "key": analysis_key(it, run_id, plan.options),
+                "reader": it.config.reader.name,
+                "dirs": {s: str(it.run_dir / "analysis" / s) for s in it.signals},
+            },
+        ).write(it.run_dir)
 
 
 def _edit(out: Path, name: str, **changes) -> None:
@@ -84,26 +124,64 @@ CHANGED = ["offshelf_distill:train.steps=5"]
 # state: (earlier run?, edit of its markers, options, expected status per row, a planned reason, a runner message)
 STATES = {
     "no markers": (False, None, {}, ALL_RUN, None, None),
-    "every row finished": (True, None, {}, ALL_REUSE, ("offshelf_distill", "finished run with the same config found"),
-                           "reusing the finished run"),
-    "incomplete marker": (True, lambda out: _edit(out, "offshelf_distill", completed=False), {},
-                          {**ALL_REUSE, "offshelf_distill": "run"}, None, None),
-    "unreadable marker": (True, lambda out: _garble(out, "offshelf_distill"), {},
-                          {**ALL_REUSE, "offshelf_distill": "run"}, None, None),
+    "every row finished": (
+        True,
+        None,
+        {},
+        ALL_REUSE,
+        ("offshelf_distill", "finished run with the same config found"),
+        "reusing the finished run",
+    ),
+    "incomplete marker": (
+        True,
+        lambda out: _edit(out, "offshelf_distill", completed=False),
+        {},
+        {**ALL_REUSE, "offshelf_distill": "run"},
+        None,
+        None,
+    ),
+    "unreadable marker": (
+        True,
+        lambda out: _garble(out, "offshelf_distill"),
+        {},
+        {**ALL_REUSE, "offshelf_distill": "run"},
+        None,
+        None,
+    ),
     "config changed": (True, None, {"overrides": CHANGED}, {**ALL_REUSE, "offshelf_distill": "run"}, None, None),
-    "dependency re-runs": (True, lambda out: _edit(out, "finetuned_step1", train_key="stale"), {},
-                           {**ALL_REUSE, "finetuned_step1": "run", "finetuned_step2": "run"}, None, None),
+    "dependency re-runs": (
+        True,
+        lambda out: _edit(out, "finetuned_step1", train_key="stale"),
+        {},
+        {**ALL_REUSE, "finetuned_step1": "run", "finetuned_step2": "run"},
+        None,
+        None,
+    ),
     "--force": (True, None, {"force": True}, ALL_RUN, None, None),
-    "--force --only step 1": (True, None, {"force": True, "only": ["finetuned_step1"]},
-                              {**ALL_REUSE, "finetuned_step1": "run", "finetuned_step2": "run"},
-                              ("finetuned_step2", "not selected by --only, but finetuned_step1 will re-run"),
-                              "re-run although not selected by --only: finetuned_step1 re-ran"),
-    "--only, another row's config changed": (True, None, {"only": ["finetuned_step1"], "overrides": CHANGED}, ALL_REUSE,
-                                             ("offshelf_distill", "not selected by --only; its finished run is shown"),
-                                             "shown from its earlier run (not selected by --only)"),
-    "analysis options changed": (True, None, {"analysis_n": 7}, ALL_REUSE,
-                                 ("encdec_distill", "(analysis will be redone: its options changed)"),
-                                 "attention-quality analysis of"),
+    "--force --only step 1": (
+        True,
+        None,
+        {"force": True, "only": ["finetuned_step1"]},
+        {**ALL_REUSE, "finetuned_step1": "run", "finetuned_step2": "run"},
+        ("finetuned_step2", "not selected by --only, but finetuned_step1 will re-run"),
+        "re-run although not selected by --only: finetuned_step1 re-ran",
+    ),
+    "--only, another row's config changed": (
+        True,
+        None,
+        {"only": ["finetuned_step1"], "overrides": CHANGED},
+        ALL_REUSE,
+        ("offshelf_distill", "not selected by --only; its finished run is shown"),
+        "shown from its earlier run (not selected by --only)",
+    ),
+    "analysis options changed": (
+        True,
+        None,
+        {"analysis_n": 7},
+        ALL_REUSE,
+        ("encdec_distill", "(analysis will be redone: its options changed)"),
+        "attention-quality analysis of",
+    ),
 }
 
 
@@ -127,7 +205,9 @@ def test_planned_status_and_the_runner_agree_on_reuse(state, tmp_path, tiny_worl
 
     monkeypatch.setattr(runner, "evaluate_reference", finished)
     monkeypatch.setattr(runner, "train_setting", finished)
-    monkeypatch.setattr(runner, "analyse_setting", lambda item, reader, ctx, **kw: {s: "analysed" for s in item.signals})
+    monkeypatch.setattr(
+        runner, "analyse_setting", lambda item, reader, ctx, **kw: {s: "analysed" for s in item.signals}
+    )
     said: list[str] = []
     results = runner.run_plan(plan, say=said.append)
     done = {r.item.setting.name: r.status for r in results if r.item.setting.name in ROWS}
@@ -150,9 +230,16 @@ def _finish_all(world: dict[str, str], out: Path, **kw) -> None:
             continue
         run_id = f"run-{it.label}"
         deps = {d: "run-" + it.dep_keys[d].split("/", 1)[1] for d in it.depends_on}
-        Marker(setting=it.setting.name, dataset=it.dataset.label, train_key=train_key(it, deps), run_id=run_id,
-               completed=True, reader=it.config.reader.name, deps=deps,
-               analysis={"key": analysis_key(it, run_id, plan.options)}).write(it.run_dir)
+        Marker(
+            setting=it.setting.name,
+            dataset=it.dataset.label,
+            train_key=train_key(it, deps),
+            run_id=run_id,
+            completed=True,
+            reader=it.config.reader.name,
+            deps=deps,
+            analysis={"key": analysis_key(it, run_id, plan.options)},
+        ).write(it.run_dir)
 
 
 def _stubbed_run(plan, monkeypatch) -> dict[str, str]:
@@ -161,7 +248,9 @@ def _stubbed_run(plan, monkeypatch) -> dict[str, str]:
 
     monkeypatch.setattr(runner, "evaluate_reference", finished)
     monkeypatch.setattr(runner, "train_setting", finished)
-    monkeypatch.setattr(runner, "analyse_setting", lambda item, reader, ctx, **kw: {s: "analysed" for s in item.signals})
+    monkeypatch.setattr(
+        runner, "analyse_setting", lambda item, reader, ctx, **kw: {s: "analysed" for s in item.signals}
+    )
     return {r.item.label: r.status for r in runner.run_plan(plan, say=lambda _: None) if r.status != "not run"}
 
 
@@ -179,7 +268,8 @@ def test_seeds_have_their_own_markers_and_reuse(tmp_path, tiny_world, monkeypatc
     done = _stubbed_run(plan, monkeypatch)
     assert {k for k, v in done.items() if v == "ran"} == rerun
     assert read_marker(out / "custom" / "finetuned_step2-seed1").deps == {
-        "finetuned_step1": read_marker(out / "custom" / "finetuned_step1-seed1").run_id}
+        "finetuned_step1": read_marker(out / "custom" / "finetuned_step1-seed1").run_id
+    }
     # the repeats carry no analysis (the indicators are the first seed's), and say why
     assert "seeds" in read_marker(out / "custom" / "finetuned_step1-seed1").analysis["skipped"]
     # one seed fewer: the seed-0 runs are the same runs (their keys do not depend on --seeds)

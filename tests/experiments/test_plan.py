@@ -12,19 +12,41 @@ from ragdistill.experiments.runner import RunResult
 from ragdistill.experiments.settings import BY_NAME, SETTINGS, markdown_table
 
 PAPER_STEPS = {  # METHOD.md §4: (steps, warm-up) for NQ / TriviaQA
-    "nq": {"offshelf_distill": (160000, 2000), "finetuned_step1": (160000, 2000), "finetuned_step2": (6000, 300),
-           "encdec_distill": (10000, 500), "perplexity_distill": (20000, 1000)},
-    "triviaqa": {"offshelf_distill": (320000, 4000), "finetuned_step1": (320000, 4000), "finetuned_step2": (32000, 600),
-                 "encdec_distill": (30000, 600), "perplexity_distill": (10000, 500)},
+    "nq": {
+        "offshelf_distill": (160000, 2000),
+        "finetuned_step1": (160000, 2000),
+        "finetuned_step2": (6000, 300),
+        "encdec_distill": (10000, 500),
+        "perplexity_distill": (20000, 1000),
+    },
+    "triviaqa": {
+        "offshelf_distill": (320000, 4000),
+        "finetuned_step1": (320000, 4000),
+        "finetuned_step2": (32000, 600),
+        "encdec_distill": (30000, 600),
+        "perplexity_distill": (10000, 500),
+    },
 }
-PAPER_LR = {"offshelf_distill": (1e-5, 1e-5), "finetuned_step1": (1e-5, None), "finetuned_step2": (None, 5e-7),
-            "encdec_distill": (4e-5, 4e-5), "perplexity_distill": (4e-5, 4e-5)}
+PAPER_LR = {
+    "offshelf_distill": (1e-5, 1e-5),
+    "finetuned_step1": (1e-5, None),
+    "finetuned_step2": (None, 5e-7),
+    "encdec_distill": (4e-5, 4e-5),
+    "perplexity_distill": (4e-5, 4e-5),
+}
 
 
 def test_settings_table_covers_the_study():
     names = [s.name for s in SETTINGS]
-    assert names[:7] == ["offshelf_checkpoint", "offshelf_checkpoint_fid", "offshelf_distill", "finetuned_step1",
-                         "finetuned_step2", "encdec_distill", "perplexity_distill"]
+    assert names[:7] == [
+        "offshelf_checkpoint",
+        "offshelf_checkpoint_fid",
+        "offshelf_distill",
+        "finetuned_step1",
+        "finetuned_step2",
+        "encdec_distill",
+        "perplexity_distill",
+    ]
     assert BY_NAME["finetuned_step2"].depends_on == ("finetuned_step1",)
     assert BY_NAME["finetuned_step2"].reader_from == "finetuned_step1"
     assert {s.regime for s in SETTINGS} == {"none", "joint", "reader", "retriever"}
@@ -43,7 +65,12 @@ def test_paper_dry_run_plans_nq_and_triviaqa_with_the_papers_hyperparameters(tmp
     assert len(plan.items) == 2 * len(SETTINGS)
     for it in plan.items:
         cfg, name = it.config, it.setting.name
-        assert (cfg.train.batch_size, cfg.train.k, cfg.reader.max_prompt_tokens, cfg.reader.max_new_tokens) == (1, 5, 128, 32)
+        assert (cfg.train.batch_size, cfg.train.k, cfg.reader.max_prompt_tokens, cfg.reader.max_new_tokens) == (
+            1,
+            5,
+            128,
+            32,
+        )
         assert cfg.optim.name == "adam"
         if name in PAPER_STEPS[it.dataset.label]:
             assert (cfg.train.steps, cfg.optim.warmup_steps) == PAPER_STEPS[it.dataset.label][name]
@@ -57,8 +84,16 @@ def test_paper_dry_run_plans_nq_and_triviaqa_with_the_papers_hyperparameters(tmp
     step2 = plan.find("nq", "finetuned_step2")
     assert step2.config.reader.name == str(out / "nq" / "finetuned_step1" / "reader")
     text = format_plan(plan)
-    for needle in ("## Plan", "## Hyper-parameters (resolved)", "## Estimated work", "## Resolved configs",
-                   "| nq | offshelf_distill | tiiuae/falcon-rw-1b", "| triviaqa | finetuned_step2 |", "320000", "32000"):
+    for needle in (
+        "## Plan",
+        "## Hyper-parameters (resolved)",
+        "## Estimated work",
+        "## Resolved configs",
+        "| nq | offshelf_distill | tiiuae/falcon-rw-1b",
+        "| triviaqa | finetuned_step2 |",
+        "320000",
+        "32000",
+    ):
         assert needle in text
     assert not out.exists()  # a dry run writes nothing
 
@@ -80,7 +115,9 @@ def test_demo_dry_run_writes_nothing_and_lists_the_optional_row(tmp_path):
     assert f"| demo | offshelf_distill | {status['offshelf_distill'].config.train.steps} |" in text
 
 
-def test_with_a_reader_the_decoder_perplexity_variant_runs_and_the_reference_analyses_both_signals(tmp_path, tiny_models):
+def test_with_a_reader_the_decoder_perplexity_variant_runs_and_the_reference_analyses_both_signals(
+    tmp_path, tiny_models
+):
     plan = build_plan(Options(out=tmp_path, scale="demo", reader=tiny_models["reader"], check_hub=False))
     rows = {it.setting.name: it for it in plan.items}
     assert rows["perplexity_distill_decoder"].status == "run"
@@ -104,8 +141,13 @@ def test_only_selects_dependencies_and_references(tmp_path):
 
 
 def test_overrides_global_and_per_setting(tmp_path):
-    plan = build_plan(Options(out=tmp_path, overrides=["train.steps=3", "finetuned_step2:train.steps=7",
-                                                       "finetuned_step2:optim.lr_retriever=1e-4"], check_hub=False))
+    plan = build_plan(
+        Options(
+            out=tmp_path,
+            overrides=["train.steps=3", "finetuned_step2:train.steps=7", "finetuned_step2:optim.lr_retriever=1e-4"],
+            check_hub=False,
+        )
+    )
     steps = {it.setting.name: it.config.train.steps for it in plan.items}
     assert steps["finetuned_step2"] == 7 and steps["offshelf_distill"] == 3 and steps["encdec_distill"] == 3
     assert plan.find("demo", "finetuned_step2").config.optim.lr_retriever == pytest.approx(1e-4)
@@ -182,7 +224,9 @@ def test_the_offline_fid_reader_is_fitted_first_and_rows_1b_5_6_start_from_it(tm
     assert plan.items[0].setting.name == "fid_reader_fit" and plan.items[0].status == "run"
     fit = plan.items[0]
     assert fit.config.train.regime == "reader" and fit.config.reader.name == "minilm-bert2bert"
-    assert fit.config.eval.final is False and fit.config.index.dir == plan.find("demo", "encdec_distill").config.index.dir
+    assert (
+        fit.config.eval.final is False and fit.config.index.dir == plan.find("demo", "encdec_distill").config.index.dir
+    )
     for name in ("offshelf_checkpoint_fid", "encdec_distill", "perplexity_distill"):
         it = plan.find("demo", name)
         assert it.config.reader.name == str(tmp_path / "demo" / "fid_reader_fit" / "reader")
@@ -195,11 +239,18 @@ def test_the_offline_fid_reader_is_fitted_first_and_rows_1b_5_6_start_from_it(tm
     # --only a FiD row pulls the fit in; --only a decoder row leaves it out
     only = build_plan(Options(out=tmp_path, only=["encdec_distill"], check_hub=False))
     assert only.find("demo", "fid_reader_fit").status == "run"
-    assert build_plan(Options(out=tmp_path, only=["finetuned_step1"], check_hub=False)).find(
-        "demo", "fid_reader_fit").status == "not run"
+    assert (
+        build_plan(Options(out=tmp_path, only=["finetuned_step1"], check_hub=False))
+        .find("demo", "fid_reader_fit")
+        .status
+        == "not run"
+    )
     # per-item overrides reach it
     o = build_plan(Options(out=tmp_path, overrides=["fid_reader_fit:train.steps=3"], check_hub=False))
-    assert o.find("demo", "fid_reader_fit").config.train.steps == 3 and o.find("demo", "encdec_distill").config.train.steps == 12
+    assert (
+        o.find("demo", "fid_reader_fit").config.train.steps == 3
+        and o.find("demo", "encdec_distill").config.train.steps == 12
+    )
 
 
 def test_a_named_encdec_reader_needs_no_fit(tmp_path, tiny_models):
@@ -208,7 +259,7 @@ def test_a_named_encdec_reader_needs_no_fit(tmp_path, tiny_models):
     assert plan.find("demo", "encdec_distill").config.reader.name == tiny_models["fid"]
     assert plan.find("demo", "encdec_distill").depends_on == []
     paper = build_plan(Options(out=tmp_path / "p", scale="paper", check_hub=False))
-    assert not any(it.setting.name == "fid_reader_fit" for it in paper.items)   # T5-large: nothing to fit
+    assert not any(it.setting.name == "fid_reader_fit" for it in paper.items)  # T5-large: nothing to fit
 
 
 def test_seeds_repeat_the_training_settings_with_their_own_dirs_seeds_and_dependencies(tmp_path):
@@ -227,7 +278,7 @@ def test_seeds_repeat_the_training_settings_with_their_own_dirs_seeds_and_depend
         assert s1.run_dir == tmp_path / "demo" / ("finetuned_step1" if off == 0 else f"finetuned_step1-seed{off}")
         assert s2.config.reader.name == str(s1.run_dir / "reader") and s2.dep_keys["finetuned_step1"] == s1.key
         e5 = plan.find("demo", "encdec_distill", off)
-        assert e5.dep_keys["fid_reader_fit"] == "demo/fid_reader_fit"   # every seed starts from the one fitted reader
+        assert e5.dep_keys["fid_reader_fit"] == "demo/fid_reader_fit"  # every seed starts from the one fitted reader
     assert len({it.key for it in plan.items}) == len(plan.items)
     text = format_plan(plan)
     assert "seeds: 3" in text and "| demo | 4 | finetuned_step2-seed2 |" in text
@@ -246,13 +297,23 @@ def test_the_estimate_counts_each_rows_analyses(tmp_path):
     o = Options(out=tmp_path, check_hub=False, analysis_n=50)
     plan = build_plan(o)
     views = {it.setting.name: estimate_work(it, o)["analysis_views"] for it in plan.items}
-    assert views == {"fid_reader_fit": 0, "offshelf_checkpoint": 1, "offshelf_checkpoint_fid": 1, "offshelf_distill": 2,
-                     "finetuned_step1": 1, "finetuned_step2": 1, "encdec_distill": 2, "perplexity_distill": 2,
-                     "perplexity_distill_decoder": 2}
+    assert views == {
+        "fid_reader_fit": 0,
+        "offshelf_checkpoint": 1,
+        "offshelf_checkpoint_fid": 1,
+        "offshelf_distill": 2,
+        "finetuned_step1": 1,
+        "finetuned_step2": 1,
+        "encdec_distill": 2,
+        "perplexity_distill": 2,
+        "perplexity_distill_decoder": 2,
+    }
     e = estimate_work(plan.find("demo", "offshelf_checkpoint_fid"), o)
-    assert e["analysis_instances"] == 50 * 2 and e["analysis_reembeds"] == 0   # two signals, one view
+    assert e["analysis_instances"] == 50 * 2 and e["analysis_reembeds"] == 0  # two signals, one view
     e = estimate_work(plan.find("demo", "offshelf_distill"), o)
     assert e["analysis_instances"] == 100 and e["analysis_reembeds"] == 1
-    big = Options(out=tmp_path, check_hub=False)   # 300 requested, capped by the demo world's test questions
+    big = Options(out=tmp_path, check_hub=False)  # 300 requested, capped by the demo world's test questions
     n_test = plan.datasets[0].counts["test"]
-    assert estimate_work(plan.find("demo", "offshelf_checkpoint"), big)["analysis_instances_per_view"] == min(300, n_test)
+    assert estimate_work(plan.find("demo", "offshelf_checkpoint"), big)["analysis_instances_per_view"] == min(
+        300, n_test
+    )

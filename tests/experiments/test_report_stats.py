@@ -25,8 +25,13 @@ N_INST = 60
 def _inst(att: float, rho: float, n_tokens: int) -> InstanceMeasures:
     sel = SelectionMeasure(threshold=0.5, n_selected=5, mean_attention=att, lift=att * n_tokens, spearman=rho)
     g = {p: sel for p in (90, 95)}
-    return InstanceMeasures(n_passage_tokens=n_tokens, groups={"answer": GroupMeasure(n_group_tokens=2, by_percentile=g),
-                                                               "question": GroupMeasure(n_group_tokens=2, by_percentile=g)})
+    return InstanceMeasures(
+        n_passage_tokens=n_tokens,
+        groups={
+            "answer": GroupMeasure(n_group_tokens=2, by_percentile=g),
+            "question": GroupMeasure(n_group_tokens=2, by_percentile=g),
+        },
+    )
 
 
 def _write_analysis(d: Path, name: str, atts: list[float], rhos: list[float], ns: list[int]) -> str:
@@ -34,9 +39,17 @@ def _write_analysis(d: Path, name: str, atts: list[float], rhos: list[float], ns
     measures = [_inst(a, r, n) for a, r, n in zip(atts, rhos, ns)]
     with (d / "instances.jsonl").open("w") as f:
         for i, m in enumerate(measures):
-            f.write(json.dumps({"reader": name, "question_id": f"q{i}", "passage_ids": ["p1", "p2"], **m.to_dict()}) + "\n")
-    (d / "indicators.json").write_text(json.dumps({"readers": {name: summarize(measures)},
-                                                   "settings": {"percentiles": [90, 95], "n_instances": len(measures)}}))
+            f.write(
+                json.dumps({"reader": name, "question_id": f"q{i}", "passage_ids": ["p1", "p2"], **m.to_dict()}) + "\n"
+            )
+    (d / "indicators.json").write_text(
+        json.dumps(
+            {
+                "readers": {name: summarize(measures)},
+                "settings": {"percentiles": [90, 95], "n_instances": len(measures)},
+            }
+        )
+    )
     return str(d)
 
 
@@ -44,8 +57,20 @@ def _write_eval(run_dir: Path, hits: list[bool], em: list[float]) -> None:
     (run_dir / "eval").mkdir(parents=True)
     with (run_dir / "eval" / "predictions.jsonl").open("w") as f:
         for i, (h, e) in enumerate(zip(hits, em)):
-            f.write(json.dumps({"id": f"t{i}", "answers": ["x"], "retrieved": [f"p{j}" for j in range(20)],
-                                "hit_flags": [h] * 20, "hit": h, "em": e, "f1": e}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"t{i}",
+                        "answers": ["x"],
+                        "retrieved": [f"p{j}" for j in range(20)],
+                        "hit_flags": [h] * 20,
+                        "hit": h,
+                        "em": e,
+                        "f1": e,
+                    }
+                )
+                + "\n"
+            )
 
 
 def _result(tmp: Path, name: str, hits, em, analysis: dict | None):
@@ -55,15 +80,37 @@ def _result(tmp: Path, name: str, hits, em, analysis: dict | None):
     dirs = {}
     if analysis is not None:
         dirs[s.signal] = _write_analysis(run_dir / "analysis" / s.signal, name, **analysis)
-    cfg = SimpleNamespace(reader=SimpleNamespace(name="smollm2-135m"), retriever=SimpleNamespace(name="minilm-l6"),
-                          train=SimpleNamespace(seed=0, k=5), data=SimpleNamespace(demo_seed=0, corpus=None),
-                          eval=SimpleNamespace(ks=[1, 5, 20], match="token"), index=SimpleNamespace(dir=None))
-    item = SimpleNamespace(dataset=SimpleNamespace(label="demo"), setting=s, reason="", flag="", run_dir=run_dir,
-                           config=cfg, config_path=Path("x.yaml"), overrides=[])
+    cfg = SimpleNamespace(
+        reader=SimpleNamespace(name="smollm2-135m"),
+        retriever=SimpleNamespace(name="minilm-l6"),
+        train=SimpleNamespace(seed=0, k=5),
+        data=SimpleNamespace(demo_seed=0, corpus=None),
+        eval=SimpleNamespace(ks=[1, 5, 20], match="token"),
+        index=SimpleNamespace(dir=None),
+    )
+    item = SimpleNamespace(
+        dataset=SimpleNamespace(label="demo"),
+        setting=s,
+        reason="",
+        flag="",
+        run_dir=run_dir,
+        config=cfg,
+        config_path=Path("x.yaml"),
+        overrides=[],
+    )
     n = len(hits)
-    marker = {"final_eval": {"n": n, "hr@1": sum(hits) / n, "hr@5": sum(hits) / n, "hr@20": sum(hits) / n,
-                             "em": sum(em) / n, "f1": sum(em) / n},
-              "analysis": {"dirs": dirs, "reader": name}, "steps": 10}
+    marker = {
+        "final_eval": {
+            "n": n,
+            "hr@1": sum(hits) / n,
+            "hr@5": sum(hits) / n,
+            "hr@20": sum(hits) / n,
+            "em": sum(em) / n,
+            "f1": sum(em) / n,
+        },
+        "analysis": {"dirs": dirs, "reader": name},
+        "steps": 10,
+    }
     return SimpleNamespace(item=item, status="ran", marker=marker, error="")
 
 
@@ -92,7 +139,7 @@ def test_the_reproduce_verdict_decides_on_the_mean_attention_and_names_it(rows):
     v = rows["finetuned_step1"]["verdict"]
     assert v["attention_measure"] == "mean" and v["decided_by"] == "mean attention on M"
     assert v["indicator1"]["holds"] is True and v["indicator2"]["holds"] is True
-    assert v["indicator1"]["lift_higher"] is False                # the lift, shown beside, disagrees
+    assert v["indicator1"]["lift_higher"] is False  # the lift, shown beside, disagrees
     line = next(ln for ln in verdict_lines(rows.values()) if "finetuned_step1" in ln.split("**")[1])
     assert "decided by the mean attention on M" in line and "lift 3.100 vs 3.500" in line
     assert rows["finetuned_step2"]["prediction"] == "helps"
@@ -102,12 +149,12 @@ def test_table1_differences_carry_intervals_n_and_outcome(rows):
     d = rows["offshelf_distill"]["deltas"]
     assert d["hr@5"].method == "exact McNemar" and d["hr@5"].discordant == (0, 12) and d["hr@5"].n == N_Q
     assert d["hr@5"].estimate == pytest.approx(-0.3) and d["hr@5"].outcome == "hurts"
-    assert d["hr@5"].p_value == pytest.approx(2 / 2 ** 12)
+    assert d["hr@5"].p_value == pytest.approx(2 / 2**12)
     assert set(d) == {"hr@1", "hr@5", "hr@20", "em", "f1"}
     assert rows["offshelf_distill"]["outcome"] == "hurts"
     assert rows["finetuned_step2"]["outcome"] == "no detectable change"
     assert rows["finetuned_step1"]["deltas"]["em"].outcome == "improves"
-    assert "hr@5" not in rows["finetuned_step1"]["deltas"]       # no retriever trained: no ΔHR
+    assert "hr@5" not in rows["finetuned_step1"]["deltas"]  # no retriever trained: no ΔHR
     assert rows["offshelf_distill"]["delta_hr5"] == pytest.approx(-0.3)
     t = report.table1(list(rows.values()))
     line = next(ln for ln in t.splitlines() if "| offshelf_distill |" in ln)
@@ -154,8 +201,11 @@ def _own_and_controlled(tmp: Path, name: str, own: dict, controlled: dict | None
         path = Path(dirs[s.signal]) / "instances.jsonl"
         lines = [json.loads(x) for x in path.read_text().splitlines()]
         path.write_text("".join(json.dumps({**x, "passage_ids": passages.split(",")}) + "\n" for x in lines))
-    ctl = dirs if controlled is None else {s.signal: _write_analysis(r.item.run_dir / "analysis-controlled" / s.signal,
-                                                                      name, **controlled)}
+    ctl = (
+        dirs
+        if controlled is None
+        else {s.signal: _write_analysis(r.item.run_dir / "analysis-controlled" / s.signal, name, **controlled)}
+    )
     r.marker["analysis"] = {"dirs": dirs, "controlled_dirs": ctl, "reader": name}
     return r
 
@@ -165,8 +215,10 @@ def test_two_views_own_retriever_and_controlled(tmp_path):
     ref = {"atts": [0.01, 0.02] * (N_INST // 2), "rhos": [0.2, 0.25] * (N_INST // 2), "ns": ns}
     own = {"atts": [0.03, 0.04] * (N_INST // 2), "rhos": [0.5, 0.6] * (N_INST // 2), "ns": ns}
     ctl = {"atts": [0.011, 0.021] * (N_INST // 2), "rhos": [0.21, 0.26] * (N_INST // 2), "ns": ns}
-    results = [_own_and_controlled(tmp_path, "offshelf_checkpoint", ref, None),
-               _own_and_controlled(tmp_path, "offshelf_distill", own, ctl, passages="p7,p8")]
+    results = [
+        _own_and_controlled(tmp_path, "offshelf_checkpoint", ref, None),
+        _own_and_controlled(tmp_path, "offshelf_distill", own, ctl, passages="p7,p8"),
+    ]
     rows = {r["name"]: r for r in collect(None, results)}
     r2 = rows["offshelf_distill"]
     assert r2["own_view"] is True and rows["offshelf_checkpoint"]["own_view"] is False
@@ -180,29 +232,36 @@ def test_two_views_own_retriever_and_controlled(tmp_path):
     assert ivc["paired_by"] == "instance" and ivc["answer"]["mean_attention"].estimate == pytest.approx(0.001)
     assert r2["verdict_controlled"]["attention_measure"] == "mean"
     # the report: Table 2 (own models) with standard errors, then Table 2b labelled as the controlled view
-    plan = SimpleNamespace(options=SimpleNamespace(scale="demo", command="", out=tmp_path, analysis_seed=0),
-                           datasets=[SimpleNamespace(label="demo", notes=[], split=None)])
+    plan = SimpleNamespace(
+        options=SimpleNamespace(scale="demo", command="", out=tmp_path, analysis_seed=0),
+        datasets=[SimpleNamespace(label="demo", notes=[], split=None)],
+    )
     text = report.render(plan, list(rows.values()), {}, {}, 0.0)
     t2, t2b = text.split("## Table 2 — ")[1].split("## Table 2b — ")
-    assert "own final retriever" in t2 and " ± " in t2.split("| 2 offshelf_distill (decoder, attention) |")[1].split("\n")[0]
+    assert (
+        "own final retriever" in t2
+        and " ± " in t2.split("| 2 offshelf_distill (decoder, attention) |")[1].split("\n")[0]
+    )
     assert t2b.startswith("controlled view: every reader on the initial retriever's passages")
     assert "### Verdicts, controlled view" in t2b
     line = next(ln for ln in t2b.splitlines() if ln.startswith("| 2 offshelf_distill"))
-    assert "0.0160" in line          # the controlled mean attention (0.011 + 0.021) / 2
+    assert "0.0160" in line  # the controlled mean attention (0.011 + 0.021) / 2
 
 
 def test_seeds_fold_into_the_first_seeds_row_with_mean_and_sd(tmp_path):
     base = _result(tmp_path, "offshelf_checkpoint", [True] * 30 + [False] * 10, [0.0] * N_Q, None)
     runs = []
     for off, n_hit in ((0, 18), (1, 24), (2, 30)):
-        r = _result(tmp_path / f"s{off}", "offshelf_distill", [True] * n_hit + [False] * (N_Q - n_hit), [0.0] * N_Q, None)
+        r = _result(
+            tmp_path / f"s{off}", "offshelf_distill", [True] * n_hit + [False] * (N_Q - n_hit), [0.0] * N_Q, None
+        )
         r.item.seed_offset = off
         r.item.config.train = SimpleNamespace(seed=off, k=5)
         runs.append(r)
     rows = collect(None, [base, *runs])
-    assert [r["name"] for r in rows] == ["offshelf_checkpoint", "offshelf_distill"]   # one row per setting
+    assert [r["name"] for r in rows] == ["offshelf_checkpoint", "offshelf_distill"]  # one row per setting
     r2 = rows[1]
-    assert r2["seed_offset"] == 0 and r2["delta_hr5"] == pytest.approx(-0.3)         # the first seed's own run
+    assert r2["seed_offset"] == 0 and r2["delta_hr5"] == pytest.approx(-0.3)  # the first seed's own run
     assert [x["seed_offset"] for x in r2["seed_runs"]] == [0, 1, 2]
     a = r2["across_seeds"]
     assert a["hr@5"]["mean"] == pytest.approx(0.6) and a["hr@5"]["sd"] == pytest.approx(0.15) and a["hr@5"]["n"] == 3

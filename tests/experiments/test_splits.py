@@ -18,10 +18,17 @@ def _squad(path: Path, n_articles: int = 7, seed_q: int = 3) -> Path:
     for a in range(n_articles):
         paragraphs = []
         for p in range(2):
-            qas = [{"id": f"a{a}p{p}q{q}", "question": f"What is fact {q} of topic {a}-{p}?",
-                    "answers": [{"text": f"value{a}{p}{q}", "answer_start": 0}]} for q in range(1 + (a + p + seed_q) % 3)]
-            paragraphs.append({"context": f"Topic {a} paragraph {p}: " + " ".join(f"value{a}{p}{q}" for q in range(3)),
-                               "qas": qas})
+            qas = [
+                {
+                    "id": f"a{a}p{p}q{q}",
+                    "question": f"What is fact {q} of topic {a}-{p}?",
+                    "answers": [{"text": f"value{a}{p}{q}", "answer_start": 0}],
+                }
+                for q in range(1 + (a + p + seed_q) % 3)
+            ]
+            paragraphs.append(
+                {"context": f"Topic {a} paragraph {p}: " + " ".join(f"value{a}{p}{q}" for q in range(3)), "qas": qas}
+            )
         data.append({"title": f"Article_{a}", "paragraphs": paragraphs})
     path.write_text(json.dumps({"version": "1.1", "data": data}))
     return path
@@ -36,11 +43,15 @@ def test_split_is_article_disjoint_complete_and_seeded(tmp_path):
     paths = split_squad_by_article(src, tmp_path / "split", seed=0)
     rows = {s: _read(paths[s]) for s in ("train", "dev", "test")}
     articles = {s: {r["article"] for r in rows[s]} for s in rows}
-    assert all(articles[s] for s in rows)                      # each split gets at least one article
+    assert all(articles[s] for s in rows)  # each split gets at least one article
     assert not (articles["train"] & articles["test"]) and not (articles["train"] & articles["dev"])
     assert not (articles["dev"] & articles["test"])
     ids = [r["id"] for s in rows for r in rows[s]]
-    assert len(ids) == len(set(ids)) == sum(len(p["qas"]) for a in json.loads(src.read_text())["data"] for p in a["paragraphs"])
+    assert (
+        len(ids)
+        == len(set(ids))
+        == sum(len(p["qas"]) for a in json.loads(src.read_text())["data"] for p in a["paragraphs"])
+    )
     manifest = json.loads(paths["manifest"].read_text())
     assert manifest["questions"] == {s: len(rows[s]) for s in rows}
     assert sorted(manifest["articles"]["test"]) == sorted(articles["test"])
@@ -67,7 +78,9 @@ def test_same_squad_file_for_train_and_test_is_split_automatically(tmp_path):
     train, test = _read(Path(ds.paths["train"])), _read(Path(ds.paths["test"]))
     assert not ({r["article"] for r in train} & {r["article"] for r in test})
     assert ds.paths["corpus"] == src  # the paragraphs stay the knowledge base
-    plan = build_plan(Options(out=tmp_path / "dry", corpus=src, questions_train=src, questions_test=src, check_hub=False))
+    plan = build_plan(
+        Options(out=tmp_path / "dry", corpus=src, questions_train=src, questions_test=src, check_hub=False)
+    )
     assert plan.items[0].config.data.train.endswith("squad-by-article/train.jsonl")
     assert plan.items[0].status == "run"  # the split files are planned even though a dry run writes nothing
     assert not (tmp_path / "dry").exists()

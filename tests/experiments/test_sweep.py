@@ -13,23 +13,24 @@ from ragdistill.cli.main import main
 from ragdistill.experiments.sweep import stats as st
 from tests.experiments.conftest import TINY_SETS
 
-
 # --------------------------------------------------------------------------- predictors by hand
 
 
 def test_ranking_skill_by_hand():
     scores = [[0.1, 0.9, 0.0], [0.5, 0.2, 0.3], [0.2, 0.1, 0.7], [0.3, 0.3, 0.4]]
-    hits = [[False, True, False],   # top-S hits, rank 1 misses: +1
-            [True, False, False],   # both the same passage: 0
-            [True, False, False],   # top-S misses, rank 1 hits: -1
-            [False, False, False]]  # nothing: 0
+    hits = [
+        [False, True, False],  # top-S hits, rank 1 misses: +1
+        [True, False, False],  # both the same passage: 0
+        [True, False, False],  # top-S misses, rank 1 hits: -1
+        [False, False, False],
+    ]  # nothing: 0
     assert st.ranking_skill_items(scores, hits).tolist() == [1, 0, -1, 0]
     assert st.ranking_skill(scores, hits) == pytest.approx(0.0)
     assert st.ranking_skill(scores[:1], hits[:1]) == pytest.approx(1.0)
 
 
 def test_position_bias_by_hand():
-    scores = [[2.0, 1.0, 1.0], [1.0, 1.0, 2.0]]      # shares [.5,.25,.25] and [.25,.25,.5]
+    scores = [[2.0, 1.0, 1.0], [1.0, 1.0, 2.0]]  # shares [.5,.25,.25] and [.25,.25,.5]
     assert st.position_shares(scores) == pytest.approx([0.375, 0.25, 0.375])
     assert st.position_bias(scores) == pytest.approx(0.5 * (2 * (0.375 - 1 / 3) + (1 / 3 - 0.25)))
     assert st.position_bias([[1.0, 1.0, 1.0]]) == pytest.approx(0.0)
@@ -49,9 +50,11 @@ def _fixture(n_q=40, n_i=10):
         h = [b or (rng.random() < max(0, gain)) for b in base]
         h = [x and not (rng.random() < max(0, -gain)) for x in h]
         hits[f"t{t}"] = h
-        inputs[f"t{t}"] = {"good": (gain + 0.01 * rng.standard_normal(n_i)).tolist(),
-                           "noise": rng.standard_normal(n_i).tolist(),
-                           "position_bias": [[0.5 - gain, 0.5 + gain]] * n_i}
+        inputs[f"t{t}"] = {
+            "good": (gain + 0.01 * rng.standard_normal(n_i)).tolist(),
+            "noise": rng.standard_normal(n_i).tolist(),
+            "position_bias": [[0.5 - gain, 0.5 + gain]] * n_i,
+        }
     return inputs, hits, base
 
 
@@ -64,7 +67,7 @@ def test_correlation_and_bootstrap_on_fixture_numbers():
     assert c["good"]["rho"] > 0.8 and c["good"]["low"] <= c["good"]["rho"] <= c["good"]["high"]
     assert c["good"]["n_teachers"] == 6 and 0 < c["good"]["n_defined_resamples"] <= 300
     again = st.indicator_correlations(inputs, hits, base, resamples=300, seed=0)
-    assert again["good"] == c["good"]                                   # seeded
+    assert again["good"] == c["good"]  # seeded
     assert c["noise"]["low"] < c["good"]["low"]
     # undefined cases: a constant input gives no ρ; None values are skipped
     inputs["t0"]["good"][0] = None
@@ -74,12 +77,14 @@ def test_correlation_and_bootstrap_on_fixture_numbers():
 
 
 def test_decision_record_on_fixture_numbers():
-    rows = [{"teacher": "a", "advice": DISTIL, "outcome": "improves"},
-            {"teacher": "b", "advice": DISTIL, "outcome": "hurts"},
-            {"teacher": "c", "advice": FINE_TUNE, "outcome": "no detectable change"},
-            {"teacher": "d", "advice": NO_BENEFIT, "outcome": "hurts"},
-            {"teacher": "e", "advice": NO_BENEFIT, "outcome": "improves"},
-            {"teacher": "f", "advice": None, "outcome": "improves"}]
+    rows = [
+        {"teacher": "a", "advice": DISTIL, "outcome": "improves"},
+        {"teacher": "b", "advice": DISTIL, "outcome": "hurts"},
+        {"teacher": "c", "advice": FINE_TUNE, "outcome": "no detectable change"},
+        {"teacher": "d", "advice": NO_BENEFIT, "outcome": "hurts"},
+        {"teacher": "e", "advice": NO_BENEFIT, "outcome": "improves"},
+        {"teacher": "f", "advice": None, "outcome": "improves"},
+    ]
     r = st.decision_record(rows)
     assert r["n"] == 5 and r["matched"] == 3 and r["share_matched"] == pytest.approx(0.6)
     assert r["table"][DISTIL] == {"improves": 1, "no detectable change": 0, "hurts": 1}
@@ -108,8 +113,8 @@ def test_reinit_top_layers_changes_those_layers_only_and_is_seeded(tiny_models):
     changed = {k for k in before if not torch.equal(before[k], sa[k])}
     assert changed and all(k.startswith("model.layers.1.") for k in changed)
     assert any("self_attn.q_proj" in k for k in changed)
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)                  # same seed, same weights
-    assert any(not torch.equal(sa[k], sc[k]) for k in changed)        # another seed, other weights
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)  # same seed, same weights
+    assert any(not torch.equal(sa[k], sc[k]) for k in changed)  # another seed, other weights
 
 
 def test_builtin_teachers_cover_the_graded_set():
@@ -151,10 +156,28 @@ def _sweep_yaml(tmp: Path) -> Path:
 
 
 def _argv(models, world, out: Path, cfg: Path, *extra: str) -> list[str]:
-    argv = ["validate-indicators", "--out", str(out), "--config", str(cfg), "--corpus", world["corpus"],
-            "--questions-train", world["train"], "--questions-dev", world["dev"], "--questions-test", world["test"],
-            "--reader", models["reader"], "--fid-reader", models["fid"], "--retriever", models["retriever"],
-            "--no-progress"]
+    argv = [
+        "validate-indicators",
+        "--out",
+        str(out),
+        "--config",
+        str(cfg),
+        "--corpus",
+        world["corpus"],
+        "--questions-train",
+        world["train"],
+        "--questions-dev",
+        world["dev"],
+        "--questions-test",
+        world["test"],
+        "--reader",
+        models["reader"],
+        "--fid-reader",
+        models["fid"],
+        "--retriever",
+        models["retriever"],
+        "--no-progress",
+    ]
     for s in TINY_SETS + ["reader.max_prompt_tokens=128", "eval.every=0", "train.k=3", "data.max_test=4"]:
         argv += ["--set", s]
     return argv + list(extra)
@@ -198,7 +221,7 @@ def test_end_to_end_writes_report_and_figures(e2e):
     md = (out / "report.md").read_text()
     assert "## The answer" in md and "## Decision record" in md and "| step1-1.0 |" in md
     snaps = out / "custom" / "sources" / "step1" / "snapshots"
-    assert (snaps / "step-000001").is_dir()                     # the half-way step-1 reader, exported
+    assert (snaps / "step-000001").is_dir()  # the half-way step-1 reader, exported
     assert not (out / "custom" / "sources" / "step1" / "run" / "checkpoints").exists()
 
 
@@ -210,4 +233,4 @@ def test_rerun_reuses_finished_teachers(e2e, capsys):
     assert rc == 0 and "| run |" not in capsys.readouterr().out
     rc = main(_argv(e2e["models"], e2e["world"], out, e2e["cfg"]))
     assert rc == 0
-    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp          # nothing redone
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp  # nothing redone

@@ -30,9 +30,9 @@ def tensors():
     rows = torch.tensor([[18, 19, 20, 21], [10, 11, 12, 0]])
     row_mask = torch.tensor([[True, True, True, True], [True, True, True, False]])  # item 1: one padding row
     pad = torch.ones(bsz, t, dtype=torch.bool)
-    pad[1, 13:] = False                                                        # item 1 right-padded after 13 tokens
+    pad[1, 13:] = False  # item 1 right-padded after 13 tokens
     causal = torch.arange(t)[None, :] <= torch.arange(t)[:, None]
-    mask_bool = causal[None, None] & pad[:, None, None, :]                     # [B, 1, Q, T]
+    mask_bool = causal[None, None] & pad[:, None, None, :]  # [B, 1, Q, T]
     return query, key, value, rows, row_mask, mask_bool
 
 

@@ -8,8 +8,8 @@ import torch
 from ragdistill.errors import ConfigError, ModelError
 from ragdistill.readers import Reader, detect_kind, get_reader
 from ragdistill.readers.attention import capture_attention
-from ragdistill.readers.eq1 import row_attention_scores
 from ragdistill.readers.decoder import DecoderReader
+from ragdistill.readers.eq1 import row_attention_scores
 from ragdistill.readers.prompt import PromptTemplate
 from tests.readers.test_decoder_reference import ANSWER, PASSAGES, QUESTION, tiny_model, tokenizer
 
@@ -78,7 +78,7 @@ def test_lm_loss_and_attention_is_one_consistent_forward(reader):
     for q, p, a, r in zip(qs, ps, ans, results):
         single = reader.attention_scores(q, p, a, layers=[0, 2])
         assert not r.passage_scores.requires_grad and not r.token_scores.requires_grad
-        assert torch.equal(r.input_ids, single.input_ids)           # the end-of-turn target is not in the result
+        assert torch.equal(r.input_ids, single.input_ids)  # the end-of-turn target is not in the result
         torch.testing.assert_close(r.passage_scores, single.passage_scores, rtol=1e-5, atol=1e-8)
     loss.backward()
     reader.model.zero_grad()
@@ -102,8 +102,12 @@ def test_clean_cuts_at_end_of_turn_and_newline(reader):
 
 
 def test_save_and_reload_round_trip(tmp_path, reader):
-    custom = DecoderReader(reader.model, reader.tokenizer, max_prompt_tokens=400,
-                           template=PromptTemplate(document="Passage {i}: {passage}", chat=False))
+    custom = DecoderReader(
+        reader.model,
+        reader.tokenizer,
+        max_prompt_tokens=400,
+        template=PromptTemplate(document="Passage {i}: {passage}", chat=False),
+    )
     custom.save_pretrained(tmp_path / "r")
     assert detect_kind(str(tmp_path / "r")) == "decoder"
     again = get_reader(str(tmp_path / "r"))
@@ -153,7 +157,9 @@ def test_unsupported_architectures_raise_model_error():
     with pytest.raises(ModelError, match="Supported: .*Llama.*Falcon"):
         r.attention_scores(QUESTION, PASSAGES, ANSWER)
     assert isinstance(r.generate([QUESTION], [PASSAGES[:1]], max_new_tokens=2)[0], str)  # generation still works
-    t5 = tf.T5ForConditionalGeneration(tf.T5Config(vocab_size=64, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8))
+    t5 = tf.T5ForConditionalGeneration(
+        tf.T5Config(vocab_size=64, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8)
+    )
     with pytest.raises(ModelError, match="fid"):
         DecoderReader(t5, tokenizer())
 

@@ -29,8 +29,14 @@ def tiny_model(arch: str = "llama", seed: int = 0, **overrides):
     import transformers as tf
 
     vocab = len(tokenizer())
-    common = dict(vocab_size=vocab, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                  max_position_embeddings=1024, attn_implementation="sdpa")
+    common = dict(
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=1024,
+        attn_implementation="sdpa",
+    )
     if arch == "falcon":
         cfg = tf.FalconConfig(**{**common, "num_hidden_layers": 2, **overrides})
         cls = tf.FalconForCausalLM
@@ -45,12 +51,16 @@ def tiny_model(arch: str = "llama", seed: int = 0, **overrides):
     return cls(cfg).eval()
 
 
-def brute_force_w(model, input_ids: torch.Tensor, rows: list[int], layers=None, value_norm: bool = True) -> torch.Tensor:
+def brute_force_w(
+    model, input_ids: torch.Tensor, rows: list[int], layers=None, value_norm: bool = True
+) -> torch.Tensor:
     """w_t over all positions from output_attentions=True (eager) and hooks on the value projections."""
     values = {}
     blocks = model.model.layers
-    hooks = [b.self_attn.v_proj.register_forward_hook(lambda m, i, o, k=k: values.__setitem__(k, o.detach()))
-             for k, b in enumerate(blocks)]
+    hooks = [
+        b.self_attn.v_proj.register_forward_hook(lambda m, i, o, k=k: values.__setitem__(k, o.detach()))
+        for k, b in enumerate(blocks)
+    ]
     previous = model.config._attn_implementation
     model.set_attn_implementation("eager")
     try:
@@ -66,10 +76,10 @@ def brute_force_w(model, input_ids: torch.Tensor, rows: list[int], layers=None, 
     chosen = range(len(blocks)) if layers is None else [l % len(blocks) for l in layers]
     total = torch.zeros(input_ids.shape[0], dtype=torch.float64)
     for l in chosen:
-        att = out.attentions[l][0].double()                       # [H, T, T]
+        att = out.attentions[l][0].double()  # [H, T, T]
         v = values[l][0].view(-1, n_kv, head_dim).transpose(0, 1)  # [Hkv, T, d]
         vn = v.double().norm(dim=-1).repeat_interleave(n_heads // n_kv, dim=0)  # head h reads kv head h // group
-        a = att[:, rows, :]                                         # [H, A, T]
+        a = att[:, rows, :]  # [H, A, T]
         contrib = a * vn[:, None, :] if value_norm else a
         total += contrib.mean(dim=(0, 1))
     return (total / len(list(chosen))).float()
@@ -85,7 +95,12 @@ def falcon_brute_force_w(model, input_ids: torch.Tensor, rows: list[int]) -> tor
     blocks = model.transformer.h
     hooks = []
     for k, b in enumerate(blocks):
-        hooks.append(b.self_attention.query_key_value.register_forward_hook(lambda m, i, o, k=k: fused.__setitem__(k, o.detach())))
+        hooks.append(
+            b.self_attention.query_key_value.register_forward_hook(
+                lambda m, i, o, k=k: fused.__setitem__(k, o.detach())
+            )
+        )
+
         def keep(module, args, kwargs, output, k=k):
             outputs[k] = output[0].detach()
             pos[k] = kwargs.get("position_embeddings")
@@ -103,8 +118,8 @@ def falcon_brute_force_w(model, input_ids: torch.Tensor, rows: list[int]) -> tor
     total = torch.zeros(t, dtype=torch.float64)
     for l, b in enumerate(blocks):
         att_mod = b.self_attention
-        q, k, v = att_mod._split_heads(fused[l])                   # [1, T, heads, d]
-        q, k, v = (x.transpose(1, 2) for x in (q, k, v))           # [1, heads, T, d]
+        q, k, v = att_mod._split_heads(fused[l])  # [1, T, heads, d]
+        q, k, v = (x.transpose(1, 2) for x in (q, k, v))  # [1, heads, T, d]
         if not cfg.alibi:
             cos, sin = pos[l]
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
@@ -112,14 +127,16 @@ def falcon_brute_force_w(model, input_ids: torch.Tensor, rows: list[int]) -> tor
         v = v.expand(1, n_heads, t, d) if v.shape[1] == 1 else v
         logits = (q @ k.transpose(-1, -2)).double() / math.sqrt(d)
         if cfg.alibi:
-            alibi = build_alibi_tensor(torch.ones(1, t, dtype=torch.long), n_heads, torch.float32).view(1, n_heads, 1, t)
+            alibi = build_alibi_tensor(torch.ones(1, t, dtype=torch.long), n_heads, torch.float32).view(
+                1, n_heads, 1, t
+            )
             logits = logits + alibi.double() / math.sqrt(d)
         causal = torch.ones(t, t, dtype=torch.bool).tril()
         probs = torch.softmax(logits.masked_fill(~causal, float("-inf")), dim=-1)
         # the reference must reproduce what the layer computed
         ctx = (probs.float() @ v).transpose(1, 2).reshape(1, t, n_heads * d)
         torch.testing.assert_close(att_mod.dense(ctx), outputs[l], rtol=1e-4, atol=1e-5)
-        vn = v[0].double().norm(dim=-1)                             # [heads, T]
+        vn = v[0].double().norm(dim=-1)  # [heads, T]
         total += (probs[0][:, rows, :] * vn[:, None, :]).mean(dim=(0, 1))
     return (total / len(blocks)).float()
 
@@ -169,20 +186,28 @@ def test_llama_gqa_matches_brute_force(llama_reader, opts):
     assert model.config._attn_implementation == "sdpa"  # restored after the capture
 
 
-@pytest.mark.parametrize("arch,overrides", [("qwen2", {}), ("mistral", {"sliding_window": 4096}), ("llama", {"num_key_value_heads": 4})])
+@pytest.mark.parametrize(
+    "arch,overrides", [("qwen2", {}), ("mistral", {"sliding_window": 4096}), ("llama", {"num_key_value_heads": 4})]
+)
 def test_other_interface_architectures_match_brute_force(arch, overrides):
     reader = DecoderReader(tiny_model(arch, seed=1, **overrides), tokenizer())
     for opts in (dict(), dict(layers=[1], value_norm=False)):
         result = reader.attention_scores(QUESTION, PASSAGES, ANSWER, **opts)
-        ref = brute_force_w(reader.model, result.input_ids, answer_rows(result), opts.get("layers"), opts.get("value_norm", True))
+        ref = brute_force_w(
+            reader.model, result.input_ids, answer_rows(result), opts.get("layers"), opts.get("value_norm", True)
+        )
         _check(result, ref)
 
 
-@pytest.mark.parametrize("overrides", [
-    dict(alibi=False, multi_query=True, new_decoder_architecture=False),
-    dict(alibi=True, multi_query=False, new_decoder_architecture=False),
-    dict(alibi=False, new_decoder_architecture=True, num_kv_heads=2),
-], ids=["rotary-multiquery", "alibi", "new-arch-gqa"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(alibi=False, multi_query=True, new_decoder_architecture=False),
+        dict(alibi=True, multi_query=False, new_decoder_architecture=False),
+        dict(alibi=False, new_decoder_architecture=True, num_kv_heads=2),
+    ],
+    ids=["rotary-multiquery", "alibi", "new-arch-gqa"],
+)
 def test_falcon_matches_brute_force(overrides):
     reader = DecoderReader(tiny_model("falcon", **overrides), tokenizer())
     result = reader.attention_scores(QUESTION, PASSAGES, ANSWER)

@@ -11,10 +11,26 @@ from ragdistill.readers.decoder import DecoderReader
 pytestmark = pytest.mark.slow
 
 PASSAGES = [
-    Passage("everest", "Mount Everest", "Mount Everest is Earth's highest mountain above sea level, located in the Himalayas."),
-    Passage("curie", "Marie Curie", "Marie Curie was a physicist and chemist who conducted pioneering research on radioactivity."),
-    Passage("canberra", "Canberra", "Canberra is the capital city of Australia. It was founded following the federation of the colonies."),
-    Passage("pasta", "Pasta", "Pasta is a type of food typically made from an unleavened dough of wheat flour mixed with water or eggs."),
+    Passage(
+        "everest",
+        "Mount Everest",
+        "Mount Everest is Earth's highest mountain above sea level, located in the Himalayas.",
+    ),
+    Passage(
+        "curie",
+        "Marie Curie",
+        "Marie Curie was a physicist and chemist who conducted pioneering research on radioactivity.",
+    ),
+    Passage(
+        "canberra",
+        "Canberra",
+        "Canberra is the capital city of Australia. It was founded following the federation of the colonies.",
+    ),
+    Passage(
+        "pasta",
+        "Pasta",
+        "Pasta is a type of food typically made from an unleavened dough of wheat flour mixed with water or eggs.",
+    ),
 ]
 QUESTION = "What is the capital city of Australia?"
 

@@ -14,10 +14,10 @@ from ragdistill.readers.eq1 import reference_token_scores, row_attention_scores,
 
 def test_reference_by_hand():
     """One head, one row, two keys: w_t = softmax(q·k·scale)_t · ‖v_t‖."""
-    q = torch.tensor([[[[1.0, 0.0]]]])                       # [1, 1, 1, 2]
-    k = torch.tensor([[[[2.0, 0.0], [0.0, 0.0]]]])          # logits 2·s, 0
-    v = torch.tensor([[[[3.0, 4.0], [0.0, 1.0]]]])          # norms 5, 1
-    s = 2 ** -0.5
+    q = torch.tensor([[[[1.0, 0.0]]]])  # [1, 1, 1, 2]
+    k = torch.tensor([[[[2.0, 0.0], [0.0, 0.0]]]])  # logits 2·s, 0
+    v = torch.tensor([[[[3.0, 4.0], [0.0, 1.0]]]])  # norms 5, 1
+    s = 2**-0.5
     p0 = torch.sigmoid(torch.tensor(2.0 * s))
     want = torch.stack([p0 * 5.0, (1 - p0) * 1.0])[None]
     torch.testing.assert_close(reference_token_scores(q, k, v), want)
@@ -48,8 +48,8 @@ def test_additive_bias_matches_reference(monkeypatch, block_bytes, bias_shape):
 
 
 def test_select_layers():
-    assert select_layers(None, 4) == [0, 1, 2, 3]                 # all layers
-    assert select_layers([-1, 0, 3, 0], 4) == [0, 3]              # negative from the top, duplicates collapse, sorted
+    assert select_layers(None, 4) == [0, 1, 2, 3]  # all layers
+    assert select_layers([-1, 0, 3, 0], 4) == [0, 3]  # negative from the top, duplicates collapse, sorted
     assert select_layers(-2, 4) == [2]
     for bad in ([4], [-5], [1, 7]):
         with pytest.raises(ConfigError, match="does not exist") as err:
@@ -69,7 +69,9 @@ def test_select_layers():
 
 
 def test_one_capture_at_a_time():
-    state = ScoreCapture(rows=torch.zeros(1, 1, dtype=torch.long), row_mask=torch.ones(1, 1, dtype=torch.bool), layers=[0])
+    state = ScoreCapture(
+        rows=torch.zeros(1, 1, dtype=torch.long), row_mask=torch.ones(1, 1, dtype=torch.bool), layers=[0]
+    )
     assert active_capture() is None
     with capturing(state):
         assert active_capture() is state

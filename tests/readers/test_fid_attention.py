@@ -119,8 +119,12 @@ def brute_force(model, tok, question, passages, answer, layers=None, value_norm=
         hooks = [m.register_forward_hook(lambda mod, args, out: captured.append(out)) for m in _value_modules(model)]
         from transformers.modeling_outputs import BaseModelOutput
 
-        out = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), decoder_input_ids=dec_in,
-                    output_attentions=True, use_cache=False)
+        out = model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+            decoder_input_ids=dec_in,
+            output_attentions=True,
+            use_cache=False,
+        )
         for h in hooks:
             h.remove()
     n_layers = len(out.cross_attentions)
@@ -129,8 +133,8 @@ def brute_force(model, tok, question, passages, answer, layers=None, value_norm=
     T = hidden.shape[1]
     w = torch.zeros(T, dtype=torch.float64)
     for l in chosen:
-        alpha = out.cross_attentions[l][0].double()                  # [H, |A|, T]
-        v = captured[l][0].double().reshape(T, H, -1)                  # [T, H, d]
+        alpha = out.cross_attentions[l][0].double()  # [H, |A|, T]
+        v = captured[l][0].double().reshape(T, H, -1)  # [T, H, d]
         norms = v.norm(dim=-1).T if value_norm else torch.ones(H, T, dtype=torch.float64)
         for h in range(H):
             for a in range(alpha.shape[1]):
@@ -165,7 +169,9 @@ def test_t5_scores_match_brute_force(t5_models, t5_tok, opts, impl, span):
 
 
 @pytest.mark.parametrize("span", ["block", "content"])
-@pytest.mark.parametrize("opts", OPTIONS[:1] + OPTIONS[3:5] + [{"layers": [1]}], ids=["default", "no-norm", "mean", "layer1"])
+@pytest.mark.parametrize(
+    "opts", OPTIONS[:1] + OPTIONS[3:5] + [{"layers": [1]}], ids=["default", "no-norm", "mean", "layer1"]
+)
 def test_bert2bert_scores_match_brute_force(bert_models, bert_tok, opts, span):
     reader = FiDReader(bert_models[0], bert_tok, max_passage_tokens=256)
     res = reader.attention_scores(QUESTION, PASSAGES, ANSWER, span=span, **opts)
@@ -187,9 +193,9 @@ def test_training_signal_sums_the_whole_encoder_block(t5_models, t5_tok):
     _, w, _, blocks = brute_force(t5_models[1], t5_tok, QUESTION, PASSAGES, ANSWER)
     whole = torch.stack([w[s:e].sum() for [(s, e)] in blocks])
     n_q = _n(t5_tok, f"question: {QUESTION}")
-    without_question = torch.stack([w[s + n_q:e - 1].sum() for [(s, e)] in blocks])   # the old sum
+    without_question = torch.stack([w[s + n_q : e - 1].sum() for [(s, e)] in blocks])  # the old sum
     assert torch.all(whole - without_question > 1e-3 * whole)
-    signal = get_signal("attention")(reader, QUESTION, PASSAGES, ANSWER)          # training, retriever-only
+    signal = get_signal("attention")(reader, QUESTION, PASSAGES, ANSWER)  # training, retriever-only
     _rel_close(signal, whole)
     _, [joint] = reader.lm_loss_and_attention([QUESTION], [PASSAGES], [ANSWER])  # training, joint
     torch.testing.assert_close(joint.passage_scores, signal, rtol=1e-5, atol=1e-7)
@@ -205,15 +211,15 @@ def test_spans_decode_to_passage_text_and_sum_to_scores(which, t5_models, t5_tok
     norm = (lambda s: " ".join(s.split())) if which == "t5" else (lambda s: "".join(s.lower().split()))
     block = reader.attention_scores(QUESTION, PASSAGES, ANSWER)
     res = reader.attention_scores(QUESTION, PASSAGES, ANSWER, span="content")
-    torch.testing.assert_close(block.token_scores, res.token_scores)   # the option changes the sums, not w_t
+    torch.testing.assert_close(block.token_scores, res.token_scores)  # the option changes the sums, not w_t
     for i, p in enumerate(PASSAGES):
-        (s, e), = block.passage_pieces(i)
+        ((s, e),) = block.passage_pieces(i)
         row = norm(tok.decode(block.input_ids[s:e], skip_special_tokens=True))
         assert row == norm(f"question: {QUESTION} title: {p.title} context: {p.text}")
         assert torch.isclose(block.token_scores[s:e].sum(), block.passage_scores[i], rtol=1e-6)
         title, text = res.passage_pieces(i)
-        assert norm(tok.decode(res.input_ids[title[0]:title[1]])) == norm(p.title)
-        assert norm(tok.decode(res.input_ids[text[0]:text[1]])) == norm(p.text)
+        assert norm(tok.decode(res.input_ids[title[0] : title[1]])) == norm(p.title)
+        assert norm(tok.decode(res.input_ids[text[0] : text[1]])) == norm(p.text)
         own = torch.cat([res.token_scores[a:b] for a, b in (title, text)])
         assert torch.isclose(own.sum(), res.passage_scores[i], rtol=1e-6)
         assert res.passage_spans[i] == (title[0], text[1]) and s < title[0] and text[1] < e
@@ -223,8 +229,9 @@ def test_spans_decode_to_passage_text_and_sum_to_scores(which, t5_models, t5_tok
     assert tok.decode(res.answer_ids).replace(" ", "").lower() == ANSWER.replace(" ", "").lower()
     # content: the question prefix, the labels and the special tokens carry attention but belong to no passage
     outside = res.input_ids[~res.passage_token_mask()]
-    assert norm(tok.decode(outside, skip_special_tokens=True)) == norm(" ".join(f"question: {QUESTION} title: context:"
-                                                                              for _ in PASSAGES))
+    assert norm(tok.decode(outside, skip_special_tokens=True)) == norm(
+        " ".join(f"question: {QUESTION} title: context:" for _ in PASSAGES)
+    )
     assert res.token_scores[~res.passage_token_mask()].sum() > 0
     mean = reader.attention_scores(QUESTION, PASSAGES, ANSWER, aggregation="mean", span="content")
     for i in range(len(PASSAGES)):
@@ -238,14 +245,14 @@ def test_content_without_title_is_the_text_alone(t5_models, t5_tok):
     res = reader.attention_scores(QUESTION, [p], ANSWER, span="content")
     [(s, e)] = res.passage_pieces(0)
     assert t5_tok.decode(res.input_ids[s:e]) == p.text and res.passage_spans == [(s, e)]
-    assert t5_tok.decode(res.input_ids[s - _n(t5_tok, "context:"):s]) == "context:"
+    assert t5_tok.decode(res.input_ids[s - _n(t5_tok, "context:") : s]) == "context:"
 
 
 @pytest.mark.parametrize("which", ["t5", "bert"])
 def test_content_spans_without_offsets_match(which, t5_models, t5_tok, bert_models, bert_tok):
     """Tokenizers without offset mappings (slow ones) find the same title/text pieces by counting tokens."""
     model, tok = (t5_models[0], t5_tok) if which == "t5" else (bert_models[0], bert_tok)
-    reader = FiDReader(model, tok, max_passage_tokens=24)   # the budget cuts some passages inside their text
+    reader = FiDReader(model, tok, max_passage_tokens=24)  # the budget cuts some passages inside their text
     passages = PASSAGES + [Passage("d", "", "Paris is in France.")]
     fast = reader.attention_scores(QUESTION, passages, ANSWER, span="content")
     reader._fast = False
@@ -279,10 +286,10 @@ def test_truncation_cuts_passages_never_the_question(t5_models, t5_tok):
     n_q = _n(t5_tok, f"question: {QUESTION}")
     for i, p in enumerate(PASSAGES):
         s, e = block.passage_spans[i]
-        assert e - s == budget                      # the whole (cut) encoder input, </s> included
-        kept = t5_tok.decode(block.input_ids[s + n_q:e - 1]).strip()
+        assert e - s == budget  # the whole (cut) encoder input, </s> included
+        kept = t5_tok.decode(block.input_ids[s + n_q : e - 1]).strip()
         assert f"title: {p.title} context: {p.text}".startswith(kept)
-        pieces = res.passage_pieces(i)              # the content pieces stop where the cut is
+        pieces = res.passage_pieces(i)  # the content pieces stop where the cut is
         assert pieces and pieces[-1][1] == e - 1 and all(s + n_q < a < b for a, b in pieces)
     # a question longer than the budget is kept whole; its passages get no tokens
     long_q = " ".join(["who wrote the novel about the whale"] * 4)
@@ -292,7 +299,7 @@ def test_truncation_cuts_passages_never_the_question(t5_models, t5_tok):
     assert " ".join(t5_tok.decode(res.input_ids[qs:qe]).split()) == long_q
     assert all(s == e for s, e in res.passage_spans) and res.passage_token_spans == [[], [], []]
     assert torch.all(res.passage_scores == 0)
-    block = short.attention_scores(long_q, PASSAGES, ANSWER)   # the block still holds the question: a score
+    block = short.attention_scores(long_q, PASSAGES, ANSWER)  # the block still holds the question: a score
     assert torch.all(block.passage_scores > 0)
 
 
@@ -307,8 +314,10 @@ def test_span_option_errors(t5_models, t5_tok):
 def test_t5_cross_attention_has_no_position_bias(t5_models, t5_tok):
     """T5 adds a relative position bias in self-attention only: what reaches cross-attention is zero."""
     biases = []
-    hooks = [blk.layer[1].EncDecAttention.register_forward_hook(lambda m, args, out: biases.append(out[1]))
-             for blk in t5_models[0].decoder.block]
+    hooks = [
+        blk.layer[1].EncDecAttention.register_forward_hook(lambda m, args, out: biases.append(out[1]))
+        for blk in t5_models[0].decoder.block
+    ]
     try:
         FiDReader(t5_models[0], t5_tok).attention_scores(QUESTION, PASSAGES, ANSWER)
     finally:
@@ -339,9 +348,22 @@ def test_bart_scores_match_brute_force(t5_tok):
     """Beyond T5 and BERT2BERT: a BART-family decoder (`encoder_attn`) through the same capture."""
     from transformers import BartConfig, BartForConditionalGeneration
 
-    cfg = dict(vocab_size=len(t5_tok), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-               decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=256,
-               pad_token_id=0, eos_token_id=1, bos_token_id=1, decoder_start_token_id=1, forced_eos_token_id=None)
+    cfg = dict(
+        vocab_size=len(t5_tok),
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=1,
+        decoder_start_token_id=1,
+        forced_eos_token_id=None,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         sdpa = BartForConditionalGeneration._from_config(BartConfig(**cfg), attn_implementation="sdpa").eval()

@@ -59,9 +59,11 @@ def test_kind_and_embeddings(reader, t5):
 
 
 def test_encoder_input_format(reader, tok):
-    res = reader.attention_scores(Q, PASSAGES, A)   # span="block": a passage's whole encoder input
+    res = reader.attention_scores(Q, PASSAGES, A)  # span="block": a passage's whole encoder input
     s, e = res.passage_spans[2]
-    assert tok.decode(res.input_ids[s:e]) == f"question: {Q} context: Mount Everest is the highest mountain on Earth.</s>"  # no title: no "title:"
+    assert (
+        tok.decode(res.input_ids[s:e]) == f"question: {Q} context: Mount Everest is the highest mountain on Earth.</s>"
+    )  # no title: no "title:"
     first = res.input_ids[: res.passage_spans[0][1]]
     assert tok.decode(first) == f"question: {Q} title: Moby Dick context: Herman Melville wrote Moby Dick in 1851.</s>"
 
@@ -153,8 +155,16 @@ def test_save_and_load_roundtrip(tmp_path, write):
 def test_errors(tmp_path, tok, t5):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    causal = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                          num_attention_heads=2, num_key_value_heads=1))
+    causal = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    )
     with pytest.raises(ModelError, match="decoder-only"):
         FiDReader(causal, tok)
     causal.save_pretrained(tmp_path / "causal")
@@ -201,8 +211,12 @@ def test_bundled_name_is_known_without_loading():
 def test_cuda_matches_cpu(tok):
     cpu = FiDReader(tiny_t5(tok, seed=1), tok)
     gpu = FiDReader(tiny_t5(tok, seed=1).to("cuda"), tok)
-    torch.testing.assert_close(gpu.attention_scores(Q, PASSAGES, A).passage_scores,
-                               cpu.attention_scores(Q, PASSAGES, A).passage_scores, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        gpu.attention_scores(Q, PASSAGES, A).passage_scores,
+        cpu.attention_scores(Q, PASSAGES, A).passage_scores,
+        rtol=1e-4,
+        atol=1e-6,
+    )
     assert isinstance(gpu.generate([Q], [PASSAGES])[0], str)
 
 
@@ -220,9 +234,15 @@ def test_minilm_bert2bert_offline_default(minilm):
     assert res.passage_scores.shape == (3,) and torch.all(res.passage_scores > 0)
     s, e = res.passage_spans[1]
     q = tok.decode(tok(Q, add_special_tokens=False)["input_ids"])
-    assert tok.decode(res.input_ids[s:e]) == f"[CLS] question : {q} title : rome context : rome is the capital city of italy. [SEP]"
+    assert (
+        tok.decode(res.input_ids[s:e])
+        == f"[CLS] question : {q} title : rome context : rome is the capital city of italy. [SEP]"
+    )
     content = r.attention_scores(Q, PASSAGES, A, span="content")
-    assert [tok.decode(content.input_ids[a:b]) for a, b in content.passage_pieces(1)] == ["rome", "rome is the capital city of italy."]
+    assert [tok.decode(content.input_ids[a:b]) for a, b in content.passage_pieces(1)] == [
+        "rome",
+        "rome is the capital city of italy.",
+    ]
     assert torch.isfinite(r.perplexity_scores(Q, PASSAGES, A)).all()
     [answer] = FiDReader(r.model, tok, max_new_tokens=4).generate([Q], [PASSAGES])
     assert isinstance(answer, str)

@@ -42,8 +42,8 @@ def test_budget_is_shared_and_template_never_cut():
     assert len(built.input_ids) == fixed + 61
     assert sorted(e - s for s, e in built.passage_spans) == [20, 20, 21]
     assert built.truncated == [True] * 3
-    for full, cut in zip(free.passage_spans, built.passage_spans):   # each passage keeps its own first tokens
-        assert built.input_ids[cut[0]:cut[1]] == free.input_ids[full[0]:full[0] + cut[1] - cut[0]]
+    for full, cut in zip(free.passage_spans, built.passage_spans):  # each passage keeps its own first tokens
+        assert built.input_ids[cut[0] : cut[1]] == free.input_ids[full[0] : full[0] + cut[1] - cut[0]]
     qs, qe = built.question_span
     assert tok.decode(built.input_ids[qs:qe]).strip() == QUESTION
 
@@ -67,7 +67,9 @@ def test_budget_errors():
 
 def test_custom_template_and_validation():
     tok = tokenizer()
-    t = PromptTemplate(user="Q: {question}\nContext:\n{documents}", document="[{i}] {passage}", chat=False, answer_prefix="\nA:")
+    t = PromptTemplate(
+        user="Q: {question}\nContext:\n{documents}", document="[{i}] {passage}", chat=False, answer_prefix="\nA:"
+    )
     built = PromptBuilder(tok, t).build("who?", PASSAGES[:2])
     text = tok.decode(built.input_ids)
     assert text.startswith("Q: who?\nContext:\n[1] Paris. Paris") and text.endswith("A:")

@@ -17,9 +17,14 @@ from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
-settings.register_profile("reliability", max_examples=40, deadline=None, derandomize=True, database=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                                 HealthCheck.data_too_large])
+settings.register_profile(
+    "reliability",
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+)
 settings.register_profile("reliability-long", parent=settings.get_profile("reliability"), max_examples=400)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reliability"))
 
@@ -38,11 +43,23 @@ def note(key: str, text: str) -> None:
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python -m ragdistill ARGS` in a fresh process (1 torch thread, so runs repeat bit for bit)."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-                "PYTHONHASHSEED": "0", **(env or {})}
+    full_env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONHASHSEED": "0",
+        **(env or {}),
+    }
     full_env.pop("RAGDISTILL_FAULT", None) if not env or "RAGDISTILL_FAULT" not in env else None
-    return subprocess.run([sys.executable, "-m", "ragdistill", *args], cwd=ROOT, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ragdistill", *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001 - pytest hook signature

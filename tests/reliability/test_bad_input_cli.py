@@ -52,7 +52,9 @@ def check_refused(code: int, err: str, path: Path, exc: RagdistillError, outputs
     if line is not None:
         assert f"line {line}" in err, err
     for out in outputs:  # nothing half-written left behind
-        assert not out.exists() or (out.is_dir() and not any(p.is_file() for p in out.rglob("*"))), f"partial output {out}"
+        assert not out.exists() or (out.is_dir() and not any(p.is_file() for p in out.rglob("*"))), (
+            f"partial output {out}"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +87,24 @@ def test_question_file_arguments(case, bom, crlf, tmp_path_factory, capsys, tiny
         check_refused(code, err, path, exc, [])
 
     dest = work / "retrieved.jsonl"
-    code, out, err = run_main(capsys, ["retrieve", "--index", str(tiny_index), "--questions", str(path), "--out", str(dest),
-                                       "--k", "2", "--ks", "1,2", "--no-progress", "--no-verify"])
+    code, out, err = run_main(
+        capsys,
+        [
+            "retrieve",
+            "--index",
+            str(tiny_index),
+            "--questions",
+            str(path),
+            "--out",
+            str(dest),
+            "--k",
+            "2",
+            "--ks",
+            "1,2",
+            "--no-progress",
+            "--no-verify",
+        ],
+    )
     if status == "ok":
         assert code == 0, err
         assert dest.is_file()
@@ -108,25 +126,58 @@ def test_corpus_file_arguments(case, bom, crlf, tmp_path_factory, capsys, tiny_m
     code, out, err = run_main(capsys, ["data", "inspect", str(path)])
     if status == "ok":
         assert code == 0, err
-    elif "duplicate" not in str(exc):   # inspect streams and counts: it does not check id uniqueness
+    elif "duplicate" not in str(exc):  # inspect streams and counts: it does not check id uniqueness
         check_refused(code, err, path, exc, [])
 
     dest = work / "index"
-    code, out, err = run_main(capsys, ["index", "--corpus", str(path), "--out", str(dest), "--retriever",
-                                       tiny_models["retriever"], "--max-length", "32", "--no-progress"])
+    code, out, err = run_main(
+        capsys,
+        [
+            "index",
+            "--corpus",
+            str(path),
+            "--out",
+            str(dest),
+            "--retriever",
+            tiny_models["retriever"],
+            "--max-length",
+            "32",
+            "--no-progress",
+        ],
+    )
     if status == "ok":
         assert code == 0, err
         assert (dest / "manifest.json").is_file()
     else:  # duplicates included: the index store refuses them while building, naming the file and line
         check_refused(code, err, path, exc, [dest])
 
-    if fmt == "passages-jsonl":          # `scores` reads JSONL passages itself (ids optional)
+    if fmt == "passages-jsonl":  # `scores` reads JSONL passages itself (ids optional)
         dest = work / "scores.json"
-        code, out, err = run_main(capsys, ["scores", "--reader", tiny_models["reader"], "--kind", "decoder",
-                                           "--question", "who?", "--answer", "x", "--passages", str(path),
-                                           "--max-prompt-tokens", "128", "--device", "cpu", "--out", str(dest), "--json"])
+        code, out, err = run_main(
+            capsys,
+            [
+                "scores",
+                "--reader",
+                tiny_models["reader"],
+                "--kind",
+                "decoder",
+                "--question",
+                "who?",
+                "--answer",
+                "x",
+                "--passages",
+                str(path),
+                "--max-prompt-tokens",
+                "128",
+                "--device",
+                "cpu",
+                "--out",
+                str(dest),
+                "--json",
+            ],
+        )
         if status == "error" and ("duplicate" in str(exc) or "'id'" in str(exc)):
-            pass                              # ids are optional there, so duplicates/missing ids are accepted
+            pass  # ids are optional there, so duplicates/missing ids are accepted
         elif status == "ok":
             assert code == 0, err
         else:
@@ -142,8 +193,9 @@ def test_config_file_argument(data, prefix, tmp_path_factory, capsys):
     path = work / "config.yaml"
     path.write_bytes(prefix + data)
     out = work / "run"
-    code, _, err = run_main(capsys, ["train", "--config", str(path), "--out", str(out), "--no-progress",
-                                     "--set", "train.steps=0"])
+    code, _, err = run_main(
+        capsys, ["train", "--config", str(path), "--out", str(out), "--no-progress", "--set", "train.steps=0"]
+    )
     assert code == 2, err
     assert "Traceback" not in err and str(path) in err, err
     assert not out.exists()
@@ -152,13 +204,23 @@ def test_config_file_argument(data, prefix, tmp_path_factory, capsys):
 
 def test_missing_files_and_directories(capsys, tmp_path, tiny_index):
     missing = tmp_path / "absent.jsonl"
-    for argv in (["data", "inspect", str(missing)],
-                 ["retrieve", "--index", str(tiny_index), "--questions", str(missing), "--out", str(tmp_path / "o.jsonl")],
-                 ["retrieve", "--index", str(tmp_path / "no-index"), "--questions", str(missing), "--out", str(tmp_path / "o.jsonl")],
-                 ["index", "--corpus", str(missing), "--out", str(tmp_path / "idx")],
-                 ["scores", "--question", "q", "--answer", "a", "--passages", str(missing)],
-                 ["train", "--config", str(missing), "--out", str(tmp_path / "run")],
-                 ["data", "inspect", str(tmp_path)]):
+    for argv in (
+        ["data", "inspect", str(missing)],
+        ["retrieve", "--index", str(tiny_index), "--questions", str(missing), "--out", str(tmp_path / "o.jsonl")],
+        [
+            "retrieve",
+            "--index",
+            str(tmp_path / "no-index"),
+            "--questions",
+            str(missing),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+        ],
+        ["index", "--corpus", str(missing), "--out", str(tmp_path / "idx")],
+        ["scores", "--question", "q", "--answer", "a", "--passages", str(missing)],
+        ["train", "--config", str(missing), "--out", str(tmp_path / "run")],
+        ["data", "inspect", str(tmp_path)],
+    ):
         code, _, err = run_main(capsys, argv)
         assert code == 2 and "Traceback" not in err and "error:" in err, (argv, err)
     assert not any(tmp_path.iterdir())
@@ -184,11 +246,22 @@ def test_scores_passages_with_bom_and_latin1(tmp_path, capsys, tiny_models):
     """Regression: `scores --passages x.jsonl` refused a BOM and crashed (UnicodeDecodeError) on Latin-1 bytes."""
     p = tmp_path / "p.jsonl"
     p.write_bytes(BOM + b'{"id": "a", "text": "Paris is in France."}\r\n{"id": "b", "text": "Rome."}\r\n')
-    base = ["scores", "--reader", tiny_models["reader"], "--kind", "decoder", "--question", "where?", "--answer", "France",
-            "--device", "cpu", "--json"]
+    base = [
+        "scores",
+        "--reader",
+        tiny_models["reader"],
+        "--kind",
+        "decoder",
+        "--question",
+        "where?",
+        "--answer",
+        "France",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     code, out, err = run_main(capsys, [*base, "--passages", str(p)])
     assert code == 0, err
     p.write_bytes(b'{"id": "a", "text": "ok"}\n{"id": "b", "text": "caf\xe9"}\n')
     code, out, err = run_main(capsys, [*base, "--passages", str(p)])
     assert code == 2 and f"{p}, line 2" in err and "Traceback" not in err
-

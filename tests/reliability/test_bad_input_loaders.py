@@ -33,7 +33,8 @@ BOM = b"\xef\xbb\xbf"
 # Text that survives a round trip through every format: printable, no tabs or line breaks, not blank.
 # It does include U+2028/U+0085 (line separators to str.splitlines, not to JSONL) and non-ASCII letters.
 _alphabet = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\t\n\r\x0b\x0c") | st.sampled_from(
-    ["\u2028", "\u2029", "\x85", "é", "中", "😀", "'", '"', "\\"])
+    ["\u2028", "\u2029", "\x85", "é", "中", "😀", "'", '"', "\\"]
+)
 words = st.text(_alphabet, min_size=1, max_size=20).filter(lambda s: s.strip() and s == s.strip())
 
 
@@ -56,7 +57,7 @@ def _lines_bytes(lines: list[str], *, bom: bool, crlf: bool, latin1_line: int | 
 
 
 def outcome(load, path: Path, expect_line: int | None = None):
-    """"error", or ("ok", result); an error must name the file (and `expect_line` when given)."""
+    """ "error", or ("ok", result); an error must name the file (and `expect_line` when given)."""
     count("bad-input cases generated")
     try:
         result = load(path)
@@ -91,9 +92,23 @@ def check_passages(ps) -> None:
 # --------------------------------------------------------------------------- question sets, JSONL
 
 QA_MUTATIONS = [
-    "none", "truncate", "drop_question", "drop_answers", "question_type", "answers_type", "answer_item_type",
-    "empty_question", "empty_answers", "empty_answer_item", "duplicate_id", "not_object", "long_line", "latin1",
-    "bom_inside", "answers_string", "blank_line",
+    "none",
+    "truncate",
+    "drop_question",
+    "drop_answers",
+    "question_type",
+    "answers_type",
+    "answer_item_type",
+    "empty_question",
+    "empty_answers",
+    "empty_answer_item",
+    "duplicate_id",
+    "not_object",
+    "long_line",
+    "latin1",
+    "bom_inside",
+    "answers_string",
+    "blank_line",
 ]
 _bad_values = st.sampled_from([None, 0, 1.5, True, [], {}, ["x"], {"a": 1}])
 _bad_items = st.sampled_from([None, 0, 2.5, False, [], {}, ["nested"], {"text": "x"}])
@@ -104,7 +119,10 @@ def qa_jsonl_case(draw):
     n = draw(st.integers(1, 5))
     fmt = draw(st.sampled_from(["qa-jsonl", "nq-open"]))
     afield = "answers" if fmt == "qa-jsonl" else "answer"
-    recs = [{"id": f"q{i}", "question": draw(words), afield: draw(st.lists(words, min_size=1, max_size=3))} for i in range(n)]
+    recs = [
+        {"id": f"q{i}", "question": draw(words), afield: draw(st.lists(words, min_size=1, max_size=3))}
+        for i in range(n)
+    ]
     if fmt == "nq-open":
         for r in recs:
             r.pop("id")
@@ -156,8 +174,21 @@ def qa_jsonl_case(draw):
         r[afield] = draw(words)  # a single string is accepted as one answer
     elif mutation == "blank_line":
         lines.insert(i, draw(st.sampled_from(["", "   ", "\t"])))
-    if mutation in ("drop_question", "drop_answers", "question_type", "answers_type", "answer_item_type", "empty_question",
-                    "empty_answers", "empty_answer_item", "duplicate_id", "long_line", "latin1", "answers_string", "blank_line"):
+    if mutation in (
+        "drop_question",
+        "drop_answers",
+        "question_type",
+        "answers_type",
+        "answer_item_type",
+        "empty_question",
+        "empty_answers",
+        "empty_answer_item",
+        "duplicate_id",
+        "long_line",
+        "latin1",
+        "answers_string",
+        "blank_line",
+    ):
         if mutation != "blank_line":
             lines[i] = json.dumps(r, ensure_ascii=(mutation != "latin1"))
     return recs, lines, mutation, bad_line, latin1, fmt, afield
@@ -168,8 +199,11 @@ def test_question_jsonl(case, bom, crlf, give_format):
     recs, lines, mutation, bad_line, latin1, fmt, afield = case
     path = _write(_lines_bytes(lines, bom=bom, crlf=crlf, latin1_line=latin1), ".jsonl")
     try:
-        res = outcome(lambda p: load_questions(p, format=fmt if give_format else None), path,
-                      expect_line=None if mutation in ("none", "answers_string", "blank_line", "long_line") else bad_line)
+        res = outcome(
+            lambda p: load_questions(p, format=fmt if give_format else None),
+            path,
+            expect_line=None if mutation in ("none", "answers_string", "blank_line", "long_line") else bad_line,
+        )
         if mutation in ("none", "answers_string", "blank_line", "long_line"):
             assert res != "error", f"valid file refused ({mutation})"
             qs = res[1]
@@ -178,9 +212,20 @@ def test_question_jsonl(case, bom, crlf, give_format):
             for q, r in zip(qs, recs):
                 want = r[afield] if isinstance(r[afield], list) else [r[afield]]
                 assert q.answers == list(dict.fromkeys(want))
-        elif mutation in ("question_type", "answers_type", "answer_item_type", "empty_question", "empty_answers",
-                          "empty_answer_item", "duplicate_id", "not_object", "drop_question", "drop_answers", "latin1",
-                          "bom_inside"):
+        elif mutation in (
+            "question_type",
+            "answers_type",
+            "answer_item_type",
+            "empty_question",
+            "empty_answers",
+            "empty_answer_item",
+            "duplicate_id",
+            "not_object",
+            "drop_question",
+            "drop_answers",
+            "latin1",
+            "bom_inside",
+        ):
             # nq-open + dropped "answer" looks like qa-jsonl with no answers: still an error on that line
             assert res == "error", f"bad record accepted ({mutation})"
         else:  # truncate
@@ -199,8 +244,23 @@ def qa_tsv_case(draw):
     qs = [draw(words.filter(lambda w: not w.startswith('"'))) for _ in range(n)]
     ans = [draw(st.lists(words, min_size=1, max_size=3)) for _ in range(n)]
     lines = [f"{q}\t{a!r}" for q, a in zip(qs, ans)]
-    mutation = draw(st.sampled_from(["none", "no_tab", "bad_literal", "string_literal", "non_string_item", "empty_list",
-                                     "code", "empty_question", "truncate", "latin1", "extra_column"]))
+    mutation = draw(
+        st.sampled_from(
+            [
+                "none",
+                "no_tab",
+                "bad_literal",
+                "string_literal",
+                "non_string_item",
+                "empty_list",
+                "code",
+                "empty_question",
+                "truncate",
+                "latin1",
+                "extra_column",
+            ]
+        )
+    )
     i = draw(st.integers(0, n - 1))
     latin1 = None
     if mutation == "no_tab":
@@ -234,8 +294,11 @@ def test_question_tsv(case, bom, crlf):
     qs, ans, lines, mutation, bad_line, latin1 = case
     path = _write(_lines_bytes(lines, bom=bom, crlf=crlf, latin1_line=latin1), ".tsv")
     try:
-        res = outcome(lambda p: load_questions(p, format="qa-tsv"), path,
-                      expect_line=None if mutation in ("none", "extra_column") else bad_line)
+        res = outcome(
+            lambda p: load_questions(p, format="qa-tsv"),
+            path,
+            expect_line=None if mutation in ("none", "extra_column") else bad_line,
+        )
         if mutation in ("none", "extra_column"):
             assert res != "error"
             check_questions(res[1])
@@ -254,10 +317,31 @@ def test_question_tsv(case, bom, crlf):
 def corpus_case(draw):
     n = draw(st.integers(1, 5))
     fmt = draw(st.sampled_from(["passages-jsonl", "flashrag", "dpr-tsv"]))
-    ps = [{"id": f"p{i}", "title": draw(words.filter(lambda w: not w.startswith('"'))),
-           "text": draw(words.filter(lambda w: not w.startswith('"')))} for i in range(n)]
-    mutation = draw(st.sampled_from(["none", "drop_id", "drop_text", "id_type", "text_type", "empty_text", "duplicate_id",
-                                     "truncate", "latin1", "long_line", "int_id"]))
+    ps = [
+        {
+            "id": f"p{i}",
+            "title": draw(words.filter(lambda w: not w.startswith('"'))),
+            "text": draw(words.filter(lambda w: not w.startswith('"'))),
+        }
+        for i in range(n)
+    ]
+    mutation = draw(
+        st.sampled_from(
+            [
+                "none",
+                "drop_id",
+                "drop_text",
+                "id_type",
+                "text_type",
+                "empty_text",
+                "duplicate_id",
+                "truncate",
+                "latin1",
+                "long_line",
+                "int_id",
+            ]
+        )
+    )
     i = draw(st.integers(0, n - 1))
     if mutation == "duplicate_id" and i == 0:
         mutation = "none"
@@ -291,10 +375,15 @@ def corpus_case(draw):
         if fmt == "flashrag":
             out = {k: v for k, v in rec.items() if k == "id"}
             if "text" in rec:
-                out["contents"] = f'"{rec.get("title", "")}"\n{rec["text"]}' if isinstance(rec["text"], str) else rec["text"]
+                out["contents"] = (
+                    f'"{rec.get("title", "")}"\n{rec["text"]}' if isinstance(rec["text"], str) else rec["text"]
+                )
             return json.dumps(out, ensure_ascii=False)
-        return "\t".join(str(rec.get(k, "")) for k in ("id", "text", "title")) if "id" in rec and "text" in rec \
+        return (
+            "\t".join(str(rec.get(k, "")) for k in ("id", "text", "title"))
+            if "id" in rec and "text" in rec
             else "\t".join(str(rec[k]) for k in ("id", "text", "title") if k in rec)
+        )
 
     lines = [line(r) for r in ps]
     if mutation == "truncate":
@@ -314,8 +403,11 @@ def test_corpus(case, bom, crlf, give_format):
     path = _write(_lines_bytes(lines, bom=bom, crlf=crlf, latin1_line=latin1), ".tsv" if fmt == "dpr-tsv" else ".jsonl")
     ok = ("none", "long_line", "int_id", "tsv_short_title")
     try:
-        res = outcome(lambda p: load_passages(p, format=fmt if give_format else None), path,
-                      expect_line=None if mutation in ok else bad_line)
+        res = outcome(
+            lambda p: load_passages(p, format=fmt if give_format else None),
+            path,
+            expect_line=None if mutation in ok else bad_line,
+        )
         if mutation in ok:
             assert res != "error", f"valid corpus refused ({mutation})"
             check_passages(res[1])
@@ -341,20 +433,60 @@ def json_doc_case(draw):
     fmt = draw(st.sampled_from(["squad", "triviaqa", "dpr-biencoder"]))
     q, a, t = draw(words), draw(words), draw(words)
     if fmt == "squad":
-        doc = {"data": [{"title": t, "paragraphs": [{"context": f"{t} {a}", "qas": [
-            {"id": "x1", "question": q, "answers": [{"text": a, "answer_start": 0}]}]}]}]}
-        targets = [("data",), ("data", 0, "paragraphs"), ("data", 0, "paragraphs", 0, "context"),
-                   ("data", 0, "paragraphs", 0, "qas"), ("data", 0, "paragraphs", 0, "qas", 0, "question"),
-                   ("data", 0, "paragraphs", 0, "qas", 0, "answers"), ("data", 0, "paragraphs", 0, "qas", 0, "answers", 0)]
+        doc = {
+            "data": [
+                {
+                    "title": t,
+                    "paragraphs": [
+                        {
+                            "context": f"{t} {a}",
+                            "qas": [{"id": "x1", "question": q, "answers": [{"text": a, "answer_start": 0}]}],
+                        }
+                    ],
+                }
+            ]
+        }
+        targets = [
+            ("data",),
+            ("data", 0, "paragraphs"),
+            ("data", 0, "paragraphs", 0, "context"),
+            ("data", 0, "paragraphs", 0, "qas"),
+            ("data", 0, "paragraphs", 0, "qas", 0, "question"),
+            ("data", 0, "paragraphs", 0, "qas", 0, "answers"),
+            ("data", 0, "paragraphs", 0, "qas", 0, "answers", 0),
+        ]
     elif fmt == "triviaqa":
-        doc = {"Data": [{"QuestionId": "t1", "Question": q, "Answer": {"Value": a, "Aliases": [a], "NormalizedAliases": [a]}}]}
-        targets = [("Data",), ("Data", 0), ("Data", 0, "Question"), ("Data", 0, "Answer"), ("Data", 0, "Answer", "Aliases"),
-                   ("Data", 0, "Answer", "Value")]
+        doc = {
+            "Data": [
+                {"QuestionId": "t1", "Question": q, "Answer": {"Value": a, "Aliases": [a], "NormalizedAliases": [a]}}
+            ]
+        }
+        targets = [
+            ("Data",),
+            ("Data", 0),
+            ("Data", 0, "Question"),
+            ("Data", 0, "Answer"),
+            ("Data", 0, "Answer", "Aliases"),
+            ("Data", 0, "Answer", "Value"),
+        ]
     else:
-        doc = [{"question": q, "answers": [a], "positive_ctxs": [{"title": t, "text": a, "passage_id": "1"}],
-                "negative_ctxs": [], "hard_negative_ctxs": [{"title": t, "text": q, "passage_id": "2"}]}]
-        targets = [(0, "question"), (0, "answers"), (0, "positive_ctxs"), (0, "positive_ctxs", 0), (0, "positive_ctxs", 0, "text"),
-                   (0, "hard_negative_ctxs", 0, "passage_id")]
+        doc = [
+            {
+                "question": q,
+                "answers": [a],
+                "positive_ctxs": [{"title": t, "text": a, "passage_id": "1"}],
+                "negative_ctxs": [],
+                "hard_negative_ctxs": [{"title": t, "text": q, "passage_id": "2"}],
+            }
+        ]
+        targets = [
+            (0, "question"),
+            (0, "answers"),
+            (0, "positive_ctxs"),
+            (0, "positive_ctxs", 0),
+            (0, "positive_ctxs", 0, "text"),
+            (0, "hard_negative_ctxs", 0, "passage_id"),
+        ]
     damage = draw(st.booleans())
     if damage:
         path = draw(st.sampled_from(targets))
@@ -365,8 +497,13 @@ def json_doc_case(draw):
     return fmt, doc, damage
 
 
-@given(case=json_doc_case(), indent=st.sampled_from([None, 2]), bom=st.booleans(), crlf=st.booleans(),
-       cut=st.none() | st.floats(0.05, 0.95))
+@given(
+    case=json_doc_case(),
+    indent=st.sampled_from([None, 2]),
+    bom=st.booleans(),
+    crlf=st.booleans(),
+    cut=st.none() | st.floats(0.05, 0.95),
+)
 def test_whole_file_json(case, indent, bom, crlf, cut):
     fmt, doc, damage = case
     text = json.dumps(doc, indent=indent, ensure_ascii=False)
@@ -377,8 +514,11 @@ def test_whole_file_json(case, indent, bom, crlf, cut):
         data = data[: max(1, int(len(data) * cut))]
     path = _write(data, ".json")
     try:
-        kinds = {"squad": (load_questions, load_passages), "triviaqa": (load_questions,),
-                 "dpr-biencoder": (load_questions, load_passages)}[fmt]
+        kinds = {
+            "squad": (load_questions, load_passages),
+            "triviaqa": (load_questions,),
+            "dpr-biencoder": (load_questions, load_passages),
+        }[fmt]
         for load in kinds:
             res = outcome(load, path)
             if res != "error":
@@ -392,10 +532,26 @@ def test_whole_file_json(case, indent, bom, crlf, cut):
 # --------------------------------------------------------------------------- anything at all
 
 
-@given(data=st.binary(max_size=600) | st.sampled_from([b"", BOM, b"\n\n", b"\x1f\x8b\x08\x00", b"[", b"{", b"[]", b"{}",
-                                                         b'{"question": "q"}', b"id\ttext\n1\t", b"\xff\xfe{\x00"]),
-       prefix=st.sampled_from([b"", BOM, b'{"question": "q", "answers": ["a"]}\n', b"id\ttext\ttitle\n"]),
-       suffix=st.sampled_from([".jsonl", ".json", ".tsv", ".gz", ""]))
+@given(
+    data=st.binary(max_size=600)
+    | st.sampled_from(
+        [
+            b"",
+            BOM,
+            b"\n\n",
+            b"\x1f\x8b\x08\x00",
+            b"[",
+            b"{",
+            b"[]",
+            b"{}",
+            b'{"question": "q"}',
+            b"id\ttext\n1\t",
+            b"\xff\xfe{\x00",
+        ]
+    ),
+    prefix=st.sampled_from([b"", BOM, b'{"question": "q", "answers": ["a"]}\n', b"id\ttext\ttitle\n"]),
+    suffix=st.sampled_from([".jsonl", ".json", ".tsv", ".gz", ""]),
+)
 def test_random_bytes_never_crash(data, prefix, suffix):
     """Random bytes (after an optional valid start) through detection and both loaders."""
     path = _write(prefix + data, suffix)
@@ -418,7 +574,7 @@ def test_valid_gzip_and_missing_or_directory_paths(tmp_path):
         f.write('{"question": "q1", "answers": ["a"]}\n{"question": "q2", "answers": ["b"]}\n')
     assert [q.question for q in load_questions(p)] == ["q1", "q2"]
     bad = tmp_path / "cut.jsonl.gz"
-    bad.write_bytes(p.read_bytes()[:-12])   # a gzip stream cut short
+    bad.write_bytes(p.read_bytes()[:-12])  # a gzip stream cut short
     assert outcome(load_questions, bad) == "error"
     for load in (load_questions, load_passages):
         assert outcome(load, tmp_path / "absent.jsonl") == "error"
@@ -429,12 +585,19 @@ def test_regressions_found_by_this_suite(tmp_path):
     """Each of these failed before the fix in ragdistill.data (see the report of issue 8)."""
     # 1. a raw U+2028 inside a JSON string (ensure_ascii=False writers) made detection refuse a valid file
     p = tmp_path / "u2028.jsonl"
-    p.write_text(json.dumps({"question": "who\u2028is x", "answers": ["a"]}, ensure_ascii=False) + "\n"
-                 + json.dumps({"question": "q2", "answers": ["b"]}) + "\n", encoding="utf-8")
+    p.write_text(
+        json.dumps({"question": "who\u2028is x", "answers": ["a"]}, ensure_ascii=False)
+        + "\n"
+        + json.dumps({"question": "q2", "answers": ["b"]})
+        + "\n",
+        encoding="utf-8",
+    )
     assert [q.question for q in load_questions(p)] == ["who\u2028is x", "q2"]
     # 2. a Latin-1 line in a UTF-8 file: the error named no line (only a byte offset in a block)
     p = tmp_path / "mixed.jsonl"
-    p.write_bytes(b'{"question":"q1","answers":["a"]}\n{"question":"q2","answers":["b"]}\n{"question":"caf\xe9","answers":["b"]}\n')
+    p.write_bytes(
+        b'{"question":"q1","answers":["a"]}\n{"question":"q2","answers":["b"]}\n{"question":"caf\xe9","answers":["b"]}\n'
+    )
     try:
         load_questions(p)
     except InputError as exc:

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ragdistill.errors import ConfigError
 from ragdistill.config import Config, config_from_dict, load_config
+from ragdistill.errors import ConfigError
 from tests.reliability.conftest import ROOT, count
 
 DEMO = ROOT / "configs" / "demo" / "offshelf_distill.yaml"
@@ -46,7 +46,7 @@ def wrong_values(tp) -> list:
     """Values no field of annotation `tp` may accept."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in (typing.Union, __import__("types").UnionType):
         inner = [a for a in args if a is not type(None)]
         return [v for v in wrong_values(inner[0]) if v is not None] if len(inner) == 1 else []
     if origin is list:
@@ -79,8 +79,10 @@ def test_wrong_type_names_the_key(case):
     assert key.split(".")[-1] in str(err.value)
 
 
-@given(section=st.sampled_from(["", *sorted({k.split(".")[0] for k in LEAVES if "." in k})]),
-       name=st.from_regex(r"[a-z][a-z_]{0,12}", fullmatch=True))
+@given(
+    section=st.sampled_from(["", *sorted({k.split(".")[0] for k in LEAVES if "." in k})]),
+    name=st.from_regex(r"[a-z][a-z_]{0,12}", fullmatch=True),
+)
 def test_unknown_keys_are_refused(section, name):
     count("bad-input cases generated")
     known = {k.split(".")[-1] for k in LEAVES if (k.split(".")[0] == section if section else "." not in k)}
@@ -95,17 +97,48 @@ def test_unknown_keys_are_refused(section, name):
 
 
 IMPOSSIBLE = [
-    ("train.k", 0), ("train.k", -3), ("train.steps", 0), ("train.batch_size", 0), ("train.grad_accum", 0),
-    ("optim.lr_reader", -1e-5), ("optim.lr_retriever", -1.0), ("optim.lr_retriever", float("nan")),
-    ("optim.lr_reader", float("inf")), ("retriever.temperature", 0), ("retriever.temperature", -0.1),
-    ("retriever.temperature", float("nan")), ("signal.tau_gold", 0.0), ("signal.tau_gold", float("-inf")),
-    ("optim.eps", 0), ("optim.betas", [1.0, 0.9]), ("optim.betas", [0.9]), ("optim.min_lr_ratio", 1.5),
-    ("optim.warmup_steps", -1), ("optim.clip_grad_norm", -1), ("eval.ks", []), ("eval.ks", [0, 5]),
-    ("signal.layers", []), ("index.refresh", "every so often"), ("index.refresh", "0"), ("train.regime", "both"),
-    ("signal.name", "vibes"), ("signal.mode", "max"), ("reader.kind", "rnn"), ("reader.dtype", "float8"),
-    ("runtime.device", "tpu"), ("runtime.precision", "fp8"), ("runtime.mixed_precision", "fp8"), ("runtime.gpus", -1), ("data.chunk_words", 0),
-    ("reader.name", ""), ("data.corpus", ""), ("retriever.max_length", 0), ("reader.max_prompt_tokens", -1),
-    ("train.keep_last", 0), ("eval.split", "validation"), ("optim.name", "sgd"),
+    ("train.k", 0),
+    ("train.k", -3),
+    ("train.steps", 0),
+    ("train.batch_size", 0),
+    ("train.grad_accum", 0),
+    ("optim.lr_reader", -1e-5),
+    ("optim.lr_retriever", -1.0),
+    ("optim.lr_retriever", float("nan")),
+    ("optim.lr_reader", float("inf")),
+    ("retriever.temperature", 0),
+    ("retriever.temperature", -0.1),
+    ("retriever.temperature", float("nan")),
+    ("signal.tau_gold", 0.0),
+    ("signal.tau_gold", float("-inf")),
+    ("optim.eps", 0),
+    ("optim.betas", [1.0, 0.9]),
+    ("optim.betas", [0.9]),
+    ("optim.min_lr_ratio", 1.5),
+    ("optim.warmup_steps", -1),
+    ("optim.clip_grad_norm", -1),
+    ("eval.ks", []),
+    ("eval.ks", [0, 5]),
+    ("signal.layers", []),
+    ("index.refresh", "every so often"),
+    ("index.refresh", "0"),
+    ("train.regime", "both"),
+    ("signal.name", "vibes"),
+    ("signal.mode", "max"),
+    ("reader.kind", "rnn"),
+    ("reader.dtype", "float8"),
+    ("runtime.device", "tpu"),
+    ("runtime.precision", "fp8"),
+    ("runtime.mixed_precision", "fp8"),
+    ("runtime.gpus", -1),
+    ("data.chunk_words", 0),
+    ("reader.name", ""),
+    ("data.corpus", ""),
+    ("retriever.max_length", 0),
+    ("reader.max_prompt_tokens", -1),
+    ("train.keep_last", 0),
+    ("eval.split", "validation"),
+    ("optim.name", "sgd"),
 ]
 
 
@@ -128,16 +161,24 @@ def test_more_gpus_than_exist_and_cuda_without_gpu():
     with pytest.raises(ConfigError) as err:
         load_config(DEMO, [f"runtime.gpus={n + 1}"], check_hardware=True)
     assert err.value.key == "runtime.gpus" and f"{n + 1} GPU" in str(err.value)
-    load_config(DEMO, [f"runtime.gpus={n + 1}"], check_hardware=False)   # --dry-run on a laptop still validates the rest
+    load_config(DEMO, [f"runtime.gpus={n + 1}"], check_hardware=False)  # --dry-run on a laptop still validates the rest
     if n == 0:
         with pytest.raises(ConfigError, match="runtime.device"):
             load_config(DEMO, ["runtime.device=cuda"], check_hardware=True)
 
 
-@pytest.mark.parametrize("override,key", [("train.k=0", "train.k"), ("optim.lr_reader=-1e-5", "optim.lr_reader"),
-                                          ("retriever.temperature=0", "retriever.temperature"),
-                                          ("runtime.gpus=64", "runtime.gpus"), ("train.kk=5", "train.kk"),
-                                          ("train.steps=ten", "train.steps"), ("signal.tau_gold=0", "signal.tau_gold")])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("train.k=0", "train.k"),
+        ("optim.lr_reader=-1e-5", "optim.lr_reader"),
+        ("retriever.temperature=0", "retriever.temperature"),
+        ("runtime.gpus=64", "runtime.gpus"),
+        ("train.kk=5", "train.kk"),
+        ("train.steps=ten", "train.steps"),
+        ("signal.tau_gold=0", "signal.tau_gold"),
+    ],
+)
 def test_cli_refuses_before_any_work(override, key, tmp_path, capsys):
     """Exit 2, the key named, and the run directory not even created."""
     from ragdistill.cli.main import main

@@ -25,7 +25,7 @@ def corrupt(path: Path, mode: str, where: float, data: bytes) -> None:
     if mode == "truncate":
         path.write_bytes(raw[:pos])
     elif mode == "flip":
-        path.write_bytes(raw[:pos] + bytes([raw[pos] ^ 0xFF]) + raw[pos + 1:] if raw else b"\x00")
+        path.write_bytes(raw[:pos] + bytes([raw[pos] ^ 0xFF]) + raw[pos + 1 :] if raw else b"\x00")
     elif mode == "append":
         path.write_bytes(raw + (data or b"\x00"))
     elif mode == "junk":
@@ -48,9 +48,15 @@ def _save(root: Path, step: int, seed: int) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=0.1)
     model(torch.randn(2, 4)).sum().backward()
     opt.step()
-    ckpt.save_checkpoint(root, step, modules={"retriever": model}, tensors={"snap": {"w": torch.randn(3)}},
-                         objects={"optimizer": opt.state_dict(), "rng": {"torch": torch.get_rng_state()}},
-                         state={"examples": step * 2}, keep_last=3)
+    ckpt.save_checkpoint(
+        root,
+        step,
+        modules={"retriever": model},
+        tensors={"snap": {"w": torch.randn(3)}},
+        objects={"optimizer": opt.state_dict(), "rng": {"torch": torch.get_rng_state()}},
+        state={"examples": step * 2},
+        keep_last=3,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +67,18 @@ def two_checkpoints(tmp_path_factory) -> Path:
     return root
 
 
-@given(name=st.sampled_from(["retriever.safetensors", "snap.safetensors", "optimizer.pt", "rng.pt", "state.json",
-                             "manifest.json"]),
-       mode=MODES, where=st.floats(0, 1), data=st.binary(min_size=1, max_size=16))
+@given(
+    name=st.sampled_from(
+        ["retriever.safetensors", "snap.safetensors", "optimizer.pt", "rng.pt", "state.json", "manifest.json"]
+    ),
+    mode=MODES,
+    where=st.floats(0, 1),
+    data=st.binary(min_size=1, max_size=16),
+)
 @settings(max_examples=60)
-def test_corrupted_checkpoint_is_refused_and_resume_falls_back(two_checkpoints, tmp_path_factory, name, mode, where, data):
+def test_corrupted_checkpoint_is_refused_and_resume_falls_back(
+    two_checkpoints, tmp_path_factory, name, mode, where, data
+):
     root = tmp_path_factory.mktemp("c") / "checkpoints"
     shutil.copytree(two_checkpoints, root)
     newest = ckpt.checkpoint_dir(root, 2)
@@ -77,8 +90,8 @@ def test_corrupted_checkpoint_is_refused_and_resume_falls_back(two_checkpoints, 
     problems = ckpt.verify_checkpoint(newest)
     assert problems, f"{mode} of {name} went unnoticed"
     assert any(name in p or "manifest.json" in p for p in problems), problems
-    assert ckpt.latest_complete(root) == ckpt.checkpoint_dir(root, 1)   # the previous complete checkpoint
-    assert not ckpt.verify_checkpoint(ckpt.checkpoint_dir(root, 1))   # ... and it is intact
+    assert ckpt.latest_complete(root) == ckpt.checkpoint_dir(root, 1)  # the previous complete checkpoint
+    assert not ckpt.verify_checkpoint(ckpt.checkpoint_dir(root, 1))  # ... and it is intact
     shutil.rmtree(root.parent, ignore_errors=True)
 
 
@@ -88,7 +101,7 @@ def test_loading_a_corrupted_checkpoint_directly_is_refused(two_checkpoints, tmp
     path = ckpt.checkpoint_dir(root, 2)
     f = path / "retriever.safetensors"
     raw = bytearray(f.read_bytes())
-    raw[-3] ^= 0xFF                     # a flipped bit in the weights: a valid safetensors file, wrong numbers
+    raw[-3] ^= 0xFF  # a flipped bit in the weights: a valid safetensors file, wrong numbers
     f.write_bytes(bytes(raw))
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
     with pytest.raises(InputError, match="retriever.safetensors"):
@@ -109,8 +122,13 @@ def tiny_index(tmp_path_factory):
     return out, retriever
 
 
-@given(name=st.sampled_from(["index.faiss", "passages.sqlite", "manifest.json"]), mode=MODES, where=st.floats(0, 1),
-       data=st.binary(min_size=1, max_size=16), verify=st.booleans())
+@given(
+    name=st.sampled_from(["index.faiss", "passages.sqlite", "manifest.json"]),
+    mode=MODES,
+    where=st.floats(0, 1),
+    data=st.binary(min_size=1, max_size=16),
+    verify=st.booleans(),
+)
 @settings(max_examples=60)
 def test_corrupted_index_is_refused(tiny_index, tmp_path_factory, name, mode, where, data, verify):
     from ragdistill.retrieval.index import PassageIndex
@@ -126,7 +144,7 @@ def test_corrupted_index_is_refused(tiny_index, tmp_path_factory, name, mode, wh
     try:
         index = PassageIndex.load(path, retriever=retriever, verify=verify)
     except RagdistillError as exc:
-        assert str(path) in str(exc), str(exc)      # names the directory or the file in it
+        assert str(path) in str(exc), str(exc)  # names the directory or the file in it
     else:
         # only a load that skipped the checksums (verify=False, `--no-verify`) may miss damage, and then
         # only damage that FAISS and SQLite themselves cannot see (or the manifest's unused fields)
@@ -195,7 +213,7 @@ def test_truncated_index_file_is_refused_on_load(tiny_index, tmp_path, name, ver
         assert name in str(err.value)
         count("index files refused on load")
         shutil.copyfile(tiny_index[0] / name, path / name)
-    PassageIndex.load(path, retriever=tiny_index[1]).close()   # restored: loads again
+    PassageIndex.load(path, retriever=tiny_index[1]).close()  # restored: loads again
 
 
 def test_unverified_load_reports_a_damaged_store_read_by_name(tiny_index, tmp_path):
@@ -205,7 +223,7 @@ def test_unverified_load_reports_a_damaged_store_read_by_name(tiny_index, tmp_pa
     path = _copy_index(tiny_index, tmp_path)
     raw = bytearray((path / "passages.sqlite").read_bytes())
     page = 4096
-    for i in range(page, len(raw)):          # every page after the header: SQLite cannot read any row
+    for i in range(page, len(raw)):  # every page after the header: SQLite cannot read any row
         raw[i] ^= 0x5A
     (path / "passages.sqlite").write_bytes(bytes(raw))
     count("corrupted files tried")
@@ -236,13 +254,13 @@ def test_manifest_stays_consistent_after_refresh(tiny_index, tmp_path):
         assert m["files"][name] == sha256_file(again / name) and m["file_sizes"][name] == (again / name).stat().st_size
     assert m["files"]["passages.sqlite"] == before["files"]["passages.sqlite"]
     PassageIndex.load(again, retriever=retriever).close()
-    index = PassageIndex.load(path, retriever=retriever)         # in place, over the directory it was loaded from
+    index = PassageIndex.load(path, retriever=retriever)  # in place, over the directory it was loaded from
     index.refresh(retriever, save_to=path)
     index.close()
     PassageIndex.load(path, retriever=retriever).close()
 
     index = PassageIndex.load(path, retriever=retriever)
-    _flip_in_passage_text(path / "passages.sqlite")               # damaged after the load, before the save
+    _flip_in_passage_text(path / "passages.sqlite")  # damaged after the load, before the save
     count("corrupted files tried")
     with pytest.raises(InputError, match="passages.sqlite"):
         index.refresh(retriever, save_to=tmp_path / "not-saved")
@@ -255,7 +273,9 @@ def test_manifest_stays_consistent_after_refresh(tiny_index, tmp_path):
 
 
 def _final_weights(run: Path) -> dict[str, torch.Tensor]:
-    return {f"{f.parent.name}/{k}": v for f in sorted(run.glob("*/model.safetensors")) for k, v in load_file(str(f)).items()}
+    return {
+        f"{f.parent.name}/{k}": v for f in sorted(run.glob("*/model.safetensors")) for k, v in load_file(str(f)).items()
+    }
 
 
 def test_resume_skips_a_corrupted_newest_checkpoint_and_loses_nothing(tiny_models, tiny_world, tmp_path, caplog):
@@ -288,4 +308,4 @@ def test_resume_skips_a_corrupted_newest_checkpoint_and_loses_nothing(tiny_model
     for k in got:
         assert torch.equal(got[k], want_w[k]), k
     assert json.loads((run / "eval" / "metrics.json").read_text()) == want_eval
-    assert not ckpt.verify_checkpoint(ckpt.checkpoint_dir(run / "checkpoints", 4))   # rewritten whole
+    assert not ckpt.verify_checkpoint(ckpt.checkpoint_dir(run / "checkpoints", 4))  # rewritten whole

@@ -31,7 +31,9 @@ def _model(seed: int) -> torch.nn.Module:
 @pytest.mark.parametrize("fail_at", ["safetensors", "torch.save", "state", "manifest"])
 def test_failing_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch, fail_at):
     root = tmp_path / "checkpoints"
-    ckpt.save_checkpoint(root, 1, modules={"retriever": _model(0)}, objects={"rng": {"t": torch.arange(3)}}, state={"a": 1})
+    ckpt.save_checkpoint(
+        root, 1, modules={"retriever": _model(0)}, objects={"rng": {"t": torch.arange(3)}}, state={"a": 1}
+    )
     before = _tree(root)
     import safetensors.torch
 
@@ -44,17 +46,23 @@ def test_failing_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch, 
 
         def failing(self, *a, **k):
             if self.name == ("state.json" if fail_at == "state" else "manifest.json"):
-                real(self, "{\"step\": ", encoding="utf-8")  # half a file, then the disk is full
+                real(self, '{"step": ', encoding="utf-8")  # half a file, then the disk is full
                 _enospc()
             return real(self, *a, **k)
 
         monkeypatch.setattr(Path, "write_text", failing)
     with pytest.raises(OSError) as err:
-        ckpt.save_checkpoint(root, 2, modules={"retriever": _model(1)}, objects={"rng": {"t": torch.arange(3)}},
-                             state={"a": 2}, keep_last=1)
+        ckpt.save_checkpoint(
+            root,
+            2,
+            modules={"retriever": _model(1)},
+            objects={"rng": {"t": torch.arange(3)}},
+            state={"a": 2},
+            keep_last=1,
+        )
     count("failed writes tried")
     assert err.value.errno == errno.ENOSPC
-    assert _tree(root) == before                                 # byte for byte, nothing added, nothing pruned
+    assert _tree(root) == before  # byte for byte, nothing added, nothing pruned
     assert [p.name for p in root.iterdir()] == ["step-000000001"]  # no temporary debris either
     assert ckpt.latest_complete(root) == ckpt.checkpoint_dir(root, 1)
     m = _model(5)
@@ -111,22 +119,29 @@ def test_failing_index_write_keeps_the_previous_index(built_index, monkeypatch, 
     index.close()
 
 
-@pytest.mark.skipif(not (shutil.which("mount") and os.geteuid() == 0 and os.path.isdir("/dev/shm")),
-                    reason="needs a small tmpfs; the monkeypatched writers above cover the logic")
+@pytest.mark.skipif(
+    not (shutil.which("mount") and os.geteuid() == 0 and os.path.isdir("/dev/shm")),
+    reason="needs a small tmpfs; the monkeypatched writers above cover the logic",
+)
 def test_real_full_filesystem(tmp_path):
     """A real 1 MiB tmpfs: a checkpoint bigger than the free space fails with ENOSPC, the old one stays."""
     import subprocess
 
     mnt = tmp_path / "small"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (no privileges in this container)")
     try:
         root = mnt / "checkpoints"
         ckpt.save_checkpoint(root, 1, modules={"retriever": torch.nn.Linear(16, 16)})
         before = _tree(root)
-        with pytest.raises(Exception, match="No space left"):   # OSError, or safetensors' own error type
-            ckpt.save_checkpoint(root, 2, modules={"retriever": torch.nn.Linear(512, 512)}, keep_last=1)  # 1 MiB of weights
+        with pytest.raises(Exception, match="No space left"):  # OSError, or safetensors' own error type
+            ckpt.save_checkpoint(
+                root, 2, modules={"retriever": torch.nn.Linear(512, 512)}, keep_last=1
+            )  # 1 MiB of weights
         count("failed writes tried")
         assert _tree(root) == before and ckpt.latest_complete(root) == ckpt.checkpoint_dir(root, 1)
     finally:
@@ -145,19 +160,25 @@ def test_cli_reports_a_full_disk_without_a_traceback(tmp_path, monkeypatch, caps
     retriever_dir = tmp_path / "retriever"
     make_tiny_retriever(seed=0).save_pretrained(retriever_dir)
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"id": p.id, "title": p.title, "text": p.text}) + "\n"
-                              for p in synthetic_passages(12, seed=0)))
+    corpus.write_text(
+        "".join(
+            json.dumps({"id": p.id, "title": p.title, "text": p.text}) + "\n" for p in synthetic_passages(12, seed=0)
+        )
+    )
 
     class WrappedError(Exception):  # a library's own type around the OS error, as safetensors and FAISS do
         pass
 
     def full(*args, **kwargs):
-        raise WrappedError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
-                           "message: \"No space left on device\" })")
+        raise WrappedError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
 
     monkeypatch.setattr(faiss, "write_index", full)
     out = tmp_path / "index"
-    code = main(["index", "--corpus", str(corpus), "--retriever", str(retriever_dir), "--out", str(out), "--no-progress"])
+    code = main(
+        ["index", "--corpus", str(corpus), "--retriever", str(retriever_dir), "--out", str(out), "--no-progress"]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "the disk is full" in err and "Traceback" not in err and "free some space" in err
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".index")]

@@ -28,8 +28,9 @@ TIMING = ("steps_per_s", "peak_mem_mb", "seconds")
 
 def train_args(models: dict[str, str], world: dict[str, str], out: Path, *extra: str) -> list[str]:
     """A 6-step joint run on the tiny models: checkpoints at 2, 4, 6 (two kept), index refreshed at 2 and 4."""
-    sets = tiny_overrides(models, world, **{"train.steps": 6, "train.keep_last": 2, "eval.every": 0,
-                                            "runtime.threads": 1})
+    sets = tiny_overrides(
+        models, world, **{"train.steps": 6, "train.keep_last": 2, "eval.every": 0, "runtime.threads": 1}
+    )
     args = ["train", "--config", str(CONFIG), "--out", str(out), "--no-progress", *extra]
     for s in sets:
         args += ["--set", s]
@@ -42,7 +43,9 @@ def assert_same_run(a: Path, b: Path) -> None:
     for k in wa:
         assert torch.equal(wa[k], wb[k]), f"{k} differs from the unbroken run"
     assert run_metrics(a, TIMING) == run_metrics(b, TIMING)
-    assert json.loads((a / "eval" / "metrics.json").read_text()) == json.loads((b / "eval" / "metrics.json").read_text())
+    assert json.loads((a / "eval" / "metrics.json").read_text()) == json.loads(
+        (b / "eval" / "metrics.json").read_text()
+    )
     assert (a / "eval" / "predictions.jsonl").read_text() == (b / "eval" / "predictions.jsonl").read_text()
     sa, sb = (json.loads((r / "completed.json").read_text().replace(str(r), "<run>")) for r in (a, b))
     assert {k: v for k, v in sa.items() if k not in TIMING} == {k: v for k, v in sb.items() if k not in TIMING}
@@ -76,7 +79,7 @@ def test_three_kills_then_resume_equals_unbroken_run(unbroken, tiny_models, tiny
     assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
     debris = [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".step-000000004")]
     assert debris, "the kill should have left the half-written checkpoint under its temporary name"
-    assert steps_on_disk(run) == [2]                         # the half-written one is invisible
+    assert steps_on_disk(run) == [2]  # the half-written one is invisible
     count("kill points tested")
 
     # 3. the next resumption is killed during the index refresh at step 4 (checkpoint 4 holds index_step=2)
@@ -116,7 +119,10 @@ def test_fault_spec_parsing(monkeypatch):
     from ragdistill.utils import faults
 
     assert faults.parse("step:3, checkpoint_write:1:sigint,index_refresh") == {
-        "step": (3, signal.SIGKILL), "checkpoint_write": (1, signal.SIGINT), "index_refresh": (1, signal.SIGKILL)}
+        "step": (3, signal.SIGKILL),
+        "checkpoint_write": (1, signal.SIGINT),
+        "index_refresh": (1, signal.SIGKILL),
+    }
     for bad in ("step:0", ":2", "step:x", "step:1:SIGNOPE", "a:1:2:3"):
         with pytest.raises((ValueError, KeyError)):
             faults.parse(bad)
@@ -127,7 +133,7 @@ def test_fault_spec_parsing(monkeypatch):
     for _ in range(4):
         faults.maybe_fault("step")
         faults.maybe_fault("checkpoint_write")
-    assert sent == [signal.SIGINT]           # only the 2nd hit of the named point fires, once
+    assert sent == [signal.SIGINT]  # only the 2nd hit of the named point fires, once
     monkeypatch.delenv(faults.ENV)
     faults.maybe_fault("step")
     assert sent == [signal.SIGINT]

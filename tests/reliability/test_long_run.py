@@ -28,10 +28,24 @@ STEPS = int(os.environ.get("RAGDISTILL_LONG_STEPS", "2000"))
 
 @pytest.mark.slow
 def test_rss_and_open_files_stay_flat_over_a_long_run(tiny_models, tiny_world, tmp_path, monkeypatch):
-    cfg = load_config(CONFIG, tiny_overrides(tiny_models, tiny_world, **{
-        "train.steps": STEPS, "index.refresh": "200", "eval.every": 500, "train.log_every": 10,
-        "train.save_every": 500, "train.keep_last": 2, "eval.final": False, "data.max_dev": 4,
-        "runtime.threads": 1}))
+    cfg = load_config(
+        CONFIG,
+        tiny_overrides(
+            tiny_models,
+            tiny_world,
+            **{
+                "train.steps": STEPS,
+                "index.refresh": "200",
+                "eval.every": 500,
+                "train.log_every": 10,
+                "train.save_every": 500,
+                "train.keep_last": 2,
+                "eval.final": False,
+                "data.max_dev": 4,
+                "runtime.threads": 1,
+            },
+        ),
+    )
     proc = psutil.Process()
     curve: list[tuple[int, float, int]] = []
     real = loop.maybe_fault
@@ -51,8 +65,11 @@ def test_rss_and_open_files_stay_flat_over_a_long_run(tiny_models, tiny_world, t
     growth = warm[-1][1] - warm[0][1]
     print("\nRSS curve (step, MB, open fds): " + ", ".join(f"({s}, {m:.1f}, {f})" for s, m, f in curve))
     print(f"RSS growth after warm-up: {growth:.1f} MB over {warm[-1][0] - warm[0][0]} steps (bound {RSS_BOUND_MB} MB)")
-    note("RSS growth measured", f"{growth:.1f} MB over {warm[-1][0] - warm[0][0]} steps after a {warm[0][0]}-step "
-                                f"warm-up (bound {RSS_BOUND_MB} MB; fds {warm[0][2]} -> {warm[-1][2]})")
+    note(
+        "RSS growth measured",
+        f"{growth:.1f} MB over {warm[-1][0] - warm[0][0]} steps after a {warm[0][0]}-step "
+        f"warm-up (bound {RSS_BOUND_MB} MB; fds {warm[0][2]} -> {warm[-1][2]})",
+    )
     assert growth < RSS_BOUND_MB
     assert warm[-1][2] <= warm[0][2] + 2, curve
 
@@ -66,12 +83,12 @@ def test_a_torn_last_line_is_repaired_on_resume_with_a_warning(tmp_path, caplog)
         log.log({"step": step, "kind": "train", "loss": 1.0 / step})
     log.close()
     good = (out / "metrics.jsonl").read_text()
-    with open(out / "metrics.jsonl", "a") as f:      # a kill in the middle of writing step 5's record
+    with open(out / "metrics.jsonl", "a") as f:  # a kill in the middle of writing step 5's record
         f.write('{"step": 5, "kind": "tra')
     events = sorted((out / "tensorboard").glob("events.*"))
     assert events
     data = events[-1].read_bytes()
-    events[-1].write_bytes(data[:-7])               # ... and of its TensorBoard record
+    events[-1].write_bytes(data[:-7])  # ... and of its TensorBoard record
     with caplog.at_level(logging.WARNING):
         log = MetricsLog(out)
         log.open(4, resumed=True)
@@ -85,6 +102,6 @@ def test_a_torn_last_line_is_repaired_on_resume_with_a_warning(tmp_path, caplog)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(out / "tensorboard"))
-    acc.Reload()                                    # the torn file is read up to its cut, the new one whole
+    acc.Reload()  # the torn file is read up to its cut, the new one whole
     steps = sorted({e.step for e in acc.Scalars("train/loss")})
     assert steps[-1] == 5 and set(steps) >= {1, 2, 3, 5}

@@ -22,14 +22,19 @@ def test_missing_model(what, where, tmp_path):
     path = tmp_path / "no-such-model"
     if where == "empty_dir":
         path.mkdir()
-    load = {"causal_lm": models.load_causal_lm, "encoder": models.load_encoder, "reader": get_reader,
-            "retriever": BiEncoderRetriever.from_pretrained, "tokenizer": models.load_tokenizer}[what]
+    load = {
+        "causal_lm": models.load_causal_lm,
+        "encoder": models.load_encoder,
+        "reader": get_reader,
+        "retriever": BiEncoderRetriever.from_pretrained,
+        "tokenizer": models.load_tokenizer,
+    }[what]
     with pytest.raises(ModelError) as err:
         load(str(path))
     count("bad-input cases generated")
     msg = str(err.value)
     assert "no-such-model" in msg
-    assert "pass" in msg.lower() or "install" in msg.lower()       # says what to do
+    assert "pass" in msg.lower() or "install" in msg.lower()  # says what to do
 
 
 def test_bundled_model_package_missing(monkeypatch):
@@ -55,8 +60,16 @@ def test_unsupported_architecture_for_attention_extraction():
     from ragdistill.readers.decoder import DecoderReader
 
     tok = _tiny_tok()
-    cfg = Gemma2Config(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=256)
+    cfg = Gemma2Config(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        max_position_embeddings=256,
+    )
     reader = DecoderReader(Gemma2ForCausalLM(cfg), tok, max_prompt_tokens=64)
     with pytest.raises(ModelError) as err:
         reader.attention_scores("Who?", [Passage("1", "T", "Some text.")], "Someone")
@@ -69,7 +82,9 @@ def test_encoder_decoder_model_given_as_a_decoder():
     from ragdistill.readers.decoder import DecoderReader
 
     tok = _tiny_tok()
-    model = T5ForConditionalGeneration(T5Config(vocab_size=len(tok), d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8))
+    model = T5ForConditionalGeneration(
+        T5Config(vocab_size=len(tok), d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8)
+    )
     with pytest.raises(ModelError, match="fid"):
         DecoderReader(model, tok)
 
@@ -85,8 +100,19 @@ def test_tokenizer_without_the_needed_special_tokens():
     tok.pad_token = None
     tok.sep_token = None
     tok.eos_token = None
-    model = T5ForConditionalGeneration(T5Config(vocab_size=len(tok), d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8,
-                                                pad_token_id=None, eos_token_id=None, decoder_start_token_id=None))
+    model = T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=len(tok),
+            d_model=16,
+            d_ff=32,
+            num_layers=1,
+            num_heads=2,
+            d_kv=8,
+            pad_token_id=None,
+            eos_token_id=None,
+            decoder_start_token_id=None,
+        )
+    )
     model.generation_config.eos_token_id = None
     model.generation_config.decoder_start_token_id = None
     model.generation_config.pad_token_id = None
@@ -111,12 +137,12 @@ def test_passage_longer_than_the_context_window(tiny_models):
         assert res.input_ids.numel() <= window and torch.isfinite(res.passage_scores).all()
     try:
         out = reader.generate(["What word?"], [[long]])
-    except ConfigError as exc:   # the message names the option and the fix
+    except ConfigError as exc:  # the message names the option and the fix
         assert "max_prompt_tokens" in str(exc) and str(window) in str(exc)
     else:
         assert isinstance(out[0], str)
     clipped = DecoderReader(tiny_models["reader"], device="cpu", max_new_tokens=2, max_prompt_tokens=128)
-    res = clipped.attention_scores("What word?", [long, Passage("2", "S", "short")], "word")   # the fix works
+    res = clipped.attention_scores("What word?", [long, Passage("2", "S", "short")], "word")  # the fix works
     assert res.input_ids.numel() <= 128 + 4 and torch.isfinite(res.passage_scores).all()
     with pytest.raises(RagdistillError):
         DecoderReader(tiny_models["reader"], device="cpu", max_prompt_tokens=0)

@@ -39,19 +39,23 @@ def score_rows(draw):
         x[:, draw(st.integers(0, k - 1))] = draw(st.sampled_from([1e4, -1e4, 6e4]))
         return x
     if kind == "tiny":
-        return torch.tensor(draw(st.lists(st.floats(0, 1e-38), min_size=b * k, max_size=b * k)), dtype=torch.float64).view(b, k)
+        return torch.tensor(
+            draw(st.lists(st.floats(0, 1e-38), min_size=b * k, max_size=b * k)), dtype=torch.float64
+        ).view(b, k)
     vals = draw(st.lists(st.floats(-6e4, 6e4, allow_nan=False), min_size=b * k, max_size=b * k))
     return torch.tensor(vals, dtype=torch.float64).view(b, k)
 
 
-@given(S=score_rows(), s=score_rows(), tau=TEMPS, theta=TEMPS, dtype=DTYPES, mode=st.sampled_from(["softmax", "normalize"]))
+@given(
+    S=score_rows(), s=score_rows(), tau=TEMPS, theta=TEMPS, dtype=DTYPES, mode=st.sampled_from(["softmax", "normalize"])
+)
 def test_targets_and_loss_stay_finite(S, s, tau, theta, dtype, mode):
     count("numerical edge cases generated")
     if s.shape != S.shape:
         s = s.flatten()[: S.numel()].reshape(S.shape) if s.numel() >= S.numel() else torch.zeros_like(S)
     S, s = S.to(dtype), s.to(dtype)
     if mode == "normalize":
-        S = S.abs()                         # normalize needs non-negative scores (attention is)
+        S = S.abs()  # normalize needs non-negative scores (attention is)
     p = target(S, tau, mode)
     assert torch.isfinite(p).all() and (p >= 0).all()
     assert torch.allclose(p.double().sum(-1), torch.ones(S.shape[0], dtype=torch.float64), atol=1e-2)
@@ -63,7 +67,7 @@ def test_targets_and_loss_stay_finite(S, s, tau, theta, dtype, mode):
     loss.backward()
     assert torch.isfinite(s.grad).all()
     if S.shape[1] == 1:
-        assert loss.item() == pytest.approx(0.0, abs=1e-6)   # one passage: nothing to distil
+        assert loss.item() == pytest.approx(0.0, abs=1e-6)  # one passage: nothing to distil
 
 
 def test_equal_scores_give_uniform_targets():
@@ -80,7 +84,7 @@ def test_nonfinite_scores_make_the_loss_nonfinite_not_silently_wrong(bad):
     s = torch.tensor([[0.1, 0.2, 0.3]], requires_grad=True)
     loss = distillation_loss(s, S, 0.1, 1.0)
     if bad == float("-inf"):
-        assert torch.isfinite(loss)          # -inf is a legitimate "never this passage" score
+        assert torch.isfinite(loss)  # -inf is a legitimate "never this passage" score
     else:
         assert not torch.isfinite(loss)
 
@@ -103,9 +107,18 @@ def tiny_reader(tiny_models):
     return DecoderReader(tiny_models["reader"], device="cpu", max_prompt_tokens=120, max_new_tokens=2)
 
 
-PASSAGES = [Passage(str(i), f"T{i}", t) for i, t in enumerate(
-    ["Paris is the capital of France.", "The Nile flows north.", "Copper conducts heat.", "Owls hunt at night.",
-     "Tea comes from leaves."])]
+PASSAGES = [
+    Passage(str(i), f"T{i}", t)
+    for i, t in enumerate(
+        [
+            "Paris is the capital of France.",
+            "The Nile flows north.",
+            "Copper conducts heat.",
+            "Owls hunt at night.",
+            "Tea comes from leaves.",
+        ]
+    )
+]
 
 
 @pytest.mark.parametrize("k", [1, 2, 5])
@@ -113,7 +126,11 @@ PASSAGES = [Passage(str(i), f"T{i}", t) for i, t in enumerate(
 def test_attention_signal_is_finite_for_small_k_and_one_token_answers(tiny_reader, k, answer):
     res = tiny_reader.attention_scores("What is the capital of France?", PASSAGES[:k], answer)
     count("numerical edge cases generated")
-    assert res.passage_scores.shape == (k,) and torch.isfinite(res.passage_scores).all() and (res.passage_scores >= 0).all()
+    assert (
+        res.passage_scores.shape == (k,)
+        and torch.isfinite(res.passage_scores).all()
+        and (res.passage_scores >= 0).all()
+    )
     assert torch.isfinite(target(res.passage_scores, 0.1)).all()
     ppl = tiny_reader.perplexity_scores("What is the capital of France?", PASSAGES[:k], answer)
     assert torch.isfinite(ppl).all()
@@ -150,8 +167,17 @@ def test_infinite_signal_skips_the_step_names_the_batch_and_keeps_weights(tiny_m
 
     argv = train_args(tiny_models, tiny_world, tmp_path / "run")
     sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
-    cfg = load_config(CONFIG, [*sets, "train.regime=retriever", "train.steps=3", "eval.final=false", "train.save_every=0",
-                               "optim.lr_retriever=1e-2"])
+    cfg = load_config(
+        CONFIG,
+        [
+            *sets,
+            "train.regime=retriever",
+            "train.steps=3",
+            "eval.final=false",
+            "train.save_every=0",
+            "optim.lr_retriever=1e-2",
+        ],
+    )
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     trainer.setup()
     real = trainer.signal_fn
@@ -161,27 +187,29 @@ def test_infinite_signal_skips_the_step_names_the_batch_and_keeps_weights(tiny_m
         calls["n"] += 1
         S = real(*args, **kwargs)
         b = cfg.train.batch_size
-        return S * float("inf") if b < calls["n"] <= 2 * b else S   # the 2nd step's batch
+        return S * float("inf") if b < calls["n"] <= 2 * b else S  # the 2nd step's batch
 
     import dataclasses
 
-    trainer.signal = dataclasses.replace(trainer.signal, fn=broken, batch=None)   # one question per call
+    trainer.signal = dataclasses.replace(trainer.signal, fn=broken, batch=None)  # one question per call
     trainer.train_step()
     after_first = {k: v.clone() for k, v in trainer.retriever.state_dict().items()}
     with caplog.at_level("WARNING"):
         rec = trainer.train_step()
     count("non-finite losses injected")
     assert rec["skipped"] and trainer.state.skipped_steps == 1
-    assert "step 1 skipped" in caplog.text and "demo-train" in caplog.text    # names the batch's question ids
+    assert "step 1 skipped" in caplog.text and "demo-train" in caplog.text  # names the batch's question ids
     now = trainer.retriever.state_dict()
-    assert all(torch.equal(after_first[k], now[k]) for k in now)              # no update from the bad batch
+    assert all(torch.equal(after_first[k], now[k]) for k in now)  # no update from the bad batch
     assert all(torch.isfinite(v).all() for v in now.values() if v.is_floating_point())
-    rec = trainer.train_step()                                                # and training goes on
+    rec = trainer.train_step()  # and training goes on
     assert not rec["skipped"] and math.isfinite(rec["loss"]) and trainer.state.step == 3
     trainer._close_logs()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16/bf16 autocast on a GPU needs CUDA (CPU bf16 is covered above)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="fp16/bf16 autocast on a GPU needs CUDA (CPU bf16 is covered above)"
+)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_on_gpu(tiny_models, dtype):
     from ragdistill.readers.decoder import DecoderReader

@@ -55,19 +55,21 @@ def test_time_budget_stops_before_the_next_step_would_overrun(monkeypatch):
     monkeypatch.setattr(stop_mod, "_clock", lambda: now[0])
     s = stop_mod.StopRequest(deadline=35.0)
     stopped_at = None
-    for step in range(1, 10):            # 10 s steps, checkpoints take 2 s
+    for step in range(1, 10):  # 10 s steps, checkpoints take 2 s
         now[0] += 10.0
         s.observe_step(10.0)
         s.observe_save(2.0)
         if s.time_is_up():
             stopped_at = step
             break
-    assert stopped_at == 3 and s.reason == "max-time"     # at t=30, a 10 s step + 2 s save would end past 35
-    assert stop_mod.StopRequest().time_is_up() is False   # no deadline: never
+    assert stopped_at == 3 and s.reason == "max-time"  # at t=30, a 10 s step + 2 s save would end past 35
+    assert stop_mod.StopRequest().time_is_up() is False  # no deadline: never
 
 
-@pytest.mark.parametrize("text,seconds", [("3h50m", 13800), ("90m", 5400), ("01:30:00", 5400), ("5400", 5400),
-                                          ("45s", 45), ("1d2h", 93600), ("1.5h", 5400)])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [("3h50m", 13800), ("90m", 5400), ("01:30:00", 5400), ("5400", 5400), ("45s", 45), ("1d2h", 93600), ("1.5h", 5400)],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 

@@ -19,8 +19,10 @@ from ragdistill.training.rundir import LOCK, STALE_AFTER_S, RunDirLocked, RunLoc
 from tests.reliability.conftest import ROOT, count, run_cli
 from tests.reliability.test_kill_resume import train_args
 
-HOLD = "import sys, time; from ragdistill.training.rundir import RunLock; RunLock(sys.argv[1]).acquire(); " \
-       "print('held', flush=True); time.sleep(120)"
+HOLD = (
+    "import sys, time; from ragdistill.training.rundir import RunLock; RunLock(sys.argv[1]).acquire(); "
+    "print('held', flush=True); time.sleep(120)"
+)
 
 
 def _holder(d: Path) -> subprocess.Popen:
@@ -49,8 +51,8 @@ def test_a_live_holder_refuses_a_second_run_and_a_dead_ones_lock_is_taken_over(t
         assert json.loads((d / LOCK).read_text())["pid"] == os.getpid()
         assert lock._fd is not None
     assert f"taking over a stale lock on {d}: pid {p.pid}" in caplog.text and "its process is gone" in caplog.text
-    assert (d / LOCK).read_text() == ""          # released cleanly: an empty record
-    with RunLock(d):                              # and taken again without a warning
+    assert (d / LOCK).read_text() == ""  # released cleanly: an empty record
+    with RunLock(d):  # and taken again without a warning
         pass
 
 

@@ -32,28 +32,32 @@ class _Exploit:
 
 def test_malicious_pickle_in_a_checkpoint_is_refused(tmp_path):
     root = tmp_path / "checkpoints"
-    path = ckpt.save_checkpoint(root, 1, modules={"retriever": torch.nn.Linear(2, 2)},
-                                objects={"optimizer": {"state": {}, "param_groups": []}})
+    path = ckpt.save_checkpoint(
+        root, 1, modules={"retriever": torch.nn.Linear(2, 2)}, objects={"optimizer": {"state": {}, "param_groups": []}}
+    )
     marker = tmp_path / "pwned"
-    torch.save({"state": _Exploit(marker)}, path / "optimizer.pt")          # the attacker replaces the file ...
-    manifest = json.loads((path / "manifest.json").read_text())              # ... and fixes up the manifest too
-    manifest["files"]["optimizer.pt"] = {"sha256": sha256_file(path / "optimizer.pt"),
-                                         "bytes": (path / "optimizer.pt").stat().st_size}
+    torch.save({"state": _Exploit(marker)}, path / "optimizer.pt")  # the attacker replaces the file ...
+    manifest = json.loads((path / "manifest.json").read_text())  # ... and fixes up the manifest too
+    manifest["files"]["optimizer.pt"] = {
+        "sha256": sha256_file(path / "optimizer.pt"),
+        "bytes": (path / "optimizer.pt").stat().st_size,
+    }
     (path / "manifest.json").write_text(json.dumps(manifest))
-    assert ckpt.verify_checkpoint(path) == []                                # checksums cannot help here
+    assert ckpt.verify_checkpoint(path) == []  # checksums cannot help here
     with pytest.raises(InputError, match="optimizer.pt"):
-        ckpt.load_object(path, "optimizer")                                  # weights_only=True refuses the code
+        ckpt.load_object(path, "optimizer")  # weights_only=True refuses the code
     count("corrupted files tried")
     assert not marker.exists()
 
 
 def test_weight_files_are_safetensors_not_pickle(tmp_path):
-    path = ckpt.save_checkpoint(tmp_path / "c", 1, modules={"reader": torch.nn.Linear(3, 3)},
-                                tensors={"snap": {"w": torch.ones(2)}})
+    path = ckpt.save_checkpoint(
+        tmp_path / "c", 1, modules={"reader": torch.nn.Linear(3, 3)}, tensors={"snap": {"w": torch.ones(2)}}
+    )
     for name in ("reader.safetensors", "snap.safetensors"):
         head = (path / name).read_bytes()[:8]
-        assert int.from_bytes(head, "little") < 10_000_000      # safetensors: a little-endian JSON header length
-        assert not (path / name).read_bytes().startswith(b"\x80")   # not a pickle stream
+        assert int.from_bytes(head, "little") < 10_000_000  # safetensors: a little-endian JSON header length
+        assert not (path / name).read_bytes().startswith(b"\x80")  # not a pickle stream
 
 
 def _calls(pattern: str) -> list[tuple[str, int, str]]:
@@ -70,8 +74,16 @@ def test_source_never_unpickles_untrusted_data_or_trusts_remote_code():
     """A static scan of the package: every torch.load is weights_only=True; no pickle/eval/unsafe YAML."""
     loads = _calls(r"torch\.load\(")
     assert all("weights_only=True" in line for _, _, line in loads), loads
-    for pattern in (r"\bpickle\.loads?\(", r"allow_pickle\s*=\s*True", r"\byaml\.load\(", r"(?<![\w.])eval\(",
-                    r"(?<![\w.])exec\(", r"trust_remote_code\s*=\s*True", r"yaml\.unsafe_load", r"yaml\.full_load"):
+    for pattern in (
+        r"\bpickle\.loads?\(",
+        r"allow_pickle\s*=\s*True",
+        r"\byaml\.load\(",
+        r"(?<![\w.])eval\(",
+        r"(?<![\w.])exec\(",
+        r"trust_remote_code\s*=\s*True",
+        r"yaml\.unsafe_load",
+        r"yaml\.full_load",
+    ):
         assert not _calls(pattern), (pattern, _calls(pattern))
 
 
@@ -79,10 +91,19 @@ def _custom_code_model(tmp_path: Path) -> tuple[Path, Path]:
     d = tmp_path / "remote-code-model"
     d.mkdir()
     marker = tmp_path / "custom-code-ran"
-    (d / "config.json").write_text(json.dumps({
-        "model_type": "ragdistill-evil", "architectures": ["EvilModel"],
-        "auto_map": {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel", "AutoModelForCausalLM": "evil.EvilModel"},
-    }))
+    (d / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "ragdistill-evil",
+                "architectures": ["EvilModel"],
+                "auto_map": {
+                    "AutoConfig": "evil.EvilConfig",
+                    "AutoModel": "evil.EvilModel",
+                    "AutoModelForCausalLM": "evil.EvilModel",
+                },
+            }
+        )
+    )
     (d / "evil.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
     return d, marker
 
@@ -93,8 +114,12 @@ def test_remote_code_is_not_run_without_the_flag(tmp_path, what):
     from ragdistill.readers import detect_kind
 
     d, marker = _custom_code_model(tmp_path)
-    load = {"causal_lm": models.load_causal_lm, "encoder": models.load_encoder, "reader_kind": detect_kind,
-            "tokenizer": models.load_tokenizer}[what]
+    load = {
+        "causal_lm": models.load_causal_lm,
+        "encoder": models.load_encoder,
+        "reader_kind": detect_kind,
+        "tokenizer": models.load_tokenizer,
+    }[what]
     with pytest.raises(ModelError) as err:
         load(str(d))
     assert str(d) in str(err.value) or "remote-code-model" in str(err.value)
@@ -126,7 +151,9 @@ def test_a_run_writes_only_inside_its_directory(tiny_models, tiny_world, tmp_pat
     sets += ["name=../../../escaped", "description=../../../escaped/also", "train.steps=2", "eval.final=false"]
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
     train(load_config(CONFIG, sets), run, progress=False)
-    new_or_changed = [p for p in tmp_path.rglob("*") if p not in before or (p.is_file() and p.stat().st_mtime_ns != before[p])]
+    new_or_changed = [
+        p for p in tmp_path.rglob("*") if p not in before or (p.is_file() and p.stat().st_mtime_ns != before[p])
+    ]
     outside = [p for p in new_or_changed if run not in p.parents and p not in (run, box / "runs")]
     assert not outside, outside
     assert not list(tmp_path.rglob("escaped*")) and not (ROOT.parent / "escaped").exists()

@@ -137,7 +137,7 @@ def test_corrupted_or_truncated_files_are_refused(built, name):
     path = index.path / name
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    for verify in (True, False):   # a size check, free: also without the hashing
+    for verify in (True, False):  # a size check, free: also without the hashing
         with pytest.raises(InputError, match="truncated") as err:
             PassageIndex.load(index.path, verify=verify)
         assert name in str(err.value)
@@ -179,7 +179,9 @@ def test_bad_inputs(tmp_path, tiny_retriever):
         PassageIndex.build(synthetic_passages(3), tiny_retriever, tmp_path / "notes", progress=False)
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
     with pytest.raises(ConfigError, match="faiss_type"):
-        PassageIndex.build(synthetic_passages(3), tiny_retriever, tmp_path / "f", faiss_type="NoSuchIndex", progress=False)
+        PassageIndex.build(
+            synthetic_passages(3), tiny_retriever, tmp_path / "f", faiss_type="NoSuchIndex", progress=False
+        )
 
 
 def test_ivf_and_hnsw_factory_strings(tmp_path, tiny_retriever):
@@ -325,7 +327,7 @@ def test_flat_search_equals_faiss_indexflatip_at_every_batch_size(nq):
     ref.add(x)
     before = faiss.cvar.distance_compute_blas_threshold
     scores, rows = PassageIndex(flat, None, {"model": "synthetic"}).search(q, 10)
-    assert faiss.cvar.distance_compute_blas_threshold == before        # the process-wide setting is restored
+    assert faiss.cvar.distance_compute_blas_threshold == before  # the process-wide setting is restored
     want_s, want_r = ref.search(q, 10)
     np.testing.assert_array_equal(rows, want_r)
     np.testing.assert_allclose(scores, want_s, atol=1e-5)

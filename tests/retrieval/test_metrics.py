@@ -18,7 +18,23 @@ from ragdistill.retrieval.metrics import (
 
 def test_dpr_tokens_follow_simple_tokenizer():
     # runs of letters/digits, every other non-space character on its own, lower-cased
-    assert dpr_tokens("U.S.A. won't  pay $5,000!") == ["u", ".", "s", ".", "a", ".", "won", "'", "t", "pay", "$", "5", ",", "000", "!"]
+    assert dpr_tokens("U.S.A. won't  pay $5,000!") == [
+        "u",
+        ".",
+        "s",
+        ".",
+        "a",
+        ".",
+        "won",
+        "'",
+        "t",
+        "pay",
+        "$",
+        "5",
+        ",",
+        "000",
+        "!",
+    ]
     # NFD keeps the combining accent inside the word (\p{M}), on both sides of a match
     assert dpr_tokens("Café") == ["cafe\u0301"]
 
@@ -52,14 +68,17 @@ def test_unknown_match_is_a_config_error():
 
 def test_hits_at_k_hand_worked():
     texts = [
-        ["Berlin is big", "paris, France", "x"],           # hit at rank 2
-        ["new york city", "boston", "chicago"],             # hit at rank 1
-        ["the answer is 420", "forty two", "4 2"],          # no hit (token match)
-        ["nothing", "nothing", "BEYONCÉ sang"],             # hit at rank 3
+        ["Berlin is big", "paris, France", "x"],  # hit at rank 2
+        ["new york city", "boston", "chicago"],  # hit at rank 1
+        ["the answer is 420", "forty two", "4 2"],  # no hit (token match)
+        ["nothing", "nothing", "BEYONCÉ sang"],  # hit at rank 3
     ]
     answers = [["Paris"], ["New York"], ["42"], ["Beyoncé", "Knowles"]]
     assert [hit_flags(t, a) for t, a in zip(texts, answers)] == [
-        [False, True, False], [True, False, False], [False, False, False], [False, False, True]
+        [False, True, False],
+        [True, False, False],
+        [False, False, False],
+        [False, False, True],
     ]
     assert hits_at_k(texts, answers, ks=(1, 2, 3)) == {"hr@1": 0.25, "hr@2": 0.5, "hr@3": 0.75}
     # question 3's "42" is a substring of "420": substring matching counts it at rank 1
@@ -86,9 +105,12 @@ def test_passage_hit_flags_text_only_by_default_title_on_request():
     from ragdistill.data.types import Passage
     from ragdistill.retrieval.metrics import passage_hit_flags
 
-    ps = [Passage("1", "Canberra", "the capital of a country"), Passage("2", "Cities", "Canberra is inland"),
-          Passage("3", "New", "York times")]
-    assert passage_hit_flags(ps, ["Canberra"]) == [False, True, False]          # DPR: the text only
+    ps = [
+        Passage("1", "Canberra", "the capital of a country"),
+        Passage("2", "Cities", "Canberra is inland"),
+        Passage("3", "New", "York times"),
+    ]
+    assert passage_hit_flags(ps, ["Canberra"]) == [False, True, False]  # DPR: the text only
     assert passage_hit_flags(ps, ["Canberra"], match_title=True) == [True, True, False]
     # fields are matched on their own: "New York" never spans the title/text boundary
     assert passage_hit_flags(ps, ["New York"], match_title=True) == [False, False, False]

@@ -42,8 +42,12 @@ def test_batched_encoding_equals_single_unpadded_texts(pooling, normalize):
 def test_passages_are_embedded_as_title_dot_text():
     r = make_tiny_retriever()
     p = Passage("1", "Castle", "a river runs by")
-    np.testing.assert_allclose(r.encode_passages([p])[0], manual_embedding(r, "Castle. a river runs by").numpy(), atol=1e-5)
-    np.testing.assert_allclose(r.encode_passages([Passage("2", "", "x")])[0], manual_embedding(r, "x").numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        r.encode_passages([p])[0], manual_embedding(r, "Castle. a river runs by").numpy(), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        r.encode_passages([Passage("2", "", "x")])[0], manual_embedding(r, "x").numpy(), atol=1e-5
+    )
 
 
 def test_empty_inputs_and_bad_batch_size():
@@ -126,7 +130,12 @@ def test_save_load_round_trip(tmp_path, shared, query_only):
     assert (tmp_path / "ret" / ("model.safetensors" if r.shared else "query_0_Transformer/model.safetensors")).is_file()
     r2 = BiEncoderRetriever.from_pretrained(str(tmp_path / "ret"), device="cpu")
     assert (r2.pooling, r2.normalize, r2.shared, r2.query_only, r2.max_length) == (
-        r.pooling, r.normalize, r.shared, r.query_only, r.max_length)
+        r.pooling,
+        r.normalize,
+        r.shared,
+        r.query_only,
+        r.max_length,
+    )
     np.testing.assert_allclose(r2.encode_queries(TEXTS), r.encode_queries(TEXTS), atol=1e-6)
     ps = synthetic_passages(5)
     np.testing.assert_allclose(r2.encode_passages(ps), r.encode_passages(ps), atol=1e-6)
@@ -137,11 +146,15 @@ def test_save_load_round_trip(tmp_path, shared, query_only):
 
 def test_normalize_default_follows_modules_json(tmp_path):
     assert not _model_dir_normalizes(tmp_path)
-    (tmp_path / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ]))
+    (tmp_path / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+            ]
+        )
+    )
     assert _model_dir_normalizes(tmp_path)
 
 
@@ -174,4 +187,6 @@ def test_bundled_minilm_matches_sentence_transformers():
     assert r.normalize and r.pooling == "mean" and r.max_length == 256
     model = st.SentenceTransformer(resolve("minilm-l6").path, device="cpu")
     ps = synthetic_passages(6, min_words=150, max_words=300)  # some longer than 256 tokens: truncation agrees too
-    np.testing.assert_allclose(r.encode_passages(ps, batch_size=8), model.encode([p.as_text() for p in ps], batch_size=8), atol=1e-5)
+    np.testing.assert_allclose(
+        r.encode_passages(ps, batch_size=8), model.encode([p.as_text() for p in ps], batch_size=8), atol=1e-5
+    )

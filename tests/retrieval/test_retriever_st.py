@@ -51,8 +51,11 @@ def test_saved_retriever_is_a_sentence_transformers_model(tmp_path, pooling, sha
     assert modules[0]["type"].endswith("Transformer" if shared else "Router")
     assert json.loads((out / "1_Pooling" / "config.json").read_text())["pooling_mode_cls_token"] == (pooling == "cls")
     weights = sorted(str(p.relative_to(out)) for p in out.rglob("*.safetensors"))
-    assert weights == (["model.safetensors"] if shared else
-                       ["document_0_Transformer/model.safetensors", "query_0_Transformer/model.safetensors"])
+    assert weights == (
+        ["model.safetensors"]
+        if shared
+        else ["document_0_Transformer/model.safetensors", "query_0_Transformer/model.safetensors"]
+    )
     model = st.SentenceTransformer(str(out), device="cpu")
     assert model.max_seq_length == 48
     _check_equal(r, model, synthetic_passages(7, min_words=3, max_words=60))
@@ -81,9 +84,21 @@ def test_old_layout_still_loads(tmp_path, shared):
             continue
         enc.save_pretrained(old / key)
         r.tokenizer.save_pretrained(old / key)
-    (old / "retriever_config.json").write_text(json.dumps({
-        "format": "ragdistill-bi-encoder", "version": 1, "base_model": "tiny", "pooling": "cls", "shared": shared,
-        "query_only": False, "normalize": True, "max_length": 48, "dim": 32}))
+    (old / "retriever_config.json").write_text(
+        json.dumps(
+            {
+                "format": "ragdistill-bi-encoder",
+                "version": 1,
+                "base_model": "tiny",
+                "pooling": "cls",
+                "shared": shared,
+                "query_only": False,
+                "normalize": True,
+                "max_length": 48,
+                "dim": 32,
+            }
+        )
+    )
     r2 = BiEncoderRetriever.from_pretrained(str(old), device="cpu")
     assert (r2.shared, r2.pooling, r2.max_length) == (shared, "cls", 48)
     ps = synthetic_passages(5)

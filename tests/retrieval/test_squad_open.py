@@ -34,8 +34,30 @@ def test_squad_open_hr5_matches_sentence_transformers(tmp_path, capsys):
     index_dir, out = tmp_path / "index", tmp_path / "retrieved.jsonl"
     assert main(["index", "--corpus", str(squad), "--out", str(index_dir), "--no-progress"]) == 0
     capsys.readouterr()
-    assert main(["retrieve", "--index", str(index_dir), "--questions", str(squad), "--k", "5", "--ks", "1,5,20",
-                 "--limit", str(N_QUESTIONS), "--seed", str(SEED), "--out", str(out), "--json", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "retrieve",
+                "--index",
+                str(index_dir),
+                "--questions",
+                str(squad),
+                "--k",
+                "5",
+                "--ks",
+                "1,5,20",
+                "--limit",
+                str(N_QUESTIONS),
+                "--seed",
+                str(SEED),
+                "--out",
+                str(out),
+                "--json",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     ours = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ours["questions"] == N_QUESTIONS
     manifest = json.loads((index_dir / "manifest.json").read_text())
@@ -48,7 +70,9 @@ def test_squad_open_hr5_matches_sentence_transformers(tmp_path, capsys):
     d = model.encode([p.as_text() for p in passages], batch_size=64, convert_to_numpy=True)
     q = model.encode([x.question for x in questions], batch_size=64, convert_to_numpy=True)
     top = np.argsort(-(q @ d.T), axis=1, kind="stable")[:, :5]
-    ref = hits_from_flags([hit_flags([passages[i].text for i in row], x.answers) for row, x in zip(top, questions)], ks=[5])
+    ref = hits_from_flags(
+        [hit_flags([passages[i].text for i in row], x.answers) for row, x in zip(top, questions)], ks=[5]
+    )
 
     print(f"SQuAD-open HR@5: ragdistill {100 * ours['hr@5']:.2f}, sentence-transformers {100 * ref['hr@5']:.2f}")
     assert ours["hr@5"] > 0.5  # a working dense retriever, not noise
@@ -56,4 +80,6 @@ def test_squad_open_hr5_matches_sentence_transformers(tmp_path, capsys):
     # the file holds what the table reports
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == N_QUESTIONS and all(len(r["passages"]) == 5 for r in records)
-    assert sum(any(p["has_answer"] for p in r["passages"]) for r in records) / N_QUESTIONS == pytest.approx(ours["hr@5"])
+    assert sum(any(p["has_answer"] for p in r["passages"]) for r in records) / N_QUESTIONS == pytest.approx(
+        ours["hr@5"]
+    )

@@ -10,9 +10,36 @@ import torch
 from ragdistill.data.types import Passage
 
 WORDS = [
-    "river", "mountain", "castle", "engine", "violin", "planet", "harbor", "forest", "comet", "glacier",
-    "library", "falcon", "tiger", "canyon", "orchid", "bridge", "lantern", "meadow", "copper", "saturn",
-    "pepper", "island", "museum", "thunder", "marble", "velvet", "anchor", "crystal", "desert", "pilot",
+    "river",
+    "mountain",
+    "castle",
+    "engine",
+    "violin",
+    "planet",
+    "harbor",
+    "forest",
+    "comet",
+    "glacier",
+    "library",
+    "falcon",
+    "tiger",
+    "canyon",
+    "orchid",
+    "bridge",
+    "lantern",
+    "meadow",
+    "copper",
+    "saturn",
+    "pepper",
+    "island",
+    "museum",
+    "thunder",
+    "marble",
+    "velvet",
+    "anchor",
+    "crystal",
+    "desert",
+    "pilot",
 ]
 
 
@@ -29,8 +56,14 @@ def tiny_encoder(seed: int = 0, hidden: int = 32, vocab_size: int = 109):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=512)
+    cfg = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
     model = BertModel(cfg)
     model.eval()
     return model

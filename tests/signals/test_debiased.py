@@ -12,7 +12,7 @@ from ragdistill.signals import available_signals, get_signal
 from ragdistill.signals.debiased import debiased_scores, passage_orders
 
 PASSAGES = [Passage(id=f"p{i}", title="", text=f"text {i}") for i in range(4)]
-POSITION = [3.0, 1.0, 0.5, 0.25]          # a pure position effect
+POSITION = [3.0, 1.0, 0.5, 0.25]  # a pure position effect
 CONTENT = {"p0": 0.1, "p1": 0.7, "p2": 0.3, "p3": 0.9}
 
 
@@ -48,7 +48,7 @@ def test_average_is_order_invariant_on_a_permutation_symmetric_case():
     ref = None
     for perm in itertools.permutations(range(4)):
         ps = [PASSAGES[i] for i in perm]
-        s = fn(r, "q", ps, "a", orders=4)              # orders = K: every passage at every position once
+        s = fn(r, "q", ps, "a", orders=4)  # orders = K: every passage at every position once
         by_id = {p.id: float(v) for p, v in zip(ps, s)}
         if ref is None:
             ref = by_id

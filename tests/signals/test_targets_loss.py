@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ragdistill.errors import ConfigError
-from ragdistill.signals import distillation_loss, get_signal, p_retr, register_signal, target, available_signals
+from ragdistill.signals import available_signals, distillation_loss, get_signal, p_retr, register_signal, target
 
 
 def test_target_softmax_and_normalize_by_hand():
@@ -71,7 +71,7 @@ def test_loss_edge_cases_are_finite():
     assert distillation_loss(zeros, torch.zeros(2, 5), 1.0).item() == pytest.approx(0.0, abs=1e-7)
     assert distillation_loss(zeros, torch.zeros(2, 5), 1.0, mode="normalize").item() == pytest.approx(0.0, abs=1e-7)
     one = torch.tensor([[3.0]], requires_grad=True)
-    assert distillation_loss(one, torch.tensor([[7.0]]), 0.1).item() == 0.0          # K = 1
+    assert distillation_loss(one, torch.tensor([[7.0]]), 0.1).item() == 0.0  # K = 1
     for theta, tau in [(1e-8, 1e-8), (1e-30, 1.0), (1.0, 1e-30), (1e-6, 1e-6)]:
         s = torch.tensor([[0.5, 0.1, -0.3], [0.0, 0.0, 1e-3]], requires_grad=True)
         loss = distillation_loss(s, torch.tensor([[0.1, 0.9, 0.3], [2.0, 2.0, 2.0]]), theta, tau)
@@ -112,6 +112,7 @@ class _FakeReader:
     def attention_scores(self, question, passages, answer, layers=None, value_norm=True, aggregation="sum"):
         class R:
             passage_scores = torch.tensor([float(len(passages)), 1.0 if value_norm else 0.0])
+
         self.opts = (layers, value_norm, aggregation)
         return R()
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
+from ragdistill.config import OptimConfig
 from ragdistill.errors import InputError
 from ragdistill.training import checkpoint as ckpt
-from ragdistill.training.optim import build_optimizer, build_scheduler, load_scheduler_state, lr_multiplier, scheduler_state
-from ragdistill.config import OptimConfig
+from ragdistill.training.optim import (
+    build_optimizer,
+    build_scheduler,
+    load_scheduler_state,
+    lr_multiplier,
+    scheduler_state,
+)
 
 
 class Tied(torch.nn.Module):
@@ -17,13 +22,20 @@ class Tied(torch.nn.Module):
         super().__init__()
         self.emb = torch.nn.Embedding(10, 4)
         self.head = torch.nn.Linear(4, 10, bias=False)
-        self.head.weight = self.emb.weight      # tied, as in small LMs
+        self.head.weight = self.emb.weight  # tied, as in small LMs
 
 
 def _save(root, step, model, opt=None, keep=None):
     objects = {"optimizer": opt.state_dict()} if opt is not None else {}
-    return ckpt.save_checkpoint(root, step, modules={"model": model}, tensors={"snap": {"w": torch.arange(3.0)}},
-                                objects=objects, state={"note": "x"}, keep_last=keep)
+    return ckpt.save_checkpoint(
+        root,
+        step,
+        modules={"model": model},
+        tensors={"snap": {"w": torch.arange(3.0)}},
+        objects=objects,
+        state={"note": "x"},
+        keep_last=keep,
+    )
 
 
 def test_round_trip_with_tied_weights_and_optimizer(tmp_path):
@@ -48,7 +60,7 @@ def test_keep_last_and_leftovers(tmp_path):
     m = Tied()
     for step in (1, 2, 3, 4):
         _save(tmp_path, step, m, keep=2)
-    (tmp_path / ".step-000000005.abc.tmp").mkdir()          # debris of a save killed midway
+    (tmp_path / ".step-000000005.abc.tmp").mkdir()  # debris of a save killed midway
     _save(tmp_path, 5, m, keep=2)
     assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [5, 4]
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
@@ -79,7 +91,7 @@ def test_corrupt_newest_falls_back_to_previous(tmp_path, damage, caplog):
 
 def test_incomplete_and_empty(tmp_path):
     assert ckpt.latest_complete(tmp_path / "none") is None
-    (tmp_path / "step-000000009").mkdir()                     # no manifest: never completed
+    (tmp_path / "step-000000009").mkdir()  # no manifest: never completed
     assert ckpt.latest_complete(tmp_path) is None
     with pytest.raises(InputError, match="optimizer.pt"):
         ckpt.load_object(tmp_path / "step-000000009", "optimizer")
@@ -114,8 +126,9 @@ def test_schedules_by_hand():
 def test_optimizer_groups_and_scheduler_state_round_trip(tmp_path):
     a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
     cfg = OptimConfig(name="adam", lr_reader=1e-3, lr_retriever=1e-4, warmup_steps=2, schedule="linear")
-    opt = build_optimizer([("reader", list(a.parameters()), 1e-3), ("retriever", list(b.parameters()), 1e-4),
-                           ("empty", [], 1.0)], cfg)
+    opt = build_optimizer(
+        [("reader", list(a.parameters()), 1e-3), ("retriever", list(b.parameters()), 1e-4), ("empty", [], 1.0)], cfg
+    )
     assert isinstance(opt, torch.optim.Adam) and [g["name"] for g in opt.param_groups] == ["reader", "retriever"]
     sch = build_scheduler(opt, cfg, total_steps=10)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([5e-4, 5e-5])

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ragdistill.errors import ConfigError, InputError
 from ragdistill.config import Config, config_from_dict, load_config, parse_override
+from ragdistill.errors import ConfigError, InputError
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("*/*.yaml"))
@@ -62,7 +62,9 @@ def test_paper_hyperparameters(name):
 
 def test_overrides_win_over_dataset_section():
     path = ROOT / "configs" / "paper" / "offshelf_distill.yaml"
-    cfg = load_config(path, ["dataset=triviaqa", "train.steps=7", "optim.lr_reader=1e-6", "eval.ks=[1,3]", "signal.layers=[0, 2]"])
+    cfg = load_config(
+        path, ["dataset=triviaqa", "train.steps=7", "optim.lr_reader=1e-6", "eval.ks=[1,3]", "signal.layers=[0, 2]"]
+    )
     assert cfg.dataset == "triviaqa" and cfg.train.steps == 7 and cfg.optim.warmup_steps == 4000
     assert cfg.optim.lr_reader == 1e-6 and cfg.eval.ks == [1, 3] and cfg.signal.layers == [0, 2]
     cfg = load_config(path, ["datasets.nq.train.steps=9"])
@@ -70,34 +72,37 @@ def test_overrides_win_over_dataset_section():
     assert parse_override("index.refresh=0-100:10,100-1000:50") == (["index", "refresh"], "0-100:10,100-1000:50")
 
 
-@pytest.mark.parametrize("override,key", [
-    ("train.kk=5", "train.kk"),                        # unknown key
-    ("trian.k=5", "trian"),                            # unknown section
-    ("train.k=0", "train.k"),                          # impossible value
-    ("train.k=five", "train.k"),                       # wrong type
-    ("train.k=2.5", "train.k"),
-    ("train.steps=true", "train.steps"),               # a bool is not an int
-    ("optim.lr_reader=-1e-5", "optim.lr_reader"),      # negative learning rate
-    ("retriever.temperature=0", "retriever.temperature"),
-    ("signal.tau_gold=0", "signal.tau_gold"),
-    ("signal.tau_gold=nan", "signal.tau_gold"),
-    ("train.regime=both", "train.regime"),
-    ("signal.name=gradients", "signal.name"),
-    ("optim.schedule=step", "optim.schedule"),
-    ("optim.warmup_steps=-1", "optim.warmup_steps"),
-    ("optim.betas=[0.9]", "optim.betas"),
-    ("eval.ks=[]", "eval.ks"),
-    ("eval.ks=[0, 5]", "eval.ks[0]"),
-    ("index.refresh=every-now-and-then", "index.refresh"),
-    ("runtime.mixed_precision=no", "runtime.mixed_precision"),   # YAML boolean
-    ("runtime.precision=no", "runtime.precision"),               # YAML boolean
-    ("optim.impl=magic", "optim.impl"),
-    ("train=5", "train"),
-    ("dataset=squad", "dataset"),
-    ("train.batch_size=0", "train.batch_size"),
-    ("data.chunk_words=0", "data.chunk_words"),
-    ("train.reader_loss_weight=0", "train.reader_loss_weight"),   # joint trains both
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("train.kk=5", "train.kk"),  # unknown key
+        ("trian.k=5", "trian"),  # unknown section
+        ("train.k=0", "train.k"),  # impossible value
+        ("train.k=five", "train.k"),  # wrong type
+        ("train.k=2.5", "train.k"),
+        ("train.steps=true", "train.steps"),  # a bool is not an int
+        ("optim.lr_reader=-1e-5", "optim.lr_reader"),  # negative learning rate
+        ("retriever.temperature=0", "retriever.temperature"),
+        ("signal.tau_gold=0", "signal.tau_gold"),
+        ("signal.tau_gold=nan", "signal.tau_gold"),
+        ("train.regime=both", "train.regime"),
+        ("signal.name=gradients", "signal.name"),
+        ("optim.schedule=step", "optim.schedule"),
+        ("optim.warmup_steps=-1", "optim.warmup_steps"),
+        ("optim.betas=[0.9]", "optim.betas"),
+        ("eval.ks=[]", "eval.ks"),
+        ("eval.ks=[0, 5]", "eval.ks[0]"),
+        ("index.refresh=every-now-and-then", "index.refresh"),
+        ("runtime.mixed_precision=no", "runtime.mixed_precision"),  # YAML boolean
+        ("runtime.precision=no", "runtime.precision"),  # YAML boolean
+        ("optim.impl=magic", "optim.impl"),
+        ("train=5", "train"),
+        ("dataset=squad", "dataset"),
+        ("train.batch_size=0", "train.batch_size"),
+        ("data.chunk_words=0", "data.chunk_words"),
+        ("train.reader_loss_weight=0", "train.reader_loss_weight"),  # joint trains both
+    ],
+)
 def test_mistakes_name_the_key(override, key):
     path = ROOT / "configs" / "paper" / "offshelf_distill.yaml"
     with pytest.raises(ConfigError) as err:
@@ -130,7 +135,7 @@ def test_more_gpus_than_exist_is_refused_before_work():
 
 def test_yaml_quirks_and_bad_files(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("optim:\n  lr_reader: 1e-5\n")          # YAML 1.1 reads this as a string
+    p.write_text("optim:\n  lr_reader: 1e-5\n")  # YAML 1.1 reads this as a string
     assert load_config(p).optim.lr_reader == 1e-5
     p.write_text("train: [1, 2\n")
     with pytest.raises(InputError) as err:

@@ -35,9 +35,25 @@ def _free_port() -> int:
 
 
 def _launch(out: Path, overrides: list[str]) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "ragdistill", "train", "--config", str(DEMO), "--out", str(out),
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "ragdistill",
+        "train",
+        "--config",
+        str(DEMO),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     for o in overrides:
         cmd += ["--set", o]
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT / "src"))
@@ -45,8 +61,17 @@ def _launch(out: Path, overrides: list[str]) -> subprocess.CompletedProcess:
 
 
 def test_two_processes_match_one_process_with_the_combined_batch(tiny_models, tiny_world, tmp_path):
-    common = dict(**{"train.steps": 3, "index.refresh": "2", "eval.every": 2, "train.save_every": 0,
-                     "optim.lr_retriever": 1e-3, "reader.name": tiny_models["reader"], "data.max_test": 5})
+    common = dict(
+        **{
+            "train.steps": 3,
+            "index.refresh": "2",
+            "eval.every": 2,
+            "train.save_every": 0,
+            "optim.lr_retriever": 1e-3,
+            "reader.name": tiny_models["reader"],
+            "data.max_test": 5,
+        }
+    )
     two = tmp_path / "two"
     proc = _launch(two, tiny_overrides(tiny_models, tiny_world, **common, **{"train.batch_size": 1}))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -61,14 +86,14 @@ def test_two_processes_match_one_process_with_the_combined_batch(tiny_models, ti
     b = load_file(str(one / "retriever" / "model.safetensors"))
     init = load_file(str(Path(tiny_models["retriever"]) / "model.safetensors"))
     moved = max((b[k] - init[k]).abs().max().item() for k in b)
-    assert moved > 1e-4                                           # training did something
+    assert moved > 1e-4  # training did something
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{k} differs between 2x1 and 1x2")
     rec = lambda p: [json.loads(x) for x in (p / "metrics.jsonl").read_text().splitlines()]
     la = [r["loss"] for r in rec(two) if r["kind"] == "train"]
     lb = [r["loss"] for r in rec(one) if r["kind"] == "train"]
     assert la == pytest.approx(lb, rel=1e-4, abs=1e-6)
-    ea = [r for r in rec(two) if r["kind"] in ("eval", "final")]      # sharded evaluation, gathered
+    ea = [r for r in rec(two) if r["kind"] in ("eval", "final")]  # sharded evaluation, gathered
     eb = [r for r in rec(one) if r["kind"] in ("eval", "final")]
     assert [(r["step"], r["n"], r["hr@3"]) for r in ea] == [(r["step"], r["n"], r["hr@3"]) for r in eb]
     assert single["final_eval"]["n"] == done["final_eval"]["n"] == 5
@@ -76,14 +101,33 @@ def test_two_processes_match_one_process_with_the_combined_batch(tiny_models, ti
 
 def test_two_processes_joint_regime_stay_in_sync(tiny_models, tiny_world, tmp_path):
     out = tmp_path / "joint"
-    proc = _launch(out, tiny_overrides(tiny_models, tiny_world, **{
-        "train.regime": "joint", "train.steps": 4, "reader.name": tiny_models["reader"], "eval.every": 0,
-        "eval.final": False, "optim.lr_reader": 1e-2, "optim.lr_retriever": 1e-3, "optim.warmup_steps": 0,
-        "train.save_every": 2, "data.max_train": 2, "train.reader_loss_weight": 1.0}))
+    proc = _launch(
+        out,
+        tiny_overrides(
+            tiny_models,
+            tiny_world,
+            **{
+                "train.regime": "joint",
+                "train.steps": 4,
+                "reader.name": tiny_models["reader"],
+                "eval.every": 0,
+                "eval.final": False,
+                "optim.lr_reader": 1e-2,
+                "optim.lr_retriever": 1e-3,
+                "optim.warmup_steps": 0,
+                "train.save_every": 2,
+                "data.max_train": 2,
+                "train.reader_loss_weight": 1.0,
+            },
+        ),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = json.loads((out / "completed.json").read_text())
     assert done["ranks_in_sync"] and done["world_size"] == 2
-    losses = [json.loads(x)["reader_loss"] for x in (out / "metrics.jsonl").read_text().splitlines()
-              if json.loads(x)["kind"] == "train"]
+    losses = [
+        json.loads(x)["reader_loss"]
+        for x in (out / "metrics.jsonl").read_text().splitlines()
+        if json.loads(x)["kind"] == "train"
+    ]
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
-    assert losses[-1] < losses[0]             # the same 2 questions every step at lr 1e-3: the loss falls
+    assert losses[-1] < losses[0]  # the same 2 questions every step at lr 1e-3: the loss falls

@@ -13,27 +13,32 @@ from ragdistill.signals import get_signal_spec, target
 from ragdistill.training.optim import build_optimizer, optimizer_impl
 from ragdistill.utils.precision import autocast, bf16_supported, resolve_precision
 
-PASSAGES = [Passage(f"p{i}", f"T{i}", text) for i, text in enumerate([
-    "Paris is the capital of France and its largest city.",
-    "The Nile is a river in Africa, among the longest in the world.",
-    "Berlin is the capital of Germany.",
-    "Mount Everest is the highest mountain above sea level.",
-    "The Seine flows through Paris to the English Channel.",
-])]
+PASSAGES = [
+    Passage(f"p{i}", f"T{i}", text)
+    for i, text in enumerate(
+        [
+            "Paris is the capital of France and its largest city.",
+            "The Nile is a river in Africa, among the longest in the world.",
+            "Berlin is the capital of Germany.",
+            "Mount Everest is the highest mountain above sea level.",
+            "The Seine flows through Paris to the English Channel.",
+        ]
+    )
+]
 QUESTIONS = ["What is the capital of France?", "Which river flows through Paris?", "What is the capital of Germany?"]
 ANSWERS = ["Paris", "the Seine", "Berlin"]
 
 # bf16 autocast vs fp32 on the passage scores S and on p_gold = softmax(S / tau): stated tolerances
-S_RTOL = 0.05          # per passage, relative to the largest |S| of the question
-P_GOLD_ATOL = 0.05     # absolute, on p_gold with a sharp tau = 0.1 x the spread of S (SmolLM2: 0.037)
+S_RTOL = 0.05  # per passage, relative to the largest |S| of the question
+P_GOLD_ATOL = 0.05  # absolute, on p_gold with a sharp tau = 0.1 x the spread of S (SmolLM2: 0.037)
 
 
 def test_auto_resolves_to_bf16_only_where_native():
     cpu = resolve_precision("auto", "cpu")
     assert cpu == ("bf16" if bf16_supported("cpu") else "fp32")
     assert resolve_precision("fp32", "cpu") == "fp32"
-    assert resolve_precision("bf16", "cpu") == "bf16"        # honoured (with a warning when emulated)
-    assert resolve_precision("fp16", "cpu") == "fp32"        # fp16 autocast is CUDA only
+    assert resolve_precision("bf16", "cpu") == "bf16"  # honoured (with a warning when emulated)
+    assert resolve_precision("fp16", "cpu") == "fp32"  # fp16 autocast is CUDA only
     with pytest.raises(ValueError):
         resolve_precision("fp8", "cpu")
     with autocast("fp32", "cpu"):
@@ -45,8 +50,9 @@ def test_auto_resolves_to_bf16_only_where_native():
 def _scores(reader, precision):
     spec = get_signal_spec("attention")
     with torch.no_grad(), autocast(precision, "cpu"):
-        return spec.scores_batch(reader, QUESTIONS, [PASSAGES] * len(QUESTIONS), ANSWERS, layers=None,
-                                 value_norm=True, aggregation="sum")
+        return spec.scores_batch(
+            reader, QUESTIONS, [PASSAGES] * len(QUESTIONS), ANSWERS, layers=None, value_norm=True, aggregation="sum"
+        )
 
 
 def _compare(S32, S16):
@@ -66,7 +72,7 @@ def test_bf16_autocast_keeps_attention_scores_within_tolerance(tiny_models):
     rel, dp = _compare(S32, S16)
     assert rel <= S_RTOL, rel
     assert dp <= P_GOLD_ATOL, dp
-    assert next(reader.model.parameters()).dtype == torch.float32    # autocast, weights untouched
+    assert next(reader.model.parameters()).dtype == torch.float32  # autocast, weights untouched
 
 
 @pytest.mark.slow
@@ -134,6 +140,6 @@ def test_bf16_refresh_embeddings_keep_the_top_k():
     r.precision = "bf16"
     half = r.encode_passages(ps, batch_size=16)
     q = full[:20]
-    top = lambda x: np.argsort(-(q @ x.T), axis=1)[:, :5]   # noqa: E731
+    top = lambda x: np.argsort(-(q @ x.T), axis=1)[:, :5]  # noqa: E731
     overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(top(full).tolist(), top(half).tolist())])
     assert overlap >= 0.9, overlap

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from ragdistill.config import load_config
 from ragdistill.errors import InputError
 from ragdistill.training import checkpoint as ckpt
-from ragdistill.config import load_config
 from ragdistill.training.data import batch_indices
 from ragdistill.training.loop import Trainer, train
 from tests.tiny_models import final_weights, run_metrics, tiny_overrides
@@ -40,7 +40,7 @@ def test_resume_after_kill_matches_unbroken_run(tiny_models, tiny_world, tmp_pat
     original = Trainer.train_step
 
     def dying_step(self):
-        if self.state.step == 4:          # step 3 is checkpointed, step 4 is done, 5th step dies midway
+        if self.state.step == 4:  # step 3 is checkpointed, step 4 is done, 5th step dies midway
             raise _Killed()
         return original(self)
 
@@ -50,9 +50,9 @@ def test_resume_after_kill_matches_unbroken_run(tiny_models, tiny_world, tmp_pat
     monkeypatch.setattr(Trainer, "train_step", original)
     assert [s for s, _ in ckpt.list_checkpoints(broken / "checkpoints")] == [3]
     state = ckpt.read_state(broken / "checkpoints" / "step-000000003")
-    assert state["index_step"] == 2                      # the stale index must be rebuilt from the snapshot
+    assert state["index_step"] == 2  # the stale index must be rebuilt from the snapshot
     with pytest.raises(InputError, match="--resume"):
-        train(cfg, broken, progress=False)               # never overwrite a run by accident
+        train(cfg, broken, progress=False)  # never overwrite a run by accident
     summary_resumed = train(cfg, broken, resume=True, progress=False)
 
     a, b = final_weights(full), final_weights(broken)
@@ -61,17 +61,30 @@ def test_resume_after_kill_matches_unbroken_run(tiny_models, tiny_world, tmp_pat
         assert torch.equal(a[k], b[k]), f"{k} differs after resume"
     assert run_metrics(full, TIMING) == run_metrics(broken, TIMING)
     assert summary_full["final_eval"] == summary_resumed["final_eval"]
-    assert json.loads((full / "eval" / "metrics.json").read_text()) == json.loads((broken / "eval" / "metrics.json").read_text())
+    assert json.loads((full / "eval" / "metrics.json").read_text()) == json.loads(
+        (broken / "eval" / "metrics.json").read_text()
+    )
     assert (full / "eval" / "predictions.jsonl").read_text() == (broken / "eval" / "predictions.jsonl").read_text()
 
 
 @pytest.mark.parametrize("regime", ["reader", "retriever"])
 def test_regime_trains_only_its_model(tiny_models, tiny_world, tmp_path, regime):
-    from ragdistill.retrieval.retriever import BiEncoderRetriever
     from transformers import AutoModelForCausalLM
 
-    cfg = _cfg(tiny_models, tiny_world, **{"train.regime": regime, "train.steps": 2, "eval.every": 0, "eval.final": False,
-                                           "optim.lr_reader": 1e-3, "optim.lr_retriever": 1e-3})
+    from ragdistill.retrieval.retriever import BiEncoderRetriever
+
+    cfg = _cfg(
+        tiny_models,
+        tiny_world,
+        **{
+            "train.regime": regime,
+            "train.steps": 2,
+            "eval.every": 0,
+            "eval.final": False,
+            "optim.lr_reader": 1e-3,
+            "optim.lr_retriever": 1e-3,
+        },
+    )
     trainer = Trainer(cfg, tmp_path / regime, progress=False)
     summary = trainer.run()
     reader0 = AutoModelForCausalLM.from_pretrained(tiny_models["reader"])
@@ -88,14 +101,16 @@ def test_regime_trains_only_its_model(tiny_models, tiny_world, tmp_path, regime)
     recs = [json.loads(x) for x in (tmp_path / regime / "metrics.jsonl").read_text().splitlines()]
     train_recs = [r for r in recs if r["kind"] == "train"]
     assert len(train_recs) == 2
-    for r in train_recs:   # the phases that ran are timed, peak memory is recorded
+    for r in train_recs:  # the phases that ran are timed, peak memory is recorded
         assert r["peak_mem_mb"] > 0 and r["time/retrieve"] > 0 and r["time/backward"] > 0
         assert (r["time/signal"] > 0) == (regime == "retriever")
         assert ("reader_loss" in r) == (regime == "reader") and ("retriever_loss" in r) == (regime == "retriever")
 
 
 def test_nonfinite_loss_skips_the_step_and_counts_it(tiny_models, tiny_world, tmp_path, caplog):
-    cfg = _cfg(tiny_models, tiny_world, **{"train.regime": "reader", "train.steps": 3, "eval.every": 0, "eval.final": False})
+    cfg = _cfg(
+        tiny_models, tiny_world, **{"train.regime": "reader", "train.steps": 3, "eval.every": 0, "eval.final": False}
+    )
     trainer = Trainer(cfg, tmp_path / "nan", progress=False)
     trainer.setup()
     real = trainer.reader.lm_loss
@@ -115,7 +130,7 @@ def test_nonfinite_loss_skips_the_step_and_counts_it(tiny_models, tiny_world, tm
     with caplog.at_level("WARNING"):
         rec = trainer.train_step()
     assert rec["skipped"] and trainer.state.skipped_steps == 1
-    assert "step 1 skipped" in caplog.text and "demo-train" in caplog.text       # names the batch
+    assert "step 1 skipped" in caplog.text and "demo-train" in caplog.text  # names the batch
     assert all(torch.equal(after_first[k], v) for k, v in trainer.reader.model.state_dict().items())
     assert all(torch.isfinite(v).all() for v in trainer.reader.model.state_dict().values())
     assert any(not torch.equal(before[k], after_first[k]) for k in before)
@@ -133,16 +148,18 @@ def test_batch_indices_are_a_function_of_the_step():
             r1 = batch_indices(s, m, 2, 2, 2, 1, n, seed)
             assert r0 + r1 == single[s * 2 + m]
     flat = [i for b in single for i in b]
-    for epoch in range(len(flat) // n):          # every epoch is a permutation of all questions
-        assert sorted(flat[epoch * n:(epoch + 1) * n]) == list(range(n))
-    assert flat[:n] != list(range(n))            # shuffled
+    for epoch in range(len(flat) // n):  # every epoch is a permutation of all questions
+        assert sorted(flat[epoch * n : (epoch + 1) * n]) == list(range(n))
+    assert flat[:n] != list(range(n))  # shuffled
     cache: dict = {}
-    assert [batch_indices(5, 1, 2, 4, 1, 0, n, seed, cache)] == [single[11]]   # no replay needed
+    assert [batch_indices(5, 1, 2, 4, 1, 0, n, seed, cache)] == [single[11]]  # no replay needed
 
 
 def test_fp_determinism_of_two_fresh_runs(tiny_models, tiny_world, tmp_path):
     """Same seed twice: identical losses (the basis of the resume guarantee)."""
-    cfg = _cfg(tiny_models, tiny_world, **{"train.regime": "retriever", "train.steps": 2, "eval.every": 0, "eval.final": False})
+    cfg = _cfg(
+        tiny_models, tiny_world, **{"train.regime": "retriever", "train.steps": 2, "eval.every": 0, "eval.final": False}
+    )
     train(cfg, tmp_path / "a", progress=False)
     train(cfg, tmp_path / "b", progress=False)
     assert run_metrics(tmp_path / "a", TIMING) == run_metrics(tmp_path / "b", TIMING)
@@ -167,8 +184,18 @@ class _FakeMonitor:
 
 
 def test_stop_if_poor_ends_the_run_with_a_checkpoint(tiny_models, tiny_world, tmp_path):
-    cfg = _cfg(tiny_models, tiny_world, **{"train.regime": "reader", "train.steps": 4, "monitor.every": 1,
-                                           "eval.every": 0, "eval.final": False, "train.save_every": 0})
+    cfg = _cfg(
+        tiny_models,
+        tiny_world,
+        **{
+            "train.regime": "reader",
+            "train.steps": 4,
+            "monitor.every": 1,
+            "eval.every": 0,
+            "eval.final": False,
+            "train.save_every": 0,
+        },
+    )
     summary = Trainer(cfg, tmp_path / "poor", progress=False, monitor=_FakeMonitor(), stop_if_poor=True).run()
     assert summary["steps"] == 2 and summary["stopped_early"] == "fake monitor: poor teacher"
     assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "poor" / "checkpoints")] == [2]
@@ -183,8 +210,18 @@ def test_stop_if_poor_ends_the_run_with_a_checkpoint(tiny_models, tiny_world, tm
 
 def test_real_indicator_monitor_is_built_from_the_config(tiny_models, tiny_world, tmp_path):
     pytest.importorskip("ragdistill.analysis.monitor")
-    cfg = _cfg(tiny_models, tiny_world, **{"train.regime": "reader", "train.steps": 2, "monitor.every": 2,
-                                           "monitor.instances": 2, "eval.every": 0, "eval.final": False})
+    cfg = _cfg(
+        tiny_models,
+        tiny_world,
+        **{
+            "train.regime": "reader",
+            "train.steps": 2,
+            "monitor.every": 2,
+            "monitor.instances": 2,
+            "eval.every": 0,
+            "eval.final": False,
+        },
+    )
     train(cfg, tmp_path / "mon", progress=False)
     recs = [json.loads(x) for x in (tmp_path / "mon" / "metrics.jsonl").read_text().splitlines()]
     mon = [r for r in recs if r["kind"] == "monitor"]
@@ -214,18 +251,32 @@ def test_final_evaluation_re_embeds_a_stale_index(tiny_models, tiny_world, tmp_p
     from ragdistill.retrieval.index import PassageIndex
     from ragdistill.retrieval.retriever import BiEncoderRetriever
 
-    cfg = _cfg(tiny_models, tiny_world, **{"train.regime": "retriever", "train.steps": 3, "index.refresh": "2",
-                                           "eval.fresh_index": "false", "eval.every": 0, "train.save_every": 0,
-                                           "optim.lr_retriever": 5e-2})
+    cfg = _cfg(
+        tiny_models,
+        tiny_world,
+        **{
+            "train.regime": "retriever",
+            "train.steps": 3,
+            "index.refresh": "2",
+            "eval.fresh_index": "false",
+            "eval.every": 0,
+            "train.save_every": 0,
+            "optim.lr_retriever": 5e-2,
+        },
+    )
     out = tmp_path / "run"
     summary = train(cfg, out, progress=False)
-    assert summary["refreshes"] == 1                    # the training index (step 2) is a step old at the end
+    assert summary["refreshes"] == 1  # the training index (step 2) is a step old at the end
     info = json.loads((out / "eval" / "eval_info.json").read_text())
     assert info["index"] == {"embedded_at_step": 3, "fresh": True}
     retriever = BiEncoderRetriever.from_pretrained(str(out / "retriever"), device="cpu")
     index = PassageIndex.build(load_passages(tiny_world["corpus"]), retriever, tmp_path / "fresh")
-    reader = get_reader(cfg.reader.name, kind="decoder", max_prompt_tokens=cfg.reader.max_prompt_tokens,
-                        max_new_tokens=cfg.reader.max_new_tokens)
+    reader = get_reader(
+        cfg.reader.name,
+        kind="decoder",
+        max_prompt_tokens=cfg.reader.max_prompt_tokens,
+        max_new_tokens=cfg.reader.max_new_tokens,
+    )
     questions = load_questions(tiny_world["test"])[: cfg.data.max_test]
     expected = evaluate_questions(reader, retriever, index, questions, k=cfg.train.k, ks=cfg.eval.ks, generate=False)
     final = json.loads((out / "eval" / "metrics.json").read_text())

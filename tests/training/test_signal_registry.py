@@ -52,14 +52,28 @@ def test_monitor_refuses_a_signal_without_token_scores(tiny_models, tiny_world):
 
 @pytest.mark.parametrize("regime", ["retriever", "joint"])
 def test_training_loop_uses_a_registered_signal(tiny_models, tiny_world, tmp_path, regime):
-    cfg = load_config(DEMO, tiny_overrides(tiny_models, tiny_world, **{
-        "signal.name": "toy-length", "train.regime": regime, "train.steps": 2, "eval.every": 0, "eval.final": False,
-        "signal.aggregation": "mean"}))
+    cfg = load_config(
+        DEMO,
+        tiny_overrides(
+            tiny_models,
+            tiny_world,
+            **{
+                "signal.name": "toy-length",
+                "train.regime": regime,
+                "train.steps": 2,
+                "eval.every": 0,
+                "eval.final": False,
+                "signal.aggregation": "mean",
+            },
+        ),
+    )
     CALLS.clear()
     summary = Trainer(cfg, tmp_path / regime, progress=False).run()
     assert summary["steps"] == 2
     n_train = cfg.train.batch_size * cfg.train.grad_accum * 2
-    assert len(CALLS) == n_train and {c["aggregation"] for c in CALLS} == {"mean"}   # its declared option, from the config
+    assert len(CALLS) == n_train and {c["aggregation"] for c in CALLS} == {
+        "mean"
+    }  # its declared option, from the config
     recs = [json.loads(x) for x in (tmp_path / regime / "metrics.jsonl").read_text().splitlines()]
     train_recs = [r for r in recs if r["kind"] == "train"]
     assert len(train_recs) == 2 and all("retriever_loss" in r and r["time/signal"] > 0 for r in train_recs)

@@ -8,8 +8,8 @@ With several readers, one comparison figure per group overlays their p95 lift an
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -46,16 +46,29 @@ def _plt():
     return plt
 
 
-def _hist(ax, vals: np.ndarray, title: str, xlabel: str, color: str, n_undefined: int | None = None,
-          range_: tuple[float, float] | None = None) -> None:
+def _hist(
+    ax,
+    vals: np.ndarray,
+    title: str,
+    xlabel: str,
+    color: str,
+    n_undefined: int | None = None,
+    range_: tuple[float, float] | None = None,
+) -> None:
     if vals.size:
         bins = 20 if range_ is not None else min(30, max(8, vals.size // 3))
         ax.hist(vals, bins=bins, range=range_, color=color, alpha=0.8, edgecolor="white")
         ax.axvline(vals.mean(), color="black", linestyle="--", linewidth=1.2, label=f"mean = {vals.mean():.3g}")
         ax.legend(fontsize=9, loc="best")
     else:
-        ax.text(0.5, 0.5, "no defined values" + ("\n(ρ undefined: â or sim constant over M)" if n_undefined else ""),
-                ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no defined values" + ("\n(ρ undefined: â or sim constant over M)" if n_undefined else ""),
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         if range_ is not None:
             ax.set_xlim(*range_)
     sub = f"n = {vals.size}" + (f", undefined = {n_undefined}" if n_undefined else "")
@@ -72,8 +85,9 @@ def _save(fig, path: Path) -> None:
         fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
 
 
-def reader_figure(instances: Sequence[InstanceMeasures], reader: str, group: str, path: Path,
-                  percentiles: Sequence[int] = (90, 95)) -> Path:
+def reader_figure(
+    instances: Sequence[InstanceMeasures], reader: str, group: str, path: Path, percentiles: Sequence[int] = (90, 95)
+) -> Path:
     """Histograms of per-instance mean attention and Spearman for one reader and group."""
     plt = _plt()
     fig, axes = plt.subplots(len(percentiles), 2, figsize=(10, 3.6 * len(percentiles)), squeeze=False)
@@ -82,8 +96,15 @@ def reader_figure(instances: Sequence[InstanceMeasures], reader: str, group: str
         rho = _values(instances, group, p, "spearman")
         n_meas = att.size
         _hist(axes[r][0], att, f"p{p}: mean attention on M", "mean â over selected tokens", "tab:blue")
-        _hist(axes[r][1], rho, f"p{p}: Spearman ρ(â, sim) on M", "Spearman ρ", "tab:orange",
-              n_undefined=n_meas - rho.size, range_=(-1.0, 1.0))
+        _hist(
+            axes[r][1],
+            rho,
+            f"p{p}: Spearman ρ(â, sim) on M",
+            "Spearman ρ",
+            "tab:orange",
+            n_undefined=n_meas - rho.size,
+            range_=(-1.0, 1.0),
+        )
     fig.suptitle(f"{reader} — {GROUP_TITLE[group]}", fontsize=12)
     fig.tight_layout()
     _save(fig, path)
@@ -102,11 +123,25 @@ def comparison_figure(per_reader: dict[str, Sequence[InstanceMeasures]], group: 
         c = colors[i % len(colors)]
         lift, rho = lifts[name], _values(inst, group, p, "spearman")
         if lift.size:
-            axes[0].hist(lift, bins=30, range=(0, hi), histtype="step", linewidth=1.8, color=c,
-                         label=f"{name} (mean {lift.mean():.2f})")
+            axes[0].hist(
+                lift,
+                bins=30,
+                range=(0, hi),
+                histtype="step",
+                linewidth=1.8,
+                color=c,
+                label=f"{name} (mean {lift.mean():.2f})",
+            )
         if rho.size:
-            axes[1].hist(rho, bins=30, range=(-1, 1), histtype="step", linewidth=1.8, color=c,
-                         label=f"{name} (mean {rho.mean():.3f})")
+            axes[1].hist(
+                rho,
+                bins=30,
+                range=(-1, 1),
+                histtype="step",
+                linewidth=1.8,
+                color=c,
+                label=f"{name} (mean {rho.mean():.3f})",
+            )
     axes[0].axvline(1.0, color="grey", linestyle=":", label="uniform (lift 1)")
     axes[0].set_xlabel("lift = mean â on M × passage tokens")
     axes[1].set_xlabel("Spearman ρ(â, sim)")
@@ -123,8 +158,9 @@ def comparison_figure(per_reader: dict[str, Sequence[InstanceMeasures]], group: 
     return path
 
 
-def write_figures(per_reader: dict[str, Sequence[InstanceMeasures]], out_dir: str | Path,
-                  percentiles: Sequence[int] = (90, 95)) -> list[str]:
+def write_figures(
+    per_reader: dict[str, Sequence[InstanceMeasures]], out_dir: str | Path, percentiles: Sequence[int] = (90, 95)
+) -> list[str]:
     """Write every figure under `out_dir`; returns their paths relative to out_dir's parent ("figures/...")."""
     out_dir = Path(out_dir)
     written: list[str] = []
@@ -137,4 +173,3 @@ def write_figures(per_reader: dict[str, Sequence[InstanceMeasures]], out_dir: st
             p = comparison_figure(per_reader, g, out_dir / f"compare_{g}_p{max(percentiles)}.png", max(percentiles))
             written.append(f"{out_dir.name}/{p.name}")
     return written
-

@@ -36,8 +36,9 @@ a report shows the other beside it. ``measure_for(same_prompts)`` is the rule as
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,8 +58,11 @@ def prompt_fingerprint(instances: Sequence[InstanceMeasures]) -> dict[str, Any]:
     """What tells two readers' prompts apart: the per-instance numbers of passage tokens (their sha1 and mean)."""
     counts = [int(i.n_passage_tokens) for i in instances]
     digest = hashlib.sha1(",".join(map(str, counts)).encode()).hexdigest()
-    return {"n": len(counts), "passage_tokens_sha1": digest,
-            "passage_tokens_mean": float(np.mean(counts)) if counts else None}
+    return {
+        "n": len(counts),
+        "passage_tokens_sha1": digest,
+        "passage_tokens_mean": float(np.mean(counts)) if counts else None,
+    }
 
 
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
@@ -98,12 +102,19 @@ def summarize(instances: Sequence[InstanceMeasures], percentiles: Iterable[int] 
             l_mean, l_std = _stats(lift)
             r_mean, r_std = _stats(rho)
             gblock[f"p{p}"] = {
-                "attention_mean": a_mean, "attention_std": a_std,
-                "lift_mean": l_mean, "lift_std": l_std,
-                "spearman_mean": r_mean, "spearman_std": r_std,
-                "n_instances": len(instances), "n_measured": len(att), "n_used": len(rho),
-                "n_undefined": n_undef, "undefined_reasons": reasons,
-                "n_skipped_no_nouns": n_no_nouns, "n_skipped_other": n_other,
+                "attention_mean": a_mean,
+                "attention_std": a_std,
+                "lift_mean": l_mean,
+                "lift_std": l_std,
+                "spearman_mean": r_mean,
+                "spearman_std": r_std,
+                "n_instances": len(instances),
+                "n_measured": len(att),
+                "n_used": len(rho),
+                "n_undefined": n_undef,
+                "undefined_reasons": reasons,
+                "n_skipped_no_nouns": n_no_nouns,
+                "n_skipped_other": n_other,
             }
         out[group] = gblock
     return out
@@ -113,10 +124,10 @@ def summarize(instances: Sequence[InstanceMeasures], percentiles: Iterable[int] 
 class VerdictOptions:
     """The thresholds of the verdict (all CLI options)."""
 
-    corr_threshold: float = 0.3      # Indicator 2: mean Spearman on question-related tokens must exceed it
-    percentile: int = 95             # which selection the verdict reads
+    corr_threshold: float = 0.3  # Indicator 2: mean Spearman on question-related tokens must exceed it
+    percentile: int = 95  # which selection the verdict reads
     attention_measure: str = "lift"  # "mean" (the study's mean â on M), "lift" (comparable across prompts) or "auto"
-    lift_threshold: float = 1.0      # absolute rule (no reference): attention above uniform
+    lift_threshold: float = 1.0  # absolute rule (no reference): attention above uniform
 
 
 def _get(summary: dict[str, Any], group: str, p: int, key: str) -> float | None:
@@ -139,20 +150,28 @@ def _resolve_measure(requested: str, summary: dict[str, Any], reference: dict[st
     if not mine or not theirs:
         return "lift", "the prompts of the two readers are not known to be the same"
     same = mine.get("passage_tokens_sha1") == theirs.get("passage_tokens_sha1") and mine.get("n") == theirs.get("n")
-    return measure_for(same), ("both readers saw the same prompts (same passage tokens per instance)" if same else
-                               "the readers' prompts differ (another tokenizer or budget): only the lift is comparable")
+    return measure_for(same), (
+        "both readers saw the same prompts (same passage tokens per instance)"
+        if same
+        else "the readers' prompts differ (another tokenizer or budget): only the lift is comparable"
+    )
 
 
 def _both(mine: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
     """Both attention measures of one group, the reader's and the reference's (the report shows the other one beside)."""
-    return {"mean_attention": mine["mean_attention"], "reference_mean_attention": ref["mean_attention"],
-            "lift": mine["lift"], "reference_lift": ref["lift"],
-            "mean_attention_higher": _gt(mine["mean_attention"], ref["mean_attention"]),
-            "lift_higher": _gt(mine["lift"], ref["lift"])}
+    return {
+        "mean_attention": mine["mean_attention"],
+        "reference_mean_attention": ref["mean_attention"],
+        "lift": mine["lift"],
+        "reference_lift": ref["lift"],
+        "mean_attention_higher": _gt(mine["mean_attention"], ref["mean_attention"]),
+        "lift_higher": _gt(mine["lift"], ref["lift"]),
+    }
 
 
-def verdict(summary: dict[str, Any], reference: dict[str, Any] | None,
-            options: VerdictOptions = VerdictOptions()) -> dict[str, Any]:
+def verdict(
+    summary: dict[str, Any], reference: dict[str, Any] | None, options: VerdictOptions = VerdictOptions()
+) -> dict[str, Any]:
     """Whether each indicator holds for `summary` against `reference` (None: no comparison possible).
 
     With ``reference=None`` (the reader *is* the reference, e.g. an off-the-shelf checkpoint)
@@ -164,38 +183,73 @@ def verdict(summary: dict[str, Any], reference: dict[str, Any] | None,
     p = options.percentile
     measure, reason = _resolve_measure(options.attention_measure, summary, reference)
     akey = "lift_mean" if measure == "lift" else "attention_mean"
-    out: dict[str, Any] = {"percentile": p, "attention_measure": measure, "measure_requested": options.attention_measure,
-                           "decided_by": MEASURE_TITLE[measure], "measure_reason": reason,
-                           "corr_threshold": options.corr_threshold, "compared_to_reference": reference is not None}
-    values = {g: {"attention": _get(summary, g, p, akey), "lift": _get(summary, g, p, "lift_mean"),
-                  "mean_attention": _get(summary, g, p, "attention_mean"),
-                  "spearman": _get(summary, g, p, "spearman_mean")} for g in GROUPS}
-    absolute = {g: {"spearman_above_threshold": _gt(values[g]["spearman"], options.corr_threshold),
-                    "lift_above_uniform": _gt(values[g]["lift"], options.lift_threshold)} for g in GROUPS}
+    out: dict[str, Any] = {
+        "percentile": p,
+        "attention_measure": measure,
+        "measure_requested": options.attention_measure,
+        "decided_by": MEASURE_TITLE[measure],
+        "measure_reason": reason,
+        "corr_threshold": options.corr_threshold,
+        "compared_to_reference": reference is not None,
+    }
+    values = {
+        g: {
+            "attention": _get(summary, g, p, akey),
+            "lift": _get(summary, g, p, "lift_mean"),
+            "mean_attention": _get(summary, g, p, "attention_mean"),
+            "spearman": _get(summary, g, p, "spearman_mean"),
+        }
+        for g in GROUPS
+    }
+    absolute = {
+        g: {
+            "spearman_above_threshold": _gt(values[g]["spearman"], options.corr_threshold),
+            "lift_above_uniform": _gt(values[g]["lift"], options.lift_threshold),
+        }
+        for g in GROUPS
+    }
     out["absolute"] = absolute
     if reference is None:
         note = "comparison undefined: the reader is its own reference"
         out["indicator1"] = {"holds": None, "note": note, **{k: values["answer"][k] for k in ("attention", "spearman")}}
-        out["indicator2"] = {"holds": None, "note": note, **{k: values["question"][k] for k in ("attention", "spearman")}}
+        out["indicator2"] = {
+            "holds": None,
+            "note": note,
+            **{k: values["question"][k] for k in ("attention", "spearman")},
+        }
         return out
-    ref = {g: {"attention": _get(reference, g, p, akey), "lift": _get(reference, g, p, "lift_mean"),
-               "mean_attention": _get(reference, g, p, "attention_mean"),
-               "spearman": _get(reference, g, p, "spearman_mean")} for g in GROUPS}
+    ref = {
+        g: {
+            "attention": _get(reference, g, p, akey),
+            "lift": _get(reference, g, p, "lift_mean"),
+            "mean_attention": _get(reference, g, p, "attention_mean"),
+            "spearman": _get(reference, g, p, "spearman_mean"),
+        }
+        for g in GROUPS
+    }
     att1 = _gt(values["answer"]["attention"], ref["answer"]["attention"])
     cor1 = _gt(values["answer"]["spearman"], ref["answer"]["spearman"])
     att2 = _gt(values["question"]["attention"], ref["question"]["attention"])
     cor2 = _gt(values["question"]["spearman"], options.corr_threshold)
     out["indicator1"] = {
         "holds": None if att1 is None or cor1 is None else (att1 and cor1),
-        "attention": values["answer"]["attention"], "reference_attention": ref["answer"]["attention"],
-        "spearman": values["answer"]["spearman"], "reference_spearman": ref["answer"]["spearman"],
-        "attention_higher": att1, "spearman_higher": cor1, **_both(values["answer"], ref["answer"]),
+        "attention": values["answer"]["attention"],
+        "reference_attention": ref["answer"]["attention"],
+        "spearman": values["answer"]["spearman"],
+        "reference_spearman": ref["answer"]["spearman"],
+        "attention_higher": att1,
+        "spearman_higher": cor1,
+        **_both(values["answer"], ref["answer"]),
     }
     out["indicator2"] = {
         "holds": None if att2 is None or cor2 is None else (att2 and cor2),
-        "attention": values["question"]["attention"], "reference_attention": ref["question"]["attention"],
-        "spearman": values["question"]["spearman"], "reference_spearman": ref["question"]["spearman"],
-        "attention_higher": att2, "spearman_above_threshold": cor2, **_both(values["question"], ref["question"]),
+        "attention": values["question"]["attention"],
+        "reference_attention": ref["question"]["attention"],
+        "spearman": values["question"]["spearman"],
+        "reference_spearman": ref["question"]["spearman"],
+        "attention_higher": att2,
+        "spearman_above_threshold": cor2,
+        **_both(values["question"], ref["question"]),
     }
     return out
 
@@ -222,10 +276,14 @@ def advice(v: dict[str, Any]) -> tuple[str, str]:
         ab = v["absolute"]
         ok = all(ab[g]["spearman_above_threshold"] and ab[g]["lift_above_uniform"] for g in GROUPS)
         if ok:
-            return DISTIL, ("no reference to compare with; on its own numbers the attention concentrates on "
-                            "answer- and question-related tokens (lift > 1) and follows their similarity (Spearman > threshold)")
-        return FINE_TUNE, ("no reference to compare with (the reader is the off-the-shelf checkpoint); its own numbers fall short "
-                           "(Spearman vs threshold, lift vs 1), and the study found distilling from an off-the-shelf reader hurts")
+            return DISTIL, (
+                "no reference to compare with; on its own numbers the attention concentrates on "
+                "answer- and question-related tokens (lift > 1) and follows their similarity (Spearman > threshold)"
+            )
+        return FINE_TUNE, (
+            "no reference to compare with (the reader is the off-the-shelf checkpoint); its own numbers fall short "
+            "(Spearman vs threshold, lift vs 1), and the study found distilling from an off-the-shelf reader hurts"
+        )
     h1, h2 = v["indicator1"]["holds"], v["indicator2"]["holds"]
     if h1 and h2:
         return DISTIL, "both indicators hold against the reference"
@@ -233,6 +291,8 @@ def advice(v: dict[str, Any]) -> tuple[str, str]:
         which = "Indicator 1 (answer-related)" if h1 else "Indicator 2 (question-related)"
         return FINE_TUNE, f"only {which} holds: its attention improved over the reference on one axis only"
     if h1 is None and h2 is None:
-        return NO_BENEFIT, ("neither indicator can be computed (no instance with a defined Spearman): "
-                            "there is no evidence that its attention is a better teacher than the reference's")
+        return NO_BENEFIT, (
+            "neither indicator can be computed (no instance with a defined Spearman): "
+            "there is no evidence that its attention is a better teacher than the reference's"
+        )
     return NO_BENEFIT, "neither indicator holds: its attention is no better a teacher than the reference's"

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ragdistill.analysis.indicators import VerdictOptions, summarize, verdict
 from ragdistill.analysis.quality import GROUPS, PERCENTILES
@@ -52,8 +53,16 @@ from ragdistill.utils.io import atomic_write_text
 
 #: keys `monitor.options` may hold (see IndicatorMonitor); anything else -- out_dir included: the monitor
 #: always writes under <run>/monitor -- is refused when the config loads
-MONITOR_OPTIONS = ("patience", "reference", "corr_threshold", "percentile", "attention_measure", "refresh_passages",
-                   "prefix", "seed")
+MONITOR_OPTIONS = (
+    "patience",
+    "reference",
+    "corr_threshold",
+    "percentile",
+    "attention_measure",
+    "refresh_passages",
+    "prefix",
+    "seed",
+)
 
 
 def check_monitor_options(options: Any) -> None:
@@ -62,7 +71,9 @@ def check_monitor_options(options: Any) -> None:
         raise ConfigError("monitor.options", f"must be a mapping of option: value, got {options!r}")
     unknown = sorted(set(map(str, options)) - set(MONITOR_OPTIONS))
     if unknown:
-        raise ConfigError("monitor.options", f"unknown option(s) {', '.join(unknown)}; known: {', '.join(MONITOR_OPTIONS)}")
+        raise ConfigError(
+            "monitor.options", f"unknown option(s) {', '.join(unknown)}; known: {', '.join(MONITOR_OPTIONS)}"
+        )
 
 
 def _num(x: Any) -> float:
@@ -76,12 +87,26 @@ def _num(x: Any) -> float:
 class IndicatorMonitor:
     """Computes the indicators on a fixed probe set during training and decides when to stop a poor run."""
 
-    def __init__(self, probe_questions: Sequence[Question] | Any, index: Any = None, retriever: Any = None,
-                 every: int = 500, k: int = 5, patience: int = 3, reference: str | dict | None = None,
-                 options: VerdictOptions = VerdictOptions(), signal: str = "attention",
-                 passages: Sequence[Sequence[Passage]] | None = None, refresh_passages: bool = False,
-                 nlp: Any = None, prefix: str = "indicators/", progress: bool = False,
-                 attention_options: dict | None = None, out_dir: str | None = None, **config_options: Any):
+    def __init__(
+        self,
+        probe_questions: Sequence[Question] | Any,
+        index: Any = None,
+        retriever: Any = None,
+        every: int = 500,
+        k: int = 5,
+        patience: int = 3,
+        reference: str | dict | None = None,
+        options: VerdictOptions = VerdictOptions(),
+        signal: str = "attention",
+        passages: Sequence[Sequence[Passage]] | None = None,
+        refresh_passages: bool = False,
+        nlp: Any = None,
+        prefix: str = "indicators/",
+        progress: bool = False,
+        attention_options: dict | None = None,
+        out_dir: str | None = None,
+        **config_options: Any,
+    ):
         if hasattr(probe_questions, "monitor") and hasattr(probe_questions, "train"):
             # the training loop's form: IndicatorMonitor(cfg, questions, index, retriever, out_dir=..., **options)
             cfg, questions = probe_questions, index
@@ -121,22 +146,43 @@ class IndicatorMonitor:
         self.history: list[dict[str, Any]] = []
         self.failed_streak = 0
 
-    def _init_from_config(self, cfg: Any, questions: Sequence[Question], index: Any, retriever: Any,
-                          out_dir: Any, nlp: Any, opts: dict[str, Any]) -> None:
+    def _init_from_config(
+        self,
+        cfg: Any,
+        questions: Sequence[Question],
+        index: Any,
+        retriever: Any,
+        out_dir: Any,
+        nlp: Any,
+        opts: dict[str, Any],
+    ) -> None:
         check_monitor_options(opts)
         n = int(getattr(cfg.monitor, "instances", 20))
         probe, _ = sample_questions(list(questions), n, int(opts.get("seed", getattr(cfg.train, "seed", 0))))
         sig = cfg.signal
         attention_options = {"layers": sig.layers, "value_norm": sig.value_norm}
         reference = opts.get("reference", "first" if getattr(cfg, "trains_reader", True) else None)
-        options = VerdictOptions(corr_threshold=float(opts.get("corr_threshold", 0.3)),
-                                 percentile=int(opts.get("percentile", 95)),
-                                 attention_measure=str(opts.get("attention_measure", "lift")))
-        self.__init__(probe, index=index, retriever=retriever, every=int(cfg.monitor.every), k=int(cfg.train.k),
-                      patience=int(opts.get("patience", 3)), reference=reference, options=options,
-                      signal=sig.name, refresh_passages=bool(opts.get("refresh_passages", False)), nlp=nlp,
-                      prefix=str(opts.get("prefix", "indicators/")), attention_options=attention_options,
-                      out_dir=None if out_dir is None else str(out_dir))
+        options = VerdictOptions(
+            corr_threshold=float(opts.get("corr_threshold", 0.3)),
+            percentile=int(opts.get("percentile", 95)),
+            attention_measure=str(opts.get("attention_measure", "lift")),
+        )
+        self.__init__(
+            probe,
+            index=index,
+            retriever=retriever,
+            every=int(cfg.monitor.every),
+            k=int(cfg.train.k),
+            patience=int(opts.get("patience", 3)),
+            reference=reference,
+            options=options,
+            signal=sig.name,
+            refresh_passages=bool(opts.get("refresh_passages", False)),
+            nlp=nlp,
+            prefix=str(opts.get("prefix", "indicators/")),
+            attention_options=attention_options,
+            out_dir=None if out_dir is None else str(out_dir),
+        )
 
     def is_due(self, step: int) -> bool:
         return step % self.every == 0
@@ -169,9 +215,15 @@ class IndicatorMonitor:
         if model is not None:
             model.eval()
         try:
-            analysis = analyze_reader(reader, instances, name=f"step{step}", signal=self.signal,
-                                      percentiles=PERCENTILES, progress=self.progress,
-                                      attention_options=self.attention_options)
+            analysis = analyze_reader(
+                reader,
+                instances,
+                name=f"step{step}",
+                signal=self.signal,
+                percentiles=PERCENTILES,
+                progress=self.progress,
+                attention_options=self.attention_options,
+            )
         finally:
             if model is not None and was_training:
                 model.train()
@@ -218,9 +270,14 @@ class IndicatorMonitor:
 
     def stop_message(self) -> str:
         last = self.history[-1] if self.history else {}
-        rule = ("against the reference reader" if self.reference is not None
-                else f"by the absolute rule (mean Spearman > {self.options.corr_threshold} and lift > 1)")
-        return (f"stopping: the reader failed both attention-quality indicators {rule} at {self.failed_streak} consecutive "
-                f"checks (every {self.every} steps, last at step {last.get('step')}); its attention is a poor teacher and "
-                "distilling from it is expected to hurt the retriever. Fine-tune the reader first (step 1), or run "
-                "`ragdistill diagnose` on it; drop --stop-if-poor to train anyway.")
+        rule = (
+            "against the reference reader"
+            if self.reference is not None
+            else f"by the absolute rule (mean Spearman > {self.options.corr_threshold} and lift > 1)"
+        )
+        return (
+            f"stopping: the reader failed both attention-quality indicators {rule} at {self.failed_streak} consecutive "
+            f"checks (every {self.every} steps, last at step {last.get('step')}); its attention is a poor teacher and "
+            "distilling from it is expected to hurt the retriever. Fine-tune the reader first (step 1), or run "
+            "`ragdistill diagnose` on it; drop --stop-if-poor to train anyway."
+        )

@@ -49,9 +49,10 @@ template its ``perplexity_scores`` uses: passage i alone).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -69,14 +70,23 @@ QUADRATURES = ("gauss-legendre", "midpoint", "trapezoid")
 
 # defaults (utils.ig_rule, shared with the CLI): DEFAULT_STEPS = None, the adaptive trapezoid rule, run until the
 # instance's completeness-error bound is under DEFAULT_TOLERANCE (0.05) or a passage has DEFAULT_MAX_STEPS (128) nodes.
-__all__ = ["DEFAULT_MAX_STEPS", "DEFAULT_STEPS", "DEFAULT_TOLERANCE", "INITIAL_INTERVALS", "PerplexityTokenDiagnostics",
-           "passage_token_gains", "perplexity_token_scores", "quadrature_nodes", "trapezoid_weights"]
+__all__ = [
+    "DEFAULT_MAX_STEPS",
+    "DEFAULT_STEPS",
+    "DEFAULT_TOLERANCE",
+    "INITIAL_INTERVALS",
+    "PerplexityTokenDiagnostics",
+    "passage_token_gains",
+    "perplexity_token_scores",
+    "quadrature_nodes",
+    "trapezoid_weights",
+]
 #: the quadrature of a fixed rule (``steps=m``)
 DEFAULT_QUADRATURE = "midpoint"
 #: path points per forward+backward (and at most this many new nodes per passage and refinement round)
 PATH_BATCH = 8
 #: intervals narrower than this are not bisected further (float32 log-likelihood differences)
-MIN_INTERVAL = 2.0 ** -14
+MIN_INTERVAL = 2.0**-14
 #: absolute floor (nats) of the error budget, for instances where no passage changes the log-likelihood
 ABS_TOLERANCE = 1e-6
 
@@ -85,11 +95,11 @@ ABS_TOLERANCE = 1e-6
 class PerplexityTokenDiagnostics:
     """What the gains were computed from, per passage (for checks and the report)."""
 
-    loglik: list[float]            # S_i(x): mean answer log-likelihood with passage i
-    baseline_loglik: list[float]   # S_i(x'): the same with passage i's embeddings at the baseline row
-    gain_sums: list[float]         # Σ_t g_t (≈ loglik − baseline_loglik by completeness)
+    loglik: list[float]  # S_i(x): mean answer log-likelihood with passage i
+    baseline_loglik: list[float]  # S_i(x'): the same with passage i's embeddings at the baseline row
+    gain_sums: list[float]  # Σ_t g_t (≈ loglik − baseline_loglik by completeness)
     raw_gains: list[torch.Tensor]  # g_t of each passage's tokens, signed
-    nodes: list[int] = field(default_factory=list)          # gradient evaluations (path points) per passage
+    nodes: list[int] = field(default_factory=list)  # gradient evaluations (path points) per passage
     error_bounds: list[float] = field(default_factory=list)  # adaptive rule: Σ_j e_j per passage (nats); fixed: None
     alphas: list[torch.Tensor] = field(default_factory=list)  # the nodes evaluated, per passage, in evaluation order
     rule: str = "adaptive-trapezoid"
@@ -108,7 +118,9 @@ class PerplexityTokenDiagnostics:
 
         0 is exact; None when no passage changes the log-likelihood at all.
         """
-        num = sum(abs(total - (ll - base)) for ll, base, total in zip(self.loglik, self.baseline_loglik, self.gain_sums))
+        num = sum(
+            abs(total - (ll - base)) for ll, base, total in zip(self.loglik, self.baseline_loglik, self.gain_sums)
+        )
         den = sum(abs(ll - base) for ll, base in zip(self.loglik, self.baseline_loglik))
         return num / den if den > 0 else None
 
@@ -144,7 +156,7 @@ def _answer_loglik(reader: Any, kind: str, embeds: torch.Tensor, layout: Attenti
         return logp.gather(-1, answer.view(1, -1, 1).expand(embeds.shape[0], -1, 1)).squeeze(-1).mean(-1)
     s, e = layout.answer_span
     targets = layout.input_ids[s:e].to(embeds.device)
-    logits = model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits[:, s - 1:e - 1]
+    logits = model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits[:, s - 1 : e - 1]
     logp = torch.log_softmax(logits.float(), dim=-1)
     return logp.gather(-1, targets.view(1, -1, 1).expand(embeds.shape[0], -1, 1)).squeeze(-1).mean(-1)
 
@@ -180,7 +192,6 @@ def _baseline_row(emb_layer: torch.nn.Module, baseline: str) -> torch.Tensor:
     if baseline == "zero":
         return torch.zeros_like(emb_layer.weight[0])
     return emb_layer.weight.detach().mean(0)
-
 
 
 def trapezoid_weights(alphas: torch.Tensor) -> torch.Tensor:
@@ -223,12 +234,12 @@ class _Path:
         self.device = emb_layer.weight.device
         self.start, self.end = layout.passage_spans[0]
         with torch.no_grad():
-            self.x = emb_layer(layout.input_ids.to(self.device)).detach()     # [T, D]
+            self.x = emb_layer(layout.input_ids.to(self.device)).detach()  # [T, D]
             self.base = self.x.clone()
-            self.base[self.start:self.end] = _baseline_row(emb_layer, baseline)
-        self.diff = self.x - self.base                                         # zero outside the passage
-        self.alphas: list[float] = []      # evaluated nodes, in evaluation order
-        self.loglik: list[float] = []      # S(α_k)
+            self.base[self.start : self.end] = _baseline_row(emb_layer, baseline)
+        self.diff = self.x - self.base  # zero outside the passage
+        self.alphas: list[float] = []  # evaluated nodes, in evaluation order
+        self.loglik: list[float] = []  # S(α_k)
         self.terms: list[torch.Tensor] = []  # (x_t − x'_t)·∂S/∂x_t at α_k over the passage's tokens, float64
 
     def loglik_at(self, alphas: Sequence[float]) -> list[float]:
@@ -242,12 +253,12 @@ class _Path:
         """Forward+backward at the new nodes (in batches of PATH_BATCH); appends S and the token terms."""
         alphas = [float(a) for a in alphas]
         for c in range(0, len(alphas), PATH_BATCH):
-            chunk = alphas[c:c + PATH_BATCH]
+            chunk = alphas[c : c + PATH_BATCH]
             a = torch.tensor(chunk, device=self.device, dtype=self.x.dtype)
             path = (self.base.unsqueeze(0) + a.view(-1, 1, 1) * self.diff.unsqueeze(0)).requires_grad_(True)
             ll = _answer_loglik(self.reader, self.kind, path, self.layout)
             (grad,) = torch.autograd.grad(ll.sum(), path)
-            terms = (self.diff[self.start:self.end].unsqueeze(0) * grad[:, self.start:self.end]).sum(-1)
+            terms = (self.diff[self.start : self.end].unsqueeze(0) * grad[:, self.start : self.end]).sum(-1)
             self.alphas.extend(chunk)
             self.loglik.extend(float(v) for v in ll.detach())
             self.terms.extend(terms.detach().double().cpu())
@@ -262,7 +273,7 @@ class _Path:
     def interval_errors(self) -> torch.Tensor:
         """e_j = |trapezoid − (S(α_{j+1}) − S(α_j))| on each interval of the sorted grid."""
         a, s, t = self.grid()
-        d = t.sum(-1)                                            # dS/dα at the nodes
+        d = t.sum(-1)  # dS/dα at the nodes
         trap = (a[1:] - a[:-1]) * (d[1:] + d[:-1]) / 2
         return (trap - (s[1:] - s[:-1])).abs()
 
@@ -315,9 +326,17 @@ def _gains(path: _Path, alphas: torch.Tensor | None = None, weights: torch.Tenso
     return (weights.to(t.dtype).unsqueeze(-1) * t).sum(0).float()
 
 
-def _integrate(reader: Any, question: str, passages: Sequence[Passage], answer: str, steps: int | None,
-               baseline: str, quadrature: str, tolerance: float, max_steps: int
-               ) -> tuple[list[_Path], PerplexityTokenDiagnostics]:
+def _integrate(
+    reader: Any,
+    question: str,
+    passages: Sequence[Passage],
+    answer: str,
+    steps: int | None,
+    baseline: str,
+    quadrature: str,
+    tolerance: float,
+    max_steps: int,
+) -> tuple[list[_Path], PerplexityTokenDiagnostics]:
     if steps is not None and steps < 1:
         raise ValueError("steps must be at least 1 (or None: the adaptive rule)")
     if steps is None and max_steps < INITIAL_INTERVALS + 1:
@@ -326,7 +345,7 @@ def _integrate(reader: Any, question: str, passages: Sequence[Passage], answer: 
         raise ValueError("tolerance must be positive")
     rule = "adaptive-trapezoid" if steps is None else f"{'midpoint' if steps == 1 else quadrature}-{steps}"
     if steps is not None:
-        alphas, weights = quadrature_nodes(steps, quadrature)        # validates the quadrature too
+        alphas, weights = quadrature_nodes(steps, quadrature)  # validates the quadrature too
     elif baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}")
     diag = PerplexityTokenDiagnostics([], [], [], [], rule=rule, tolerance=tolerance)
@@ -356,19 +375,33 @@ def _integrate(reader: Any, question: str, passages: Sequence[Passage], answer: 
     return paths, diag
 
 
-def passage_token_gains(reader: Any, question: str, passage: Passage, answer: str, steps: int | None = DEFAULT_STEPS,
-                        baseline: str = "mean", quadrature: str = DEFAULT_QUADRATURE,
-                        tolerance: float = DEFAULT_TOLERANCE, max_steps: int = DEFAULT_MAX_STEPS
-                        ) -> tuple[AttentionResult, torch.Tensor, float, float]:
+def passage_token_gains(
+    reader: Any,
+    question: str,
+    passage: Passage,
+    answer: str,
+    steps: int | None = DEFAULT_STEPS,
+    baseline: str = "mean",
+    quadrature: str = DEFAULT_QUADRATURE,
+    tolerance: float = DEFAULT_TOLERANCE,
+    max_steps: int = DEFAULT_MAX_STEPS,
+) -> tuple[AttentionResult, torch.Tensor, float, float]:
     """(single-passage layout, g_t over the passage's tokens, S_i(x), S_i(x')) for one passage."""
     paths, diag = _integrate(reader, question, [passage], answer, steps, baseline, quadrature, tolerance, max_steps)
     return paths[0].layout, diag.raw_gains[0], diag.loglik[0], diag.baseline_loglik[0]
 
 
-def perplexity_token_scores(reader: Any, question: str, passages: Sequence[Passage], answer: str,
-                            steps: int | None = DEFAULT_STEPS, baseline: str = "mean",
-                            quadrature: str = DEFAULT_QUADRATURE, tolerance: float = DEFAULT_TOLERANCE,
-                            max_steps: int = DEFAULT_MAX_STEPS) -> tuple[AttentionResult, PerplexityTokenDiagnostics]:
+def perplexity_token_scores(
+    reader: Any,
+    question: str,
+    passages: Sequence[Passage],
+    answer: str,
+    steps: int | None = DEFAULT_STEPS,
+    baseline: str = "mean",
+    quadrature: str = DEFAULT_QUADRATURE,
+    tolerance: float = DEFAULT_TOLERANCE,
+    max_steps: int = DEFAULT_MAX_STEPS,
+) -> tuple[AttentionResult, PerplexityTokenDiagnostics]:
     """An AttentionResult whose token scores are the positive per-token gains over the K passages.
 
     ``steps=None`` (the default) is the adaptive trapezoid rule, refined until the instance's

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,11 +51,11 @@ SKIP_NO_PASSAGE_TOKENS = "no_passage_tokens"
 class SelectionMeasure:
     """Mean attention, lift and Spearman's ρ over one selection M (one group, one percentile)."""
 
-    threshold: float           # the p-th percentile of sim over the passage tokens
-    n_selected: int            # |M|
-    mean_attention: float      # mean_{t∈M} â_t
-    lift: float                # mean_{t∈M} â_t × number of passage tokens
-    spearman: float | None     # ρ(â, sim) over M; None when undefined
+    threshold: float  # the p-th percentile of sim over the passage tokens
+    n_selected: int  # |M|
+    mean_attention: float  # mean_{t∈M} â_t
+    lift: float  # mean_{t∈M} â_t × number of passage tokens
+    spearman: float | None  # ρ(â, sim) over M; None when undefined
     undefined_reason: str | None = None  # "too_few_tokens" | "constant_attention" | "constant_similarity"
 
 
@@ -62,8 +63,8 @@ class SelectionMeasure:
 class GroupMeasure:
     """One group (answer- or question-related) of one instance: per percentile, or skipped."""
 
-    skipped: str | None = None                     # SKIP_* reason, or None
-    n_group_tokens: int = 0                        # |G| (distinct token ids)
+    skipped: str | None = None  # SKIP_* reason, or None
+    n_group_tokens: int = 0  # |G| (distinct token ids)
     by_percentile: dict[int, SelectionMeasure] = field(default_factory=dict)
 
 
@@ -85,17 +86,20 @@ class InstanceMeasures:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "InstanceMeasures":
+    def from_dict(cls, d: dict[str, Any]) -> InstanceMeasures:
         groups = {}
         for name, g in d["groups"].items():
             by_p = {int(k[1:]): SelectionMeasure(**v) for k, v in g.items() if k.startswith("p") and k[1:].isdigit()}
-            groups[name] = GroupMeasure(skipped=g.get("skipped"), n_group_tokens=g.get("n_group_tokens", 0), by_percentile=by_p)
+            groups[name] = GroupMeasure(
+                skipped=g.get("skipped"), n_group_tokens=g.get("n_group_tokens", 0), by_percentile=by_p
+            )
         return cls(n_passage_tokens=int(d["n_passage_tokens"]), groups=groups)
 
 
 # ---------------------------------------------------------------------------------------------
 # The pieces, each testable on its own
 # ---------------------------------------------------------------------------------------------
+
 
 def passage_positions(result: AttentionResult) -> np.ndarray:
     """Sorted positions (into ``result.input_ids``) of every passage token, each position once."""
@@ -120,8 +124,9 @@ def normalized_passage_scores(result: AttentionResult) -> tuple[np.ndarray, np.n
     return pos, a_hat
 
 
-def max_cosine_similarity(token_ids: Sequence[int] | np.ndarray, group_ids: Sequence[int] | np.ndarray,
-                          embeddings: torch.Tensor | np.ndarray) -> np.ndarray:
+def max_cosine_similarity(
+    token_ids: Sequence[int] | np.ndarray, group_ids: Sequence[int] | np.ndarray, embeddings: torch.Tensor | np.ndarray
+) -> np.ndarray:
     """sim_t = max_{g ∈ G} cos(e_t, e_g) for every token id t (float64 array, same length as token_ids).
 
     Computed once per distinct token id, so a repeated id always gets exactly the same value
@@ -188,13 +193,24 @@ def selection_measure(a_hat: np.ndarray, sim: np.ndarray, p: float) -> Selection
     sel_a = a_hat[mask]
     mean_att = float(sel_a.mean()) if sel_a.size else float("nan")
     rho, why = spearman_or_none(sel_a, sim[mask])
-    return SelectionMeasure(threshold=thr, n_selected=int(mask.sum()), mean_attention=mean_att,
-                            lift=mean_att * a_hat.size, spearman=rho, undefined_reason=why)
+    return SelectionMeasure(
+        threshold=thr,
+        n_selected=int(mask.sum()),
+        mean_attention=mean_att,
+        lift=mean_att * a_hat.size,
+        spearman=rho,
+        undefined_reason=why,
+    )
 
 
-def measure_group(token_ids: np.ndarray, a_hat: np.ndarray, group_ids: Sequence[int],
-                  embeddings: torch.Tensor | np.ndarray, percentiles: Iterable[int] = PERCENTILES,
-                  skip_reason: str = SKIP_NO_ANSWER_TOKENS) -> GroupMeasure:
+def measure_group(
+    token_ids: np.ndarray,
+    a_hat: np.ndarray,
+    group_ids: Sequence[int],
+    embeddings: torch.Tensor | np.ndarray,
+    percentiles: Iterable[int] = PERCENTILES,
+    skip_reason: str = SKIP_NO_ANSWER_TOKENS,
+) -> GroupMeasure:
     """The measures of one group G for one instance (skipped with `skip_reason` when G is empty)."""
     group = np.unique(np.asarray(list(group_ids), dtype=np.int64))
     if group.size == 0:
@@ -202,13 +218,18 @@ def measure_group(token_ids: np.ndarray, a_hat: np.ndarray, group_ids: Sequence[
     if token_ids.size == 0:
         return GroupMeasure(skipped=SKIP_NO_PASSAGE_TOKENS, n_group_tokens=int(group.size))
     sim = max_cosine_similarity(token_ids, group, embeddings)
-    return GroupMeasure(n_group_tokens=int(group.size),
-                        by_percentile={int(p): selection_measure(a_hat, sim, p) for p in percentiles})
+    return GroupMeasure(
+        n_group_tokens=int(group.size), by_percentile={int(p): selection_measure(a_hat, sim, p) for p in percentiles}
+    )
 
 
-def measure_instance(result: AttentionResult, embeddings: torch.Tensor | np.ndarray,
-                     answer_ids: Sequence[int] | None = None, noun_ids: Sequence[int] = (),
-                     percentiles: Iterable[int] = PERCENTILES) -> InstanceMeasures:
+def measure_instance(
+    result: AttentionResult,
+    embeddings: torch.Tensor | np.ndarray,
+    answer_ids: Sequence[int] | None = None,
+    noun_ids: Sequence[int] = (),
+    percentiles: Iterable[int] = PERCENTILES,
+) -> InstanceMeasures:
     """All measures of one instance: answer-related (G = answer tokens) and question-related (G = noun tokens).
 
     `answer_ids` defaults to ``result.answer_ids``; pass the ids without special tokens
@@ -231,8 +252,10 @@ def measure_instance(result: AttentionResult, embeddings: torch.Tensor | np.ndar
 # Token groups from text
 # ---------------------------------------------------------------------------------------------
 
-def answer_group_ids(answer_ids: Sequence[int] | torch.Tensor, tokenizer: Any | None = None,
-                     answer: str | None = None) -> list[int]:
+
+def answer_group_ids(
+    answer_ids: Sequence[int] | torch.Tensor, tokenizer: Any | None = None, answer: str | None = None
+) -> list[int]:
     """G of the answer-related group: the answer's token ids without special tokens, and its in-context forms.
 
     `answer_ids` are the ids the reader scored (a T5 answer ends with </s>, which is not the
@@ -280,7 +303,7 @@ def answer_context_ids(answer: str, tokenizer: Any, contexts: Sequence[str] = AN
             out.extend(int(t) for t in tokenizer(piece, add_special_tokens=False)["input_ids"] if t not in special)
             continue
         for tid, (s, e) in pairs:
-            if tid in special or not (s < hi and lo < e) or not full[max(s, lo):min(e, hi)].strip():
+            if tid in special or not (s < hi and lo < e) or not full[max(s, lo) : min(e, hi)].strip():
                 continue
             out.append(int(tid))
     return list(dict.fromkeys(out))
@@ -292,8 +315,9 @@ def noun_char_spans(question: str, nlp: Any) -> list[tuple[int, int]]:
     return [(tok.idx, tok.idx + len(tok.text)) for tok in doc if tok.pos_ in NOUN_POS]
 
 
-def question_noun_ids(question: str, tokenizer: Any, nlp: Any = None,
-                      spans: Sequence[tuple[int, int]] | None = None) -> list[int]:
+def question_noun_ids(
+    question: str, tokenizer: Any, nlp: Any = None, spans: Sequence[tuple[int, int]] | None = None
+) -> list[int]:
     """Reader-tokenizer ids of the question's noun tokens, as they are tokenised inside the question.
 
     The question is tokenised whole (with character offsets) and every reader token that

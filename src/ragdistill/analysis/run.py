@@ -9,13 +9,18 @@ counted) or, with ``answer="generated"``, each reader's own greedy answer.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ragdistill.analysis.indicators import VerdictOptions, advice, summarize, verdict
+from ragdistill.analysis.perplexity import DEFAULT_MAX_STEPS as IG_MAX_STEPS
+from ragdistill.analysis.perplexity import DEFAULT_QUADRATURE as IG_QUADRATURE
+from ragdistill.analysis.perplexity import DEFAULT_STEPS as IG_STEPS
+from ragdistill.analysis.perplexity import DEFAULT_TOLERANCE as IG_TOLERANCE
 from ragdistill.analysis.quality import (
     PERCENTILES,
     SKIP_NO_ANSWER_TOKENS,
@@ -26,10 +31,6 @@ from ragdistill.analysis.quality import (
     noun_char_spans,
     question_noun_ids,
 )
-from ragdistill.analysis.perplexity import DEFAULT_MAX_STEPS as IG_MAX_STEPS
-from ragdistill.analysis.perplexity import DEFAULT_QUADRATURE as IG_QUADRATURE
-from ragdistill.analysis.perplexity import DEFAULT_STEPS as IG_STEPS
-from ragdistill.analysis.perplexity import DEFAULT_TOLERANCE as IG_TOLERANCE
 from ragdistill.data.types import Passage, Question
 from ragdistill.errors import ConfigError, InputError
 from ragdistill.signals import get_signal_spec
@@ -57,7 +58,9 @@ class ReaderAnalysis:
     records: list[dict[str, Any]]
 
 
-def sample_questions(questions: Sequence[Question], n: int, seed: int = 0, answer: str = "gold") -> tuple[list[Question], int]:
+def sample_questions(
+    questions: Sequence[Question], n: int, seed: int = 0, answer: str = "gold"
+) -> tuple[list[Question], int]:
     """(sample, n_without_gold): up to n questions drawn without replacement, seeded.
 
     With ``answer="gold"`` questions without a gold answer cannot be analysed; they are left
@@ -77,15 +80,16 @@ def sample_questions(questions: Sequence[Question], n: int, seed: int = 0, answe
     return [pool[int(i)] for i in sorted(idx)], n_missing
 
 
-def build_instances(questions: Sequence[Question], index: Any, retriever: Any, k: int, nlp: Any,
-                    batch_size: int = 64) -> list[Instance]:
+def build_instances(
+    questions: Sequence[Question], index: Any, retriever: Any, k: int, nlp: Any, batch_size: int = 64
+) -> list[Instance]:
     """Retrieve the top-k passages of every question (one batched search) and tag the questions' nouns."""
     if k < 1:
         raise ConfigError("k", "the number of retrieved passages must be at least 1")
     texts = [q.question for q in questions]
     retrieved: list[list[Any]] = []
     for s in range(0, len(texts), batch_size):
-        retrieved.extend(index.retrieve(retriever, texts[s:s + batch_size], k))
+        retrieved.extend(index.retrieve(retriever, texts[s : s + batch_size], k))
     docs = list(nlp.pipe(texts)) if hasattr(nlp, "pipe") else [nlp(t) for t in texts]
     out = []
     for q, hits, doc in zip(questions, retrieved, docs):
@@ -94,7 +98,9 @@ def build_instances(questions: Sequence[Question], index: Any, retriever: Any, k
     return out
 
 
-def instances_from_passages(questions: Sequence[Question], passages: Sequence[Sequence[Passage]], nlp: Any) -> list[Instance]:
+def instances_from_passages(
+    questions: Sequence[Question], passages: Sequence[Sequence[Passage]], nlp: Any
+) -> list[Instance]:
     """Instances from already retrieved passages (e.g. a training batch)."""
     return [Instance(q, list(ps), noun_char_spans(q.question, nlp)) for q, ps in zip(questions, passages)]
 
@@ -104,7 +110,7 @@ def _generate(reader: Any, instances: Sequence[Instance], batch_size: int, progr
 
     answers: list[str] = []
     for s in tqdm(range(0, len(instances), batch_size), desc="generating answers", disable=not progress, leave=False):
-        chunk = instances[s:s + batch_size]
+        chunk = instances[s : s + batch_size]
         answers.extend(reader.generate([i.question.question for i in chunk], [i.passages for i in chunk]))
     return answers
 
@@ -116,15 +122,28 @@ def token_scorer(signal: str):
         return None
     token_scores = get_signal_spec(signal).token_scores
     if token_scores is None:
-        raise ConfigError("signal", f"the signal '{signal}' gives passage scores only: the analysis needs its token scores "
-                                    "(register it with token_scores=...)")
+        raise ConfigError(
+            "signal",
+            f"the signal '{signal}' gives passage scores only: the analysis needs its token scores "
+            "(register it with token_scores=...)",
+        )
     return token_scores
 
 
-def analyze_reader(reader: Any, instances: Sequence[Instance], name: str = "reader", signal: str = "attention",
-                   answer: str = "gold", percentiles: Iterable[int] = PERCENTILES, attention_options: dict | None = None,
-                   ig_steps: int | None = IG_STEPS, progress: bool = True, generate_batch_size: int = 8,
-                   ig_tolerance: float = IG_TOLERANCE, ig_max_steps: int = IG_MAX_STEPS) -> ReaderAnalysis:
+def analyze_reader(
+    reader: Any,
+    instances: Sequence[Instance],
+    name: str = "reader",
+    signal: str = "attention",
+    answer: str = "gold",
+    percentiles: Iterable[int] = PERCENTILES,
+    attention_options: dict | None = None,
+    ig_steps: int | None = IG_STEPS,
+    progress: bool = True,
+    generate_batch_size: int = 8,
+    ig_tolerance: float = IG_TOLERANCE,
+    ig_max_steps: int = IG_MAX_STEPS,
+) -> ReaderAnalysis:
     """Per-instance measures of one reader on the given instances (no aggregation).
 
     Perplexity signal: ``ig_steps=None`` (default) is the adaptive integrated-gradients rule, refined
@@ -139,36 +158,55 @@ def analyze_reader(reader: Any, instances: Sequence[Instance], name: str = "read
     percentiles = tuple(int(p) for p in percentiles)
     embeddings = reader.input_embedding_matrix()
     tokenizer = reader.tokenizer
-    answers = (_generate(reader, instances, generate_batch_size, progress) if answer == "generated"
-               else [inst.question.answers[0] for inst in instances])
+    answers = (
+        _generate(reader, instances, generate_batch_size, progress)
+        if answer == "generated"
+        else [inst.question.answers[0] for inst in instances]
+    )
     measures, records = [], []
     for inst, ans in tqdm(list(zip(instances, answers)), desc=f"analysing {name}", disable=not progress):
         q = inst.question
-        record: dict[str, Any] = {"reader": name, "question_id": q.id, "question": q.question, "answer": ans,
-                                  "answer_source": answer, "passage_ids": [p.id for p in inst.passages]}
+        record: dict[str, Any] = {
+            "reader": name,
+            "question_id": q.id,
+            "question": q.question,
+            "answer": ans,
+            "answer_source": answer,
+            "passage_ids": [p.id for p in inst.passages],
+        }
         if not ans or not ans.strip():
             # an empty (generated) answer: nothing to score with; counted as skipped in both groups
-            m = InstanceMeasures(n_passage_tokens=0, groups={g: GroupMeasure(skipped=SKIP_NO_ANSWER_TOKENS)
-                                                             for g in ("answer", "question")})
+            m = InstanceMeasures(
+                n_passage_tokens=0,
+                groups={g: GroupMeasure(skipped=SKIP_NO_ANSWER_TOKENS) for g in ("answer", "question")},
+            )
         else:
             if token_scores is not None:  # the passage's title and text tokens, without template labels
-                result = token_scores(reader, q.question, inst.passages, ans, span="content",
-                                      **(attention_options or {}))
+                result = token_scores(
+                    reader, q.question, inst.passages, ans, span="content", **(attention_options or {})
+                )
             else:
                 from ragdistill.analysis.perplexity import perplexity_token_scores
 
-                result, diag = perplexity_token_scores(reader, q.question, inst.passages, ans, steps=ig_steps,
-                                                       tolerance=ig_tolerance, max_steps=ig_max_steps)
+                result, diag = perplexity_token_scores(
+                    reader,
+                    q.question,
+                    inst.passages,
+                    ans,
+                    steps=ig_steps,
+                    tolerance=ig_tolerance,
+                    max_steps=ig_max_steps,
+                )
                 record["passage_loglik"] = diag.loglik
                 record["passage_loglik_gain"] = [a - b for a, b in zip(diag.loglik, diag.baseline_loglik)]
-                record["passage_gain_sum"] = list(diag.gain_sums)        # Σ_t g_t: ≈ the gain by completeness
+                record["passage_gain_sum"] = list(diag.gain_sums)  # Σ_t g_t: ≈ the gain by completeness
                 record["ig_completeness_error"] = diag.completeness_error()
-                record["ig_error_bound"] = diag.error_bound()            # adaptive rule: Σ|local errors| / Σ|gain|
+                record["ig_error_bound"] = diag.error_bound()  # adaptive rule: Σ|local errors| / Σ|gain|
                 record["ig_tolerance_reached"] = diag.tolerance_reached()
                 record["ig_rule"] = diag.rule
-                record["ig_nodes"] = int(sum(diag.nodes))                # gradient evaluations over the passages
+                record["ig_nodes"] = int(sum(diag.nodes))  # gradient evaluations over the passages
                 record["passage_ig_nodes"] = list(diag.nodes)
-            a_ids = answer_group_ids(result.answer_ids, tokenizer, answer=ans)   # + the answer's in-context ids
+            a_ids = answer_group_ids(result.answer_ids, tokenizer, answer=ans)  # + the answer's in-context ids
             n_ids = question_noun_ids(q.question, tokenizer, spans=inst.noun_spans)
             m = measure_instance(result, embeddings, answer_ids=a_ids, noun_ids=n_ids, percentiles=percentiles)
             record["passage_scores"] = [float(x) for x in result.passage_scores]
@@ -180,23 +218,35 @@ def analyze_reader(reader: Any, instances: Sequence[Instance], name: str = "read
     return ReaderAnalysis(name=name, measures=measures, records=records)
 
 
-def ig_settings(analyses: Sequence[ReaderAnalysis], steps: int | None, tolerance: float, max_steps: int) -> dict[str, Any]:
+def ig_settings(
+    analyses: Sequence[ReaderAnalysis], steps: int | None, tolerance: float, max_steps: int
+) -> dict[str, Any]:
     """The perplexity analysis' IG rule and its completeness errors over the analysed instances (indicators.json)."""
     records = [r for a in analyses for r in a.records if "ig_rule" in r]
     errors = [r["ig_completeness_error"] for r in records if r.get("ig_completeness_error") is not None]
     nodes = [r["ig_nodes"] for r in records]
-    return {"ig_rule": "adaptive-trapezoid" if steps is None else f"{IG_QUADRATURE}-{steps}",
-            "ig_steps": steps, "ig_quadrature": "trapezoid" if steps is None else IG_QUADRATURE,
-            "ig_tolerance": tolerance, "ig_max_steps": max_steps if steps is None else None,
-            "ig_completeness_error_median": float(np.median(errors)) if errors else None,
-            "ig_completeness_error_max": float(np.max(errors)) if errors else None,
-            "ig_within_tolerance_share": (float(np.mean([bool(r["ig_tolerance_reached"]) for r in records]))
-                                          if records else None),
-            "ig_nodes_median": float(np.median(nodes)) if nodes else None}
+    return {
+        "ig_rule": "adaptive-trapezoid" if steps is None else f"{IG_QUADRATURE}-{steps}",
+        "ig_steps": steps,
+        "ig_quadrature": "trapezoid" if steps is None else IG_QUADRATURE,
+        "ig_tolerance": tolerance,
+        "ig_max_steps": max_steps if steps is None else None,
+        "ig_completeness_error_median": float(np.median(errors)) if errors else None,
+        "ig_completeness_error_max": float(np.max(errors)) if errors else None,
+        "ig_within_tolerance_share": (
+            float(np.mean([bool(r["ig_tolerance_reached"]) for r in records])) if records else None
+        ),
+        "ig_nodes_median": float(np.median(nodes)) if nodes else None,
+    }
 
 
-def build_indicators(analyses: Sequence[ReaderAnalysis], reference: str | None, options: VerdictOptions = VerdictOptions(),
-                     percentiles: Iterable[int] = PERCENTILES, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_indicators(
+    analyses: Sequence[ReaderAnalysis],
+    reference: str | None,
+    options: VerdictOptions = VerdictOptions(),
+    percentiles: Iterable[int] = PERCENTILES,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """indicators.json: summaries per reader, and each reader's verdict against the reference (with advice).
 
     The reference's own verdict (and every verdict when no reference is given) uses the
@@ -210,12 +260,17 @@ def build_indicators(analyses: Sequence[ReaderAnalysis], reference: str | None, 
         v = verdict(s, None if name == reference else ref_summary, options)
         v["advice"], v["advice_reason"] = advice(v)
         verdicts[name] = v
-    return {"settings": dict(settings or {}, percentiles=list(percentiles)), "reference": reference,
-            "readers": summaries, "verdict": verdicts}
+    return {
+        "settings": dict(settings or {}, percentiles=list(percentiles)),
+        "reference": reference,
+        "readers": summaries,
+        "verdict": verdicts,
+    }
 
 
-def load_retrieval(retriever_name: str, index_dir: str | None, corpus: str | None, tmp_dir: str | None = None,
-                   progress: bool = True) -> tuple[Any, Any]:
+def load_retrieval(
+    retriever_name: str, index_dir: str | None, corpus: str | None, tmp_dir: str | None = None, progress: bool = True
+) -> tuple[Any, Any]:
     """(retriever, index): load an index built for this retriever, or build one in `tmp_dir` from a corpus."""
     from ragdistill.retrieval.index import PassageIndex
     from ragdistill.retrieval.retriever import BiEncoderRetriever
@@ -233,7 +288,9 @@ def load_retrieval(retriever_name: str, index_dir: str | None, corpus: str | Non
     return retriever, PassageIndex.build(iter_passages(corpus), retriever, tmp_dir)
 
 
-def write_outputs(out_dir: str | Path, indicators: dict[str, Any], analyses: Sequence[ReaderAnalysis]) -> dict[str, str]:
+def write_outputs(
+    out_dir: str | Path, indicators: dict[str, Any], analyses: Sequence[ReaderAnalysis]
+) -> dict[str, str]:
     """indicators.json, instances.jsonl, figures/*.png and report.md, each written atomically."""
     import json
 
@@ -252,8 +309,12 @@ def write_outputs(out_dir: str | Path, indicators: dict[str, Any], analyses: Seq
             for r in a.records:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
     atomic_write_text(out / "report.md", render_report(indicators, figures))
-    return {"indicators": str(out / "indicators.json"), "instances": str(out / "instances.jsonl"),
-            "report": str(out / "report.md"), "figures": str(out / "figures")}
+    return {
+        "indicators": str(out / "indicators.json"),
+        "instances": str(out / "instances.jsonl"),
+        "report": str(out / "report.md"),
+        "figures": str(out / "figures"),
+    }
 
 
 def _free(reader: Any) -> None:
@@ -263,13 +324,28 @@ def _free(reader: Any) -> None:
     gc.collect()
 
 
-def run_analysis(readers: Sequence[str], questions_path: str, *, reference: str | None = None, reader_kind: str = "auto",
-                 signal: str = "attention", retriever: str = "minilm-l6", index: str | None = None,
-                 corpus: str | None = None, n: int = 1000, k: int = 5, seed: int = 0, answer: str = "gold",
-                 options: VerdictOptions = VerdictOptions(), percentiles: Iterable[int] = PERCENTILES,
-                 device: str | None = None, ig_steps: int | None = IG_STEPS, progress: bool = True,
-                 ig_tolerance: float = IG_TOLERANCE, ig_max_steps: int = IG_MAX_STEPS
-                 ) -> tuple[dict[str, Any], list[ReaderAnalysis]]:
+def run_analysis(
+    readers: Sequence[str],
+    questions_path: str,
+    *,
+    reference: str | None = None,
+    reader_kind: str = "auto",
+    signal: str = "attention",
+    retriever: str = "minilm-l6",
+    index: str | None = None,
+    corpus: str | None = None,
+    n: int = 1000,
+    k: int = 5,
+    seed: int = 0,
+    answer: str = "gold",
+    options: VerdictOptions = VerdictOptions(),
+    percentiles: Iterable[int] = PERCENTILES,
+    device: str | None = None,
+    ig_steps: int | None = IG_STEPS,
+    progress: bool = True,
+    ig_tolerance: float = IG_TOLERANCE,
+    ig_max_steps: int = IG_MAX_STEPS,
+) -> tuple[dict[str, Any], list[ReaderAnalysis]]:
     """Everything `ragdistill analyze` computes: (indicators, per-reader analyses); nothing is written.
 
     The reference (when given) is analysed first and is a row of every table; a reader
@@ -312,17 +388,40 @@ def run_analysis(readers: Sequence[str], questions_path: str, *, reference: str 
     for name in names:
         kwargs = {"device": device} if device else {}
         reader = get_reader(name, kind=reader_kind, **kwargs)
-        analyses.append(analyze_reader(reader, instances, name=name, signal=signal, answer=answer,
-                                       percentiles=percentiles, ig_steps=ig_steps, progress=progress,
-                                       ig_tolerance=ig_tolerance, ig_max_steps=ig_max_steps))
+        analyses.append(
+            analyze_reader(
+                reader,
+                instances,
+                name=name,
+                signal=signal,
+                answer=answer,
+                percentiles=percentiles,
+                ig_steps=ig_steps,
+                progress=progress,
+                ig_tolerance=ig_tolerance,
+                ig_max_steps=ig_max_steps,
+            )
+        )
         _free(reader)
-    settings = {"signal": signal, "answer": answer, "n_requested": n, "n_instances": len(instances), "k": k, "seed": seed,
-                "questions": str(questions_path), "n_questions_without_gold_answer": n_missing,
-                "retriever": retriever, "index": index, "corpus": corpus, "reader_kind": reader_kind,
-                "verdict_attention_measure": options.attention_measure, "verdict_percentile": options.percentile,
-                "corr_threshold": options.corr_threshold,
-                "percentile_method": "numpy.percentile, linear interpolation; M = {t: sim_t >= threshold}",
-                "std": "population (ddof=0)"}
+    settings = {
+        "signal": signal,
+        "answer": answer,
+        "n_requested": n,
+        "n_instances": len(instances),
+        "k": k,
+        "seed": seed,
+        "questions": str(questions_path),
+        "n_questions_without_gold_answer": n_missing,
+        "retriever": retriever,
+        "index": index,
+        "corpus": corpus,
+        "reader_kind": reader_kind,
+        "verdict_attention_measure": options.attention_measure,
+        "verdict_percentile": options.percentile,
+        "corr_threshold": options.corr_threshold,
+        "percentile_method": "numpy.percentile, linear interpolation; M = {t: sim_t >= threshold}",
+        "std": "population (ddof=0)",
+    }
     if signal == "perplexity":
         settings.update(ig_settings(analyses, ig_steps, ig_tolerance, ig_max_steps))
     return build_indicators(analyses, reference, options, percentiles, settings), analyses

@@ -46,30 +46,66 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
-    p = sub.add_parser("inspect", help="report a file's format, record counts and an example",
-                       description=INSPECT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("path", metavar="PATH", help="question set or corpus: JSON, JSONL or TSV (.gz accepted), Parquet, or a datasets folder (DIR or DIR::SPLIT)")
-    p.add_argument("--format", metavar="F", default=None,
-                   help="read the file as this format instead of detecting it (names listed above)")
-    p.add_argument("--chunk-words", type=int, default=None, metavar="W",
-                   help="count passages after splitting documents into W-word passages (DPR uses 100); default: as stored")
+    p = sub.add_parser(
+        "inspect",
+        help="report a file's format, record counts and an example",
+        description=INSPECT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "path",
+        metavar="PATH",
+        help="question set or corpus: JSON, JSONL or TSV (.gz accepted), Parquet, or a datasets folder (DIR or DIR::SPLIT)",
+    )
+    p.add_argument(
+        "--format",
+        metavar="F",
+        default=None,
+        help="read the file as this format instead of detecting it (names listed above)",
+    )
+    p.add_argument(
+        "--chunk-words",
+        type=int,
+        default=None,
+        metavar="W",
+        help="count passages after splitting documents into W-word passages (DPR uses 100); default: as stored",
+    )
     p.add_argument("--json", action="store_true", help="print the report as one JSON object (for scripts)")
     p.set_defaults(func=run_inspect)
 
-    d = sub.add_parser("demo", help="write the bundled demo world (corpus and train/dev/test questions)",
-                       description=DEMO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = sub.add_parser(
+        "demo",
+        help="write the bundled demo world (corpus and train/dev/test questions)",
+        description=DEMO_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     d.add_argument("--out", required=True, metavar="DIR", help="directory to write the files into (created if needed)")
     d.add_argument("--seed", type=int, default=0, help="random seed of the world (default 0); same seed, same files")
     from ragdistill.data.demo import _DEFAULTS, LATEST_VERSION, VERSIONS
 
-    d.add_argument("--version", type=int, choices=VERSIONS, default=LATEST_VERSION,
-                   help=f"version of the world (default {LATEST_VERSION}); 1 is the first world, kept byte for byte")
+    d.add_argument(
+        "--version",
+        type=int,
+        choices=VERSIONS,
+        default=LATEST_VERSION,
+        help=f"version of the world (default {LATEST_VERSION}); 1 is the first world, kept byte for byte",
+    )
     v1, v2 = _DEFAULTS[1], _DEFAULTS[LATEST_VERSION]
     for kind in ("countries", "people", "companies", "rivers", "inventions"):
-        d.add_argument(f"--{kind}", type=int, default=None, metavar="N",
-                       help=f"number of {kind} (default {v2[kind]}; {v1[kind]} in version 1)")
-    d.add_argument("--questions-per-fact", type=int, default=None, metavar="N",
-                   help=f"differently worded questions per fact, 1-3 (default {v2['questions_per_fact']})")
+        d.add_argument(
+            f"--{kind}",
+            type=int,
+            default=None,
+            metavar="N",
+            help=f"number of {kind} (default {v2[kind]}; {v1[kind]} in version 1)",
+        )
+    d.add_argument(
+        "--questions-per-fact",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"differently worded questions per fact, 1-3 (default {v2['questions_per_fact']})",
+    )
     d.set_defaults(func=run_demo)
     return parser
 
@@ -106,13 +142,17 @@ def inspect_file(path: str, format: str | None = None, chunk_words: int | None =
         report["split"] = table.split
     if PASSAGES in fmt.kinds:
         n, words, example = 0, 0, None
-        for p in tqdm(iter_passages(path, fmt.name, chunk_words), desc="passages", unit=" psg", disable=None, file=sys.stderr):
+        for p in tqdm(
+            iter_passages(path, fmt.name, chunk_words), desc="passages", unit=" psg", disable=None, file=sys.stderr
+        ):
             n += 1
             words += len(p.text.split())
             example = example or p
         report["passages"] = n
         report["mean_passage_words"] = round(words / n, 1) if n else 0.0
-        report["example_passage"] = {"id": example.id, "title": example.title, "text": example.text} if example else None
+        report["example_passage"] = (
+            {"id": example.id, "title": example.title, "text": example.text} if example else None
+        )
         if chunk_words:
             report["chunk_words"] = chunk_words
     if QUESTIONS in fmt.kinds:
@@ -123,7 +163,9 @@ def inspect_file(path: str, format: str | None = None, chunk_words: int | None =
             example = example or q
         report["questions"] = n
         report["mean_answers_per_question"] = round(answers / n, 2) if n else 0.0
-        report["example_question"] = {"id": example.id, "question": example.question, "answers": example.answers} if example else None
+        report["example_question"] = (
+            {"id": example.id, "question": example.question, "answers": example.answers} if example else None
+        )
     return report
 
 
@@ -153,8 +195,10 @@ def run_inspect(args: argparse.Namespace) -> int:
             print(f"  example passage:  id={p['id']!r} title={p['title']!r} text={_short(p['text'])!r}")
         if report.get("example_question"):
             q = report["example_question"]
-            print(f"  example question: id={q['id']!r} question={_short(q['question'])!r} answers={q['answers'][:5]!r}"
-                  + (f" (+{len(q['answers']) - 5} more)" if len(q["answers"]) > 5 else ""))
+            print(
+                f"  example question: id={q['id']!r} question={_short(q['question'])!r} answers={q['answers'][:5]!r}"
+                + (f" (+{len(q['answers']) - 5} more)" if len(q["answers"]) > 5 else "")
+            )
     if not report.get("passages") and not report.get("questions"):
         raise InputError("holds no records", args.path)
     return 0
@@ -164,8 +208,11 @@ def run_demo(args: argparse.Namespace) -> int:
     from ragdistill.data.demo import write_demo_world
     from ragdistill.data.formats import iter_lines
 
-    sizes = {k: getattr(args, k) for k in ("countries", "people", "companies", "rivers", "inventions", "questions_per_fact")
-             if getattr(args, k) is not None}
+    sizes = {
+        k: getattr(args, k)
+        for k in ("countries", "people", "companies", "rivers", "inventions", "questions_per_fact")
+        if getattr(args, k) is not None
+    }
     paths = write_demo_world(args.out, seed=args.seed, version=args.version, **sizes)
     print(f"demo world version {args.version} (seed {args.seed}) written to {args.out}:")
     for key, path in paths.items():

@@ -37,12 +37,16 @@ def format_summary(indicators: dict) -> str:
     for name, s in indicators["readers"].items():
         a, q = s["answer"][f"p{p}"], s["question"][f"p{p}"]
         label = name + (" (reference)" if name == indicators.get("reference") else "")
-        lines.append(f"{label[-40:]:<40} {_fmt(a['lift_mean'], '11.2f')} {_fmt(a['spearman_mean'], '9.3f')} "
-                     f"{_fmt(q['lift_mean'], '13.2f')} {_fmt(q['spearman_mean'], '10.3f')}")
+        lines.append(
+            f"{label[-40:]:<40} {_fmt(a['lift_mean'], '11.2f')} {_fmt(a['spearman_mean'], '9.3f')} "
+            f"{_fmt(q['lift_mean'], '13.2f')} {_fmt(q['spearman_mean'], '10.3f')}"
+        )
     s0 = next(iter(indicators["readers"].values()))
     q0 = s0["question"][f"p{p}"]
-    lines.append(f"(p{p} selection; {s0['n_instances']} instances; Spearman undefined for {s0['answer'][f'p{p}']['n_undefined']} "
-                 f"answer / {q0['n_undefined']} question instances; {q0['n_skipped_no_nouns']} questions without nouns)")
+    lines.append(
+        f"(p{p} selection; {s0['n_instances']} instances; Spearman undefined for {s0['answer'][f'p{p}']['n_undefined']} "
+        f"answer / {q0['n_undefined']} question instances; {q0['n_skipped_no_nouns']} questions without nouns)"
+    )
     return "\n".join(lines)
 
 
@@ -59,7 +63,9 @@ def _run(args: argparse.Namespace) -> int:
         if name == reference and len(indicators["readers"]) > 1:
             continue  # the reference is only the yardstick
         if not v["compared_to_reference"]:
-            print(f"{name}: no reference to compare with, the indicators are undefined; advice from the absolute numbers.")
+            print(
+                f"{name}: no reference to compare with, the indicators are undefined; advice from the absolute numbers."
+            )
         else:
             fmt = lambda h: "undefined" if h is None else ("holds" if h else "fails")  # noqa: E731
             print(f"{name}: Indicator 1 {fmt(v['indicator1']['holds'])}, Indicator 2 {fmt(v['indicator2']['holds'])}.")
@@ -68,9 +74,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("diagnose", help=HELP, description=DESCRIPTION,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "diagnose", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_common_arguments(p, default_n=200)
-    p.add_argument("--out", metavar="DIR", help="also write the full analysis (indicators.json, report.md, figures) here")
+    p.add_argument(
+        "--out", metavar="DIR", help="also write the full analysis (indicators.json, report.md, figures) here"
+    )
     p.set_defaults(func=_run)
     return p

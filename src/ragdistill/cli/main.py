@@ -18,7 +18,18 @@ from ragdistill import __version__
 from ragdistill.errors import RagdistillError
 
 # Order is the order shown in --help: the data flow, then the study.
-COMMANDS = ["data", "index", "retrieve", "scores", "train", "evaluate", "analyze", "diagnose", "reproduce", "validate_indicators"]
+COMMANDS = [
+    "data",
+    "index",
+    "retrieve",
+    "scores",
+    "train",
+    "evaluate",
+    "analyze",
+    "diagnose",
+    "reproduce",
+    "validate_indicators",
+]
 
 DESCRIPTION = """\
 ragdistill: train a retriever from a reader's attention (attention distillation),
@@ -62,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except RagdistillError as exc:
         print(f"ragdistill {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt as exc:   # RunStopped (a KeyboardInterrupt) carries its status: 143 SIGTERM, 75 --max-time
+    except KeyboardInterrupt as exc:  # RunStopped (a KeyboardInterrupt) carries its status: 143 SIGTERM, 75 --max-time
         code = getattr(exc, "exit_code", 130)
         what = {143: "terminated (SIGTERM)", 138: "stopped by SIGUSR1", 75: "stopped before --max-time ran out"}
         print(f"ragdistill {args.command}: {what.get(code, 'interrupted')}", file=sys.stderr)
@@ -71,9 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         if not _disk_full(exc):
             raise
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(f"ragdistill {args.command}: error: the disk is full{where}: {exc}. Nothing was half-written (files "
-              "are written to a temporary name and renamed); free some space or write elsewhere (--out), then run "
-              "the command again (train resumes from its last complete checkpoint).", file=sys.stderr)
+        print(
+            f"ragdistill {args.command}: error: the disk is full{where}: {exc}. Nothing was half-written (files "
+            "are written to a temporary name and renamed); free some space or write elsewhere (--out), then run "
+            "the command again (train resumes from its last complete checkpoint).",
+            file=sys.stderr,
+        )
         return 2
 
 

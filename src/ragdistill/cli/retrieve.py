@@ -31,32 +31,61 @@ def _parse_ks(text: str) -> list[int]:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "retrieve", help="retrieve passages for questions and report HR@k", description=DESCRIPTION,
+        "retrieve",
+        help="retrieve passages for questions and report HR@k",
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--index", required=True, metavar="DIR", help="index directory written by `ragdistill index`")
-    p.add_argument("--questions", required=True, metavar="PATH",
-                   help="question file (JSONL with question/answers, NQ-open, TriviaQA, SQuAD JSON, QA TSV, ...)")
+    p.add_argument(
+        "--questions",
+        required=True,
+        metavar="PATH",
+        help="question file (JSONL with question/answers, NQ-open, TriviaQA, SQuAD JSON, QA TSV, ...)",
+    )
     p.add_argument("--out", required=True, metavar="FILE", help="JSONL output: one record per question")
     p.add_argument("--k", type=int, default=5, metavar="N", help="passages written per question (default %(default)s)")
-    p.add_argument("--ks", default="1,5,20", metavar="LIST", help="HR@k cut-offs, comma-separated (default %(default)s)")
-    p.add_argument("--retriever", default=None, metavar="NAME|DIR",
-                   help="query encoder: bundled name, HF id or trained retriever directory (default: the one the index "
-                        "was built with). It must embed passages as the index did, else the index is refused")
-    p.add_argument("--match", choices=["token", "substring"], default="token",
-                   help="answer match: DPR's normalised token sequence (default) or SQuAD-normalised substring")
-    p.add_argument("--match-title", action="store_true",
-                   help="also count an answer found in a passage's title (default: the text only, as DPR)")
+    p.add_argument(
+        "--ks", default="1,5,20", metavar="LIST", help="HR@k cut-offs, comma-separated (default %(default)s)"
+    )
+    p.add_argument(
+        "--retriever",
+        default=None,
+        metavar="NAME|DIR",
+        help="query encoder: bundled name, HF id or trained retriever directory (default: the one the index "
+        "was built with). It must embed passages as the index did, else the index is refused",
+    )
+    p.add_argument(
+        "--match",
+        choices=["token", "substring"],
+        default="token",
+        help="answer match: DPR's normalised token sequence (default) or SQuAD-normalised substring",
+    )
+    p.add_argument(
+        "--match-title",
+        action="store_true",
+        help="also count an answer found in a passage's title (default: the text only, as DPR)",
+    )
     p.add_argument("--format", default=None, metavar="F", help="question file format (default: detected)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate a seeded sample of N questions")
     p.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="questions per encoder batch (default %(default)s)")
-    p.add_argument("--search-params", default=None, metavar="STR",
-                   help="FAISS search parameters for approximate indexes, e.g. nprobe=32 or efSearch=128")
+    p.add_argument(
+        "--batch-size", type=int, default=64, metavar="N", help="questions per encoder batch (default %(default)s)"
+    )
+    p.add_argument(
+        "--search-params",
+        default=None,
+        metavar="STR",
+        help="FAISS search parameters for approximate indexes, e.g. nprobe=32 or efSearch=128",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the index files (large indexes)")
     p.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
-    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
-                   help="autocast precision for the query encoder: fp16/bf16 on GPU, bf16 also on CPU; default %(default)s")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "bf16"],
+        default="fp32",
+        help="autocast precision for the query encoder: fp16/bf16 on GPU, bf16 also on CPU; default %(default)s",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a Markdown table")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -92,8 +121,11 @@ def run(args: argparse.Namespace) -> int:
         try:
             built_with = json.loads((Path(args.index) / MANIFEST_NAME).read_text())["retriever"]
             name = built_with["source"]
-            settings = {k: built_with[k] for k in ("pooling", "max_length", "normalize", "shared", "query_only")
-                        if built_with.get(k) is not None}
+            settings = {
+                k: built_with[k]
+                for k in ("pooling", "max_length", "normalize", "shared", "query_only")
+                if built_with.get(k) is not None
+            }
         except (OSError, ValueError, KeyError, TypeError):
             name = None  # load() below reports what is wrong with the directory
     if name is None:
@@ -105,14 +137,27 @@ def run(args: argparse.Namespace) -> int:
         index.set_search_params(args.search_params)
     # One search of depth max(k, ks): HR@k uses max(ks) passages, the file keeps the top --k.
     metrics, results, flags = evaluate_retrieval(
-        index, retriever, questions, ks=ks, match=args.match, batch_size=args.batch_size,
-        progress=not args.no_progress, depth=args.k, match_title=args.match_title,
+        index,
+        retriever,
+        questions,
+        ks=ks,
+        match=args.match,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        depth=args.k,
+        match_title=args.match_title,
     )
     with atomic_file(args.out) as f:
         for q, hits, fl in zip(questions, results, flags):
             f.write(json.dumps(retrieval_record(q, hits, fl, args.k), ensure_ascii=False) + "\n")
-    report = {"questions": len(questions), "index": str(args.index), "retriever": name, "match": args.match,
-              "match_title": args.match_title, **metrics}
+    report = {
+        "questions": len(questions),
+        "index": str(args.index),
+        "retriever": name,
+        "match": args.match,
+        "match_title": args.match_title,
+        **metrics,
+    }
     if args.json:
         print(json.dumps(report))
     else:

@@ -32,7 +32,9 @@ def _parse_layers(text: str | None) -> list[int] | None:
     try:
         layers = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ConfigError("--layers", f"expected comma-separated layer indices like 0,1,2 or -1, got '{text}'") from None
+        raise ConfigError(
+            "--layers", f"expected comma-separated layer indices like 0,1,2 or -1, got '{text}'"
+        ) from None
     if not layers:
         raise ConfigError("--layers", "give at least one layer index")
     return layers
@@ -40,34 +42,78 @@ def _parse_layers(text: str | None) -> list[int] | None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "scores", help="score passages with the reader's attention or perplexity signal",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "scores",
+        help="score passages with the reader's attention or perplexity signal",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--reader", default="smollm2-135m", metavar="NAME|DIR",
-                   help="reader model: bundled name, Hugging Face id or saved reader directory (default %(default)s)")
-    p.add_argument("--kind", choices=["auto", "decoder", "fid"], default="auto",
-                   help="reader type: decoder-only or encoder-decoder (FiD); auto reads the model config (default)")
+    p.add_argument(
+        "--reader",
+        default="smollm2-135m",
+        metavar="NAME|DIR",
+        help="reader model: bundled name, Hugging Face id or saved reader directory (default %(default)s)",
+    )
+    p.add_argument(
+        "--kind",
+        choices=["auto", "decoder", "fid"],
+        default="auto",
+        help="reader type: decoder-only or encoder-decoder (FiD); auto reads the model config (default)",
+    )
     p.add_argument("--question", required=True, help="the question")
     p.add_argument("--answer", required=True, help="the answer whose prediction is scored (usually the gold answer)")
     p.add_argument("--passages", required=True, metavar="FILE", help="passages: JSONL with id, title, text per line")
     p.add_argument("--format", default=None, metavar="F", help="passages file format (default: detected)")
     p.add_argument("--k", type=int, default=None, metavar="N", help="use only the first N passages (default: all)")
-    p.add_argument("--signal", choices=["attention", "perplexity"], default="attention",
-                   help="supervision signal (default %(default)s)")
-    p.add_argument("--layers", default=None, metavar="LIST",
-                   help="attention: comma-separated layer indices to average (negative counts from the top; default all)")
-    p.add_argument("--no-value-norm", action="store_true",
-                   help="attention: use the attention probabilities alone, without weighting by ‖v_t‖")
-    p.add_argument("--aggregation", choices=["sum", "mean"], default="sum",
-                   help="attention: sum (default) or mean of w_t over a passage's tokens")
-    p.add_argument("--tau-gold", type=float, default=1.0, metavar="T",
-                   help="temperature of the target softmax(S/T) (default %(default)s)")
-    p.add_argument("--mode", choices=["softmax", "normalize"], default="softmax",
-                   help="target: softmax(S/τ) (ATLAS, default) or S/ΣS (non-negative signals only)")
-    p.add_argument("--max-prompt-tokens", type=int, default=None, metavar="N",
-                   help="decoder reader: prompt budget shared by the passages (default: no cut; the paper uses 128)")
-    p.add_argument("--top-tokens", type=int, default=5, metavar="N",
-                   help="attention: list the N most attended tokens of each passage (0 hides them; default %(default)s)")
+    p.add_argument(
+        "--signal",
+        choices=["attention", "perplexity"],
+        default="attention",
+        help="supervision signal (default %(default)s)",
+    )
+    p.add_argument(
+        "--layers",
+        default=None,
+        metavar="LIST",
+        help="attention: comma-separated layer indices to average (negative counts from the top; default all)",
+    )
+    p.add_argument(
+        "--no-value-norm",
+        action="store_true",
+        help="attention: use the attention probabilities alone, without weighting by ‖v_t‖",
+    )
+    p.add_argument(
+        "--aggregation",
+        choices=["sum", "mean"],
+        default="sum",
+        help="attention: sum (default) or mean of w_t over a passage's tokens",
+    )
+    p.add_argument(
+        "--tau-gold",
+        type=float,
+        default=1.0,
+        metavar="T",
+        help="temperature of the target softmax(S/T) (default %(default)s)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["softmax", "normalize"],
+        default="softmax",
+        help="target: softmax(S/τ) (ATLAS, default) or S/ΣS (non-negative signals only)",
+    )
+    p.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="decoder reader: prompt budget shared by the passages (default: no cut; the paper uses 128)",
+    )
+    p.add_argument(
+        "--top-tokens",
+        type=int,
+        default=5,
+        metavar="N",
+        help="attention: list the N most attended tokens of each passage (0 hides them; default %(default)s)",
+    )
     p.add_argument("--device", default=None, help="torch device (default: CUDA when available, else CPU)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON result to FILE (atomically)")
@@ -100,8 +146,9 @@ def _load_passages(path: str, fmt: str | None):
         except json.JSONDecodeError as exc:
             raise InputError(f"not valid JSON ({exc.msg})", path, n) from None
         if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or not rec["text"].strip():
-            raise InputError('each line must be an object with a non-empty "text" string '
-                             '(and optionally "id" and "title")', path, n)
+            raise InputError(
+                'each line must be an object with a non-empty "text" string (and optionally "id" and "title")', path, n
+            )
         title = rec.get("title") or ""
         if not isinstance(title, str):
             raise InputError('"title" must be a string', path, n)
@@ -138,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--signal", "--layers, --no-value-norm and --aggregation apply to the attention signal only")
     passages = _load_passages(args.passages, args.format)
     if args.k is not None:
-        passages = passages[:args.k]
+        passages = passages[: args.k]
     if not passages:
         raise InputError("holds no passages", args.passages)
 
@@ -152,8 +199,14 @@ def run(args: argparse.Namespace) -> int:
 
     top: list[list[tuple[str, float]]] | None = None
     if args.signal == "attention":
-        result = reader.attention_scores(args.question, passages, args.answer, layers=layers,
-                                         value_norm=not args.no_value_norm, aggregation=args.aggregation)
+        result = reader.attention_scores(
+            args.question,
+            passages,
+            args.answer,
+            layers=layers,
+            value_norm=not args.no_value_norm,
+            aggregation=args.aggregation,
+        )
         S = result.passage_scores
         if args.top_tokens:
             top = _top_tokens(reader.tokenizer, result, args.top_tokens)
@@ -162,13 +215,26 @@ def run(args: argparse.Namespace) -> int:
     p = target(S.float().cpu(), args.tau_gold, args.mode)
 
     record = {
-        "reader": args.reader, "kind": reader.kind, "signal": args.signal, "question": args.question,
-        "answer": args.answer, "tau_gold": args.tau_gold, "mode": args.mode,
-        "options": ({"layers": layers, "value_norm": not args.no_value_norm, "aggregation": args.aggregation}
-                    if args.signal == "attention" else {}),
+        "reader": args.reader,
+        "kind": reader.kind,
+        "signal": args.signal,
+        "question": args.question,
+        "answer": args.answer,
+        "tau_gold": args.tau_gold,
+        "mode": args.mode,
+        "options": (
+            {"layers": layers, "value_norm": not args.no_value_norm, "aggregation": args.aggregation}
+            if args.signal == "attention"
+            else {}
+        ),
         "passages": [
-            {"id": ps.id, "title": ps.title, "score": float(s), "target": float(q),
-             **({"top_tokens": [[t, w] for t, w in top[i]]} if top else {})}
+            {
+                "id": ps.id,
+                "title": ps.title,
+                "score": float(s),
+                "target": float(q),
+                **({"top_tokens": [[t, w] for t, w in top[i]]} if top else {}),
+            }
             for i, (ps, s, q) in enumerate(zip(passages, S.tolist(), p.tolist()))
         ],
     }
@@ -177,8 +243,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(record, indent=2, ensure_ascii=False))
         return 0
-    print(f"question: {args.question}\nanswer:   {args.answer}\nsignal:   {args.signal} "
-          f"(reader {args.reader}, {reader.kind}); target {args.mode}, tau_gold={args.tau_gold}\n")
+    print(
+        f"question: {args.question}\nanswer:   {args.answer}\nsignal:   {args.signal} "
+        f"(reader {args.reader}, {reader.kind}); target {args.mode}, tau_gold={args.tau_gold}\n"
+    )
     head = "| # | id | title | S_i | p_gold |" + (" most attended tokens |" if top else "")
     print(head)
     print("|---|---|---|---:|---:|" + ("---|" if top else ""))

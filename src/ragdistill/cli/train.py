@@ -34,23 +34,45 @@ Then run the same command with --resume: it ends exactly as an unbroken run woul
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "train", help="train the reader and/or the retriever (joint, reader or retriever regime)",
+        "train",
+        help="train the reader and/or the retriever (joint, reader or retriever regime)",
         description="Train with one explicit loop: refresh index if due -> retrieve top-K -> reader -> signal -> "
-                    "losses -> backward -> step -> log -> evaluate -> save.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "losses -> backward -> step -> log -> evaluate -> save.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", required=True, metavar="FILE", help="YAML training config (see configs/demo and configs/paper)")
-    p.add_argument("--out", required=True, metavar="DIR", help="run directory (created; refused if it holds another run)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set optim.lr_reader=1e-5 --set train.steps=100 (repeatable)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the newest intact checkpoint in --out (corrupt ones are skipped)")
-    p.add_argument("--max-time", metavar="DURATION", type=_duration,
-                   help="stop cleanly (checkpoint, exit 75) before this much wall-clock time has passed since the "
-                        "command started, e.g. 3h50m, 90m, 01:30:00 or seconds; the stop comes when the next step "
-                        "and a checkpoint would not fit (longest step and checkpoint seen so far)")
-    p.add_argument("--stop-if-poor", action="store_true",
-                   help="end the run early when the attention-quality monitor (monitor.every > 0) judges the reader a poor teacher")
+    p.add_argument(
+        "--config", required=True, metavar="FILE", help="YAML training config (see configs/demo and configs/paper)"
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="run directory (created; refused if it holds another run)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set optim.lr_reader=1e-5 --set train.steps=100 (repeatable)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest intact checkpoint in --out (corrupt ones are skipped)",
+    )
+    p.add_argument(
+        "--max-time",
+        metavar="DURATION",
+        type=_duration,
+        help="stop cleanly (checkpoint, exit 75) before this much wall-clock time has passed since the "
+        "command started, e.g. 3h50m, 90m, 01:30:00 or seconds; the stop comes when the next step "
+        "and a checkpoint would not fit (longest step and checkpoint seen so far)",
+    )
+    p.add_argument(
+        "--stop-if-poor",
+        action="store_true",
+        help="end the run early when the attention-quality monitor (monitor.every > 0) judges the reader a poor teacher",
+    )
     p.add_argument("--log-with", metavar="NAME[,NAME]", type=_log_with, help=LOG_WITH_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the resolved config, train nothing")
@@ -58,10 +80,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-LOG_WITH_HELP = ("experiment trackers for the config and the metrics (runtime.log_with): tensorboard (default; "
-                 "RUN/tensorboard/, no account), wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio "
-                 "(accelerate's; their own login/environment), comma-separated; none: metrics.jsonl only. "
-                 "May change on --resume")
+LOG_WITH_HELP = (
+    "experiment trackers for the config and the metrics (runtime.log_with): tensorboard (default; "
+    "RUN/tensorboard/, no account), wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio "
+    "(accelerate's; their own login/environment), comma-separated; none: metrics.jsonl only. "
+    "May change on --resume"
+)
 
 
 def _log_with(text: str) -> list[str]:
@@ -98,22 +122,34 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ragdistill.training.loop import train
 
-    summary = train(cfg, args.out, resume=args.resume, stop_if_poor=args.stop_if_poor, progress=not args.no_progress,
-                    config_source=str(args.config), deadline=deadline)
+    summary = train(
+        cfg,
+        args.out,
+        resume=args.resume,
+        stop_if_poor=args.stop_if_poor,
+        progress=not args.no_progress,
+        config_source=str(args.config),
+        deadline=deadline,
+    )
     if summary.get("interrupted"):
-        why = {"terminated": "terminated (SIGTERM)", "SIGUSR1": "stopped by SIGUSR1",
-               "max-time": "stopped before --max-time ran out"}.get(summary.get("reason"), "interrupted")
+        why = {
+            "terminated": "terminated (SIGTERM)",
+            "SIGUSR1": "stopped by SIGUSR1",
+            "max-time": "stopped before --max-time ran out",
+        }.get(summary.get("reason"), "interrupted")
         print(f"{why} at step {summary['step']}: a checkpoint was saved; continue with --resume")
         return int(summary.get("exit_code", 130))
-    from ragdistill.training.distributed import launched_with_several_processes
-
     import os
+
+    from ragdistill.training.distributed import launched_with_several_processes
 
     if launched_with_several_processes() and os.environ.get("RANK", "0") != "0":
         return 0
     final = summary.get("final_eval") or {}
-    print(f"done: {summary['steps']} steps in {summary['seconds']:.0f}s ({summary['skipped_steps']} skipped), "
-          f"peak memory {summary['peak_mem_mb']:.0f} MB -> {args.out}")
+    print(
+        f"done: {summary['steps']} steps in {summary['seconds']:.0f}s ({summary['skipped_steps']} skipped), "
+        f"peak memory {summary['peak_mem_mb']:.0f} MB -> {args.out}"
+    )
     if final:
         from ragdistill.evaluation.evaluate import format_table
 

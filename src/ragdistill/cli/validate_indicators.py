@@ -32,29 +32,52 @@ examples:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("validate-indicators", help=HELP, description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "validate-indicators",
+        help=HELP,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (report.md, report.json, figures/)")
     p.add_argument("--config", metavar="FILE", help="sweep config (default: configs/demo/sweep/sweep.yaml)")
     d = p.add_argument_group("data (default: the bundled demo world)")
-    d.add_argument("--corpus", metavar="PATH", help="knowledge base (any corpus format `ragdistill data inspect` knows)")
-    d.add_argument("--questions", metavar="PATH",
-                   help="one SQuAD file, split by article into train/dev/test (give the same file as --corpus)")
+    d.add_argument(
+        "--corpus", metavar="PATH", help="knowledge base (any corpus format `ragdistill data inspect` knows)"
+    )
+    d.add_argument(
+        "--questions",
+        metavar="PATH",
+        help="one SQuAD file, split by article into train/dev/test (give the same file as --corpus)",
+    )
     d.add_argument("--questions-train", metavar="PATH", help="training questions (step 1, step 2, FiD fitting)")
     d.add_argument("--questions-dev", metavar="PATH", help="held-out questions during training (default: test)")
     d.add_argument("--questions-test", metavar="PATH", help="questions of the analysis and of the final evaluations")
-    d.add_argument("--split-by-article", action="store_true", help="split the SQuAD --corpus file's questions by article")
+    d.add_argument(
+        "--split-by-article", action="store_true", help="split the SQuAD --corpus file's questions by article"
+    )
     t = p.add_argument_group("teachers and models")
-    t.add_argument("--teachers", action="append", default=[], metavar="NAME_OR_PATH",
-                   help="add a teacher: a built-in teacher's name, or any reader (bundled name, HF id, directory); "
-                        "repeatable or comma-separated")
+    t.add_argument(
+        "--teachers",
+        action="append",
+        default=[],
+        metavar="NAME_OR_PATH",
+        help="add a teacher: a built-in teacher's name, or any reader (bundled name, HF id, directory); "
+        "repeatable or comma-separated",
+    )
     t.add_argument("--only", metavar="TEACHER,...", help="run only these teachers")
     t.add_argument("--reader", metavar="NAME", help="decoder-only reader instead of the configs' (smollm2-135m)")
     t.add_argument("--fid-reader", metavar="NAME", help="FiD reader instead of the configs' (minilm-bert2bert)")
     t.add_argument("--retriever", metavar="NAME", help="initial retriever instead of the configs' (minilm-l6)")
     r = p.add_argument_group("running")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a training-config key in every run of the sweep (e.g. runtime.device=cpu)")
+    r.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a training-config key in every run of the sweep (e.g. runtime.device=cpu)",
+    )
     r.add_argument("--n", type=int, help="analysed instances (default: the sweep config's analysis.n)")
     r.add_argument("--seed", type=int, help="seed of the analysed sample (default: the sweep config's)")
     r.add_argument("--resamples", type=int, help="bootstrap resamples of the correlations (default: the config's)")
@@ -75,14 +98,28 @@ def _split(values):
 def run(args: argparse.Namespace) -> int:
     from ragdistill.experiments.sweep import SweepOptions, build_sweep_plan, format_sweep_plan, run_sweep
 
-    options = SweepOptions(out=args.out, config=args.config, corpus=args.corpus, questions=args.questions,
-                           questions_train=args.questions_train, questions_dev=args.questions_dev,
-                           questions_test=args.questions_test, split_by_article=args.split_by_article,
-                           teachers=_split(args.teachers), only=_split([args.only]) if args.only else None,
-                           overrides=list(args.overrides), reader=args.reader, fid_reader=args.fid_reader,
-                           retriever=args.retriever, n=args.n, seed=args.seed, resamples=args.resamples,
-                           force=args.force, progress=args.progress,
-                           command="ragdistill " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    options = SweepOptions(
+        out=args.out,
+        config=args.config,
+        corpus=args.corpus,
+        questions=args.questions,
+        questions_train=args.questions_train,
+        questions_dev=args.questions_dev,
+        questions_test=args.questions_test,
+        split_by_article=args.split_by_article,
+        teachers=_split(args.teachers),
+        only=_split([args.only]) if args.only else None,
+        overrides=list(args.overrides),
+        reader=args.reader,
+        fid_reader=args.fid_reader,
+        retriever=args.retriever,
+        n=args.n,
+        seed=args.seed,
+        resamples=args.resamples,
+        force=args.force,
+        progress=args.progress,
+        command="ragdistill " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
     if args.dry_run:
         print(format_sweep_plan(build_sweep_plan(options, write=False)))
         return 0

@@ -1,9 +1,9 @@
 """Question sets and corpora in the common public formats, and the bundled demo world.
 
-    from ragdistill.data import load_questions, iter_passages
-    questions = load_questions("NQ-open.dev.jsonl")          # format detected from content
-    for batch in iter_passage_batches("psgs_w100.tsv", 10_000):  # streamed
-        ...
+from ragdistill.data import load_questions, iter_passages
+questions = load_questions("NQ-open.dev.jsonl")          # format detected from content
+for batch in iter_passage_batches("psgs_w100.tsv", 10_000):  # streamed
+    ...
 """
 
 from ragdistill.data.corpus import (

@@ -10,9 +10,10 @@ layouts are also read from Parquet files and `datasets` save_to_disk folders, in
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from ragdistill.data.formats import PASSAGES, Where, iter_lines, iter_records, load_json, resolve_format, split_tsv
 from ragdistill.data.types import Passage
@@ -208,7 +209,7 @@ class PassageStream:
         self.path, self.format, self.chunk_words = Path(path), format, chunk_words
         self._it = (p for _, p in _iter_located(path, format, chunk_words))  # checks the format now
 
-    def __iter__(self) -> "PassageStream":
+    def __iter__(self) -> PassageStream:
         return self
 
     def __next__(self) -> Passage:
@@ -226,7 +227,9 @@ def _iter_located(path: str | Path, format: str | None, chunk_words: int | None)
     """`iter_passages` with where each passage comes from (for errors that name the line)."""
     path = Path(path)
     fmt = resolve_format(path, format, PASSAGES)
-    if chunk_words is not None and (isinstance(chunk_words, bool) or not isinstance(chunk_words, int) or chunk_words < 1):
+    if chunk_words is not None and (
+        isinstance(chunk_words, bool) or not isinstance(chunk_words, int) or chunk_words < 1
+    ):
         raise ConfigError("chunk_words", f"must be a positive number of words, got {chunk_words!r}")
     it = _READERS[fmt.name](path)
     if chunk_words is None:

@@ -42,43 +42,64 @@ SPLITS = ("train", "dev", "test")
 ATTRIBUTES: dict[str, list[dict[str, Any]]] = {
     "country": [
         {
-            "name": "capital", "value": "city",
+            "name": "capital",
+            "value": "city",
             "passages": [
                 "{E} is governed from the city of {V}, which lies on a wide eastern plain.",
                 "The parliament of {E} meets in {V}, the largest city in the land.",
                 "{V} has been the seat of government of {E} for as long as records exist.",
             ],
-            "questions": ["What is the capital of {E}?", "Which city is the capital of {E}?", "Name the capital city of {E}."],
+            "questions": [
+                "What is the capital of {E}?",
+                "Which city is the capital of {E}?",
+                "Name the capital city of {E}.",
+            ],
         },
         {
-            "name": "currency", "value": "currency",
+            "name": "currency",
+            "value": "currency",
             "passages": [
                 "Traders in {E} pay with the {V}, a coin first struck from silver.",
                 "Prices in {E} are given in {V} coins, which are divided into a hundred smaller pieces.",
                 "Shops across {E} accept only the {V} as payment.",
             ],
-            "questions": ["What is the currency of {E}?", "Which currency is used in {E}?", "What money do people use in {E}?"],
+            "questions": [
+                "What is the currency of {E}?",
+                "Which currency is used in {E}?",
+                "What money do people use in {E}?",
+            ],
         },
         {
-            "name": "independence", "value": "year",
+            "name": "independence",
+            "value": "year",
             "passages": [
                 "{E} became a sovereign state in {V} after a long dispute with its neighbours.",
                 "The people of {E} won self-rule in {V} and have celebrated it every summer since.",
                 "{E} broke away from the old empire in {V}.",
             ],
-            "questions": ["When did {E} gain independence?", "In what year did {E} become independent?", "What year did {E} achieve independence?"],
+            "questions": [
+                "When did {E} gain independence?",
+                "In what year did {E} become independent?",
+                "What year did {E} achieve independence?",
+            ],
         },
         {
-            "name": "language", "value": "language",
+            "name": "language",
+            "value": "language",
             "passages": [
                 "Most families in {E} talk to one another in {V} at home.",
                 "Schools in {E} teach children to read and write in {V}.",
                 "The official tongue of {E} is {V}, written in its own script.",
             ],
-            "questions": ["What language is spoken in {E}?", "Which language do people speak in {E}?", "What is the main language of {E}?"],
+            "questions": [
+                "What language is spoken in {E}?",
+                "Which language do people speak in {E}?",
+                "What is the main language of {E}?",
+            ],
         },
         {
-            "name": "leader", "value": "person",
+            "name": "leader",
+            "value": "person",
             "passages": [
                 "{E} is led by President {V}, who was elected by a narrow margin.",
                 "The head of state of {E}, {V}, lives in a modest house near the coast.",
@@ -89,7 +110,8 @@ ATTRIBUTES: dict[str, list[dict[str, Any]]] = {
     ],
     "person": [
         {
-            "name": "birthplace", "value": "city",
+            "name": "birthplace",
+            "value": "city",
             "passages": [
                 "{E} grew up in the town of {V}, on a farm close to the river.",
                 "{V} is the home town of {E}, who was raised there by an aunt.",
@@ -98,7 +120,8 @@ ATTRIBUTES: dict[str, list[dict[str, Any]]] = {
             "questions": ["Where was {E} born?", "What is the birthplace of {E}?", "In which town was {E} born?"],
         },
         {
-            "name": "birth_year", "value": "year",
+            "name": "birth_year",
+            "value": "year",
             "passages": [
                 "{E} came into the world in {V}, the youngest of five children.",
                 "Records of the parish show that {E} was baptised in {V}.",
@@ -107,7 +130,8 @@ ATTRIBUTES: dict[str, list[dict[str, Any]]] = {
             "questions": ["In what year was {E} born?", "When was {E} born?", "What is the birth year of {E}?"],
         },
         {
-            "name": "spouse", "value": "person",
+            "name": "spouse",
+            "value": "person",
             "passages": [
                 "{E} wed {V} in a small ceremony by the lake.",
                 "{E} shared a long and happy marriage with {V}.",
@@ -116,16 +140,22 @@ ATTRIBUTES: dict[str, list[dict[str, Any]]] = {
             "questions": ["Who was {E} married to?", "Who was the spouse of {E}?", "Whom did {E} marry?"],
         },
         {
-            "name": "novel", "value": "book",
+            "name": "novel",
+            "value": "book",
             "passages": [
                 "{E} is remembered above all as the author of {V}.",
                 "The most famous book by {E} is {V}, which is still read in schools.",
                 "{E} spent nine years writing {V}.",
             ],
-            "questions": ["What novel did {E} write?", "Which book is {E} best known for?", "What is the most famous work of {E}?"],
+            "questions": [
+                "What novel did {E} write?",
+                "Which book is {E} best known for?",
+                "What is the most famous work of {E}?",
+            ],
         },
         {
-            "name": "teacher", "value": "person",
+            "name": "teacher",
+            "value": "person",
             "passages": [
                 "As a young apprentice, {E} learned the craft from {V}.",
                 "{E} studied for six years under the painter {V}.",
@@ -136,7 +166,8 @@ ATTRIBUTES: dict[str, list[dict[str, Any]]] = {
     ],
     "company": [
         {
-            "name": "founder", "value": "person",
+            "name": "founder",
+            "value": "person",
             "passages": [
                 "{E} was started by {V}, a former railway clerk.",
                 "{V} set up {E} with money borrowed from a cousin.",
@@ -145,7 +176,8 @@ ATTRIBUTES: dict[str, list[dict[str, Any]]] = {
             "questions": ["Who founded {E}?", "Who is the founder of {E}?", "Who established {E}?"],
         },
         {
-            "name": "founded", "value": "year",
+            "name": "founded",
+            "value": "year",
             "passages": [
                 "{E} opened its first workshop in {V}.",
                 "{E} has been in business since {V}.",
@@ -154,25 +186,36 @@ ATTRIBUTES: dict[str, list[dict[str, Any]]] = {
             "questions": ["When was {E} founded?", "In which year was {E} established?", "What year was {E} created?"],
         },
         {
-            "name": "headquarters", "value": "city",
+            "name": "headquarters",
+            "value": "city",
             "passages": [
                 "The head office of {E} stands in {V}, near the old harbour.",
                 "{E} runs its business from offices in {V}.",
                 "Managers of {E} work in a tall building in the centre of {V}.",
             ],
-            "questions": ["Where is {E} headquartered?", "In which city are the headquarters of {E}?", "Where does {E} have its head office?"],
+            "questions": [
+                "Where is {E} headquartered?",
+                "In which city are the headquarters of {E}?",
+                "Where does {E} have its head office?",
+            ],
         },
         {
-            "name": "product", "value": "product",
+            "name": "product",
+            "value": "product",
             "passages": [
                 "{E} makes the {V}, a small machine sold across the region.",
                 "Most of the income of {E} comes from selling the {V}.",
                 "The {V} is made by {E} in large numbers every year.",
             ],
-            "questions": ["What is the best-known product of {E}?", "What does {E} manufacture?", "Which product is {E} famous for?"],
+            "questions": [
+                "What is the best-known product of {E}?",
+                "What does {E} manufacture?",
+                "Which product is {E} famous for?",
+            ],
         },
         {
-            "name": "ceo", "value": "person",
+            "name": "ceo",
+            "value": "person",
             "passages": [
                 "Since the last reorganisation, {E} has been run by chief executive {V}.",
                 "{V} took charge of {E} as its chief executive after a boardroom fight.",
@@ -183,16 +226,22 @@ ATTRIBUTES: dict[str, list[dict[str, Any]]] = {
     ],
     "river": [
         {
-            "name": "length", "value": "number",
+            "name": "length",
+            "value": "number",
             "passages": [
                 "{E} runs for {V} kilometres before it reaches the sea.",
                 "From its spring to its end, {E} covers a distance of {V} kilometres.",
                 "{E} measures {V} kilometres from end to end.",
             ],
-            "questions": ["How long is {E} in kilometres?", "What is the length of {E} in km?", "How many kilometres long is {E}?"],
+            "questions": [
+                "How long is {E} in kilometres?",
+                "What is the length of {E} in km?",
+                "How many kilometres long is {E}?",
+            ],
         },
         {
-            "name": "source", "value": "mountain",
+            "name": "source",
+            "value": "mountain",
             "passages": [
                 "{E} springs from the slopes of {V} in the high country.",
                 "The waters of {E} first appear as melting snow on {V}.",
@@ -201,7 +250,8 @@ ATTRIBUTES: dict[str, list[dict[str, Any]]] = {
             "questions": ["Where does {E} rise?", "What is the source of {E}?", "On which mountain does {E} begin?"],
         },
         {
-            "name": "mouth", "value": "lake",
+            "name": "mouth",
+            "value": "lake",
             "passages": [
                 "{E} ends in {V}, where it forms a wide marshy delta.",
                 "After its long journey, {E} pours into {V}.",
@@ -210,18 +260,24 @@ ATTRIBUTES: dict[str, list[dict[str, Any]]] = {
             "questions": ["Into which lake does {E} flow?", "Where does {E} end?", "What is the mouth of {E}?"],
         },
         {
-            "name": "tributary", "value": "stream",
+            "name": "tributary",
+            "value": "stream",
             "passages": [
                 "The largest stream that joins {E} is the {V}.",
                 "{E} is fed mainly by the {V}, which meets it at a rocky gorge.",
                 "The {V} brings most of the water that {E} carries.",
             ],
-            "questions": ["What is the main tributary of {E}?", "Which river is the largest tributary of {E}?", "What is the biggest tributary of {E}?"],
+            "questions": [
+                "What is the main tributary of {E}?",
+                "Which river is the largest tributary of {E}?",
+                "What is the biggest tributary of {E}?",
+            ],
         },
     ],
     "invention": [
         {
-            "name": "inventor", "value": "person",
+            "name": "inventor",
+            "value": "person",
             "passages": [
                 "The {E} was devised by the engineer {V} while working in a mill.",
                 "{V} came up with the {E} after watching water wheels turn.",
@@ -230,31 +286,46 @@ ATTRIBUTES: dict[str, list[dict[str, Any]]] = {
             "questions": ["Who invented the {E}?", "Who is the inventor of the {E}?", "Who created the {E}?"],
         },
         {
-            "name": "year", "value": "year",
+            "name": "year",
+            "value": "year",
             "passages": [
                 "The first working {E} was shown to the public in {V}.",
                 "Crowds saw the {E} in action for the first time in {V}.",
                 "The {E} appeared in {V} and spread quickly.",
             ],
-            "questions": ["When was the {E} invented?", "In which year was the {E} first demonstrated?", "What year was the {E} invented?"],
+            "questions": [
+                "When was the {E} invented?",
+                "In which year was the {E} first demonstrated?",
+                "What year was the {E} invented?",
+            ],
         },
         {
-            "name": "place", "value": "city",
+            "name": "place",
+            "value": "city",
             "passages": [
                 "The {E} was first assembled in a workshop in {V}.",
                 "Craftsmen in {V} put together the earliest {E}.",
                 "The earliest {E} took shape in a cellar in {V}.",
             ],
-            "questions": ["Where was the {E} invented?", "In which city was the {E} first made?", "Where was the first {E} built?"],
+            "questions": [
+                "Where was the {E} invented?",
+                "In which city was the {E} first made?",
+                "Where was the first {E} built?",
+            ],
         },
         {
-            "name": "material", "value": "material",
+            "name": "material",
+            "value": "material",
             "passages": [
                 "The frame of the {E} is cast from {V}, a light grey metal.",
                 "Builders of the {E} prefer {V} because it does not rust.",
                 "Every {E} contains a core of {V}.",
             ],
-            "questions": ["What material is the {E} made from?", "What is the {E} made of?", "Which metal is used to build the {E}?"],
+            "questions": [
+                "What material is the {E} made from?",
+                "What is the {E} made of?",
+                "Which metal is used to build the {E}?",
+            ],
         },
     ],
 }
@@ -298,7 +369,10 @@ DISTRACTORS: dict[str, list[str]] = {
 }
 
 FILLERS: dict[str, list[str]] = {
-    "country": ["{E} is a small country with cold winters and short summers.", "Much of {E} is covered by forests and hills."],
+    "country": [
+        "{E} is a small country with cold winters and short summers.",
+        "Much of {E} is covered by forests and hills.",
+    ],
     "person": ["{E} kept a detailed diary for most of their life.", "Friends described {E} as patient and stubborn."],
     "company": ["{E} is known for careful workmanship.", "{E} has a loyal group of customers."],
     "river": ["{E} is popular with boaters in the warm months.", "The valley of {E} is green and fertile."],
@@ -309,7 +383,31 @@ KINDS = ("country", "person", "company", "river", "invention")
 
 # --------------------------------------------------------------------------- names
 
-_ONSETS = ["b", "br", "d", "dr", "f", "g", "gr", "h", "k", "kr", "l", "m", "n", "p", "r", "s", "sk", "st", "t", "th", "tr", "v", "z"]
+_ONSETS = [
+    "b",
+    "br",
+    "d",
+    "dr",
+    "f",
+    "g",
+    "gr",
+    "h",
+    "k",
+    "kr",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "sk",
+    "st",
+    "t",
+    "th",
+    "tr",
+    "v",
+    "z",
+]
 _VOWELS = ["a", "e", "i", "o", "u", "a", "e", "o", "ae", "ei", "ou", "y"]
 _CODAS = ["", "", "", "", "n", "r", "l", "s", "th", "k", "m", "nd", "rn"]
 _SUFFIXES = {
@@ -373,7 +471,9 @@ class _Names:
 
     def _root(self, syllables: tuple[int, int] = (2, 3)) -> str:
         n = self.rng.randint(*syllables)
-        return "".join(self.rng.choice(_ONSETS) + self.rng.choice(_VOWELS) + self.rng.choice(_CODAS) for _ in range(n)).capitalize()
+        return "".join(
+            self.rng.choice(_ONSETS) + self.rng.choice(_VOWELS) + self.rng.choice(_CODAS) for _ in range(n)
+        ).capitalize()
 
     def make(self, kind: str) -> str:
         for _ in range(10_000):
@@ -387,7 +487,15 @@ class _Names:
     def _compose(self, kind: str) -> tuple[str, list[str]]:
         """A name and its invented words (root plus any attached suffix); the rest are fixed English words."""
         r, w = self.rng, self._root
-        attached = {"country": (1, 2), "city": (1, 2), "language": (1, 2), "material": (1, 2), "currency": (1, 2), "stream": (1, 2), "word": (1, 2)}
+        attached = {
+            "country": (1, 2),
+            "city": (1, 2),
+            "language": (1, 2),
+            "material": (1, 2),
+            "currency": (1, 2),
+            "stream": (1, 2),
+            "word": (1, 2),
+        }
         if kind in attached:
             word = w(attached[kind]) + (r.choice(_SUFFIXES[kind]) if kind in _SUFFIXES else "")
             if kind in ("currency", "material", "word"):
@@ -436,10 +544,34 @@ LATEST_VERSION = 2
 
 # Per version, the value a size left at None takes. Version 1 is kept byte for byte.
 _DEFAULTS: dict[int, dict[str, Any]] = {
-    1: dict(countries=40, people=60, companies=40, rivers=30, inventions=30, max_distractors=3, filler_prob=0.4,
-            near_duplicate_prob=0.0, mention_prob=0.0, questions_per_fact=1, train_fraction=0.6, dev_fraction=0.2),
-    2: dict(countries=49, people=68, companies=68, rivers=49, inventions=48, max_distractors=2, filler_prob=0.15,
-            near_duplicate_prob=1.0, mention_prob=0.2, questions_per_fact=2, train_fraction=0.67, dev_fraction=0.1),
+    1: dict(
+        countries=40,
+        people=60,
+        companies=40,
+        rivers=30,
+        inventions=30,
+        max_distractors=3,
+        filler_prob=0.4,
+        near_duplicate_prob=0.0,
+        mention_prob=0.0,
+        questions_per_fact=1,
+        train_fraction=0.6,
+        dev_fraction=0.2,
+    ),
+    2: dict(
+        countries=49,
+        people=68,
+        companies=68,
+        rivers=49,
+        inventions=48,
+        max_distractors=2,
+        filler_prob=0.15,
+        near_duplicate_prob=1.0,
+        mention_prob=0.2,
+        questions_per_fact=2,
+        train_fraction=0.67,
+        dev_fraction=0.1,
+    ),
 }
 
 
@@ -468,12 +600,14 @@ class DemoConfig:
     near_duplicate_prob: float | None = None
     mention_prob: float | None = None
 
-    def resolved(self) -> "DemoConfig":
+    def resolved(self) -> DemoConfig:
         """This config with every None replaced by its version's default."""
         if self.version not in VERSIONS:
             raise ConfigError("version", f"must be one of {', '.join(map(str, VERSIONS))}, got {self.version!r}")
         d = _DEFAULTS[self.version]
-        return DemoConfig(**{f.name: (d[f.name] if getattr(self, f.name) is None else getattr(self, f.name)) for f in fields(self)})
+        return DemoConfig(
+            **{f.name: (d[f.name] if getattr(self, f.name) is None else getattr(self, f.name)) for f in fields(self)}
+        )
 
     def validate(self) -> None:
         c = self.resolved()
@@ -489,8 +623,16 @@ class DemoConfig:
                 kinds = [k for k in KINDS if _ENTITY_POOL[k] == pool]
                 n = sum(c.counts()[k] for k in kinds)
                 if n > cap[pool]:
-                    key = {"country": "countries", "person": "people", "company": "companies", "river": "rivers", "invention": "inventions"}[kinds[0]]
-                    raise ConfigError(key, f"version 2 has {cap[pool]} one-token names for {' + '.join(kinds)}; asked for {n}")
+                    key = {
+                        "country": "countries",
+                        "person": "people",
+                        "company": "companies",
+                        "river": "rivers",
+                        "invention": "inventions",
+                    }[kinds[0]]
+                    raise ConfigError(
+                        key, f"version 2 has {cap[pool]} one-token names for {' + '.join(kinds)}; asked for {n}"
+                    )
         if not isinstance(c.max_distractors, int) or not 0 <= c.max_distractors <= 5:
             raise ConfigError("max_distractors", f"must be an integer between 0 and 5, got {c.max_distractors!r}")
         for f in ("filler_prob", "near_duplicate_prob", "mention_prob"):
@@ -498,10 +640,16 @@ class DemoConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise ConfigError(f, f"must be between 0 and 1, got {v!r}")
         if not isinstance(c.questions_per_fact, int) or not 1 <= c.questions_per_fact <= 3:
-            raise ConfigError("questions_per_fact", f"must be 1, 2 or 3 (the paraphrase templates per attribute), got {c.questions_per_fact!r}")
+            raise ConfigError(
+                "questions_per_fact",
+                f"must be 1, 2 or 3 (the paraphrase templates per attribute), got {c.questions_per_fact!r}",
+            )
         tr, dv = c.train_fraction, c.dev_fraction
         if not (0 < tr < 1 and 0 < dv < 1 and tr + dv < 1):
-            raise ConfigError("train_fraction", f"train_fraction ({tr}) and dev_fraction ({dv}) must be in (0, 1) with a sum below 1 (the rest is test)")
+            raise ConfigError(
+                "train_fraction",
+                f"train_fraction ({tr}) and dev_fraction ({dv}) must be in (0, 1) with a sum below 1 (the rest is test)",
+            )
 
     def counts(self) -> dict[str, int]:
         return dict(zip(KINDS, (self.countries, self.people, self.companies, self.rivers, self.inventions)))
@@ -579,7 +727,9 @@ def generate_demo_world(seed: int = 0, config: DemoConfig | None = None, **sizes
     if sizes:
         unknown = set(sizes) - {f.name for f in fields(DemoConfig)}
         if unknown:
-            raise ConfigError(sorted(unknown)[0], f"unknown demo-world size; known: {', '.join(f.name for f in fields(DemoConfig))}")
+            raise ConfigError(
+                sorted(unknown)[0], f"unknown demo-world size; known: {', '.join(f.name for f in fields(DemoConfig))}"
+            )
         config = DemoConfig(**{**asdict(config), **sizes})
     config.validate()
     config = config.resolved()
@@ -642,7 +792,9 @@ def generate_demo_world(seed: int = 0, config: DemoConfig | None = None, **sizes
         fact = facts[i]
         for wording in rng.sample(templates[(fact.kind, fact.attribute)], config.questions_per_fact):
             qid = f"demo-{fact.split}-{len(questions[fact.split]) + 1:04d}"
-            questions[fact.split].append(Question(qid, _fill(wording, {"E": _in_text(fact.kind, fact.entity)}), list(fact.answers)))
+            questions[fact.split].append(
+                Question(qid, _fill(wording, {"E": _in_text(fact.kind, fact.entity)}), list(fact.answers))
+            )
             gold[qid] = fact.passage_id
             meta[qid] = {"entity": fact.entity, "kind": fact.kind, "attribute": fact.attribute}
 
@@ -661,9 +813,13 @@ def _check_answers_unique(world: DemoWorld) -> None:
             a = normalize(answer)
             if a not in norm[fact.passage_id] or joined.count(a) != 1:  # pragma: no cover - a generator bug
                 where = [pid for pid, t in norm.items() if a in t]
-                raise RuntimeError(f"demo world: answer {answer!r} of {fact.entity}/{fact.attribute} found in passages {where}, expected only {fact.passage_id}")
+                raise RuntimeError(
+                    f"demo world: answer {answer!r} of {fact.entity}/{fact.attribute} found in passages {where}, expected only {fact.passage_id}"
+                )
         if fact.answers[0] not in texts[fact.passage_id].text:
-            raise RuntimeError(f"demo world: answer {fact.answers[0]!r} not verbatim in its gold passage")  # pragma: no cover
+            raise RuntimeError(
+                f"demo world: answer {fact.answers[0]!r} not verbatim in its gold passage"
+            )  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- files
@@ -688,7 +844,13 @@ def demo_files(world: DemoWorld) -> dict[str, str]:
     for split in SPLITS:
         out[f"{split}.jsonl"] = "".join(
             json.dumps(
-                {"id": q.id, "question": q.question, "answers": q.answers, "gold_passage_id": world.gold[q.id], **world.question_meta[q.id]},
+                {
+                    "id": q.id,
+                    "question": q.question,
+                    "answers": q.answers,
+                    "gold_passage_id": world.gold[q.id],
+                    **world.question_meta[q.id],
+                },
                 ensure_ascii=False,
             )
             + "\n"
@@ -708,10 +870,15 @@ def _manifest(world: DemoWorld, files: dict[str, str]) -> str:
         "version": world.config.version,
         "seed": world.seed,
         "config": asdict(world.config),
-        "counts": {"passages": len(world.passages), "facts": len(world.facts),
-                   **{s: len(world.questions[s]) for s in SPLITS}},
-        "files": {name: {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "bytes": len(text.encode("utf-8"))}
-                  for name, text in sorted(files.items())},
+        "counts": {
+            "passages": len(world.passages),
+            "facts": len(world.facts),
+            **{s: len(world.questions[s]) for s in SPLITS},
+        },
+        "files": {
+            name: {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "bytes": len(text.encode("utf-8"))}
+            for name, text in sorted(files.items())
+        },
     }
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
 
@@ -720,7 +887,9 @@ def _readme(world: DemoWorld) -> str:
     c = world.config
     n_q = {s: len(world.questions[s]) for s in SPLITS}
     n_gold = len(world.facts)
-    example = world.questions["dev"][0] if world.questions["dev"] else next(q for s in SPLITS for q in world.questions[s])
+    example = (
+        world.questions["dev"][0] if world.questions["dev"] else next(q for s in SPLITS for q in world.questions[s])
+    )
     gold = world.passage_by_id()[world.gold[example.id]]
     same_title = [p for p in world.passages if p.title == gold.title and p.id != gold.id][:2]
     lines = [
@@ -734,7 +903,10 @@ def _readme(world: DemoWorld) -> str:
         "|---|---|---|",
         f"| `corpus.jsonl` | passages JSONL `{{id, title, text}}` | {len(world.passages)} passages |",
         f"| `corpus.tsv` | DPR `psgs_w100.tsv` layout: `id<TAB>text<TAB>title` with a header | {len(world.passages)} passages |",
-        *(f"| `{s}.jsonl` | questions JSONL `{{id, question, answers, gold_passage_id, entity, kind, attribute}}` | {n_q[s]} questions |" for s in SPLITS),
+        *(
+            f"| `{s}.jsonl` | questions JSONL `{{id, question, answers, gold_passage_id, entity, kind, attribute}}` | {n_q[s]} questions |"
+            for s in SPLITS
+        ),
         "",
         f"Entities: {c.countries} countries, {c.people} people, {c.companies} companies, {c.rivers} rivers, "
         f"{c.inventions} inventions. {n_gold} passages each state one fact (the gold passage of its questions); "
@@ -761,7 +933,9 @@ def _readme(world: DemoWorld) -> str:
     return "\n".join(lines)
 
 
-def write_demo_world(out_dir: str | Path, seed: int = 0, config: DemoConfig | None = None, **sizes: Any) -> dict[str, Path]:
+def write_demo_world(
+    out_dir: str | Path, seed: int = 0, config: DemoConfig | None = None, **sizes: Any
+) -> dict[str, Path]:
     """Generate the demo world and write it under `out_dir`; returns its paths.
 
     Keys: "corpus" (corpus.jsonl), "corpus_tsv" (corpus.tsv), "train", "dev", "test"
@@ -776,8 +950,15 @@ def write_demo_world(out_dir: str | Path, seed: int = 0, config: DemoConfig | No
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError("out", f"{out_dir} exists and is not a directory")
-    keys = {"corpus.jsonl": "corpus", "corpus.tsv": "corpus_tsv", "train.jsonl": "train", "dev.jsonl": "dev",
-            "test.jsonl": "test", "README.md": "readme", "manifest.json": "manifest"}
+    keys = {
+        "corpus.jsonl": "corpus",
+        "corpus.tsv": "corpus_tsv",
+        "train.jsonl": "train",
+        "dev.jsonl": "dev",
+        "test.jsonl": "test",
+        "README.md": "readme",
+        "manifest.json": "manifest",
+    }
     paths: dict[str, Path] = {}
     for name, text in contents.items():
         atomic_write_text(out_dir / name, text)
@@ -802,7 +983,9 @@ class _NamesV2:
         self.used: set[str] = set()
         self.place_words: set[str] = set()
         # whole words a compound place name must not spell (Wal + ton = Walton, Nor + ton = Norton)
-        self.reserved = set(w.SURNAME_ENTITIES) | set(w.WORD_ENTITIES) | set(w.COMPANY_NAMES) | set(w.SURNAMES) | set(w.FIRST_NAMES)
+        self.reserved = (
+            set(w.SURNAME_ENTITIES) | set(w.WORD_ENTITIES) | set(w.COMPANY_NAMES) | set(w.SURNAMES) | set(w.FIRST_NAMES)
+        )
 
     def _fresh(self, make) -> str:
         for _ in range(10_000):
@@ -840,9 +1023,11 @@ class _NamesV2:
             core = self._fresh(lambda: f"{r.choice(w.BOOK_ADJECTIVES)} {r.choice(w.BOOK_NOUNS)}")
             return f"The {core}", [core, f"The {core}"]
         if kind == "company":
+
             def company() -> str:
                 a, b = r.sample(w.COMPANY_NAMES, 2)
                 return f"{a} {r.choice(w.COMPANY_SUFFIXES)}" if r.random() < 0.5 else f"{a} and {b}"
+
             v = self._fresh(company)
             return v, [v]
         raise ValueError(kind)
@@ -919,8 +1104,10 @@ def _generate_v2(seed: int, config: DemoConfig) -> DemoWorld:
                 said = ("the " + ent) if kind in ("river", "invention") else ent
                 raw.append((_title_v2(kind, host), _fill(rng.choice(w.MENTIONS_V2[kind]), {"R": R, "E": said}), None))
 
-    raw = [(title, text if len(text.split()) >= w.TAIL_BELOW_WORDS else f"{text} {rng.choice(w.TAILS_V2)}", fact)
-           for title, text, fact in raw]
+    raw = [
+        (title, text if len(text.split()) >= w.TAIL_BELOW_WORDS else f"{text} {rng.choice(w.TAILS_V2)}", fact)
+        for title, text, fact in raw
+    ]
     order = list(range(len(raw)))
     rng.shuffle(order)
     passages: list[Passage] = []
@@ -945,7 +1132,9 @@ def _generate_v2(seed: int, config: DemoConfig) -> DemoWorld:
         fact = facts[i]
         for wording in rng.sample(templates[(fact.kind, fact.attribute)], config.questions_per_fact):
             qid = f"demo-{fact.split}-{len(questions[fact.split]) + 1:04d}"
-            questions[fact.split].append(Question(qid, _fill(wording, {"E": _named_v2(fact.kind, fact.entity)}), list(fact.answers)))
+            questions[fact.split].append(
+                Question(qid, _fill(wording, {"E": _named_v2(fact.kind, fact.entity)}), list(fact.answers))
+            )
             gold[qid] = fact.passage_id
             meta[qid] = {"entity": fact.entity, "kind": fact.kind, "attribute": fact.attribute}
 
@@ -969,12 +1158,16 @@ def _check_answers_token_unique(world: DemoWorld) -> None:
     for fact in world.facts:
         gold = texts[fact.passage_id]
         if fact.answers[0] not in gold.text:
-            raise RuntimeError(f"demo world: answer {fact.answers[0]!r} not verbatim in its gold passage")  # pragma: no cover
+            raise RuntimeError(
+                f"demo world: answer {fact.answers[0]!r} not verbatim in its gold passage"
+            )  # pragma: no cover
         for answer in fact.answers:
             rarest = min(dpr_tokens(answer), key=lambda t: len(by_word.get(t, ())))
             where = [p.id for p in by_word.get(rarest, []) if has_answer(p.as_text(), [answer])]
             if where != [fact.passage_id]:  # pragma: no cover - a generator bug
-                raise RuntimeError(f"demo world: answer {answer!r} of {fact.entity}/{fact.attribute} found in passages {where}, expected only {fact.passage_id}")
+                raise RuntimeError(
+                    f"demo world: answer {answer!r} of {fact.entity}/{fact.attribute} found in passages {where}, expected only {fact.passage_id}"
+                )
 
 
 def _readme_v2(world: DemoWorld) -> str:
@@ -982,7 +1175,9 @@ def _readme_v2(world: DemoWorld) -> str:
     n_q = {s: len(world.questions[s]) for s in SPLITS}
     n_gold = len(world.facts)
     by_id = world.passage_by_id()
-    example = world.questions["dev"][0] if world.questions["dev"] else next(q for s in SPLITS for q in world.questions[s])
+    example = (
+        world.questions["dev"][0] if world.questions["dev"] else next(q for s in SPLITS for q in world.questions[s])
+    )
     gold = by_id[world.gold[example.id]]
     same_title = [p for p in world.passages if p.title == gold.title and p.id != gold.id][:3]
     lines = [
@@ -999,7 +1194,10 @@ def _readme_v2(world: DemoWorld) -> str:
         "|---|---|---|",
         f"| `corpus.jsonl` | passages JSONL `{{id, title, text}}` | {len(world.passages)} passages |",
         f"| `corpus.tsv` | DPR `psgs_w100.tsv` layout: `id<TAB>text<TAB>title` with a header | {len(world.passages)} passages |",
-        *(f"| `{s}.jsonl` | questions JSONL `{{id, question, answers, gold_passage_id, entity, kind, attribute}}` | {n_q[s]} questions |" for s in SPLITS),
+        *(
+            f"| `{s}.jsonl` | questions JSONL `{{id, question, answers, gold_passage_id, entity, kind, attribute}}` | {n_q[s]} questions |"
+            for s in SPLITS
+        ),
         "| `manifest.json` | version, seed, sizes, counts, sha256 of each file | |",
         "",
         f"Entities: {c.countries} countries, {c.people} people, {c.companies} companies, {c.rivers} rivers, "
@@ -1013,10 +1211,10 @@ def _readme_v2(world: DemoWorld) -> str:
         "- passages about an entity that state no asked fact, and passages about a sibling that mention the entity in passing.",
         "",
         "Every entity name is one word (one token of the bundled reader's tokenizer: Copper, Harrison, the Fern). "
-        "Passages name their entity once, in the title, and say \"the nation\", \"the writer\", \"the firm\", ... "
+        'Passages name their entity once, in the title, and say "the nation", "the writer", "the firm", ... '
         "in the text; short passages get a neutral second sentence. Questions name the entity and are worded "
-        "unlike the passages: no word of a question template (\"capital\", \"city\", \"founder\") occurs in a "
-        f"passage template (\"What is the capital of X?\" against \"The nation is governed from Y\"); "
+        'unlike the passages: no word of a question template ("capital", "city", "founder") occurs in a '
+        f'passage template ("What is the capital of X?" against "The nation is governed from Y"); '
         f"{c.questions_per_fact} paraphrases are asked per fact.",
         "",
         "Properties (checked when the world is built):",

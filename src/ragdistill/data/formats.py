@@ -23,9 +23,10 @@ import gzip
 import io
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from ragdistill.errors import ConfigError, InputError
 
@@ -52,12 +53,37 @@ FORMATS: dict[str, Format] = {
     f.name: f
     for f in [
         Format("nq-open", 'NQ-open JSONL: {"question", "answer": [..]}', True, False),
-        Format("flashrag-qa", 'FlashRAG question JSONL: {"id", "question", "golden_answers": [..], "metadata"?}', True, False),
-        Format("qa-jsonl", 'question/answers JSONL (DPR, TriviaQA as used by DPR, generic): {"id"?, "question", "answers": [..]}', True, False),
+        Format(
+            "flashrag-qa",
+            'FlashRAG question JSONL: {"id", "question", "golden_answers": [..], "metadata"?}',
+            True,
+            False,
+        ),
+        Format(
+            "qa-jsonl",
+            'question/answers JSONL (DPR, TriviaQA as used by DPR, generic): {"id"?, "question", "answers": [..]}',
+            True,
+            False,
+        ),
         Format("qa-tsv", "DPR question/answers TSV: question<TAB>['a', 'b']", True, False),
-        Format("triviaqa", 'TriviaQA official JSON: {"Data": [{"Question", "Answer": {"Aliases", "NormalizedAliases"}}]}', True, False),
-        Format("squad", 'SQuAD v1.1 JSON: {"data": [{"title", "paragraphs": [{"context", "qas"}]}]} (questions and paragraphs)', True, True),
-        Format("dpr-biencoder", 'DPR bi-encoder training JSON/JSONL: {"question", "answers", "positive_ctxs", "negative_ctxs", "hard_negative_ctxs"}', True, True),
+        Format(
+            "triviaqa",
+            'TriviaQA official JSON: {"Data": [{"Question", "Answer": {"Aliases", "NormalizedAliases"}}]}',
+            True,
+            False,
+        ),
+        Format(
+            "squad",
+            'SQuAD v1.1 JSON: {"data": [{"title", "paragraphs": [{"context", "qas"}]}]} (questions and paragraphs)',
+            True,
+            True,
+        ),
+        Format(
+            "dpr-biencoder",
+            'DPR bi-encoder training JSON/JSONL: {"question", "answers", "positive_ctxs", "negative_ctxs", "hard_negative_ctxs"}',
+            True,
+            True,
+        ),
         Format("dpr-tsv", "DPR passages TSV (psgs_w100.tsv): id<TAB>text<TAB>title, with a header", False, True),
         Format("passages-jsonl", 'passages JSONL: {"id", "title", "text"}', False, True),
         Format("flashrag", 'FlashRAG corpus JSONL: {"id", "contents": "\\"Title\\"\\ntext"}', False, True),
@@ -112,8 +138,9 @@ def _check_file(path: Path) -> None:
     if not path.exists():
         raise InputError("file not found", path)
     if not path.is_file():
-        raise InputError("is not a file (pass a question set or corpus file, or a folder written by "
-                         "datasets' save_to_disk)", path)
+        raise InputError(
+            "is not a file (pass a question set or corpus file, or a folder written by datasets' save_to_disk)", path
+        )
 
 
 # --------------------------------------------------------------------------- tables
@@ -158,7 +185,9 @@ def _need(module: str, path: str | Path, what: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise InputError(f"is a {what}; reading it needs the optional package '{module.split('.')[0]}': {DATA_EXTRA}", path) from None
+        raise InputError(
+            f"is a {what}; reading it needs the optional package '{module.split('.')[0]}': {DATA_EXTRA}", path
+        ) from None
 
 
 def _open_dataset(table: Table, path: str | Path):
@@ -172,8 +201,11 @@ def _open_dataset(table: Table, path: str | Path):
         if table.split is None:
             if len(splits) == 1:
                 return ds[splits[0]]
-            raise InputError(f"is a DatasetDict with splits {', '.join(splits)}: choose one as "
-                             f"{table.path}{SPLIT_SEP}SPLIT (e.g. {table.path}{SPLIT_SEP}{splits[0]})", path)
+            raise InputError(
+                f"is a DatasetDict with splits {', '.join(splits)}: choose one as "
+                f"{table.path}{SPLIT_SEP}SPLIT (e.g. {table.path}{SPLIT_SEP}{splits[0]})",
+                path,
+            )
         if table.split not in ds:
             raise InputError(f"has no split '{table.split}' (splits: {', '.join(splits)})", path)
         return ds[table.split]
@@ -234,7 +266,7 @@ def _utf8_error_line(path: Path) -> tuple[int, int] | None:
     tell the user which line to fix (only ever run on the error path).
     """
     try:
-        with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
                 try:
                     raw.decode("utf-8")
@@ -248,7 +280,9 @@ def _utf8_error_line(path: Path) -> tuple[int, int] | None:
 def _not_utf8(path: Path, exc: UnicodeDecodeError) -> InputError:
     loc = _utf8_error_line(path)
     where = f", byte {loc[1]} of the line" if loc else ""
-    return InputError(f"is not UTF-8 text ({exc.reason}{where}); re-encode the file as UTF-8", path, loc[0] if loc else None)
+    return InputError(
+        f"is not UTF-8 text ({exc.reason}{where}); re-encode the file as UTF-8", path, loc[0] if loc else None
+    )
 
 
 def read_head(path: str | Path, n_chars: int = _HEAD_BYTES) -> str:
@@ -282,7 +316,9 @@ def json_error(path: str | Path, exc: json.JSONDecodeError) -> InputError:
     end = len(exc.doc.rstrip())
     if exc.pos >= end:  # not the blank line after it
         line = exc.doc.count("\n", 0, end) + 1
-        return InputError(f"is not valid JSON: it ends before the document is complete (truncated?; {exc.msg})", path, line)
+        return InputError(
+            f"is not valid JSON: it ends before the document is complete (truncated?; {exc.msg})", path, line
+        )
     return InputError(f"is not valid JSON ({exc.msg}, column {exc.colno})", path, exc.lineno)
 
 
@@ -467,9 +503,13 @@ def detect_format(path: str | Path) -> str:
         columns, rows = table_columns(table, path)
         fmt = record_format(dict.fromkeys(columns))
         if fmt is None or fmt not in ROW_FORMATS:
-            raise InputError(f"is a {table.description} whose columns {columns} match no known layout; expected the "
-                             "columns of one of: " + "; ".join(f"{n} ({FORMATS[n].description})" for n in ROW_FORMATS)
-                             + ". Rename the columns (or pass --format).", path)
+            raise InputError(
+                f"is a {table.description} whose columns {columns} match no known layout; expected the "
+                "columns of one of: "
+                + "; ".join(f"{n} ({FORMATS[n].description})" for n in ROW_FORMATS)
+                + ". Rename the columns (or pass --format).",
+                path,
+            )
         if rows == 0:
             raise InputError(f"is an empty {table.description}: no records", path)
         return fmt
@@ -484,7 +524,9 @@ def detect_format(path: str | Path) -> str:
         fmt = record_format(first) if isinstance(first, dict) else None
         if fmt is None:
             keys = sorted(first) if isinstance(first, dict) else type(first).__name__
-            raise InputError(f"is a JSON array whose first element ({keys}) matches no known format; {_UNKNOWN_HINT}", path)
+            raise InputError(
+                f"is a JSON array whose first element ({keys}) matches no known format; {_UNKNOWN_HINT}", path
+            )
         return fmt
 
     if stripped[0] == "{":
@@ -499,7 +541,11 @@ def detect_format(path: str | Path) -> str:
             if isinstance(obj, dict):
                 fmt = _container_format(obj) or record_format(obj)
                 if fmt is None:
-                    raise InputError(f"a JSON object with fields {sorted(obj)}, which match no known format; {_UNKNOWN_HINT}", path, 1)
+                    raise InputError(
+                        f"a JSON object with fields {sorted(obj)}, which match no known format; {_UNKNOWN_HINT}",
+                        path,
+                        1,
+                    )
                 return fmt
         # A pretty-printed (or very long single-line) whole-file JSON document.
         if re.search(r'"Data"\s*:\s*\[', head):
@@ -516,13 +562,17 @@ def detect_format(path: str | Path) -> str:
                 try:
                     json.loads(first_line)
                 except json.JSONDecodeError as exc:
-                    raise InputError(f"malformed JSON line ({exc.msg}, column {exc.colno}); the file looks like {fmt}", path, 1) from exc
+                    raise InputError(
+                        f"malformed JSON line ({exc.msg}, column {exc.colno}); the file looks like {fmt}", path, 1
+                    ) from exc
         obj = load_json(path)  # raises with the line of the syntax error
         if isinstance(obj, dict):
             fmt = _container_format(obj) or record_format(obj)
             if fmt:
                 return fmt
-            raise InputError(f"is a JSON object with fields {sorted(obj)[:10]}, which match no known format; {_UNKNOWN_HINT}", path)
+            raise InputError(
+                f"is a JSON object with fields {sorted(obj)[:10]}, which match no known format; {_UNKNOWN_HINT}", path
+            )
         raise InputError(f"matches no known format; {_UNKNOWN_HINT}", path)
 
     # Tab-separated text.
@@ -537,7 +587,9 @@ def detect_format(path: str | Path) -> str:
     if len(fields) == 3 and fields[0] and fields[1]:
         return "dpr-tsv"  # DPR passages without a header
     raise InputError(
-        f"line 1 has {len(fields)} tab-separated field(s) and is not JSON, so it matches no known format; {_UNKNOWN_HINT}", path, 1
+        f"line 1 has {len(fields)} tab-separated field(s) and is not JSON, so it matches no known format; {_UNKNOWN_HINT}",
+        path,
+        1,
     )
 
 
@@ -546,12 +598,18 @@ def resolve_format(path: str | Path, format: str | None, kind: str) -> Format:
     fmt = get_format(format) if format else FORMATS[detect_format(path)]
     table = table_source(path) if format else None
     if table is not None and fmt.name not in ROW_FORMATS:
-        raise InputError(f"is a {table.description}: its rows can hold the layouts {', '.join(ROW_FORMATS)}, "
-                         f"not '{fmt.name}' ({fmt.description})", path)
+        raise InputError(
+            f"is a {table.description}: its rows can hold the layouts {', '.join(ROW_FORMATS)}, "
+            f"not '{fmt.name}' ({fmt.description})",
+            path,
+        )
     if kind not in fmt.kinds:
         expected = "a question set" if kind == QUESTIONS else "a corpus (passages)"
         names = ", ".join(format_names(kind))
         what = "a corpus" if fmt.passages else "a question set"
         how = "was given as" if format else "looks like"
-        raise InputError(f"expected {expected} ({names}), but this file {how} {what} in format '{fmt.name}' ({fmt.description})", path)
+        raise InputError(
+            f"expected {expected} ({names}), but this file {how} {what} in format '{fmt.name}' ({fmt.description})",
+            path,
+        )
     return fmt

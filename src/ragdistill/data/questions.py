@@ -11,10 +11,20 @@ from __future__ import annotations
 
 import ast
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from ragdistill.data.formats import QUESTIONS, Where, file_stem, iter_lines, iter_records, load_json, resolve_format, split_tsv
+from ragdistill.data.formats import (
+    QUESTIONS,
+    Where,
+    file_stem,
+    iter_lines,
+    iter_records,
+    load_json,
+    resolve_format,
+    split_tsv,
+)
 from ragdistill.data.types import Question
 from ragdistill.errors import InputError
 
@@ -109,7 +119,9 @@ def _iter_qa_tsv(path: Path) -> Iterator[tuple[Where, Question]]:
         try:
             value = ast.literal_eval(raw)  # literals only: never executes code
         except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
-            raise where.error(path, f"answers column {raw[:60]!r} is not a list literal such as ['a', 'b'] ({type(exc).__name__})") from exc
+            raise where.error(
+                path, f"answers column {raw[:60]!r} is not a list literal such as ['a', 'b'] ({type(exc).__name__})"
+            ) from exc
         if isinstance(value, str):
             raise where.error(path, f"answers column {raw[:60]!r} must be a list such as ['a', 'b']")
         answers = check_answers(value, path, where)

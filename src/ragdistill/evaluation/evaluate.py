@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ragdistill.data.types import Passage, Question
 from ragdistill.evaluation.metrics import exact_match, f1_score
@@ -142,8 +143,14 @@ def write_eval(out_dir: str | Path, output: EvalOutput, info: dict[str, Any] | N
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     atomic_write_json(out_dir / "metrics.json", output.metrics)
     if info is not None:
-        atomic_write_json(out_dir / "eval_info.json", {**info, "seconds": round(output.seconds, 3),
-                                                       "timings": {k: round(v, 3) for k, v in output.timings.items()}})
+        atomic_write_json(
+            out_dir / "eval_info.json",
+            {
+                **info,
+                "seconds": round(output.seconds, 3),
+                "timings": {k: round(v, 3) for k, v in output.timings.items()},
+            },
+        )
     return out_dir
 
 

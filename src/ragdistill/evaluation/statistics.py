@@ -26,8 +26,9 @@ nothing of the project).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ OUTCOMES = (IMPROVES, HURTS, NO_CHANGE)
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_CONFIDENCE = 0.95
 DEFAULT_SEED = 0
-_CHUNK_ELEMENTS = 4_000_000   # resample indices drawn per chunk (bounded memory for large n)
+_CHUNK_ELEMENTS = 4_000_000  # resample indices drawn per chunk (bounded memory for large n)
 
 
 def outcome_word(low: float | None, high: float | None, higher_is_better: bool = True) -> str | None:
@@ -57,14 +58,14 @@ def outcome_word(low: float | None, high: float | None, higher_is_better: bool =
 class Difference:
     """A difference a − b with its interval."""
 
-    estimate: float                 # mean(a − b) (paired) or mean(a) − mean(b)
-    low: float                      # lower end of the interval
-    high: float                     # upper end
-    n: int                          # paired items (unpaired: the items of a)
-    method: str                     # "paired bootstrap" | "unpaired bootstrap" | "exact McNemar"
+    estimate: float  # mean(a − b) (paired) or mean(a) − mean(b)
+    low: float  # lower end of the interval
+    high: float  # upper end
+    n: int  # paired items (unpaired: the items of a)
+    method: str  # "paired bootstrap" | "unpaired bootstrap" | "exact McNemar"
     confidence: float = DEFAULT_CONFIDENCE
-    n_b: int | None = None          # unpaired: the items of b
-    p_value: float | None = None    # McNemar's exact two-sided p-value
+    n_b: int | None = None  # unpaired: the items of b
+    p_value: float | None = None  # McNemar's exact two-sided p-value
     discordant: tuple[int, int] | None = None  # McNemar: (n10 a-only, n01 b-only)
     resamples: int | None = None
     seed: int | None = None
@@ -121,7 +122,7 @@ def _bootstrap_means(x: np.ndarray, resamples: int, rng: np.random.Generator) ->
     for start in range(0, resamples, per):
         m = min(per, resamples - start)
         idx = rng.integers(0, n, size=(m, n))
-        out[start:start + m] = x[idx].mean(axis=1)
+        out[start : start + m] = x[idx].mean(axis=1)
     return out
 
 
@@ -131,9 +132,14 @@ def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = DEFAULT_RESAMPLES,
-                     confidence: float = DEFAULT_CONFIDENCE, seed: int = DEFAULT_SEED,
-                     higher_is_better: bool = True) -> Difference | None:
+def paired_bootstrap(
+    a: Sequence[float],
+    b: Sequence[float],
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+    higher_is_better: bool = True,
+) -> Difference | None:
     """mean(a − b) over paired items with a percentile bootstrap interval (None without items)."""
     _check(resamples, confidence)
     x, y = _array(a, "a"), _array(b, "b")
@@ -145,13 +151,27 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = DE
     means = _bootstrap_means(d, resamples, np.random.default_rng(seed))
     lo, hi = _percentiles(means, confidence)
     est = float(d.mean())
-    return Difference(est, min(lo, est), max(hi, est), int(d.size), "paired bootstrap", confidence,
-                      resamples=resamples, seed=seed, higher_is_better=higher_is_better)
+    return Difference(
+        est,
+        min(lo, est),
+        max(hi, est),
+        int(d.size),
+        "paired bootstrap",
+        confidence,
+        resamples=resamples,
+        seed=seed,
+        higher_is_better=higher_is_better,
+    )
 
 
-def unpaired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = DEFAULT_RESAMPLES,
-                       confidence: float = DEFAULT_CONFIDENCE, seed: int = DEFAULT_SEED,
-                       higher_is_better: bool = True) -> Difference | None:
+def unpaired_bootstrap(
+    a: Sequence[float],
+    b: Sequence[float],
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+    higher_is_better: bool = True,
+) -> Difference | None:
     """mean(a) − mean(b) of two independent samples, each resampled on its own (None if one is empty)."""
     _check(resamples, confidence)
     x, y = _array(a, "a"), _array(b, "b")
@@ -161,12 +181,23 @@ def unpaired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 
     diffs = _bootstrap_means(x, resamples, rng) - _bootstrap_means(y, resamples, rng)
     lo, hi = _percentiles(diffs, confidence)
     est = float(x.mean() - y.mean())
-    return Difference(est, min(lo, est), max(hi, est), int(x.size), "unpaired bootstrap", confidence, n_b=int(y.size),
-                      resamples=resamples, seed=seed, higher_is_better=higher_is_better)
+    return Difference(
+        est,
+        min(lo, est),
+        max(hi, est),
+        int(x.size),
+        "unpaired bootstrap",
+        confidence,
+        n_b=int(y.size),
+        resamples=resamples,
+        seed=seed,
+        higher_is_better=higher_is_better,
+    )
 
 
-def mcnemar(a: Sequence[bool], b: Sequence[bool], confidence: float = DEFAULT_CONFIDENCE,
-            higher_is_better: bool = True) -> Difference | None:
+def mcnemar(
+    a: Sequence[bool], b: Sequence[bool], confidence: float = DEFAULT_CONFIDENCE, higher_is_better: bool = True
+) -> Difference | None:
     """Paired binary outcomes: rate(a) − rate(b), the exact McNemar p-value and its interval (None without items).
 
     With no discordant pair the difference is 0 with the point interval [0, 0] and p = 1.
@@ -186,14 +217,32 @@ def mcnemar(a: Sequence[bool], b: Sequence[bool], confidence: float = DEFAULT_CO
     m = n10 + n01
     est = (n10 - n01) / n
     if m == 0:
-        return Difference(0.0, 0.0, 0.0, n, "exact McNemar", confidence, p_value=1.0, discordant=(0, 0),
-                          higher_is_better=higher_is_better)
+        return Difference(
+            0.0,
+            0.0,
+            0.0,
+            n,
+            "exact McNemar",
+            confidence,
+            p_value=1.0,
+            discordant=(0, 0),
+            higher_is_better=higher_is_better,
+        )
     res = binomtest(n10, m, 0.5, alternative="two-sided")
     ci = res.proportion_ci(confidence_level=confidence, method="exact")
     scale = m / n
     lo, hi = scale * (2 * ci.low - 1), scale * (2 * ci.high - 1)
-    return Difference(float(est), float(min(lo, est)), float(max(hi, est)), n, "exact McNemar", confidence,
-                      p_value=float(min(1.0, res.pvalue)), discordant=(n10, n01), higher_is_better=higher_is_better)
+    return Difference(
+        float(est),
+        float(min(lo, est)),
+        float(max(hi, est)),
+        n,
+        "exact McNemar",
+        confidence,
+        p_value=float(min(1.0, res.pvalue)),
+        discordant=(n10, n01),
+        higher_is_better=higher_is_better,
+    )
 
 
 def paired_items(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -210,7 +259,19 @@ def format_difference(d: Difference | None, scale: float = 100.0, digits: int = 
 
 
 __all__ = [
-    "DEFAULT_CONFIDENCE", "DEFAULT_RESAMPLES", "DEFAULT_SEED", "Difference", "HURTS", "IMPROVES", "NO_CHANGE",
-    "OUTCOMES", "format_difference", "mcnemar", "mean_se", "outcome_word", "paired_bootstrap", "paired_items",
+    "DEFAULT_CONFIDENCE",
+    "DEFAULT_RESAMPLES",
+    "DEFAULT_SEED",
+    "Difference",
+    "HURTS",
+    "IMPROVES",
+    "NO_CHANGE",
+    "OUTCOMES",
+    "format_difference",
+    "mcnemar",
+    "mean_se",
+    "outcome_word",
+    "paired_bootstrap",
+    "paired_items",
     "unpaired_bootstrap",
 ]

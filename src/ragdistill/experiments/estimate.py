@@ -9,25 +9,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragdistill.config import load_config
 from ragdistill.data.corpus import count_passages
 from ragdistill.data.formats import read_head
 from ragdistill.data.questions import iter_questions
 from ragdistill.errors import RagdistillError
 from ragdistill.experiments.settings import BY_NAME, FID
 from ragdistill.retrieval.refresh import RefreshSchedule
-from ragdistill.config import load_config
 
 if TYPE_CHECKING:  # the plan's types (plan.py imports this module)
     from ragdistill.experiments.plan import Plan, PlannedSetting
 
 # Split sizes and knowledge base of the study (METHOD.md §4), used by --dry-run when the files are absent.
-PAPER_SIZES = {"nq": {"train": 79168, "dev": 8757, "test": 3610}, "triviaqa": {"train": 78785, "dev": 8837, "test": 11313}}
+PAPER_SIZES = {
+    "nq": {"train": 79168, "dev": 8757, "test": 3610},
+    "triviaqa": {"train": 78785, "dev": 8837, "test": 11313},
+}
 PAPER_KB_PASSAGES = 21_015_324  # DPR psgs_w100.tsv (Wikipedia 2018-12-20)
 # Parameter counts of the models the configs name (for the dry-run's FLOP estimate).
 KNOWN_PARAMS = {
-    "tiiuae/falcon-rw-1b": 1.31e9, "google-t5/t5-large": 0.738e9, "t5-large": 0.738e9, "google-t5/t5-base": 0.223e9,
-    "t5-base": 0.223e9, "google-t5/t5-small": 0.0605e9, "t5-small": 0.0605e9, "facebook/contriever": 0.1095e9,
-    "facebook/contriever-msmarco": 0.1095e9, "smollm2-135m": 0.1345e9, "minilm-l6": 0.0227e9,
+    "tiiuae/falcon-rw-1b": 1.31e9,
+    "google-t5/t5-large": 0.738e9,
+    "t5-large": 0.738e9,
+    "google-t5/t5-base": 0.223e9,
+    "t5-base": 0.223e9,
+    "google-t5/t5-small": 0.0605e9,
+    "t5-small": 0.0605e9,
+    "facebook/contriever": 0.1095e9,
+    "facebook/contriever-msmarco": 0.1095e9,
+    "smollm2-135m": 0.1345e9,
+    "minilm-l6": 0.0227e9,
     "minilm-bert2bert": 0.0613e9,
 }
 EFFECTIVE_FLOPS = {"gpu": 1.0e14, "cpu": 5.0e10}  # rough sustained FLOP/s used to turn FLOPs into hours
@@ -68,8 +79,12 @@ def estimate_work(item: PlannedSetting, options: Any = None) -> dict[str, Any]:
     cfg, s = item.config, item.setting
     ds = item.dataset.dataset_section
     sizes = PAPER_SIZES.get(ds or "", {})
-    known = item.dataset.counts if item.dataset.paths and all(
-        getattr(cfg.data, k) == item.dataset.paths.get(k) for k in ("corpus", "dev", "test")) else {}
+    known = (
+        item.dataset.counts
+        if item.dataset.paths
+        and all(getattr(cfg.data, k) == item.dataset.paths.get(k) for k in ("corpus", "dev", "test"))
+        else {}
+    )
     if "corpus" in known and not cfg.data.chunk_words:
         kb, kb_src = known["corpus"], "counted"
     else:
@@ -84,7 +99,7 @@ def estimate_work(item: PlannedSetting, options: Any = None) -> dict[str, Any]:
         n_test_all = _count_questions(cfg.data.test, 0, sizes.get("test"))[0]
     k = cfg.train.k
     fid = s.family == FID or cfg.reader.kind == "fid"
-    prompt = cfg.reader.max_prompt_tokens * (k if fid else 1)     # reader input tokens per question
+    prompt = cfg.reader.max_prompt_tokens * (k if fid else 1)  # reader input tokens per question
     per_passage = cfg.reader.max_prompt_tokens if fid else max(16, cfg.reader.max_prompt_tokens // k + 32)
     steps = cfg.train.steps if s.trains else 0
     q_per_step = cfg.train.batch_size * cfg.train.grad_accum
@@ -125,27 +140,54 @@ def estimate_work(item: PlannedSetting, options: Any = None) -> dict[str, Any]:
     signals = list(getattr(item, "signals", None) or [s.signal])
     analysed_inst = n_inst * views * len(signals)
     ig = getattr(options, "ig_steps", 4) or 4
-    analysis_tokens = n_inst * views * sum((prompt + answer) if sig == "attention" else 3 * (ig + 1) * k * (per_passage + answer)
-                                           for sig in signals)
+    analysis_tokens = (
+        n_inst
+        * views
+        * sum((prompt + answer) if sig == "attention" else 3 * (ig + 1) * k * (per_passage + answer) for sig in signals)
+    )
     analysis_reembeds = 1 if (views and s.trains_retriever and not cfg.retriever.query_only) else 0
     p_retr = KNOWN_PARAMS.get(cfg.retriever.name)
     flops = None
     if p_reader is not None and p_retr is not None:
-        flops = (6 * p_reader * reader_fwd_bwd + 2 * p_reader * (reader_fwd + gen_tokens + analysis_tokens)
-                 + 6 * p_retr * retr_tokens + 2 * p_retr * (embedded + analysis_reembeds * (kb or 0)) * retr_len)
-    return {"steps": steps, "questions_per_step": q_per_step, "k": k, "prompt_tokens": prompt,
-            "reader_train_tokens": reader_fwd_bwd, "reader_signal_tokens": reader_fwd, "retriever_train_tokens": retr_tokens,
-            "refreshes": refreshes, "eval_reembeds": fresh_evals, "kb_passages": kb, "kb_source": kb_src,
-            "passages_embedded": embedded, "evals": evals, "dev_questions": n_dev, "test_questions": n_test,
-            "questions_source": q_src, "flops": flops, "gpus": cfg.runtime.gpus, "analysis_views": views,
-            "analysis_instances": analysed_inst, "analysis_instances_per_view": n_inst,
-            "analysis_reembeds": analysis_reembeds, "analysis_signals": signals}
+        flops = (
+            6 * p_reader * reader_fwd_bwd
+            + 2 * p_reader * (reader_fwd + gen_tokens + analysis_tokens)
+            + 6 * p_retr * retr_tokens
+            + 2 * p_retr * (embedded + analysis_reembeds * (kb or 0)) * retr_len
+        )
+    return {
+        "steps": steps,
+        "questions_per_step": q_per_step,
+        "k": k,
+        "prompt_tokens": prompt,
+        "reader_train_tokens": reader_fwd_bwd,
+        "reader_signal_tokens": reader_fwd,
+        "retriever_train_tokens": retr_tokens,
+        "refreshes": refreshes,
+        "eval_reembeds": fresh_evals,
+        "kb_passages": kb,
+        "kb_source": kb_src,
+        "passages_embedded": embedded,
+        "evals": evals,
+        "dev_questions": n_dev,
+        "test_questions": n_test,
+        "questions_source": q_src,
+        "flops": flops,
+        "gpus": cfg.runtime.gpus,
+        "analysis_views": views,
+        "analysis_instances": analysed_inst,
+        "analysis_instances_per_view": n_inst,
+        "analysis_reembeds": analysis_reembeds,
+        "analysis_signals": signals,
+    }
 
 
 def _base_reader_name(item: PlannedSetting) -> str:
     try:
-        return load_config(item.config_path.parent / BY_NAME[item.setting.reader_from].config,
-                           [o for o in item.overrides if not o.startswith(("reader.name=", "index.dir="))]).reader.name
+        return load_config(
+            item.config_path.parent / BY_NAME[item.setting.reader_from].config,
+            [o for o in item.overrides if not o.startswith(("reader.name=", "index.dir="))],
+        ).reader.name
     except RagdistillError:
         return ""
 
@@ -161,18 +203,23 @@ def _human(n: float | None) -> str:
 
 def estimate_lines(plan: Plan) -> list[str]:
     """The "Estimated work" section of the dry-run text (each row's estimate is kept in ``item.estimate``)."""
-    lines = ["", "## Estimated work", "",
-             "Reader tokens = steps × questions/step × reader input tokens (decoder: the whole prompt of K passages; "
-             "FiD: K × tokens per encoder input); perplexity signal = K single-passage passes per question. "
-             "Embedded passages = (refreshes + fresh-index evaluations, a refresh at an evaluation step "
-             "reusing its embeddings) × KB size. FLOPs ≈ 6·N·(trained tokens) + "
-             "2·N·(forward-only tokens) for reader and retriever (N = parameters; '?' for models of unknown size). "
-             f"Hours assume {EFFECTIVE_FLOPS['gpu'] / 1e12:.0f} TFLOP/s sustained on a GPU, "
-             f"{EFFECTIVE_FLOPS['cpu'] / 1e9:.0f} GFLOP/s on CPU.", "",
-             "| dataset | setting | steps | q/step | K | reader tok./q | reader train tok. | signal tok. | "
-             "retriever tok. | refreshes | KB passages | passages embedded | test q. | analysed inst. (views × N × signals) "
-             "| FLOPs | ≈ hours |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "",
+        "## Estimated work",
+        "",
+        "Reader tokens = steps × questions/step × reader input tokens (decoder: the whole prompt of K passages; "
+        "FiD: K × tokens per encoder input); perplexity signal = K single-passage passes per question. "
+        "Embedded passages = (refreshes + fresh-index evaluations, a refresh at an evaluation step "
+        "reusing its embeddings) × KB size. FLOPs ≈ 6·N·(trained tokens) + "
+        "2·N·(forward-only tokens) for reader and retriever (N = parameters; '?' for models of unknown size). "
+        f"Hours assume {EFFECTIVE_FLOPS['gpu'] / 1e12:.0f} TFLOP/s sustained on a GPU, "
+        f"{EFFECTIVE_FLOPS['cpu'] / 1e9:.0f} GFLOP/s on CPU.",
+        "",
+        "| dataset | setting | steps | q/step | K | reader tok./q | reader train tok. | signal tok. | "
+        "retriever tok. | refreshes | KB passages | passages embedded | test q. | analysed inst. (views × N × signals) "
+        "| FLOPs | ≈ hours |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     total = 0.0
     n_att = n_ppl = 0
     for it in plan.items:
@@ -184,20 +231,31 @@ def estimate_lines(plan: Plan) -> list[str]:
         if it.status != "not run":
             n_att += e["analysis_views"] * e["analysis_instances_per_view"] * e["analysis_signals"].count("attention")
             n_ppl += e["analysis_views"] * e["analysis_instances_per_view"] * e["analysis_signals"].count("perplexity")
-        inst = (f"{e['analysis_views']} × {e['analysis_instances_per_view']} × {len(e['analysis_signals'])} = "
-                f"{e['analysis_instances']}" + (" + re-embed" if e["analysis_reembeds"] else "")) if e["analysis_views"] else "–"
+        inst = (
+            (
+                f"{e['analysis_views']} × {e['analysis_instances_per_view']} × {len(e['analysis_signals'])} = "
+                f"{e['analysis_instances']}" + (" + re-embed" if e["analysis_reembeds"] else "")
+            )
+            if e["analysis_views"]
+            else "–"
+        )
         lines.append(
             f"| {it.dataset.label} | {it.label} | {e['steps']} | {e['questions_per_step']} | {e['k']} | "
             f"{e['prompt_tokens']} | {_human(e['reader_train_tokens'])} | {_human(e['reader_signal_tokens'])} | "
             f"{_human(e['retriever_train_tokens'])} | {e['refreshes']} | {_human(e['kb_passages'])} | "
             f"{_human(e['passages_embedded'])} | {e['test_questions'] if e['test_questions'] is not None else '?'} | "
-            f"{inst} | {_human(e['flops'])} | {'?' if hours is None else f'{hours:.3g} {dev.upper()}-h'} |")
-    lines += ["", f"Total ≈ {total:.3g} device-hours (FLOP-based, a lower bound: data loading, "
-                  "attention capture and evaluation overheads are not counted).", "",
-              f"Analyses of the rows that run: {n_att} attention instance-analyses and {n_ppl} perplexity ones "
-              f"(each of those: K × (ig_steps + 1) single-passage forward and backward passes). On CPU the analysis "
-              "dominates small runs: roughly 1 s per decoder attention instance (SmolLM2-135M, 2 idle cores), several "
-              "per FiD instance, and tens of seconds per perplexity instance."]
+            f"{inst} | {_human(e['flops'])} | {'?' if hours is None else f'{hours:.3g} {dev.upper()}-h'} |"
+        )
+    lines += [
+        "",
+        f"Total ≈ {total:.3g} device-hours (FLOP-based, a lower bound: data loading, "
+        "attention capture and evaluation overheads are not counted).",
+        "",
+        f"Analyses of the rows that run: {n_att} attention instance-analyses and {n_ppl} perplexity ones "
+        f"(each of those: K × (ig_steps + 1) single-passage forward and backward passes). On CPU the analysis "
+        "dominates small runs: roughly 1 s per decoder attention instance (SmolLM2-135M, 2 idle cores), several "
+        "per FiD instance, and tens of seconds per perplexity instance.",
+    ]
     return lines
 
 

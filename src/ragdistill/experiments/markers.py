@@ -51,9 +51,9 @@ class Marker:
     skipped_steps: int = 0
     refreshes: int = 0
     config_sha256: str = ""
-    deps: dict[str, str] = field(default_factory=dict)      # dependency -> the run id this run read
+    deps: dict[str, str] = field(default_factory=dict)  # dependency -> the run id this run read
     analysis: dict[str, Any] = field(default_factory=dict)  # key, dirs, reader, seconds (, same_as)
-    extra: dict[str, Any] = field(default_factory=dict)     # keys this version does not know, kept as they are
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they are
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> Marker:
@@ -117,8 +117,15 @@ def _sha(obj: Any) -> str:
 def train_key(item: PlannedSetting, dep_run_ids: dict[str, str]) -> str:
     cfg = item.config
     data = {k: _file_fingerprint(getattr(cfg.data, k)) for k in ("corpus", "train", "dev", "test")}
-    return _sha({"setting": item.setting.name, "regime": item.setting.regime,  # trackers aside: --log-with reuses runs
-                 "config": cfg.to_dict(trackers=False), "data": data, "deps": dep_run_ids})
+    return _sha(
+        {
+            "setting": item.setting.name,
+            "regime": item.setting.regime,  # trackers aside: --log-with reuses runs
+            "config": cfg.to_dict(trackers=False),
+            "data": data,
+            "deps": dep_run_ids,
+        }
+    )
 
 
 # What the analysis of a row covers: "own" = the row's final reader on instances its own final retriever retrieved
@@ -129,12 +136,25 @@ ANALYSIS_VIEWS = ("own", "controlled")
 
 def analysis_key(item: PlannedSetting, run_id: str, options: Options) -> str:
     cfg = item.config
-    return _sha({"run_id": run_id, "n": options.analysis_n, "seed": options.analysis_seed, "k": cfg.train.k,
-                 "signals": sorted(item.signals), "ig_steps": options.ig_steps,
-                 **({"ig_tolerance": options.ig_tolerance, "ig_max_steps": options.ig_max_steps}
-                    if options.ig_steps is None else {}),
-                 "test": _file_fingerprint(cfg.data.test), "retriever": cfg.retriever.name, "index": cfg.index.dir,
-                 "views": list(ANALYSIS_VIEWS) if analysed(item) else []})
+    return _sha(
+        {
+            "run_id": run_id,
+            "n": options.analysis_n,
+            "seed": options.analysis_seed,
+            "k": cfg.train.k,
+            "signals": sorted(item.signals),
+            "ig_steps": options.ig_steps,
+            **(
+                {"ig_tolerance": options.ig_tolerance, "ig_max_steps": options.ig_max_steps}
+                if options.ig_steps is None
+                else {}
+            ),
+            "test": _file_fingerprint(cfg.data.test),
+            "retriever": cfg.retriever.name,
+            "index": cfg.index.dir,
+            "views": list(ANALYSIS_VIEWS) if analysed(item) else [],
+        }
+    )
 
 
 def analysed(item: PlannedSetting) -> bool:
@@ -156,9 +176,9 @@ class Reuse:
     """What :func:`decide_reuse` decided for one row."""
 
     reuse: bool
-    key: str                                # the row's train key (written into a new marker)
-    changed_deps: tuple[str, ...] = ()      # not selected, but these dependencies re-ran: the row re-runs
-    other_config: bool = False              # not selected, shown from a run made with a different config
+    key: str  # the row's train key (written into a new marker)
+    changed_deps: tuple[str, ...] = ()  # not selected, but these dependencies re-ran: the row re-runs
+    other_config: bool = False  # not selected, shown from a run made with a different config
 
 
 def forced(item: PlannedSetting, options: Options) -> bool:
@@ -184,6 +204,18 @@ def decide_reuse(item: PlannedSetting, marker: Marker | None, dep_run_ids: dict[
     return Reuse(reuse, key)
 
 
-__all__ = ["ANALYSIS_VIEWS", "MARKER", "PENDING", "Marker", "Reuse", "analysed", "analysis_key", "analysis_outdated",
-           "decide_reuse", "forced",
-           "marker_complete", "read_marker", "train_key"]
+__all__ = [
+    "ANALYSIS_VIEWS",
+    "MARKER",
+    "PENDING",
+    "Marker",
+    "Reuse",
+    "analysed",
+    "analysis_key",
+    "analysis_outdated",
+    "decide_reuse",
+    "forced",
+    "marker_complete",
+    "read_marker",
+    "train_key",
+]

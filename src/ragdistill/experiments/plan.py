@@ -15,21 +15,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import ragdistill
+from ragdistill.config import load_config
 from ragdistill.data.demo import demo_files, generate_demo_world
 from ragdistill.errors import ConfigError, InputError, ModelError, RagdistillError
 from ragdistill.experiments.estimate import estimate_lines
 from ragdistill.experiments.markers import PENDING, analysis_outdated, decide_reuse, marker_complete, read_marker
-from ragdistill.experiments.settings import (DECODER, FID, FID_READER_FIT, FITTED_FROM_FID_READER_FIT,
-                                             ITEMS_BY_NAME, SETTINGS, Setting)
+from ragdistill.experiments.settings import (
+    DECODER,
+    FID,
+    FID_READER_FIT,
+    FITTED_FROM_FID_READER_FIT,
+    ITEMS_BY_NAME,
+    SETTINGS,
+    Setting,
+)
 from ragdistill.experiments.splits import is_squad_file, plan_squad_split, split_squad_by_article
 from ragdistill.models import BERT2BERT, resolve
 from ragdistill.readers.fid import is_fid_name
-from ragdistill.config import load_config
 from ragdistill.utils.ig_rule import DEFAULT_MAX_STEPS as IG_MAX_STEPS
 from ragdistill.utils.ig_rule import DEFAULT_STEPS as IG_STEPS
 from ragdistill.utils.ig_rule import DEFAULT_TOLERANCE as IG_TOLERANCE
@@ -66,7 +74,7 @@ class Options:
     only: list[str] | None = None
     analysis_n: int | None = None
     analysis_seed: int = 0
-    ig_steps: int | None = IG_STEPS            # None: the adaptive IG rule (utils.ig_rule)
+    ig_steps: int | None = IG_STEPS  # None: the adaptive IG rule (utils.ig_rule)
     ig_tolerance: float = IG_TOLERANCE
     ig_max_steps: int = IG_MAX_STEPS
     progress: bool = True
@@ -74,8 +82,8 @@ class Options:
     command: str = ""
     check_hub: bool = True
     keep_checkpoints: bool = False
-    deadline: float | None = None   # a training.stop._clock() value (--max-time): stop cleanly before it
-    seeds: int = 1                      # --seeds N: each training setting runs with train.seed + 0 .. N-1
+    deadline: float | None = None  # a training.stop._clock() value (--max-time): stop cleanly before it
+    seeds: int = 1  # --seeds N: each training setting runs with train.seed + 0 .. N-1
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -88,7 +96,11 @@ class Options:
         check_ig_options(self.ig_steps, self.ig_tolerance, self.ig_max_steps)
         if self.seeds < 1:
             raise ConfigError("seeds", "the number of seeds must be at least 1")
-        flags = {"--corpus": self.corpus, "--questions-train": self.questions_train, "--questions-test": self.questions_test}
+        flags = {
+            "--corpus": self.corpus,
+            "--questions-train": self.questions_train,
+            "--questions-test": self.questions_test,
+        }
         given = [k for k, v in flags.items() if v]
         if self.questions_dev and not given:
             raise ConfigError("questions-dev", "only with --corpus, --questions-train and --questions-test")
@@ -97,12 +109,21 @@ class Options:
                 pass  # the corpus SQuAD file is split into the question files
             else:
                 missing = [k for k in flags if k not in given]
-                raise ConfigError(missing[0].lstrip("-"), f"{', '.join(given)} given without {', '.join(missing)}: pass all of "
-                                  "--corpus, --questions-train and --questions-test (or --corpus SQUAD.json --split-by-article)")
+                raise ConfigError(
+                    missing[0].lstrip("-"),
+                    f"{', '.join(given)} given without {', '.join(missing)}: pass all of "
+                    "--corpus, --questions-train and --questions-test (or --corpus SQUAD.json --split-by-article)",
+                )
         if self.split_by_article and not self.corpus:
-            raise ConfigError("split-by-article", "needs --corpus (a SQuAD JSON file whose questions are split by article)")
-        for key, path in (("corpus", self.corpus), ("questions-train", self.questions_train),
-                          ("questions-dev", self.questions_dev), ("questions-test", self.questions_test)):
+            raise ConfigError(
+                "split-by-article", "needs --corpus (a SQuAD JSON file whose questions are split by article)"
+            )
+        for key, path in (
+            ("corpus", self.corpus),
+            ("questions-train", self.questions_train),
+            ("questions-dev", self.questions_dev),
+            ("questions-test", self.questions_test),
+        ):
             if path and not Path(path).exists():
                 raise InputError(f"--{key}: file not found", path)
         if self.datasets:
@@ -128,8 +149,8 @@ class DataSpec:
     dataset_section: str | None = None
     notes: list[str] = field(default_factory=list)
     split: dict[str, Any] | None = None
-    counts: dict[str, int] = field(default_factory=dict)   # known sizes (corpus passages, questions per split)
-    pending: bool = False                                  # dry run: the files are written by a real run
+    counts: dict[str, int] = field(default_factory=dict)  # known sizes (corpus passages, questions per split)
+    pending: bool = False  # dry run: the files are written by a real run
 
 
 def configs_root(options: Options | None = None) -> Path:
@@ -170,7 +191,7 @@ def prepare_data(options: Options, write: bool = True) -> list[DataSpec]:
         split = None
         counts: dict[str, int] = {}
         pending = False
-        auto_split = (not options.split_by_article and _same_file(train, test) and is_squad_file(train))
+        auto_split = not options.split_by_article and _same_file(train, test) and is_squad_file(train)
         if options.split_by_article or auto_split:
             source = options.corpus if options.split_by_article else train
             if not is_squad_file(source):
@@ -182,15 +203,24 @@ def prepare_data(options: Options, write: bool = True) -> list[DataSpec]:
                 split = json.loads(Path(paths["manifest"]).read_text(encoding="utf-8"))
             else:
                 titles, by_article, assign = plan_squad_split(source, seed=options.analysis_seed)
-                split = {"questions": {k: sum(len(by_article[a]) for a in v) for k, v in assign.items()},
-                         "articles": {k: [titles[a] for a in v] for k, v in assign.items()}, "seed": options.analysis_seed}
+                split = {
+                    "questions": {k: sum(len(by_article[a]) for a in v) for k, v in assign.items()},
+                    "articles": {k: [titles[a] for a in v] for k, v in assign.items()},
+                    "seed": options.analysis_seed,
+                }
             counts.update(split["questions"])
             pending = not write
             train, dev, test = (str(split_dir / f"{s}.jsonl") for s in ("train", "dev", "test"))
             if split["questions"]["dev"] == 0:
                 dev = None
-            why = "asked with --split-by-article" if options.split_by_article else "the same SQuAD file was given for train and test"
-            notes.append(f"questions of {source} split by article into train/dev/test ({why}); no article is in two splits")
+            why = (
+                "asked with --split-by-article"
+                if options.split_by_article
+                else "the same SQuAD file was given for train and test"
+            )
+            notes.append(
+                f"questions of {source} split by article into train/dev/test ({why}); no article is in two splits"
+            )
             if options.questions_dev:
                 dev = options.questions_dev
         if not split:
@@ -199,17 +229,33 @@ def prepare_data(options: Options, write: bool = True) -> list[DataSpec]:
             dev = test
             if "test" in counts:
                 counts["dev"] = counts["test"]
-            notes.append("no held-out dev questions: the held-out curve (Figure 1) is measured on the test questions; "
-                         "nothing is selected on it (the last step is evaluated)")
-        return [DataSpec(label, {"corpus": corpus, "train": train, "dev": dev, "test": test}, None, notes, split,
-                         counts, pending)]
+            notes.append(
+                "no held-out dev questions: the held-out curve (Figure 1) is measured on the test questions; "
+                "nothing is selected on it (the last step is evaluated)"
+            )
+        return [
+            DataSpec(
+                label, {"corpus": corpus, "train": train, "dev": dev, "test": test}, None, notes, split, counts, pending
+            )
+        ]
     if options.scale == "demo":
         world_dir = data_root / "demo_world"
         counts = _write_demo_world_once(world_dir, seed=0, write=write)
         paths = {k: str(world_dir / f"{k}.jsonl") for k in ("corpus", "train", "dev", "test")}
-        return [DataSpec("demo", paths, None, ["the bundled demo world (`ragdistill data demo`, seed 0): a generated "
-                                                 "fictional encyclopedia whose questions need retrieval"],
-                         None, counts, not write)]
+        return [
+            DataSpec(
+                "demo",
+                paths,
+                None,
+                [
+                    "the bundled demo world (`ragdistill data demo`, seed 0): a generated "
+                    "fictional encyclopedia whose questions need retrieval"
+                ],
+                None,
+                counts,
+                not write,
+            )
+        ]
     datasets = options.datasets or list(PAPER_DATASETS)
     return [DataSpec(d, None, d, [f"{d}: the paths of configs/paper/*.yaml's '{d}' section"]) for d in datasets]
 
@@ -238,17 +284,17 @@ class PlannedSetting:
     run_dir: Path
     config_path: Path
     overrides: list[str]
-    config: Any = None                  # training.config.Config
-    status: str = "run"                 # run | reuse | not run
-    reason: str = ""                    # why not run (or why reused)
-    flag: str = ""                      # what would run it
+    config: Any = None  # training.config.Config
+    status: str = "run"  # run | reuse | not run
+    reason: str = ""  # why not run (or why reused)
+    flag: str = ""  # what would run it
     selected: bool = True
     signals: list[str] = field(default_factory=list)  # signals analysed for this row
     estimate: dict[str, Any] = field(default_factory=dict)
-    seed_offset: int = 0                # --seeds: this run's offset added to the config's train.seed
-    depends_on: list[str] = field(default_factory=list)   # the setting's dependencies (+ fid_reader_fit where fitted)
-    reader_from: str | None = None      # the item whose saved reader/ this one starts from (step 1; the FiD fit)
-    base_reader: str = ""               # the model behind the reader (before another run's reader/ replaced it)
+    seed_offset: int = 0  # --seeds: this run's offset added to the config's train.seed
+    depends_on: list[str] = field(default_factory=list)  # the setting's dependencies (+ fid_reader_fit where fitted)
+    reader_from: str | None = None  # the item whose saved reader/ this one starts from (step 1; the FiD fit)
+    base_reader: str = ""  # the model behind the reader (before another run's reader/ replaced it)
     dep_keys: dict[str, str] = field(default_factory=dict)  # dependency name -> the plan key of the run it reads
 
     def __post_init__(self) -> None:
@@ -300,8 +346,11 @@ def _split_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, lis
         if ":" in head:
             name, rest = o.split(":", 1)
             if name not in ITEMS_BY_NAME:
-                raise ConfigError(head, f"'{name}' is not a setting; per-setting overrides look like "
-                                        f"SETTING:key=value with SETTING one of {', '.join(ITEMS_BY_NAME)}")
+                raise ConfigError(
+                    head,
+                    f"'{name}' is not a setting; per-setting overrides look like "
+                    f"SETTING:key=value with SETTING one of {', '.join(ITEMS_BY_NAME)}",
+                )
             per.setdefault(name, []).append(rest)
         else:
             common.append(o)
@@ -310,9 +359,16 @@ def _split_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, lis
 
 def _index_dir(dataset_dir: Path, cfg) -> Path:
     """The shared initial index of a dataset for this config's retriever and corpus settings."""
-    ident = {"retriever": cfg.retriever.name, "pooling": cfg.retriever.pooling, "shared": cfg.retriever.shared,
-             "max_length": cfg.retriever.max_length, "corpus": str(Path(cfg.data.corpus).resolve()) if cfg.data.corpus != "demo" else "demo",
-             "format": cfg.data.corpus_format, "chunk_words": cfg.data.chunk_words, "faiss": cfg.index.faiss_type}
+    ident = {
+        "retriever": cfg.retriever.name,
+        "pooling": cfg.retriever.pooling,
+        "shared": cfg.retriever.shared,
+        "max_length": cfg.retriever.max_length,
+        "corpus": str(Path(cfg.data.corpus).resolve()) if cfg.data.corpus != "demo" else "demo",
+        "format": cfg.data.corpus_format,
+        "chunk_words": cfg.data.chunk_words,
+        "faiss": cfg.index.faiss_type,
+    }
     h = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
     return dataset_dir / f"index-{h}"
 
@@ -381,8 +437,10 @@ def build_plan(options: Options, write: bool = False) -> Plan:
     """Resolve every (dataset, setting) of the study: config, run directory, status. Loads no model."""
     root = configs_root(options) / options.scale
     if not root.is_dir():
-        raise InputError(f"no configs for scale '{options.scale}' (expected configs/{options.scale}/*.yaml); "
-                         "pass --configs DIR", root)
+        raise InputError(
+            f"no configs for scale '{options.scale}' (expected configs/{options.scale}/*.yaml); pass --configs DIR",
+            root,
+        )
     common, per = _split_overrides(options.overrides)
     datasets = prepare_data(options, write=write)
     selected = _selection(options)
@@ -400,11 +458,18 @@ def build_plan(options: Options, write: bool = False) -> Plan:
             cfg_path = root / s.config
             sets: list[str] = list(base_sets)
             if s.name == "perplexity_distill_decoder":
-                base = load_config(root / "offshelf_distill.yaml", ([f"dataset={ds.dataset_section}"] if ds.dataset_section else []))
+                base = load_config(
+                    root / "offshelf_distill.yaml", ([f"dataset={ds.dataset_section}"] if ds.dataset_section else [])
+                )
                 r = base.reader
-                sets += [f"reader.name={options.reader or r.name}", "reader.kind=decoder",
-                         f"reader.max_prompt_tokens={r.max_prompt_tokens}", f"reader.max_new_tokens={r.max_new_tokens}",
-                         f"reader.dtype={r.dtype}", f"optim.lr_reader={base.optim.lr_reader}"]
+                sets += [
+                    f"reader.name={options.reader or r.name}",
+                    "reader.kind=decoder",
+                    f"reader.max_prompt_tokens={r.max_prompt_tokens}",
+                    f"reader.max_new_tokens={r.max_new_tokens}",
+                    f"reader.dtype={r.dtype}",
+                    f"optim.lr_reader={base.optim.lr_reader}",
+                ]
             elif s.family == DECODER and options.reader and not s.reader_from:
                 sets.append(f"reader.name={options.reader}")
             elif s.family == FID and options.encdec_reader:
@@ -413,7 +478,7 @@ def build_plan(options: Options, write: bool = False) -> Plan:
                 sets.append(f"retriever.name={options.retriever}")
             sets += list(s.overrides) + common + per.get(s.name, [])
             # --seeds: a training setting runs once per seed offset (train.seed + offset), each in its own directory
-            for offset in (range(options.seeds) if s.trains else (0,)):
+            for offset in range(options.seeds) if s.trains else (0,):
                 run_sets = list(sets)
                 if s.reader_from:
                     run_sets.append(f"reader.name={ds_dir / run_name(s.reader_from, offset) / 'reader'}")
@@ -425,10 +490,20 @@ def build_plan(options: Options, write: bool = False) -> Plan:
                     idx = _index_dir(ds_dir, cfg)
                     run_sets.append(f"index.dir={idx}")
                     cfg = load_config(cfg_path, run_sets)
-                item = PlannedSetting(s, ds, ds_dir / run_name(s.name, offset), cfg_path, run_sets, cfg,
-                                      selected=s.name in selected, seed_offset=offset)
+                item = PlannedSetting(
+                    s,
+                    ds,
+                    ds_dir / run_name(s.name, offset),
+                    cfg_path,
+                    run_sets,
+                    cfg,
+                    selected=s.name in selected,
+                    seed_offset=offset,
+                )
                 item.base_reader = _base_reader(item, root, base_sets)
-                item.dep_keys = {d: item_key(ds.label, d, offset if ITEMS_BY_NAME[d].trains else 0) for d in item.depends_on}
+                item.dep_keys = {
+                    d: item_key(ds.label, d, offset if ITEMS_BY_NAME[d].trains else 0) for d in item.depends_on
+                }
                 item.signals = [s.signal]
                 ds_items.append(item)
         fit = _plan_fid_reader_fit(options, ds, ds_dir, root, base_sets, common, per, ds_items, selected)
@@ -458,16 +533,26 @@ def _base_reader(item: PlannedSetting, root: Path, base_sets: list[str]) -> str:
         return ""
 
 
-def _plan_fid_reader_fit(options: Options, ds: DataSpec, ds_dir: Path, root: Path, base_sets: list[str],
-                         common: list[str], per: dict[str, list[str]], ds_items: list[PlannedSetting],
-                         selected: set[str]) -> PlannedSetting | None:
+def _plan_fid_reader_fit(
+    options: Options,
+    ds: DataSpec,
+    ds_dir: Path,
+    root: Path,
+    base_sets: list[str],
+    common: list[str],
+    per: dict[str, list[str]],
+    ds_items: list[PlannedSetting],
+    selected: set[str],
+) -> PlannedSetting | None:
     """The FiD reader fit (issue 14 §2), when settings 1b/5/6 would read the untrained offline BERT2BERT.
 
     Those rows then start from the fit's reader/ (their reader.name, a dependency, the marker's run id in their
     keys); nothing changes when a real encoder-decoder is named (--encdec-reader) or the scale has no fit config.
     """
     cfg_path = root / FID_READER_FIT.config
-    fitted = [it for it in ds_items if it.setting.name in FITTED_FROM_FID_READER_FIT and it.config.reader.name == BERT2BERT]
+    fitted = [
+        it for it in ds_items if it.setting.name in FITTED_FROM_FID_READER_FIT and it.config.reader.name == BERT2BERT
+    ]
     if not fitted or not cfg_path.is_file():
         return None
     sets = list(base_sets) + ([f"retriever.name={options.retriever}"] if options.retriever else [])
@@ -514,8 +599,13 @@ def _decide(item: PlannedSetting, items: list[PlannedSetting], options: Options,
     """Set the row's status: run, reuse (not selected but finished earlier) or not run with every reason found."""
     s, cfg = item.setting, item.config
     if s.optional and not options.reader:
-        item.status, item.reason = "not run", ("optional row: METHOD.md §4 runs perplexity distillation with the FiD reader; "
-                                               "this decoder-only variant runs when a decoder reader is named")
+        item.status, item.reason = (
+            "not run",
+            (
+                "optional row: METHOD.md §4 runs perplexity distillation with the FiD reader; "
+                "this decoder-only variant runs when a decoder reader is named"
+            ),
+        )
         item.flag = f"{s.enabled_by} (e.g. --reader smollm2-135m)"
         return
     reasons: list[str] = []
@@ -538,9 +628,13 @@ def _decide(item: PlannedSetting, items: list[PlannedSetting], options: Options,
         reasons.append(f"retriever not available: {why}")
         flags.append("--retriever NAME (a local directory or a cached id)")
     pending = set((item.dataset.paths or {}).values()) if item.dataset.pending else set()
-    missing = [f"{getattr(cfg.data, k)}" for k in ("corpus", "train", "dev", "test")
-               if getattr(cfg.data, k) not in pending and getattr(cfg.data, k) != "demo"
-               and not Path(getattr(cfg.data, k)).exists()]
+    missing = [
+        f"{getattr(cfg.data, k)}"
+        for k in ("corpus", "train", "dev", "test")
+        if getattr(cfg.data, k) not in pending
+        and getattr(cfg.data, k) != "demo"
+        and not Path(getattr(cfg.data, k)).exists()
+    ]
     if missing:
         reasons.append("data files not found: " + ", ".join(missing))
         flags.append("--corpus PATH --questions-train PATH --questions-test PATH [--questions-dev PATH]")
@@ -574,8 +668,13 @@ def planned_status(plan: Plan) -> None:
         decision = decide_reuse(it, m, deps, plan.options)
         if not decision.reuse:
             if it.status == "reuse":
-                it.status, it.reason = "run", (f"not selected by --only, but {', '.join(decision.changed_deps)} "
-                                               "will re-run, and it reads its output")
+                it.status, it.reason = (
+                    "run",
+                    (
+                        f"not selected by --only, but {', '.join(decision.changed_deps)} "
+                        "will re-run, and it reads its output"
+                    ),
+                )
             continue
         run_ids[it.key] = m.run_id
         if it.status == "run":
@@ -594,24 +693,40 @@ def format_plan(plan: Plan, estimates: bool = True) -> str:
     for ds in plan.datasets:
         lines.append(f"dataset {ds.label}: " + "; ".join(ds.notes))
     if o.seeds > 1:
-        lines.append(f"seeds: {o.seeds} — every training setting runs {o.seeds} times (train.seed + 0 … {o.seeds - 1}, "
-                     "directories SETTING-seedN); the reference rows and the FiD reader fit run once")
+        lines.append(
+            f"seeds: {o.seeds} — every training setting runs {o.seeds} times (train.seed + 0 … {o.seeds - 1}, "
+            "directories SETTING-seedN); the reference rows and the FiD reader fit run once"
+        )
     if any(it.setting.name == FID_READER_FIT.name for it in plan.items):
-        lines.append(f"FiD reader: {BERT2BERT} is fitted first (fid_reader_fit, reader only on the training split); "
-                     "settings 1b, 5 and 6 start from its reader/ (the stand-in for the study's pre-trained T5-large)")
-    lines.append(f"analysis: {o.analysis_n} test instances per setting and view (own retriever; controlled view on the "
-                 "initial retriever's passages where the reader differs)")
-    lines += ["", "## Plan", "",
-              "| dataset | # | setting | what trains | reader | status | why / what would run it |",
-              "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"FiD reader: {BERT2BERT} is fitted first (fid_reader_fit, reader only on the training split); "
+            "settings 1b, 5 and 6 start from its reader/ (the stand-in for the study's pre-trained T5-large)"
+        )
+    lines.append(
+        f"analysis: {o.analysis_n} test instances per setting and view (own retriever; controlled view on the "
+        "initial retriever's passages where the reader differs)"
+    )
+    lines += [
+        "",
+        "## Plan",
+        "",
+        "| dataset | # | setting | what trains | reader | status | why / what would run it |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for it in plan.items:
         why = it.reason + (f" → {it.flag}" if it.flag else "")
-        lines.append(f"| {it.dataset.label} | {it.setting.number} | {it.label} | {it.setting.what_trains} | "
-                     f"{it.config.reader.name} | {it.status} | {why or '–'} |")
-    lines += ["", "## Hyper-parameters (resolved)", "",
-              "| dataset | setting | reader | retriever | steps | warm-up | batch | K | prompt tok. | gen. tok. | "
-              "lr reader | lr retriever | optimiser | refresh | tau_gold | theta | GPUs |",
-              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"]
+        lines.append(
+            f"| {it.dataset.label} | {it.setting.number} | {it.label} | {it.setting.what_trains} | "
+            f"{it.config.reader.name} | {it.status} | {why or '–'} |"
+        )
+    lines += [
+        "",
+        "## Hyper-parameters (resolved)",
+        "",
+        "| dataset | setting | reader | retriever | steps | warm-up | batch | K | prompt tok. | gen. tok. | "
+        "lr reader | lr retriever | optimiser | refresh | tau_gold | theta | GPUs |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|",
+    ]
     for it in plan.items:
         c = it.config
         tr = it.setting.trains
@@ -621,7 +736,8 @@ def format_plan(plan: Plan, estimates: bool = True) -> str:
             f"{c.reader.max_new_tokens} | {c.optim.lr_reader if it.setting.trains_reader else '–'} | "
             f"{c.optim.lr_retriever if it.setting.trains_retriever else '–'} | {c.optim.name if tr else '–'} | "
             f"{c.index.refresh if it.setting.trains_retriever else '–'} | {c.signal.tau_gold} | {c.retriever.temperature} | "
-            f"{c.runtime.gpus} |")
+            f"{c.runtime.gpus} |"
+        )
     if estimates:
         lines += estimate_lines(plan)
     lines += ["", "## Resolved configs", ""]
@@ -642,5 +758,17 @@ def _short(v: Any) -> str:
     return s if len(s) <= 80 else "…" + s[-77:]
 
 
-__all__ = ["DataSpec", "Options", "PAPER_DATASETS", "Plan", "PlannedSetting", "SCALES", "build_plan", "configs_root",
-           "format_plan", "model_available", "planned_status", "prepare_data"]
+__all__ = [
+    "DataSpec",
+    "Options",
+    "PAPER_DATASETS",
+    "Plan",
+    "PlannedSetting",
+    "SCALES",
+    "build_plan",
+    "configs_root",
+    "format_plan",
+    "model_available",
+    "planned_status",
+    "prepare_data",
+]

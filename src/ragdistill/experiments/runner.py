@@ -32,9 +32,10 @@ import shutil
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ragdistill.analysis.run import (
     analyze_reader,
@@ -69,9 +70,11 @@ class Context:
     """What the runner shares between rows of one dataset: instances, indexes."""
 
     options: Options
-    instances: dict[tuple, Any] = field(default_factory=dict)   # (dataset, view, index or retriever, k) -> list[Instance]
-    samples: dict[tuple, Any] = field(default_factory=dict)     # (dataset, test file) -> the sampled questions
-    own_indexes: dict[str, str] = field(default_factory=dict)   # row key -> the index its own view retrieved from
+    instances: dict[tuple, Any] = field(
+        default_factory=dict
+    )  # (dataset, view, index or retriever, k) -> list[Instance]
+    samples: dict[tuple, Any] = field(default_factory=dict)  # (dataset, test file) -> the sampled questions
+    own_indexes: dict[str, str] = field(default_factory=dict)  # row key -> the index its own view retrieved from
     nlp: Any = None
 
 
@@ -101,9 +104,15 @@ def ensure_index(cfg, progress: bool = True):
             log.warning("rebuilding the shared index %s: %s", path, exc)
             shutil.rmtree(path)
     _say(f"  building the initial index {path} ({cfg.retriever.name})")
-    PassageIndex.build(iter_passages(cfg.data.corpus, format=cfg.data.corpus_format, chunk_words=cfg.data.chunk_words),
-                       retriever, path, faiss_type=cfg.index.faiss_type, batch_size=cfg.index.batch_size,
-                       progress=progress, corpus_path=cfg.data.corpus)
+    PassageIndex.build(
+        iter_passages(cfg.data.corpus, format=cfg.data.corpus_format, chunk_words=cfg.data.chunk_words),
+        retriever,
+        path,
+        faiss_type=cfg.index.faiss_type,
+        batch_size=cfg.index.batch_size,
+        progress=progress,
+        corpus_path=cfg.data.corpus,
+    )
     return retriever, PassageIndex.load(path, retriever=retriever)
 
 
@@ -122,11 +131,30 @@ def evaluate_reference(item: PlannedSetting, options: Options) -> dict[str, Any]
     retriever, index = ensure_index(cfg, options.progress)
     reader = build_reader(cfg, _device(cfg))
     questions = _load_split(cfg, cfg.eval.final_split)
-    out = evaluate_questions(reader, retriever, index, questions, k=cfg.train.k, ks=cfg.eval.ks,
-                             batch_size=cfg.eval.batch_size, match=cfg.eval.match, generate=True,
-                             progress=options.progress, desc=f"evaluate {item.setting.name}")
-    write_eval(run_dir / "eval", out, info={"split": cfg.eval.final_split, "step": 0, "k": cfg.train.k,
-                                            "reader": cfg.reader.name, "retriever": cfg.retriever.name})
+    out = evaluate_questions(
+        reader,
+        retriever,
+        index,
+        questions,
+        k=cfg.train.k,
+        ks=cfg.eval.ks,
+        batch_size=cfg.eval.batch_size,
+        match=cfg.eval.match,
+        generate=True,
+        progress=options.progress,
+        desc=f"evaluate {item.setting.name}",
+    )
+    write_eval(
+        run_dir / "eval",
+        out,
+        info={
+            "split": cfg.eval.final_split,
+            "step": 0,
+            "k": cfg.train.k,
+            "reader": cfg.reader.name,
+            "retriever": cfg.retriever.name,
+        },
+    )
     del reader, retriever, index
     gc.collect()
     return {"final_eval": out.metrics, "reader": cfg.reader.name, "retriever": cfg.retriever.name, "steps": 0}
@@ -141,16 +169,22 @@ def train_setting(item: PlannedSetting, options: Options) -> dict[str, Any]:
     resume = False
     saved = run_dir / "config.yaml"
     if run_dir.exists():
-        same = same_saved_config(saved, cfg)   # --log-with may change between the two
+        same = same_saved_config(saved, cfg)  # --log-with may change between the two
         has_ckpt = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
         if same and has_ckpt and not (run_dir / COMPLETED).is_file() and not options.force:
             resume = True
             _say(f"  resuming the interrupted run in {run_dir}")
         else:
             shutil.rmtree(run_dir)
-    summary = train(cfg, run_dir, resume=resume, progress=options.progress, config_source=str(item.config_path),
-                    deadline=options.deadline)
-    if summary.get("interrupted"):   # SIGINT/SIGTERM/SIGUSR1/--max-time: checkpoint saved, no marker written
+    summary = train(
+        cfg,
+        run_dir,
+        resume=resume,
+        progress=options.progress,
+        config_source=str(item.config_path),
+        deadline=options.deadline,
+    )
+    if summary.get("interrupted"):  # SIGINT/SIGTERM/SIGUSR1/--max-time: checkpoint saved, no marker written
         raise RunStopped(summary.get("reason") or "interrupted", summary.get("step"))
     if not options.keep_checkpoints and (run_dir / "checkpoints").is_dir():
         # the finished run's reader/ and retriever/ are saved apart; the resumable states (optimizer included,
@@ -160,7 +194,7 @@ def train_setting(item: PlannedSetting, options: Options) -> dict[str, Any]:
     return summary
 
 
-OWN_INDEX = "index-final"   # a row's cached index of its final retriever's passage embeddings
+OWN_INDEX = "index-final"  # a row's cached index of its final retriever's passage embeddings
 
 
 def _sample(ctx: Context, cfg):
@@ -246,8 +280,9 @@ def _own_instances(ctx: Context, item: PlannedSetting, retriever_path: str):
 VIEW_DIRS = {"own": "analysis", "controlled": "analysis-controlled"}
 
 
-def analyse_setting(item: PlannedSetting, reader_path: str, ctx: Context, view: str = "own",
-                    retriever: str | None = None) -> dict[str, Any]:
+def analyse_setting(
+    item: PlannedSetting, reader_path: str, ctx: Context, view: str = "own", retriever: str | None = None
+) -> dict[str, Any]:
     """Attention-quality analysis of the row's final reader, one directory per analysed signal.
 
     ``view="own"`` with ``retriever`` (the row's final retriever, when it differs from the initial one): the
@@ -262,20 +297,45 @@ def analyse_setting(item: PlannedSetting, reader_path: str, ctx: Context, view: 
     out: dict[str, Any] = {}
     try:
         for signal in item.signals:
-            ra = analyze_reader(reader, instances, name=item.setting.name, signal=signal, answer="gold",
-                                attention_options={"layers": cfg.signal.layers, "value_norm": cfg.signal.value_norm,
-                                                   "aggregation": cfg.signal.aggregation} if signal == "attention" else None,
-                                ig_steps=ctx.options.ig_steps, progress=ctx.options.progress,
-                                ig_tolerance=ctx.options.ig_tolerance, ig_max_steps=ctx.options.ig_max_steps)
-            settings = {"signal": signal, "answer": "gold", "n_requested": ctx.options.analysis_n,
-                        "n_instances": len(instances), "k": cfg.train.k, "seed": ctx.options.analysis_seed,
-                        "questions": cfg.data.test, "retriever": retriever if own else item.config.retriever.name,
-                        "reader": reader_path, "view": "own" if (own or view == "own") else "controlled",
-                        "instances_retrieved_with": (f"the row's own final retriever ({retriever}; index "
-                                                     f"{ctx.own_indexes.get(item.key)})") if own else
-                                                    "the initial retriever (same instances for every setting)"}
+            ra = analyze_reader(
+                reader,
+                instances,
+                name=item.setting.name,
+                signal=signal,
+                answer="gold",
+                attention_options={
+                    "layers": cfg.signal.layers,
+                    "value_norm": cfg.signal.value_norm,
+                    "aggregation": cfg.signal.aggregation,
+                }
+                if signal == "attention"
+                else None,
+                ig_steps=ctx.options.ig_steps,
+                progress=ctx.options.progress,
+                ig_tolerance=ctx.options.ig_tolerance,
+                ig_max_steps=ctx.options.ig_max_steps,
+            )
+            settings = {
+                "signal": signal,
+                "answer": "gold",
+                "n_requested": ctx.options.analysis_n,
+                "n_instances": len(instances),
+                "k": cfg.train.k,
+                "seed": ctx.options.analysis_seed,
+                "questions": cfg.data.test,
+                "retriever": retriever if own else item.config.retriever.name,
+                "reader": reader_path,
+                "view": "own" if (own or view == "own") else "controlled",
+                "instances_retrieved_with": (
+                    f"the row's own final retriever ({retriever}; index {ctx.own_indexes.get(item.key)})"
+                )
+                if own
+                else "the initial retriever (same instances for every setting)",
+            }
             if signal == "perplexity":
-                settings.update(ig_settings([ra], ctx.options.ig_steps, ctx.options.ig_tolerance, ctx.options.ig_max_steps))
+                settings.update(
+                    ig_settings([ra], ctx.options.ig_steps, ctx.options.ig_tolerance, ctx.options.ig_max_steps)
+                )
             indicators = build_indicators([ra], None, settings=settings)
             d = item.run_dir / VIEW_DIRS["own" if view == "own" else "controlled"] / signal
             write_outputs(d, indicators, [ra])
@@ -286,13 +346,24 @@ def analyse_setting(item: PlannedSetting, reader_path: str, ctx: Context, view: 
     return out
 
 
-def _analyse_views(it: PlannedSetting, marker: Marker, akey: str, plan: Plan, results: list, ctx: Context,
-                   pos: str, say: Callable[[str], None]) -> dict[str, Any]:
+def _analyse_views(
+    it: PlannedSetting,
+    marker: Marker,
+    akey: str,
+    plan: Plan,
+    results: list,
+    ctx: Context,
+    pos: str,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
     """The row's analysis record: the own view (dirs) and the controlled view (controlled_dirs), shared where equal."""
     options = plan.options
     if not analysed(it):
-        why = ("the FiD reader fit: row 1b analyses the fitted reader" if it.setting.name == "fid_reader_fit" else
-               "a --seeds repeat: the indicators are measured on the first seed's run")
+        why = (
+            "the FiD reader fit: row 1b analyses the fitted reader"
+            if it.setting.name == "fid_reader_fit"
+            else "a --seeds repeat: the indicators are measured on the first seed's run"
+        )
         return {"key": akey, "dirs": {}, "controlled_dirs": {}, "skipped": why, "seconds": 0.0}
     reader_path = _final_reader(it, marker)
     retriever_path = _final_retriever(it, marker)
@@ -304,23 +375,31 @@ def _analyse_views(it: PlannedSetting, marker: Marker, akey: str, plan: Plan, re
         say(f"{pos} {it.key}: its reader is {same['setting']}'s (frozen): same attention-quality analysis")
         info.update(dirs=same["dirs"], controlled_dirs=same["dirs"], same_as=same["setting"])
     elif own_is_controlled:
-        say(f"{pos} {it.key}: attention-quality analysis of {reader_path} "
+        say(
+            f"{pos} {it.key}: attention-quality analysis of {reader_path} "
             f"({', '.join(it.signals)}; {options.analysis_n} instances; its retriever is the initial one, so its own "
-            "view is the controlled view)")
+            "view is the controlled view)"
+        )
         dirs = analyse_setting(it, reader_path, ctx)
         info.update(dirs=dirs, controlled_dirs=dirs)
     else:
-        say(f"{pos} {it.key}: attention-quality analysis of {reader_path} "
-            f"({', '.join(it.signals)}; {options.analysis_n} instances retrieved by its own final retriever)")
+        say(
+            f"{pos} {it.key}: attention-quality analysis of {reader_path} "
+            f"({', '.join(it.signals)}; {options.analysis_n} instances retrieved by its own final retriever)"
+        )
         info["dirs"] = analyse_setting(it, reader_path, ctx, view="own", retriever=retriever_path)
         info["index"] = ctx.own_indexes.get(it.key)
         if same is not None:
-            say(f"{pos} {it.key}: controlled view (initial retriever's passages) = {same['setting']}'s analysis "
-                "(same frozen reader)")
+            say(
+                f"{pos} {it.key}: controlled view (initial retriever's passages) = {same['setting']}'s analysis "
+                "(same frozen reader)"
+            )
             info.update(controlled_dirs=same["dirs"], controlled_same_as=same["setting"])
         else:
-            say(f"{pos} {it.key}: attention-quality analysis of {reader_path}, controlled view "
-                f"({options.analysis_n} instances retrieved by the initial retriever)")
+            say(
+                f"{pos} {it.key}: attention-quality analysis of {reader_path}, controlled view "
+                f"({options.analysis_n} instances retrieved by the initial retriever)"
+            )
             info["controlled_dirs"] = analyse_setting(it, reader_path, ctx, view="controlled")
     info["seconds"] = round(time.perf_counter() - t0, 1)
     return info
@@ -329,8 +408,8 @@ def _analyse_views(it: PlannedSetting, marker: Marker, akey: str, plan: Plan, re
 @dataclass
 class RunResult:
     item: PlannedSetting
-    status: str               # ran | reused | not run | failed
-    marker: dict[str, Any] | None = None   # the row's marker as written (Marker.to_dict()), what the report reads
+    status: str  # ran | reused | not run | failed
+    marker: dict[str, Any] | None = None  # the row's marker as written (Marker.to_dict()), what the report reads
     error: str = ""
 
 
@@ -346,7 +425,7 @@ def run_plan(plan: Plan, say: Callable[[str], None] = _say, stop: StopRequest | 
         if it.status == "not run":
             results.append(RunResult(it, "not run"))
             continue
-        if stop is not None and (stop.reason or stop.time_is_up()):   # between settings (inside one, the loop stops)
+        if stop is not None and (stop.reason or stop.time_is_up()):  # between settings (inside one, the loop stops)
             raise RunStopped(stop.reason)
         t_item = time.perf_counter()
         pos = f"[{todo.index(it) + 1}/{len(todo)}]"
@@ -359,7 +438,9 @@ def run_plan(plan: Plan, say: Callable[[str], None] = _say, stop: StopRequest | 
         deps = {d: run_ids.get(it.dep_keys[d], "") for d in it.depends_on}
         decision = decide_reuse(it, marker, deps, options)
         if not it.selected:
-            if decision.reuse:  # --only: an unselected row is shown from its earlier run, never redone for a config change
+            if (
+                decision.reuse
+            ):  # --only: an unselected row is shown from its earlier run, never redone for a config change
                 if decision.other_config:
                     it.reason = "not selected by --only; shown from an earlier run made with a different config"
                 results.append(RunResult(it, "reused", marker.to_dict()))
@@ -367,25 +448,41 @@ def run_plan(plan: Plan, say: Callable[[str], None] = _say, stop: StopRequest | 
                 say(f"{pos} {it.key}: shown from its earlier run (not selected by --only)")
                 continue
             if decision.changed_deps:
-                say(f"{pos} {it.key}: re-run although not selected by --only: {', '.join(decision.changed_deps)} "
-                    "re-ran, and it reads its output")
+                say(
+                    f"{pos} {it.key}: re-run although not selected by --only: {', '.join(decision.changed_deps)} "
+                    "re-ran, and it reads its output"
+                )
         try:
             if decision.reuse:
                 say(f"{pos} {it.key}: reusing the finished run in {it.run_dir}")
                 status = "reused"
             else:
-                what = "evaluating the off-the-shelf checkpoint" if not it.setting.trains else \
-                    f"training ({it.setting.what_trains}, {it.config.train.steps} steps)"
+                what = (
+                    "evaluating the off-the-shelf checkpoint"
+                    if not it.setting.trains
+                    else f"training ({it.setting.what_trains}, {it.config.train.steps} steps)"
+                )
                 say(f"{pos} {it.key} — {it.setting.title}: {what}")
                 t0 = time.perf_counter()
                 summary = evaluate_reference(it, options) if not it.setting.trains else train_setting(it, options)
-                marker = Marker(setting=it.setting.name, dataset=it.dataset.label, train_key=decision.key,
-                                run_id=uuid.uuid4().hex, completed=True, seconds=round(time.perf_counter() - t0, 1),
-                                finished_at=_dt.datetime.now().isoformat(timespec="seconds"),
-                                final_eval=summary.get("final_eval", {}), reader=summary.get("reader"),
-                                retriever=summary.get("retriever"), steps=summary.get("steps", 0),
-                                skipped_steps=summary.get("skipped_steps", 0), refreshes=summary.get("refreshes", 0),
-                                config_sha256=it.config.fingerprint(), deps=deps, analysis={})
+                marker = Marker(
+                    setting=it.setting.name,
+                    dataset=it.dataset.label,
+                    train_key=decision.key,
+                    run_id=uuid.uuid4().hex,
+                    completed=True,
+                    seconds=round(time.perf_counter() - t0, 1),
+                    finished_at=_dt.datetime.now().isoformat(timespec="seconds"),
+                    final_eval=summary.get("final_eval", {}),
+                    reader=summary.get("reader"),
+                    retriever=summary.get("retriever"),
+                    steps=summary.get("steps", 0),
+                    skipped_steps=summary.get("skipped_steps", 0),
+                    refreshes=summary.get("refreshes", 0),
+                    config_sha256=it.config.fingerprint(),
+                    deps=deps,
+                    analysis={},
+                )
                 marker.write(it.run_dir)
                 status = "ran"
             run_ids[it.key] = marker.run_id
@@ -410,8 +507,9 @@ def run_plan(plan: Plan, say: Callable[[str], None] = _say, stop: StopRequest | 
     return results
 
 
-def _same_reader_analysis(item: PlannedSetting, plan: Plan, reader_path: str,
-                          results: list[RunResult]) -> dict[str, Any] | None:
+def _same_reader_analysis(
+    item: PlannedSetting, plan: Plan, reader_path: str, results: list[RunResult]
+) -> dict[str, Any] | None:
     """The analysis of the row this row's (frozen) reader came from, when it covers the same signals."""
     src = item.setting.reader_from
     if not src:
@@ -451,15 +549,17 @@ def reproduce(options: Options, say: Callable[[str], None] = _say) -> dict[str, 
     options.out.mkdir(parents=True, exist_ok=True)
     plan = build_plan(options, write=True)
     planned_status(plan)
-    for it in plan.items:   # a tracker that cannot log here stops the command before any setting runs
+    for it in plan.items:  # a tracker that cannot log here stops the command before any setting runs
         if it.status == "run" and it.setting.trains:
             check_trackers(it.config.runtime.log_with)
     atomic_write_text(options.out / "plan.md", format_plan(plan, estimates=False))
     n_run = sum(1 for it in plan.items if it.status == "run")
     n_reuse = sum(1 for it in plan.items if it.status == "reuse")
     n_not = sum(1 for it in plan.items if it.status == "not run")
-    say(f"ragdistill reproduce: {len(plan.items)} settings — {n_run} to run, {n_reuse} to reuse, {n_not} not run "
-        f"(see {options.out / 'plan.md'})")
+    say(
+        f"ragdistill reproduce: {len(plan.items)} settings — {n_run} to run, {n_reuse} to reuse, {n_not} not run "
+        f"(see {options.out / 'plan.md'})"
+    )
     for it in plan.items:
         if it.status == "not run":
             say(f"  not run: {it.key} — {it.reason}" + (f" → {it.flag}" if it.flag else ""))
@@ -472,5 +572,15 @@ def reproduce(options: Options, say: Callable[[str], None] = _say) -> dict[str, 
     return report
 
 
-__all__ = ["Context", "OWN_INDEX", "RunResult", "analyse_setting", "ensure_index", "evaluate_reference", "own_index",
-           "reproduce", "run_plan", "train_setting"]
+__all__ = [
+    "Context",
+    "OWN_INDEX",
+    "RunResult",
+    "analyse_setting",
+    "ensure_index",
+    "evaluate_reference",
+    "own_index",
+    "reproduce",
+    "run_plan",
+    "train_setting",
+]

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ragdistill.errors import ConfigError, InputError
 from ragdistill.utils.io import atomic_file, atomic_write_json, sha256_file
@@ -40,8 +40,10 @@ def squad_questions_by_article(path: str | Path) -> tuple[list[str], dict[int, l
 
     path = Path(path)
     doc = load_json(path)
-    titles = [str(a.get("title", f"article {i}")) if isinstance(a, dict) else f"article {i}"
-              for i, a in enumerate(doc.get("data", []) if isinstance(doc, dict) else [])]
+    titles = [
+        str(a.get("title", f"article {i}")) if isinstance(a, dict) else f"article {i}"
+        for i, a in enumerate(doc.get("data", []) if isinstance(doc, dict) else [])
+    ]
     by_article: dict[int, list] = {}
     for where, q in iter_questions_with_location(path, "squad"):
         m = _ARTICLE.match(where.path or "")
@@ -51,8 +53,9 @@ def squad_questions_by_article(path: str | Path) -> tuple[list[str], dict[int, l
     return titles, by_article
 
 
-def plan_squad_split(path: str | Path, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0
-                     ) -> tuple[list[str], dict[int, list], dict[str, list[int]]]:
+def plan_squad_split(
+    path: str | Path, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0
+) -> tuple[list[str], dict[int, list], dict[str, list[int]]]:
     """(titles, questions by article, {split: [article index, ...]}): the split, computed without writing.
 
     `fractions` are the shares of *questions* (train, dev, test) aimed at; articles are
@@ -67,8 +70,11 @@ def plan_squad_split(path: str | Path, fractions: Sequence[float] = (0.6, 0.2, 0
     titles, by_article = squad_questions_by_article(path)
     articles = sorted(by_article)
     if len(articles) < 2:
-        raise InputError(f"holds questions from {len(articles)} article(s): at least 2 are needed for an article-disjoint "
-                         "train/test split", path)
+        raise InputError(
+            f"holds questions from {len(articles)} article(s): at least 2 are needed for an article-disjoint "
+            "train/test split",
+            path,
+        )
     order = articles[:]
     random.Random(seed).shuffle(order)
     n_total = sum(len(by_article[a]) for a in articles)
@@ -90,8 +96,9 @@ def plan_squad_split(path: str | Path, fractions: Sequence[float] = (0.6, 0.2, 0
     return titles, by_article, assign
 
 
-def split_squad_by_article(path: str | Path, out_dir: str | Path, fractions: Sequence[float] = (0.6, 0.2, 0.2),
-                           seed: int = 0) -> dict[str, Path]:
+def split_squad_by_article(
+    path: str | Path, out_dir: str | Path, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0
+) -> dict[str, Path]:
     """Write train/dev/test question files whose articles are disjoint; returns their paths.
 
     The split is `plan_squad_split`'s. Within a split the questions are shuffled (seeded), so
@@ -107,16 +114,29 @@ def split_squad_by_article(path: str | Path, out_dir: str | Path, fractions: Seq
     for split in SPLITS:
         qs = [(a, q) for a in assign[split] for q in by_article[a]]
         random.Random(f"{seed}-{split}").shuffle(qs)
-        text = "".join(json.dumps({"id": q.id, "question": q.question, "answers": list(q.answers),
-                                   "article": titles[a] if a < len(titles) else str(a)}, ensure_ascii=False) + "\n"
-                       for a, q in qs)
+        text = "".join(
+            json.dumps(
+                {
+                    "id": q.id,
+                    "question": q.question,
+                    "answers": list(q.answers),
+                    "article": titles[a] if a < len(titles) else str(a),
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+            for a, q in qs
+        )
         target = out_dir / f"{split}.jsonl"
         if not (target.is_file() and target.read_text(encoding="utf-8") == text):
             with atomic_file(target) as f:
                 f.write(text)
         paths[split] = target
     manifest = {
-        "source": str(path), "source_sha256": sha256_file(path), "seed": seed, "fractions": list(fractions),
+        "source": str(path),
+        "source_sha256": sha256_file(path),
+        "seed": seed,
+        "fractions": list(fractions),
         "questions": {s: sum(len(by_article[a]) for a in assign[s]) for s in SPLITS},
         "articles": {s: [titles[a] if a < len(titles) else str(a) for a in sorted(assign[s])] for s in SPLITS},
         "rule": "whole articles per split (no article in two splits); test filled first, then dev, rest train",

@@ -9,8 +9,9 @@ Both expose ``generate``, ``attention_scores``, ``perplexity_scores``, ``lm_loss
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -24,7 +25,17 @@ from ragdistill.readers.fid import FiDReader, is_fid_name
 
 KINDS = ("auto", "decoder", "fid")
 
-__all__ = ["AttentionResult", "SPANS", "Reader", "DecoderReader", "FiDReader", "get_reader", "detect_kind", "select_layers", "KINDS"]
+__all__ = [
+    "AttentionResult",
+    "SPANS",
+    "Reader",
+    "DecoderReader",
+    "FiDReader",
+    "get_reader",
+    "detect_kind",
+    "select_layers",
+    "KINDS",
+]
 
 
 @runtime_checkable
@@ -38,15 +49,24 @@ class Reader(Protocol):
 
     def generate(self, questions: list[str], passages: list[list[Passage]]) -> list[str]: ...
 
-    def attention_scores(self, question: str, passages: Sequence[Passage], answer: str, layers: Sequence[int] | None = None,
-                         value_norm: bool = True, aggregation: str = "sum", span: str = "block") -> AttentionResult: ...
+    def attention_scores(
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        answer: str,
+        layers: Sequence[int] | None = None,
+        value_norm: bool = True,
+        aggregation: str = "sum",
+        span: str = "block",
+    ) -> AttentionResult: ...
 
     def perplexity_scores(self, question: str, passages: Sequence[Passage], answer: str) -> torch.Tensor: ...
 
     def lm_loss(self, questions: list[str], passages: list[list[Passage]], answers: list[str]) -> torch.Tensor: ...
 
-    def lm_loss_and_attention(self, questions: list[str], passages: list[list[Passage]], answers: list[str],
-                              **attention_opts: Any) -> tuple[torch.Tensor, list[AttentionResult]]: ...
+    def lm_loss_and_attention(
+        self, questions: list[str], passages: list[list[Passage]], answers: list[str], **attention_opts: Any
+    ) -> tuple[torch.Tensor, list[AttentionResult]]: ...
 
     def input_embedding_matrix(self) -> torch.Tensor: ...
 
@@ -70,8 +90,10 @@ def detect_kind(name: str, trust_remote_code: bool = False) -> str:
     try:
         config = AutoConfig.from_pretrained(src.path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"could not read the config of reader '{name}' ({exc.__class__.__name__}): pass a bundled name "
-                         "(smollm2-135m), a local model directory or a reachable Hugging Face id") from exc
+        raise ModelError(
+            f"could not read the config of reader '{name}' ({exc.__class__.__name__}): pass a bundled name "
+            "(smollm2-135m), a local model directory or a reachable Hugging Face id"
+        ) from exc
     return "fid" if getattr(config, "is_encoder_decoder", False) else "decoder"
 
 

@@ -27,7 +27,7 @@ The FiD reader's cross-attention goes through the same kernel and capture (``rea
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -53,13 +53,23 @@ _UNSUPPORTED_TYPES = {
 }
 
 
-def _capture_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
-                               scaling: float | None = None, is_causal: bool | None = None, **kwargs):
+def _capture_attention_forward(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs,
+):
     """AttentionInterface function: transformers' SDPA for the output, plus the answer rows' scores."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    out = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                 is_causal=is_causal, **kwargs)
+    out = sdpa_attention_forward(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+    )
     state = active_capture()
     layer_idx = getattr(module, "layer_idx", None)
     if state is not None and state.wants(layer_idx):
@@ -90,8 +100,10 @@ def capture_route(model) -> str:
     if getattr(config, "is_encoder_decoder", False):
         raise ModelError(f"'{model_type}' is an encoder-decoder model: use the FiD reader (kind='fid') for it")
     if model_type in _UNSUPPORTED_TYPES:
-        raise ModelError(f"attention scores are not supported for '{model_type}' ({_UNSUPPORTED_TYPES[model_type]}). "
-                         f"Supported: {SUPPORTED_TEXT}.")
+        raise ModelError(
+            f"attention scores are not supported for '{model_type}' ({_UNSUPPORTED_TYPES[model_type]}). "
+            f"Supported: {SUPPORTED_TEXT}."
+        )
     if model_type == "falcon":
         return "falcon"
     can_set = getattr(type(model), "_can_set_attn_implementation", None)
@@ -113,21 +125,22 @@ def num_layers(model) -> int:
 @contextlib.contextmanager
 def _falcon_route(model) -> Iterator[None]:
     import torch.nn.functional as F
-
     from transformers.models.falcon.modeling_falcon import FalconAttention
 
     original = F.scaled_dot_product_attention
 
     def observed_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
-        out = original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
-                       scale=scale, **kw)
+        out = original(
+            query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, **kw
+        )
         state = active_capture()
         layer_idx = None if state is None else state.current_layer
         if state is not None and layer_idx is not None and state.wants(layer_idx):
             state.current_layer = None  # one SDPA call per attention module
             # ALiBi is folded into Falcon's float mask: it reaches eq. 1 as the additive mask
-            state.add_layer(int(layer_idx), query, key, value, attn_mask,
-                            causal=bool(is_causal) or attn_mask is None, scaling=scale)
+            state.add_layer(
+                int(layer_idx), query, key, value, attn_mask, causal=bool(is_causal) or attn_mask is None, scaling=scale
+            )
         return out
 
     def pre_hook(module, args):
@@ -161,8 +174,13 @@ def _interface_route(model) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def capture_attention(model, rows: torch.Tensor, row_mask: torch.Tensor | None = None,
-                      layers: Sequence[int] | None = None, value_norm: bool = True) -> Iterator[ScoreCapture]:
+def capture_attention(
+    model,
+    rows: torch.Tensor,
+    row_mask: torch.Tensor | None = None,
+    layers: Sequence[int] | None = None,
+    value_norm: bool = True,
+) -> Iterator[ScoreCapture]:
     """Within the block, forward passes of `model` accumulate answer-row scores into the yielded state.
 
     rows [B, A]: positions of the answer queries in each sequence; row_mask [B, A]: real rows;
@@ -175,8 +193,13 @@ def capture_attention(model, rows: torch.Tensor, row_mask: torch.Tensor | None =
     rows = rows.long()
     if row_mask is None:
         row_mask = torch.ones_like(rows, dtype=torch.bool)
-    state = ScoreCapture(rows=rows, row_mask=row_mask.bool(), layers=select_layers(layers, n), value_norm=value_norm,
-                         unsupported=f"this architecture is not supported. Supported: {SUPPORTED_TEXT}")
+    state = ScoreCapture(
+        rows=rows,
+        row_mask=row_mask.bool(),
+        layers=select_layers(layers, n),
+        value_norm=value_norm,
+        unsupported=f"this architecture is not supported. Supported: {SUPPORTED_TEXT}",
+    )
     router = _falcon_route(model) if route == "falcon" else _interface_route(model)
     with router, capturing(state):
         yield state
@@ -186,4 +209,3 @@ def capture_attention(model, rows: torch.Tensor, row_mask: torch.Tensor | None =
             f"the score capture saw {len(state.seen_layers)} attention calls for {expected} layers: "
             f"this architecture is not supported. Supported: {SUPPORTED_TEXT}."
         )
-

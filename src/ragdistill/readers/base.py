@@ -47,14 +47,16 @@ class AttentionResult:
     tokens are exactly `passage_spans[i]` (the decoder reader, FiD's "block").
     """
 
-    passage_scores: torch.Tensor          # [K] S_i, detached, float32
-    token_scores: torch.Tensor            # [T] w_t, detached, float32
-    input_ids: torch.Tensor               # [T] token ids the scores refer to
+    passage_scores: torch.Tensor  # [K] S_i, detached, float32
+    token_scores: torch.Tensor  # [T] w_t, detached, float32
+    input_ids: torch.Tensor  # [T] token ids the scores refer to
     passage_spans: list[tuple[int, int]]  # K half-open spans into input_ids
-    answer_span: tuple[int, int]          # decoder: span into input_ids; FiD: (0, |A|)
-    answer_ids: torch.Tensor              # [|A|] the answer's token ids
+    answer_span: tuple[int, int]  # decoder: span into input_ids; FiD: (0, |A|)
+    answer_ids: torch.Tensor  # [|A|] the answer's token ids
     question_span: tuple[int, int] | None = None  # where the question's tokens are (first one for FiD)
-    passage_token_spans: list[list[tuple[int, int]]] | None = None  # per passage, the spans its tokens are (None: passage_spans)
+    passage_token_spans: list[list[tuple[int, int]]] | None = (
+        None  # per passage, the spans its tokens are (None: passage_spans)
+    )
 
     def passage_pieces(self, i: int) -> list[tuple[int, int]]:
         """The half-open spans whose union is passage i's tokens (sorted, inside `passage_spans[i]`)."""

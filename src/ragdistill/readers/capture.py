@@ -26,22 +26,26 @@ from ragdistill.readers import eq1
 class ScoreCapture:
     """Accumulator shared by the per-layer calls of one forward pass."""
 
-    rows: torch.Tensor                      # [B, A] answer-query positions
-    row_mask: torch.Tensor                  # [B, A] True for real rows
-    layers: list[int]                       # selected layers (eq1.select_layers)
+    rows: torch.Tensor  # [B, A] answer-query positions
+    row_mask: torch.Tensor  # [B, A] True for real rows
+    layers: list[int]  # selected layers (eq1.select_layers)
     value_norm: bool = True
-    unsupported: str = "this architecture is not supported"   # said when no layer reported
-    total: torch.Tensor | None = None       # [B, T] sum over captured layers
-    seen_layers: list[int] = field(default_factory=list)      # selected layers that reported, one entry per call
-    reported: set[int] = field(default_factory=set)           # every layer that reported, selected or not
-    layer_of: dict[int, int] = field(default_factory=dict)    # id(module) -> layer, where modules carry no layer_idx (FiD)
-    current_layer: int | None = None        # for routes that observe a kernel call (Falcon): the layer running
-    _setup: tuple | None = None             # (mask object, causal, T, H, H_kv, RowSetup): shared by the layers
+    unsupported: str = "this architecture is not supported"  # said when no layer reported
+    total: torch.Tensor | None = None  # [B, T] sum over captured layers
+    seen_layers: list[int] = field(default_factory=list)  # selected layers that reported, one entry per call
+    reported: set[int] = field(default_factory=set)  # every layer that reported, selected or not
+    layer_of: dict[int, int] = field(
+        default_factory=dict
+    )  # id(module) -> layer, where modules carry no layer_idx (FiD)
+    current_layer: int | None = None  # for routes that observe a kernel call (Falcon): the layer running
+    _setup: tuple | None = None  # (mask object, causal, T, H, H_kv, RowSetup): shared by the layers
 
     def __post_init__(self) -> None:
         self._wanted = frozenset(self.layers)
 
-    def setup(self, attention_mask: torch.Tensor | None, causal: bool, t_kv: int, n_heads: int, n_kv: int) -> eq1.RowSetup:
+    def setup(
+        self, attention_mask: torch.Tensor | None, causal: bool, t_kv: int, n_heads: int, n_kv: int
+    ) -> eq1.RowSetup:
         """The row setup for this layer's mask; built once per forward (every layer gets the same mask)."""
         cached = self._setup
         if cached is not None and cached[0] is attention_mask and cached[1:5] == (causal, t_kv, n_heads, n_kv):
@@ -54,16 +58,26 @@ class ScoreCapture:
     def wants(self, layer_idx: int | None) -> bool:
         return layer_idx is not None and layer_idx in self._wanted
 
-    def add_layer(self, layer_idx: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                  attention_mask: torch.Tensor | None, *, causal: bool, scaling: float | None,
-                  bias: torch.Tensor | None = None) -> None:
+    def add_layer(
+        self,
+        layer_idx: int,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        *,
+        causal: bool,
+        scaling: float | None,
+        bias: torch.Tensor | None = None,
+    ) -> None:
         """Score one attention call of layer `layer_idx` (ignored unless the layer is selected)."""
         self.reported.add(layer_idx)
         if not self.wants(layer_idx):
             return
         setup = self.setup(attention_mask, causal, key.shape[2], query.shape[1], key.shape[1])
-        scores = eq1.row_attention_scores(query, key, value, scaling=scaling, value_norm=self.value_norm,
-                                          setup=setup, bias=bias)
+        scores = eq1.row_attention_scores(
+            query, key, value, scaling=scaling, value_norm=self.value_norm, setup=setup, bias=bias
+        )
         self.total = scores if self.total is None else self.total + scores
         self.seen_layers.append(layer_idx)
 

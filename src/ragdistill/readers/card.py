@@ -22,7 +22,7 @@ from ragdistill.utils.io import atomic_write_text
 CARD_FILE = "README.md"
 TAGS = ("ragdistill", "retrieval-augmented-generation")
 PIPELINE_TAGS = {"decoder": "text-generation", "fid": "text2text-generation"}
-_MAX_ROWS = 40   # a card stays short: larger tables are cut (the full numbers live in the run directory)
+_MAX_ROWS = 40  # a card stays short: larger tables are cut (the full numbers live in the run directory)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 __all__ = ["CARD_FILE", "render_model_card", "write_model_card"]
@@ -30,8 +30,10 @@ __all__ = ["CARD_FILE", "render_model_card", "write_model_card"]
 
 def _kind_of(directory: Path) -> str:
     """'decoder' or 'fid' from the directory's reader settings or config (decoder when neither says)."""
-    for name, read in (("ragdistill_reader.json", lambda d: d.get("kind")),
-                       ("config.json", lambda d: "fid" if d.get("is_encoder_decoder") else "decoder")):
+    for name, read in (
+        ("ragdistill_reader.json", lambda d: d.get("kind")),
+        ("config.json", lambda d: "fid" if d.get("is_encoder_decoder") else "decoder"),
+    ):
         path = directory / name
         if path.is_file():
             try:
@@ -44,7 +46,7 @@ def _kind_of(directory: Path) -> str:
 
 
 def _yaml_str(value: Any) -> str:
-    return json.dumps(str(value), ensure_ascii=False)   # a JSON string is a valid YAML scalar
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a valid YAML scalar
 
 
 def _fmt(value: Any) -> str:
@@ -79,24 +81,37 @@ def _table(title: str, values: Mapping[str, Any] | None) -> list[str]:
     return lines + [""]
 
 
-def render_model_card(*, kind: str, base_model: str | None, setting: str | None, data: str | None, steps: int | None,
-                      metrics: Mapping[str, Any] | None = None, indicators: Mapping[str, Any] | None = None,
-                      extra: Mapping[str, Any] | None = None) -> str:
+def render_model_card(
+    *,
+    kind: str,
+    base_model: str | None,
+    setting: str | None,
+    data: str | None,
+    steps: int | None,
+    metrics: Mapping[str, Any] | None = None,
+    indicators: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
     """The card's Markdown text (YAML front matter, then a short description and tables)."""
     kind = kind if kind in PIPELINE_TAGS else "decoder"
     front = ["---", "library_name: transformers"]
     if base_model and _HUB_ID.match(str(base_model)) and not Path(str(base_model)).expanduser().exists():
-        front.append(f"base_model: {_yaml_str(base_model)}")   # only a hub id: a local path is not a valid base_model
+        front.append(f"base_model: {_yaml_str(base_model)}")  # only a hub id: a local path is not a valid base_model
     front += ["tags:"] + [f"- {t}" for t in TAGS] + [f"pipeline_tag: {PIPELINE_TAGS[kind]}", "---", ""]
-    what = ("a decoder-only reader: the question and the K passages in one prompt"
-            if kind == "decoder" else
-            "a Fusion-in-Decoder reader: each passage encoded with the question as "
-            "`question: Q title: T context: C`, the K encoder outputs concatenated for the decoder")
+    what = (
+        "a decoder-only reader: the question and the K passages in one prompt"
+        if kind == "decoder"
+        else "a Fusion-in-Decoder reader: each passage encoded with the question as "
+        "`question: Q title: T context: C`, the K encoder outputs concatenated for the decoder"
+    )
     not_recorded = "not recorded"
     body = [
-        f"# ragdistill reader{f': {setting}' if setting else ''}", "",
-        f"A retrieval-augmented reader trained with ragdistill ({what}).", "",
-        "| | |", "|---|---|",
+        f"# ragdistill reader{f': {setting}' if setting else ''}",
+        "",
+        f"A retrieval-augmented reader trained with ragdistill ({what}).",
+        "",
+        "| | |",
+        "|---|---|",
         f"| Base model | {_fmt(base_model or not_recorded)} |",
         f"| Setting | {_fmt(setting or not_recorded)} |",
         f"| Data | {_fmt(data or not_recorded)} |",
@@ -107,26 +122,39 @@ def render_model_card(*, kind: str, base_model: str | None, setting: str | None,
     body += _table("Attention-quality indicators", indicators)
     auto = "AutoModelForCausalLM" if kind == "decoder" else "AutoModelForSeq2SeqLM"
     body += [
-        "## Use", "",
+        "## Use",
+        "",
         "```python",
         f"from transformers import {auto}, AutoTokenizer",
         "",
         f'model = {auto}.from_pretrained("path/to/this/directory")',
         'tokenizer = AutoTokenizer.from_pretrained("path/to/this/directory")',
-        "```", "",
+        "```",
+        "",
         "The generation config is the reader's: greedy decoding with its stop tokens and answer length. "
-        + ("The reader's prompt template is in `ragdistill_reader.json`; "
-           if kind == "decoder" else
-           "Reading K passages at once (fusion in the decoder) needs the K encoder outputs concatenated; "
-           "the encoder input format is in `ragdistill_reader.json`; ")
-        + "`ragdistill` loads the directory as a reader (`get_reader(path)`).", "",
+        + (
+            "The reader's prompt template is in `ragdistill_reader.json`; "
+            if kind == "decoder"
+            else "Reading K passages at once (fusion in the decoder) needs the K encoder outputs concatenated; "
+            "the encoder input format is in `ragdistill_reader.json`; "
+        )
+        + "`ragdistill` loads the directory as a reader (`get_reader(path)`).",
+        "",
     ]
     return "\n".join(front + body)
 
 
-def write_model_card(directory: str | Path, *, base_model: str | None, setting: str | None, data: str | None,
-                     steps: int | None, metrics: Mapping[str, Any] | None = None,
-                     indicators: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> Path:
+def write_model_card(
+    directory: str | Path,
+    *,
+    base_model: str | None,
+    setting: str | None,
+    data: str | None,
+    steps: int | None,
+    metrics: Mapping[str, Any] | None = None,
+    indicators: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
     """Write (atomically) `directory`/README.md, the reader's model card; returns its path.
 
     base_model: what training started from (a hub id goes into the front matter's `base_model`);
@@ -136,8 +164,16 @@ def write_model_card(directory: str | Path, *, base_model: str | None, setting: 
     first table. The reader kind (pipeline tag) is read from the directory.
     """
     directory = Path(directory)
-    text = render_model_card(kind=_kind_of(directory), base_model=base_model, setting=setting, data=data, steps=steps,
-                             metrics=metrics, indicators=indicators, extra=extra)
+    text = render_model_card(
+        kind=_kind_of(directory),
+        base_model=base_model,
+        setting=setting,
+        data=data,
+        steps=steps,
+        metrics=metrics,
+        indicators=indicators,
+        extra=extra,
+    )
     path = directory / CARD_FILE
     atomic_write_text(path, text)
     return path

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -57,11 +57,20 @@ class DecoderReader:
 
     kind = "decoder"
 
-    def __init__(self, name_or_model: str | torch.nn.Module = "smollm2-135m", tokenizer=None, *,
-                 device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
-                 template: PromptTemplate | dict | None = None, max_prompt_tokens: int | None = None,
-                 max_new_tokens: int = 32, batch_size: int = 8, train_eos: bool = True,
-                 trust_remote_code: bool = False):
+    def __init__(
+        self,
+        name_or_model: str | torch.nn.Module = "smollm2-135m",
+        tokenizer=None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        template: PromptTemplate | dict | None = None,
+        max_prompt_tokens: int | None = None,
+        max_new_tokens: int = 32,
+        batch_size: int = 8,
+        train_eos: bool = True,
+        trust_remote_code: bool = False,
+    ):
         saved: dict = {}
         if isinstance(name_or_model, (str, Path)):
             self.name = str(name_or_model)
@@ -115,7 +124,10 @@ class DecoderReader:
 
     def _stop_ids(self) -> list[int]:
         ids = set()
-        for src in (self.tokenizer.eos_token_id, getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)):
+        for src in (
+            self.tokenizer.eos_token_id,
+            getattr(getattr(self.model, "generation_config", None), "eos_token_id", None),
+        ):
             if isinstance(src, int):
                 ids.add(src)
             elif isinstance(src, (list, tuple)):
@@ -150,12 +162,22 @@ class DecoderReader:
             self.model.save_pretrained(tmp)
             self.generation_config().save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
-            cfg = {"kind": self.kind, "base_model": self.base_model, "template": asdict(self.prompt.template),
-                   "max_prompt_tokens": self.prompt.max_prompt_tokens}
+            cfg = {
+                "kind": self.kind,
+                "base_model": self.base_model,
+                "template": asdict(self.prompt.template),
+                "max_prompt_tokens": self.prompt.max_prompt_tokens,
+            }
             (tmp / READER_CONFIG).write_text(json.dumps(cfg, indent=2))
             card = dict(card or {})
-            write_model_card(tmp, base_model=card.pop("base_model", self.base_model), setting=card.pop("setting", None),
-                             data=card.pop("data", None), steps=card.pop("steps", None), **card)
+            write_model_card(
+                tmp,
+                base_model=card.pop("base_model", self.base_model),
+                setting=card.pop("setting", None),
+                data=card.pop("data", None),
+                steps=card.pop("steps", None),
+                **card,
+            )
 
     # ------------------------------------------------------------------ tokenisation
     def _item(self, question: str, passages: Sequence[Passage], answer: str | None, eos: bool = False) -> _Item:
@@ -165,9 +187,11 @@ class DecoderReader:
             eos_id = self.stop_token_ids[0] if self.tokenizer.eos_token_id is None else self.tokenizer.eos_token_id
             ans = ans + [int(eos_id)]
         if self.context_window is not None and len(built.input_ids) + len(ans) > self.context_window:
-            raise ConfigError("max_prompt_tokens",
-                              f"prompt ({len(built.input_ids)} tokens) plus answer ({len(ans)}) exceed the model's "
-                              f"context window of {self.context_window}: set max_prompt_tokens lower")
+            raise ConfigError(
+                "max_prompt_tokens",
+                f"prompt ({len(built.input_ids)} tokens) plus answer ({len(ans)}) exceed the model's "
+                f"context window of {self.context_window}: set max_prompt_tokens lower",
+            )
         return _Item(built.input_ids, ans, built.passage_spans, built.question_span, eos=eos and bool(ans))
 
     def _pad(self, seqs: list[list[int]], side: str = "right") -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -185,11 +209,17 @@ class DecoderReader:
     @staticmethod
     def _check_batch(questions, passages, answers=None) -> None:
         if len(questions) != len(passages) or (answers is not None and len(answers) != len(questions)):
-            raise ConfigError("batch", f"got {len(questions)} questions, {len(passages)} passage lists"
-                                       + ("" if answers is None else f" and {len(answers)} answers") + ": they must match")
+            raise ConfigError(
+                "batch",
+                f"got {len(questions)} questions, {len(passages)} passage lists"
+                + ("" if answers is None else f" and {len(answers)} answers")
+                + ": they must match",
+            )
 
     # ------------------------------------------------------------------ core forward
-    def _forward(self, items: list[_Item], capture: dict | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _forward(
+        self, items: list[_Item], capture: dict | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One right-padded forward; (log-probs of the answer tokens [B, A'], their mask, w_t [B, T] or None).
 
         Only the rows that predict answer tokens go through the LM head (``logits_to_keep``).
@@ -201,11 +231,11 @@ class DecoderReader:
         targets = torch.full((len(items), n_rows), self.pad_token_id, dtype=torch.long)
         for i, it in enumerate(items):
             r = it.rows
-            rows[i, :len(r)] = torch.tensor(r)
-            row_mask[i, :len(r)] = True
-            targets[i, :len(r)] = torch.tensor(it.answer_ids)
+            rows[i, : len(r)] = torch.tensor(r)
+            row_mask[i, : len(r)] = True
+            targets[i, : len(r)] = torch.tensor(it.answer_ids)
         keep = torch.unique(rows[row_mask])
-        where = torch.searchsorted(keep, rows.clamp(min=int(keep.min())))   # column of each row in the kept logits
+        where = torch.searchsorted(keep, rows.clamp(min=int(keep.min())))  # column of each row in the kept logits
         dev = self.device
         kwargs = dict(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=keep.to(dev))
         w = None
@@ -232,21 +262,30 @@ class DecoderReader:
             n_ans = len(it.answer_ids) - (1 if it.eos else 0)
             tok = torch.zeros(n_prompt + n_ans, dtype=torch.float32)
             tok[:n_prompt] = w[i, :n_prompt].detach().float().cpu()
-            out.append(AttentionResult(
-                passage_scores=aggregate_passages(tok, it.passage_spans, aggregation),
-                token_scores=tok,
-                input_ids=torch.tensor(it.ids[:n_prompt + n_ans], dtype=torch.long),
-                passage_spans=list(it.passage_spans),
-                answer_span=(n_prompt, n_prompt + n_ans),
-                answer_ids=torch.tensor(it.answer_ids[:n_ans], dtype=torch.long),
-                question_span=it.question_span,
-            ))
+            out.append(
+                AttentionResult(
+                    passage_scores=aggregate_passages(tok, it.passage_spans, aggregation),
+                    token_scores=tok,
+                    input_ids=torch.tensor(it.ids[: n_prompt + n_ans], dtype=torch.long),
+                    passage_spans=list(it.passage_spans),
+                    answer_span=(n_prompt, n_prompt + n_ans),
+                    answer_ids=torch.tensor(it.answer_ids[:n_ans], dtype=torch.long),
+                    question_span=it.question_span,
+                )
+            )
         return out
 
     # ------------------------------------------------------------------ public API
-    def attention_scores(self, question: str, passages: Sequence[Passage], answer: str,
-                         layers: Sequence[int] | None = None, value_norm: bool = True,
-                         aggregation: str = "sum", span: str = "block") -> AttentionResult:
+    def attention_scores(
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        answer: str,
+        layers: Sequence[int] | None = None,
+        value_norm: bool = True,
+        aggregation: str = "sum",
+        span: str = "block",
+    ) -> AttentionResult:
         """Passage scores S_1..S_K of METHOD §3.2 (no grad), with w_t, input_ids and spans to check them.
 
         `span` ("block" | "content") is accepted for every reader; here both are passage i's own
@@ -254,9 +293,16 @@ class DecoderReader:
         """
         return self.attention_scores_batch([question], [passages], [answer], layers, value_norm, aggregation, span)[0]
 
-    def attention_scores_batch(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]],
-                               answers: Sequence[str], layers: Sequence[int] | None = None,
-                               value_norm: bool = True, aggregation: str = "sum", span: str = "block") -> list[AttentionResult]:
+    def attention_scores_batch(
+        self,
+        questions: Sequence[str],
+        passages: Sequence[Sequence[Passage]],
+        answers: Sequence[str],
+        layers: Sequence[int] | None = None,
+        value_norm: bool = True,
+        aggregation: str = "sum",
+        span: str = "block",
+    ) -> list[AttentionResult]:
         """`attention_scores` for several questions, right-padded in batches of `batch_size`."""
         self._check_batch(questions, passages, answers)
         check_aggregation(aggregation)
@@ -266,7 +312,7 @@ class DecoderReader:
         capture = dict(layers=layers, value_norm=value_norm)
         with torch.no_grad():
             for s in range(0, len(items), self.batch_size):
-                chunk = items[s:s + self.batch_size]
+                chunk = items[s : s + self.batch_size]
                 _, _, w = self._forward(chunk, capture)
                 out.extend(self._results(chunk, w, aggregation))
         return out
@@ -277,22 +323,30 @@ class DecoderReader:
         scores = []
         with torch.no_grad():
             for s in range(0, len(items), self.batch_size):
-                logp, mask, _ = self._forward(items[s:s + self.batch_size], None)
+                logp, mask, _ = self._forward(items[s : s + self.batch_size], None)
                 m = mask.float()
                 scores.append(((logp * m).sum(1) / m.sum(1)).float().cpu())
         return torch.cat(scores) if scores else torch.zeros(0)
 
-    def lm_loss(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]], answers: Sequence[str]) -> torch.Tensor:
+    def lm_loss(
+        self, questions: Sequence[str], passages: Sequence[Sequence[Passage]], answers: Sequence[str]
+    ) -> torch.Tensor:
         """Differentiable LM loss: mean NLL over the batch's answer tokens (plus end-of-turn when train_eos)."""
         self._check_batch(questions, passages, answers)
         items = [self._item(q, p, a, eos=self.train_eos) for q, p, a in zip(questions, passages, answers)]
         logp, mask, _ = self._forward(items, None)
         return -(logp * mask).sum() / mask.sum()
 
-    def lm_loss_and_attention(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]],
-                              answers: Sequence[str], layers: Sequence[int] | None = None,
-                              value_norm: bool = True, aggregation: str = "sum",
-                              span: str = "block") -> tuple[torch.Tensor, list[AttentionResult]]:
+    def lm_loss_and_attention(
+        self,
+        questions: Sequence[str],
+        passages: Sequence[Sequence[Passage]],
+        answers: Sequence[str],
+        layers: Sequence[int] | None = None,
+        value_norm: bool = True,
+        aggregation: str = "sum",
+        span: str = "block",
+    ) -> tuple[torch.Tensor, list[AttentionResult]]:
         """One forward: the differentiable LM loss and the (detached) attention results, for joint training."""
         self._check_batch(questions, passages, answers)
         check_span(span)
@@ -301,8 +355,9 @@ class DecoderReader:
         loss = -(logp * mask).sum() / mask.sum()
         return loss, self._results(items, w, aggregation)
 
-    def generate(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]],
-                 max_new_tokens: int | None = None) -> list[str]:
+    def generate(
+        self, questions: Sequence[str], passages: Sequence[Sequence[Passage]], max_new_tokens: int | None = None
+    ) -> list[str]:
         """Batched greedy answers (left padding, KV cache), cut at the first newline / end of turn."""
         self._check_batch(questions, passages)
         n_new = self.max_new_tokens if max_new_tokens is None else max_new_tokens
@@ -313,16 +368,23 @@ class DecoderReader:
         try:
             with torch.no_grad():
                 for s in range(0, len(prompts), self.batch_size):
-                    chunk = prompts[s:s + self.batch_size]
+                    chunk = prompts[s : s + self.batch_size]
                     ids, mask = self._pad(chunk, "left")
                     if mask is None:
                         mask = torch.ones_like(ids)
                     out = self.model.generate(
-                        input_ids=ids, attention_mask=mask, max_new_tokens=n_new, do_sample=False,
-                        temperature=None, top_p=None, top_k=None, num_beams=1,
-                        pad_token_id=self.pad_token_id, eos_token_id=self.stop_token_ids or None,
+                        input_ids=ids,
+                        attention_mask=mask,
+                        max_new_tokens=n_new,
+                        do_sample=False,
+                        temperature=None,
+                        top_p=None,
+                        top_k=None,
+                        num_beams=1,
+                        pad_token_id=self.pad_token_id,
+                        eos_token_id=self.stop_token_ids or None,
                     )
-                    for row in out[:, ids.shape[1]:].tolist():
+                    for row in out[:, ids.shape[1] :].tolist():
                         answers.append(self.clean(row))
         finally:
             self.model.train(was_training)

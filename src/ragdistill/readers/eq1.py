@@ -40,8 +40,14 @@ import torch
 from ragdistill.errors import ConfigError
 
 __all__ = [
-    "reference_token_scores", "row_attention_scores", "row_setup", "RowSetup", "value_norms", "gather_rows",
-    "select_layers", "aggregate_passages",
+    "reference_token_scores",
+    "row_attention_scores",
+    "row_setup",
+    "RowSetup",
+    "value_norms",
+    "gather_rows",
+    "select_layers",
+    "aggregate_passages",
 ]
 
 
@@ -74,7 +80,7 @@ def reference_token_scores(
     group = n_heads // key.shape[1]
     k = key.float().repeat_interleave(group, dim=1)
     v = value.float().repeat_interleave(group, dim=1)
-    logits = query.float() @ k.transpose(-1, -2) * (d ** -0.5 if scaling is None else scaling)   # [B, H, Q, T]
+    logits = query.float() @ k.transpose(-1, -2) * (d**-0.5 if scaling is None else scaling)  # [B, H, Q, T]
     if bias is not None:
         logits = logits + bias.float()
     if attention_mask is not None:
@@ -84,7 +90,7 @@ def reference_token_scores(
     elif causal:
         pos = torch.arange(max(q_len, t_kv), device=query.device)
         logits = logits.masked_fill(pos[None, :t_kv] > pos[:q_len, None], float("-inf"))
-    probs = torch.softmax(logits, dim=-1).nan_to_num(0.0)                                      # fully masked rows -> 0
+    probs = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # fully masked rows -> 0
     if value_norm:
         probs = probs * v.norm(dim=-1)[:, :, None, :]
     rows = torch.arange(q_len).expand(bsz, q_len) if rows is None else rows.cpu()
@@ -123,7 +129,7 @@ def gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 def _answer_rows(x: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     """The answer rows of a mask or bias broadcastable to [B, H, Q, T]: [B, 1|H, A, T]."""
-    if x.shape[2] == 1:                                                          # one row shared by all queries
+    if x.shape[2] == 1:  # one row shared by all queries
         return x.expand(x.shape[0], x.shape[1], n_rows, x.shape[3])
     return gather_rows(x, rows)
 
@@ -132,13 +138,20 @@ def _answer_rows(x: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tens
 class RowSetup:
     """What every layer of one forward shares: the answer rows, their mask over the keys, their weights."""
 
-    rows: torch.Tensor                  # [B, A]
-    mask: torch.Tensor | None           # [B, 1|H, A, T]: bool True = blocked (masked out), or additive float
-    coeff: torch.Tensor                 # [B, 1, 1, G·A]: 1/H × the row's weight among the real rows, per query head
+    rows: torch.Tensor  # [B, A]
+    mask: torch.Tensor | None  # [B, 1|H, A, T]: bool True = blocked (masked out), or additive float
+    coeff: torch.Tensor  # [B, 1, 1, G·A]: 1/H × the row's weight among the real rows, per query head
 
 
-def row_setup(rows: torch.Tensor, row_mask: torch.Tensor | None, attention_mask: torch.Tensor | None,
-              causal: bool, t_kv: int, n_heads: int, n_kv: int) -> RowSetup:
+def row_setup(
+    rows: torch.Tensor,
+    row_mask: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    causal: bool,
+    t_kv: int,
+    n_heads: int,
+    n_kv: int,
+) -> RowSetup:
     """The per-forward part of :func:`row_attention_scores` (mask rows, row weights)."""
     device = rows.device
     bsz, n_rows = rows.shape
@@ -146,7 +159,7 @@ def row_setup(rows: torch.Tensor, row_mask: torch.Tensor | None, attention_mask:
         m_rows = None
         if attention_mask is not None:
             m = attention_mask.to(device)
-            if m.dim() == 2:                                                    # [B, T] padding mask
+            if m.dim() == 2:  # [B, T] padding mask
                 m = m[:, None, None, :].bool()
             m_rows = _answer_rows(m, rows, n_rows)[..., -t_kv:]
             if m_rows.dtype == torch.bool:
@@ -193,7 +206,7 @@ def row_attention_scores(
     if n_heads % n_kv:
         raise ValueError(f"{n_heads} query heads cannot share {n_kv} key/value heads")
     group = n_heads // n_kv
-    scale = head_dim ** -0.5 if scaling is None else scaling
+    scale = head_dim**-0.5 if scaling is None else scaling
     if rows is None:
         rows = torch.arange(q_len, device=query.device).expand(bsz, q_len)
     setup = setup or row_setup(rows.to(query.device), row_mask, attention_mask, causal, key.shape[2], n_heads, n_kv)
@@ -202,8 +215,8 @@ def row_attention_scores(
     with torch.no_grad():
         t_kv = key.shape[2]
         b_rows = None if bias is None else _answer_rows(bias.detach().to(query.device), rows, n_rows)[..., -t_kv:]
-        q_all = gather_rows(query.detach(), rows).float().mul_(scale)           # [B, H, A, d], scaled once
-        vn_all = value_norms(value) if value_norm else None                    # [B|1, Hkv, T]
+        q_all = gather_rows(query.detach(), rows).float().mul_(scale)  # [B, H, A, d], scaled once
+        vn_all = value_norms(value) if value_norm else None  # [B|1, Hkv, T]
         total = torch.zeros(bsz, t_kv, dtype=torch.float32, device=query.device)
         # key/value heads in blocks (all at once when the [B, H, A, T] temporaries are small, the usual
         # case: few answer rows), one batched matmul per block
@@ -213,8 +226,8 @@ def row_attention_scores(
             k1 = min(n_kv, k0 + block)
             h0, h1 = k0 * group, k1 * group
             q = q_all[:, h0:h1].reshape(bsz, k1 - k0, group * n_rows, head_dim)  # [B, kv, G·A, d]
-            k = key[:, k0:k1].detach().float()                                  # [B|1, kv, T, d]
-            logits = torch.matmul(q, k.transpose(-1, -2))                       # [B, kv, G·A, T]
+            k = key[:, k0:k1].detach().float()  # [B|1, kv, T, d]
+            logits = torch.matmul(q, k.transpose(-1, -2))  # [B, kv, G·A, T]
             view = logits.view(bsz, h1 - h0, n_rows, t_kv)
             if b_rows is not None:
                 view.add_((b_rows if b_rows.shape[1] == 1 else b_rows[:, h0:h1]).float())
@@ -227,8 +240,8 @@ def row_attention_scores(
             probs = torch.softmax(logits, dim=-1)
             del logits, view
             if m_rows is not None or b_rows is not None:
-                probs.nan_to_num_(0.0)                                          # fully masked rows -> 0
-            mixed = torch.matmul(coeff, probs).squeeze(2)                      # [B, kv, T]: Σ over heads and rows
+                probs.nan_to_num_(0.0)  # fully masked rows -> 0
+            mixed = torch.matmul(coeff, probs).squeeze(2)  # [B, kv, T]: Σ over heads and rows
             del probs
             if vn_all is not None:
                 mixed.mul_(vn_all[:, k0:k1])
@@ -260,15 +273,20 @@ def select_layers(spec: int | Sequence[int] | None, num_layers: int, key: str = 
         if not isinstance(layer, int) or isinstance(layer, bool):
             raise ConfigError(key, f"layer indices must be integers, got {layer!r}")
         if not -num_layers <= layer < num_layers:
-            raise ConfigError(key, f"layer {layer} does not exist: the reader has {num_layers} layers "
-                                   f"(0..{num_layers - 1}; negative indices count from the top)")
+            raise ConfigError(
+                key,
+                f"layer {layer} does not exist: the reader has {num_layers} layers "
+                f"(0..{num_layers - 1}; negative indices count from the top)",
+            )
         out.add(layer % num_layers)
     if not out:
         raise ConfigError(key, "the layer subset is empty: give at least one layer index, or None for all")
     return sorted(out)
 
 
-def aggregate_passages(token_scores: torch.Tensor, spans: Sequence[tuple[int, int]], aggregation: str = "sum") -> torch.Tensor:
+def aggregate_passages(
+    token_scores: torch.Tensor, spans: Sequence[tuple[int, int]], aggregation: str = "sum"
+) -> torch.Tensor:
     """S_i from w_t [T]: sum (the default, METHOD.md §3.2) or mean over each passage's own tokens; 0 for an empty span."""
     check_aggregation(aggregation)
     out = torch.zeros(len(spans), dtype=torch.float32)

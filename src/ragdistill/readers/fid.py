@@ -48,7 +48,9 @@ from ragdistill.readers.fid_attention import capture_cross_attention, cross_atte
 from ragdistill.utils.io import atomic_dir
 from ragdistill.utils.seed import default_device
 
-BUNDLED_FID_READERS = {BERT2BERT: "BERT2BERT EncoderDecoderModel warm-started from the bundled MiniLM-L6 (needs fine-tuning)"}
+BUNDLED_FID_READERS = {
+    BERT2BERT: "BERT2BERT EncoderDecoderModel warm-started from the bundled MiniLM-L6 (needs fine-tuning)"
+}
 READER_FILE = "ragdistill_reader.json"
 _OPTION_KEYS = ("max_passage_tokens", "max_answer_tokens", "max_new_tokens", "batch_size")
 
@@ -63,18 +65,18 @@ class _Row:
     """One encoder input: special prefix + question + passage + special suffix."""
 
     ids: list[int]
-    question_span: tuple[int, int]   # the question's own tokens (not the "question:" label)
-    passage_span: tuple[int, int]    # "title: T context: C" tokens; empty for a question-only row
+    question_span: tuple[int, int]  # the question's own tokens (not the "question:" label)
+    passage_span: tuple[int, int]  # "title: T context: C" tokens; empty for a question-only row
     has_passage: bool = True
     content_spans: list[tuple[int, int]] | None = None  # title's and text's own tokens (no labels), kept ones only
 
 
 @dataclass
 class _EncoderBatch:
-    input_ids: torch.Tensor          # [B*K, L]
-    attention_mask: torch.Tensor     # [B*K, L]
-    cross_mask: torch.Tensor         # [B, K*L]: real rows' real tokens
-    rows: list[list[_Row]]           # per question, its real rows
+    input_ids: torch.Tensor  # [B*K, L]
+    attention_mask: torch.Tensor  # [B*K, L]
+    cross_mask: torch.Tensor  # [B, K*L]: real rows' real tokens
+    rows: list[list[_Row]]  # per question, its real rows
     K: int
     L: int
 
@@ -100,10 +102,21 @@ class FiDReader:
 
     kind = "fid"
 
-    def __init__(self, model, tokenizer, *, name: str | None = None, max_passage_tokens: int = 200,
-                 max_answer_tokens: int = 64, max_new_tokens: int = 32, batch_size: int = 8,
-                 question_prefix: str = "question:", title_prefix: str = "title:", context_prefix: str = "context:",
-                 base_model: str | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        name: str | None = None,
+        max_passage_tokens: int = 200,
+        max_answer_tokens: int = 64,
+        max_new_tokens: int = 32,
+        batch_size: int = 8,
+        question_prefix: str = "question:",
+        title_prefix: str = "title:",
+        context_prefix: str = "context:",
+        base_model: str | None = None,
+    ):
         config = getattr(model, "config", None)
         if not getattr(config, "is_encoder_decoder", False):
             raise ModelError(
@@ -111,14 +124,18 @@ class FiDReader:
                 "the FiD reader needs one (T5, BART, EncoderDecoderModel, ...); use the decoder-only reader "
                 "(get_reader(name, kind='decoder')) for causal language models"
             )
-        for key, value in (("max_passage_tokens", max_passage_tokens), ("max_answer_tokens", max_answer_tokens),
-                           ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+        for key, value in (
+            ("max_passage_tokens", max_passage_tokens),
+            ("max_answer_tokens", max_answer_tokens),
+            ("max_new_tokens", max_new_tokens),
+            ("batch_size", batch_size),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(key, f"must be a positive integer, got {value!r}")
         self.model = model
         self.tokenizer = tokenizer
         self.name = name or getattr(config, "_name_or_path", None) or type(model).__name__
-        self.base_model = str(base_model or base_model_id(self.name))   # what the model card names
+        self.base_model = str(base_model or base_model_id(self.name))  # what the model card names
         self.max_passage_tokens = max_passage_tokens
         self.max_answer_tokens = max_answer_tokens
         self.max_new_tokens = max_new_tokens
@@ -131,14 +148,23 @@ class FiDReader:
         self._prefix_ids, self._suffix_ids = self._special_wrapping()
         self._fast = bool(getattr(tokenizer, "is_fast", False))
         self.n_cross_layers = len(cross_attention_modules(model))
-        self.num_score_layers: int | None = self.n_cross_layers   # the attention signal averages over cross-attention layers
+        self.num_score_layers: int | None = (
+            self.n_cross_layers
+        )  # the attention signal averages over cross-attention layers
 
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str = BERT2BERT, *, device: str | torch.device | None = None,
-                        dtype: torch.dtype | str = torch.float32, attn_implementation: str | None = "sdpa",
-                        trust_remote_code: bool = False, **options) -> FiDReader:
+    def from_pretrained(
+        cls,
+        name_or_dir: str = BERT2BERT,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str = torch.float32,
+        attn_implementation: str | None = "sdpa",
+        trust_remote_code: bool = False,
+        **options,
+    ) -> FiDReader:
         """Load a reader: a bundled name (``minilm-bert2bert``), a Hugging Face id, or a directory.
 
         A directory written by `save_pretrained` also restores the reader options it was saved
@@ -155,7 +181,10 @@ class FiDReader:
         if options.get("max_prompt_tokens") is not None:  # the decoder reader's budget name: here, per encoder input
             budget = options.pop("max_prompt_tokens")
             if options.get("max_passage_tokens") not in (None, budget):
-                raise ConfigError("max_prompt_tokens", f"conflicts with max_passage_tokens={options['max_passage_tokens']}: pass one of them")
+                raise ConfigError(
+                    "max_prompt_tokens",
+                    f"conflicts with max_passage_tokens={options['max_passage_tokens']}: pass one of them",
+                )
             options["max_passage_tokens"] = budget
         options.pop("max_prompt_tokens", None)
         base_model = None
@@ -175,7 +204,10 @@ class FiDReader:
                 base_model = stored.get("base_model") or stored.get("source")
         unknown = set(options) - set(_OPTION_KEYS) - {"question_prefix", "title_prefix", "context_prefix"}
         if unknown:
-            raise ConfigError(sorted(unknown)[0], f"not an option of the FiD reader (options: {', '.join(_OPTION_KEYS)}, question_prefix, title_prefix, context_prefix)")
+            raise ConfigError(
+                sorted(unknown)[0],
+                f"not an option of the FiD reader (options: {', '.join(_OPTION_KEYS)}, question_prefix, title_prefix, context_prefix)",
+            )
         model.to(default_device(str(device) if device is not None else None))
         model.eval()
         return cls(model, tok, name=name, base_model=base_model, **options)
@@ -201,12 +233,20 @@ class FiDReader:
             self.model.save_pretrained(tmp)
             self.generation_config().save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
-            options = {k: getattr(self, k) for k in (*_OPTION_KEYS, "question_prefix", "title_prefix", "context_prefix")}
+            options = {
+                k: getattr(self, k) for k in (*_OPTION_KEYS, "question_prefix", "title_prefix", "context_prefix")
+            }
             meta = {"kind": self.kind, "source": str(self.name), "base_model": self.base_model, "options": options}
             (tmp / READER_FILE).write_text(json.dumps(meta, indent=2) + "\n")
             card = dict(card or {})
-            write_model_card(tmp, base_model=card.pop("base_model", self.base_model), setting=card.pop("setting", None),
-                             data=card.pop("data", None), steps=card.pop("steps", None), **card)
+            write_model_card(
+                tmp,
+                base_model=card.pop("base_model", self.base_model),
+                setting=card.pop("setting", None),
+                data=card.pop("data", None),
+                steps=card.pop("steps", None),
+                **card,
+            )
 
     # ------------------------------------------------------------------ properties
 
@@ -228,29 +268,45 @@ class FiDReader:
         answers: list[str] = []
         with self._eval(), torch.inference_mode():
             for lo in range(0, len(questions), self.batch_size):
-                qs, ps = questions[lo:lo + self.batch_size], passages[lo:lo + self.batch_size]
+                qs, ps = questions[lo : lo + self.batch_size], passages[lo : lo + self.batch_size]
                 batch = self._encoder_batch(qs, ps)
                 hidden = self._encode(batch)
                 out = self.model.generate(
                     encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                     attention_mask=batch.cross_mask,
-                    max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
-                    decoder_start_token_id=self.start_id, eos_token_id=self.eos_id, pad_token_id=self.pad_id,
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    decoder_start_token_id=self.start_id,
+                    eos_token_id=self.eos_id,
+                    pad_token_id=self.pad_id,
                 )
                 texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
                 answers.extend(" ".join(t.split()) for t in texts)
         return answers
 
-    def attention_scores(self, question: str, passages: Sequence[Passage], answer: str, layers: Sequence[int] | None = None,
-                         value_norm: bool = True, aggregation: str = "sum", span: str = "block") -> AttentionResult:
+    def attention_scores(
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        answer: str,
+        layers: Sequence[int] | None = None,
+        value_norm: bool = True,
+        aggregation: str = "sum",
+        span: str = "block",
+    ) -> AttentionResult:
         """Cross-attention passage scores S_1..S_K of METHOD §3.3 for one question (no grad).
 
         span: "block" (the training signal: passage i's whole encoder input, as ATLAS) or
         "content" (the analysis: its title and text tokens, without labels); see `AttentionResult`.
         """
         with self._eval(), torch.inference_mode():
-            _, results = self._forward([question], [list(passages)], [answer],
-                                       attention=dict(layers=layers, value_norm=value_norm, aggregation=aggregation, span=span))
+            _, results = self._forward(
+                [question],
+                [list(passages)],
+                [answer],
+                attention=dict(layers=layers, value_norm=value_norm, aggregation=aggregation, span=span),
+            )
         return results[0]
 
     def perplexity_scores(self, question: str, passages: Sequence[Passage], answer: str) -> torch.Tensor:
@@ -261,38 +317,54 @@ class FiDReader:
         out = []
         with self._eval(), torch.inference_mode():
             for lo in range(0, len(passages), self.batch_size):
-                chunk = passages[lo:lo + self.batch_size]
-                logits, labels, n_answer = self._forward([question] * len(chunk), [[p] for p in chunk], [answer] * len(chunk))[0]
-                nll = self._token_nll(logits, labels)                      # [B, Q]
+                chunk = passages[lo : lo + self.batch_size]
+                logits, labels, n_answer = self._forward(
+                    [question] * len(chunk), [[p] for p in chunk], [answer] * len(chunk)
+                )[0]
+                nll = self._token_nll(logits, labels)  # [B, Q]
                 mask = torch.arange(nll.shape[1], device=nll.device)[None, :] < n_answer[:, None]
                 out.append(-(nll * mask).sum(1) / mask.sum(1))
         return torch.cat(out).float().cpu()
 
-    def lm_loss(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]], answers: Sequence[str]) -> torch.Tensor:
+    def lm_loss(
+        self, questions: Sequence[str], passages: Sequence[Sequence[Passage]], answers: Sequence[str]
+    ) -> torch.Tensor:
         """Differentiable token-mean cross-entropy of the answers (+ EOS) given the question and its passages."""
         (logits, labels, _), _ = self._forward(questions, passages, answers)
         return self._mean_loss(logits, labels)
 
-    def lm_loss_and_attention(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]], answers: Sequence[str],
-                              layers: Sequence[int] | None = None, value_norm: bool = True,
-                              aggregation: str = "sum", span: str = "block") -> tuple[torch.Tensor, list[AttentionResult]]:
+    def lm_loss_and_attention(
+        self,
+        questions: Sequence[str],
+        passages: Sequence[Sequence[Passage]],
+        answers: Sequence[str],
+        layers: Sequence[int] | None = None,
+        value_norm: bool = True,
+        aggregation: str = "sum",
+        span: str = "block",
+    ) -> tuple[torch.Tensor, list[AttentionResult]]:
         """One forward pass: the differentiable LM loss and the (detached) attention results per question.
 
         Runs in the model's current mode (training: dropout on); the scores use the attention
         probabilities before attention dropout and carry no gradient (the distillation target).
         `span` as in `attention_scores` (default "block", the training signal).
         """
-        (logits, labels, _), results = self._forward(questions, passages, answers,
-                                                     attention=dict(layers=layers, value_norm=value_norm, aggregation=aggregation,
-                                                                    span=span))
+        (logits, labels, _), results = self._forward(
+            questions,
+            passages,
+            answers,
+            attention=dict(layers=layers, value_norm=value_norm, aggregation=aggregation, span=span),
+        )
         return self._mean_loss(logits, labels), results
 
     # ------------------------------------------------------------------ internals: setup
 
     def _check_lengths(self) -> None:
         enc_cfg, dec_cfg = self._sub_configs()
-        for key, cfg, wanted in (("max_passage_tokens", enc_cfg, self.max_passage_tokens),
-                                 ("max_answer_tokens", dec_cfg, self.max_answer_tokens + 1)):
+        for key, cfg, wanted in (
+            ("max_passage_tokens", enc_cfg, self.max_passage_tokens),
+            ("max_answer_tokens", dec_cfg, self.max_answer_tokens + 1),
+        ):
             limit = getattr(cfg, "max_position_embeddings", None)
             if limit and wanted > limit:
                 raise ConfigError(key, f"{wanted} tokens exceed the model's {limit} positions")
@@ -328,8 +400,8 @@ class FiDReader:
         bare = self.tokenizer(probe, add_special_tokens=False)["input_ids"]
         full = self.tokenizer(probe, add_special_tokens=True)["input_ids"]
         for i in range(len(full) - len(bare) + 1):
-            if full[i:i + len(bare)] == bare:
-                return list(full[:i]), list(full[i + len(bare):])
+            if full[i : i + len(bare)] == bare:
+                return list(full[:i]), list(full[i + len(bare) :])
         return [], []
 
     # ------------------------------------------------------------------ internals: inputs
@@ -369,7 +441,7 @@ class FiDReader:
             text = q_text
         else:
             text = f"{q_text} {self._passage_text(passage)}"
-        content: list[tuple[int, int]] = []   # token ranges of title / text inside p_ids
+        content: list[tuple[int, int]] = []  # token ranges of title / text inside p_ids
         if self._fast:
             enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
             ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
@@ -378,7 +450,7 @@ class FiDReader:
             q_ids, p_ids = ids[:n_q], ids[n_q:]
             if passage is not None:
                 base = len(q_text) + 1
-                for a, b in self._content_ranges(passage):   # a token is content if it covers one of its characters
+                for a, b in self._content_ranges(passage):  # a token is content if it covers one of its characters
                     inside = [i for i, (s, e) in enumerate(offsets[n_q:]) if s < base + b and e > base + a]
                     if inside:
                         content.append((inside[0], inside[-1] + 1))
@@ -386,27 +458,36 @@ class FiDReader:
             label_ids = tok(self.question_prefix, add_special_tokens=False)["input_ids"]
             q_ids = label_ids + tok(question, add_special_tokens=False)["input_ids"]
             n_label = len(label_ids)
-            p_ids = tok(self._passage_text(passage), add_special_tokens=False)["input_ids"] if passage is not None else []
+            p_ids = (
+                tok(self._passage_text(passage), add_special_tokens=False)["input_ids"] if passage is not None else []
+            )
             if passage is not None:
                 full = self._passage_text(passage)
 
-                def n_tokens(upto: int) -> int:   # tokens before character `upto` (a word boundary)
+                def n_tokens(upto: int) -> int:  # tokens before character `upto` (a word boundary)
                     head = full[:upto].rstrip()
                     return len(tok(head, add_special_tokens=False)["input_ids"]) if head else 0
 
                 for a, b in self._content_ranges(passage):
                     content.append((n_tokens(a), len(p_ids) if b == len(full) else n_tokens(b)))
         budget = self.max_passage_tokens - len(self._prefix_ids) - len(self._suffix_ids) - len(q_ids)
-        p_ids = p_ids[:max(budget, 0)]
+        p_ids = p_ids[: max(budget, 0)]
         start = len(self._prefix_ids)
         ids = self._prefix_ids + q_ids + p_ids + self._suffix_ids
         q_end = start + len(q_ids)
         kept = [(q_end + a, q_end + min(b, len(p_ids))) for a, b in content if a < len(p_ids) and b > a]
-        return _Row(ids=ids, question_span=(start + n_label, q_end), passage_span=(q_end, q_end + len(p_ids)),
-                    has_passage=passage is not None, content_spans=kept)
+        return _Row(
+            ids=ids,
+            question_span=(start + n_label, q_end),
+            passage_span=(q_end, q_end + len(p_ids)),
+            has_passage=passage is not None,
+            content_spans=kept,
+        )
 
     def _encoder_batch(self, questions: Sequence[str], passages: Sequence[Sequence[Passage]]) -> _EncoderBatch:
-        rows = [[self._encode_row(q, p) for p in ps] or [self._encode_row(q, None)] for q, ps in zip(questions, passages)]
+        rows = [
+            [self._encode_row(q, p) for p in ps] or [self._encode_row(q, None)] for q, ps in zip(questions, passages)
+        ]
         K = max(len(r) for r in rows)
         fillers = [self._encode_row(q, None) if len(r) < K else None for q, r in zip(questions, rows)]
         L = max(len(row.ids) for rs in rows for row in rs)
@@ -419,9 +500,9 @@ class FiDReader:
                 row = rs[k] if k < len(rs) else fillers[b]
                 n = len(row.ids)
                 input_ids[b * K + k, :n] = torch.tensor(row.ids)
-                attn[b * K + k, :n] = 1          # filler rows are encoded normally ...
+                attn[b * K + k, :n] = 1  # filler rows are encoded normally ...
                 if k < len(rs):
-                    cross[b, k * L:k * L + n] = 1  # ... but hidden from the decoder
+                    cross[b, k * L : k * L + n] = 1  # ... but hidden from the decoder
         dev = self.device
         return _EncoderBatch(input_ids.to(dev), attn.to(dev), cross.to(dev), rows, K, L)
 
@@ -459,15 +540,20 @@ class FiDReader:
         answer_rows = torch.zeros((B, Q), dtype=torch.bool)
         for b, a in enumerate(answer_ids):
             n = len(a)
-            dec_in[b, :n + 1] = torch.tensor([self.start_id] + a)
-            dec_mask[b, :n + 1] = 1
-            labels[b, :n + 1] = torch.tensor(a + [self.eos_id])
-            answer_rows[b, :n] = True        # positions predicting A_1..A_|A| (not the final EOS)
+            dec_in[b, : n + 1] = torch.tensor([self.start_id] + a)
+            dec_mask[b, : n + 1] = 1
+            labels[b, : n + 1] = torch.tensor(a + [self.eos_id])
+            answer_rows[b, :n] = True  # positions predicting A_1..A_|A| (not the final EOS)
         dev = self.device
         dec_in, dec_mask, labels = dec_in.to(dev), dec_mask.to(dev), labels.to(dev)
         n_answer = torch.tensor([len(a) for a in answer_ids], device=dev)
-        kwargs = dict(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=batch.cross_mask,
-                      decoder_input_ids=dec_in, decoder_attention_mask=dec_mask, use_cache=False)
+        kwargs = dict(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+            attention_mask=batch.cross_mask,
+            decoder_input_ids=dec_in,
+            decoder_attention_mask=dec_mask,
+            use_cache=False,
+        )
         if attention is None:
             logits = self.model(**kwargs).logits
             return (logits, labels, n_answer), None
@@ -475,15 +561,27 @@ class FiDReader:
         check_aggregation(aggregation)
         span = check_span(attention.get("span", "block"))
         rows = torch.arange(Q, device=dev).expand(B, Q)
-        with capture_cross_attention(self.model, rows, answer_rows.to(dev), layers=attention.get("layers"),
-                                     value_norm=attention.get("value_norm", True)) as cap:
+        with capture_cross_attention(
+            self.model,
+            rows,
+            answer_rows.to(dev),
+            layers=attention.get("layers"),
+            value_norm=attention.get("value_norm", True),
+        ) as cap:
             logits = self.model(**kwargs).logits
-        w = cap.token_scores().detach().float()                     # [B, K*L]
+        w = cap.token_scores().detach().float()  # [B, K*L]
         results = [self._result(w[b], batch, b, answer_ids[b], aggregation, span) for b in range(B)]
         return (logits, labels, n_answer), results
 
-    def _result(self, w: torch.Tensor, batch: _EncoderBatch, b: int, answer_ids: list[int], aggregation: str,
-                span: str = "block") -> AttentionResult:
+    def _result(
+        self,
+        w: torch.Tensor,
+        batch: _EncoderBatch,
+        b: int,
+        answer_ids: list[int],
+        aggregation: str,
+        span: str = "block",
+    ) -> AttentionResult:
         positions, ids, spans, pieces = [], [], [], []
         question_span = None
         offset = 0
@@ -491,9 +589,9 @@ class FiDReader:
             n = len(row.ids)
             positions.append(torch.arange(k * batch.L, k * batch.L + n))
             ids.extend(row.ids)
-            if span == "block":       # the whole encoder input of passage i (no padding: rows are cut to their length)
+            if span == "block":  # the whole encoder input of passage i (no padding: rows are cut to their length)
                 spans.append((offset, offset + n))
-            else:                     # its title and text tokens, without the labels
+            else:  # its title and text tokens, without the labels
                 own = [(offset + s, offset + e) for s, e in row.content_spans or []]
                 end = offset + row.passage_span[1]
                 spans.append((own[0][0], own[-1][1]) if own else (end, end))
@@ -502,7 +600,7 @@ class FiDReader:
                 question_span = (offset + row.question_span[0], offset + row.question_span[1])
             offset += n
         token_scores = w.cpu()[torch.cat(positions)]
-        if not batch.rows[b][0].has_passage:   # no passages: the question-only row holds no passage
+        if not batch.rows[b][0].has_passage:  # no passages: the question-only row holds no passage
             spans, pieces = [], []
         if span == "block":
             scores = aggregate_passages(token_scores, spans, aggregation)
@@ -530,7 +628,9 @@ class FiDReader:
 
     @staticmethod
     def _mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        return torch.nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
+        )
 
     @contextlib.contextmanager
     def _eval(self) -> Iterator[None]:
@@ -543,4 +643,11 @@ class FiDReader:
                 self.model.train()
 
 
-__all__ = ["FiDReader", "BERT2BERT", "BUNDLED_FID_READERS", "is_fid_name", "build_minilm_bert2bert", "configure_bert2bert"]
+__all__ = [
+    "FiDReader",
+    "BERT2BERT",
+    "BUNDLED_FID_READERS",
+    "is_fid_name",
+    "build_minilm_bert2bert",
+    "configure_bert2bert",
+]

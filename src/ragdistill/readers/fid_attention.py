@@ -43,7 +43,9 @@ __all__ = ["capture_cross_attention", "cross_attention_modules", "PREFIX"]
 PREFIX = "ragdistill_fid_cross_"
 
 # Qualified-name endings of cross-attention modules in transformers' encoder-decoders.
-_CROSS_NAMES = re.compile(r"(^|\.)(EncDecAttention|encoder_attn|crossattention|cross_attn|cross_attention)$", re.IGNORECASE)
+_CROSS_NAMES = re.compile(
+    r"(^|\.)(EncDecAttention|encoder_attn|crossattention|cross_attn|cross_attention)$", re.IGNORECASE
+)
 
 
 def _wrapped(base: str):
@@ -56,8 +58,16 @@ def _wrapped(base: str):
                     f"attention scores cannot read a {type(attention_mask).__name__} attention mask "
                     "(flex attention): load the reader with attn_implementation='sdpa' or 'eager'"
                 )
-            capture.add_layer(layer, query, key, value, attention_mask, causal=False,
-                              scaling=kwargs.get("scaling"), bias=kwargs.get("position_bias"))
+            capture.add_layer(
+                layer,
+                query,
+                key,
+                value,
+                attention_mask,
+                causal=False,
+                scaling=kwargs.get("scaling"),
+                bias=kwargs.get("position_bias"),
+            )
         return _base_function(base, module)(module, query, key, value, attention_mask, *args, **kwargs)
 
     attention.__name__ = f"{PREFIX}{base}"
@@ -86,7 +96,11 @@ def _register(base: str) -> str:
     if name not in AttentionInterface._global_mapping:
         AttentionInterface.register(name, _wrapped(base))
     if name not in ALL_MASK_ATTENTION_FUNCTIONS:
-        mask_fn = ALL_MASK_ATTENTION_FUNCTIONS[base] if base in ALL_MASK_ATTENTION_FUNCTIONS else ALL_MASK_ATTENTION_FUNCTIONS["sdpa"]
+        mask_fn = (
+            ALL_MASK_ATTENTION_FUNCTIONS[base]
+            if base in ALL_MASK_ATTENTION_FUNCTIONS
+            else ALL_MASK_ATTENTION_FUNCTIONS["sdpa"]
+        )
         ALL_MASK_ATTENTION_FUNCTIONS.register(name, mask_fn)
     return name
 
@@ -115,8 +129,13 @@ def cross_attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 @contextlib.contextmanager
-def capture_cross_attention(model: torch.nn.Module, rows: torch.Tensor, row_mask: torch.Tensor | None = None,
-                            layers: Sequence[int] | None = None, value_norm: bool = True) -> Iterator[ScoreCapture]:
+def capture_cross_attention(
+    model: torch.nn.Module,
+    rows: torch.Tensor,
+    row_mask: torch.Tensor | None = None,
+    layers: Sequence[int] | None = None,
+    value_norm: bool = True,
+) -> Iterator[ScoreCapture]:
     """Within the block, every forward through `model`'s decoder accumulates cross-attention token scores.
 
     rows [B, A]: the decoder positions that are answer rows; row_mask [B, A]: the real ones;
@@ -127,15 +146,20 @@ def capture_cross_attention(model: torch.nn.Module, rows: torch.Tensor, row_mask
     rows = rows.long()
     if row_mask is None:
         row_mask = torch.ones_like(rows, dtype=torch.bool)
-    capture = ScoreCapture(rows=rows, row_mask=row_mask.bool(), layers=select_layers(layers, len(modules)),
-                           value_norm=value_norm, unsupported=f"{type(model).__name__}: {_NOT_COVERED}",
-                           layer_of={id(m): i for i, m in enumerate(modules)})
+    capture = ScoreCapture(
+        rows=rows,
+        row_mask=row_mask.bool(),
+        layers=select_layers(layers, len(modules)),
+        value_norm=value_norm,
+        unsupported=f"{type(model).__name__}: {_NOT_COVERED}",
+        layer_of={id(m): i for i, m in enumerate(modules)},
+    )
     configs = {id(m.config): m.config for m in modules}
     saved = {}
     for key, config in configs.items():
         base = config._attn_implementation or "eager"
         if base.startswith(PREFIX):  # a capture left switched on: keep its base
-            base = base[len(PREFIX):]
+            base = base[len(PREFIX) :]
         saved[key] = config._attn_implementation_internal
         config._attn_implementation_internal = _register(base)
     try:
@@ -152,5 +176,7 @@ def capture_cross_attention(model: torch.nn.Module, rows: torch.Tensor, row_mask
         )
 
 
-_NOT_COVERED = ("this architecture is not covered by the FiD reader's attention scores "
-                "(T5 family, BART family and BERT2BERT EncoderDecoderModel are)")
+_NOT_COVERED = (
+    "this architecture is not covered by the FiD reader's attention scores "
+    "(T5 family, BART family and BERT2BERT EncoderDecoderModel are)"
+)

@@ -38,26 +38,42 @@ def tiny_tokenizer(vocab_size: int = 400, extra_corpus: list[str] | None = None)
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"],
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "</s>", "<unk>"],
         initial_alphabet=list(string.ascii_letters + string.digits + string.punctuation) + ["▁"],
         show_progress=False,
     )
     tok.train_from_iterator(TINY_CORPUS + list(extra_corpus or []), trainer=trainer)
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
-                                                       special_tokens=[("</s>", tok.token_to_id("</s>"))])
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
+    )
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
-def tiny_t5(tokenizer, seed: int = 0, d_model: int = 32, num_layers: int = 2, num_heads: int = 4,
-            attn_implementation: str = "sdpa"):
+def tiny_t5(
+    tokenizer,
+    seed: int = 0,
+    d_model: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    attn_implementation: str = "sdpa",
+):
     """A small random `T5ForConditionalGeneration` whose vocabulary matches `tokenizer`."""
     from transformers import T5Config, T5ForConditionalGeneration
 
     config = T5Config(
-        vocab_size=len(tokenizer), d_model=d_model, d_kv=d_model // num_heads, d_ff=2 * d_model,
-        num_layers=num_layers, num_decoder_layers=num_layers, num_heads=num_heads,
-        relative_attention_num_buckets=8, relative_attention_max_distance=32, dropout_rate=0.0,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_kv=d_model // num_heads,
+        d_ff=2 * d_model,
+        num_layers=num_layers,
+        num_decoder_layers=num_layers,
+        num_heads=num_heads,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=32,
+        dropout_rate=0.0,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
     )
     config._attn_implementation = attn_implementation
@@ -67,17 +83,31 @@ def tiny_t5(tokenizer, seed: int = 0, d_model: int = 32, num_layers: int = 2, nu
     return model.eval()
 
 
-def tiny_bert2bert(tokenizer, seed: int = 0, hidden_size: int = 32, num_layers: int = 2, num_heads: int = 4,
-                   attn_implementation: str = "sdpa"):
+def tiny_bert2bert(
+    tokenizer,
+    seed: int = 0,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    attn_implementation: str = "sdpa",
+):
     """A small random BERT-to-BERT `EncoderDecoderModel` (decoder with cross-attention) over `tokenizer`.
 
     With the T5-like tiny tokenizer the decoder starts from </s> and stops at </s>.
     """
     from transformers import BertConfig, EncoderDecoderConfig, EncoderDecoderModel
 
-    common = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
-                  num_attention_heads=num_heads, intermediate_size=2 * hidden_size, max_position_embeddings=256,
-                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, pad_token_id=tokenizer.pad_token_id)
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=256,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     enc = BertConfig(**common)
     dec = BertConfig(**common, is_decoder=True, add_cross_attention=True)
     enc._attn_implementation = attn_implementation

@@ -15,8 +15,8 @@ shorter than its share giving the rest to the others (water filling).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from ragdistill.data.types import Passage
 from ragdistill.errors import ConfigError
@@ -63,8 +63,11 @@ class PromptTemplate:
             docs = self.separator.join(self.document.format(i=i + 1, passage=_P.format(i)) for i in range(n_passages))
             return self.user.format(documents=docs, question=_Q)
         except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError("prompt", f"bad placeholder in the template ({exc}); only {{documents}}, {{question}}, "
-                                        "{passage} and {i} are filled (double other braces)") from exc
+            raise ConfigError(
+                "prompt",
+                f"bad placeholder in the template ({exc}); only {{documents}}, {{question}}, "
+                "{passage} and {i} are filled (double other braces)",
+            ) from exc
 
 
 @dataclass
@@ -74,14 +77,19 @@ class BuiltPrompt:
     input_ids: list[int]
     passage_spans: list[tuple[int, int]]
     question_span: tuple[int, int]
-    truncated: list[bool] = field(default_factory=list)   # passage i lost tokens to the budget
+    truncated: list[bool] = field(default_factory=list)  # passage i lost tokens to the budget
 
 
 class PromptBuilder:
     """Builds prompts for one tokenizer, template and budget; caches the template pieces per K."""
 
-    def __init__(self, tokenizer, template: PromptTemplate | None = None, max_prompt_tokens: int | None = None,
-                 context_window: int | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        template: PromptTemplate | None = None,
+        max_prompt_tokens: int | None = None,
+        context_window: int | None = None,
+    ):
         if max_prompt_tokens is not None and (not isinstance(max_prompt_tokens, int) or max_prompt_tokens <= 0):
             raise ConfigError("max_prompt_tokens", f"must be a positive integer or None, got {max_prompt_tokens!r}")
         self.tokenizer = tokenizer
@@ -101,7 +109,7 @@ class PromptBuilder:
     def _render(self, n_passages: int) -> str:
         user = self.template.user_text(n_passages)
         if self.chat:
-            messages = ([{"role": "system", "content": self.template.system}] if self.template.system else [])
+            messages = [{"role": "system", "content": self.template.system}] if self.template.system else []
             messages.append({"role": "user", "content": user})
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         bos = self.tokenizer.bos_token if self._adds_bos() else ""
@@ -122,7 +130,7 @@ class PromptBuilder:
             pos = 0
             seen: list[str] = []
             for m in _SENTINEL.finditer(rendered):
-                literal = rendered[pos:m.start()]
+                literal = rendered[pos : m.start()]
                 slot = "Q" if m.group(1) == "QUESTION" else f"P{m.group(2)}"
                 space = literal.endswith(" ")
                 if space:
@@ -135,8 +143,11 @@ class PromptBuilder:
             out.append(self.encode(tail))
             expected = ["Q"] + [f"P{i}" for i in range(n_passages)]
             if sorted(seen) != sorted(expected):
-                raise ConfigError("prompt", "the rendered template must show the question and every passage exactly once "
-                                            "(does the chat template drop the user message?)")
+                raise ConfigError(
+                    "prompt",
+                    "the rendered template must show the question and every passage exactly once "
+                    "(does the chat template drop the user message?)",
+                )
             needs_space = not (rendered[-1:].isspace()) if rendered else False
             self._pieces[n_passages] = (out, needs_space)
         return self._pieces[n_passages]
@@ -192,7 +203,7 @@ class PromptBuilder:
             alloc = self.allocate(lengths, remaining)
             for i in range(k):
                 if alloc[i] < lengths[i]:
-                    slot_ids[f"P{i}"] = slot_ids[f"P{i}"][:alloc[i]]
+                    slot_ids[f"P{i}"] = slot_ids[f"P{i}"][: alloc[i]]
                     truncated[i] = True
         ids: list[int] = []
         spans: dict[str, tuple[int, int]] = {}

@@ -1,9 +1,9 @@
 """Retrieval: the bi-encoder retriever, the FAISS passage index with refresh, and HR@k.
 
-    from ragdistill.retrieval import BiEncoderRetriever, PassageIndex
-    r = BiEncoderRetriever.from_pretrained("minilm-l6")
-    index = PassageIndex.build(passages, r, "runs/index")
-    hits = index.retrieve(r, ["who wrote hamlet?"], k=5)
+from ragdistill.retrieval import BiEncoderRetriever, PassageIndex
+r = BiEncoderRetriever.from_pretrained("minilm-l6")
+index = PassageIndex.build(passages, r, "runs/index")
+hits = index.retrieve(r, ["who wrote hamlet?"], k=5)
 """
 
 from ragdistill.retrieval.evaluate import evaluate_retrieval, sample_questions

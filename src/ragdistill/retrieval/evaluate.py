@@ -26,8 +26,8 @@ def sample_questions(questions: Sequence[Question], limit: int | None, seed: int
 
 
 def evaluate_retrieval(
-    index: "PassageIndex",
-    retriever: "BiEncoderRetriever",
+    index: PassageIndex,
+    retriever: BiEncoderRetriever,
     questions: Sequence[Question],
     ks: Sequence[int] = DEFAULT_KS,
     match: str = "token",
@@ -35,7 +35,7 @@ def evaluate_retrieval(
     progress: bool = False,
     depth: int | None = None,
     match_title: bool = False,
-) -> tuple[dict[str, float], list[list["Retrieved"]], list[list[bool]]]:
+) -> tuple[dict[str, float], list[list[Retrieved]], list[list[bool]]]:
     """Retrieve max(ks) (or `depth`, if larger) passages per question; return (HR@k, ranked hits, hit flags).
 
     The answer is looked for in the passage text (not the title), as DPR does; `match_title`
@@ -44,13 +44,15 @@ def evaluate_retrieval(
     """
     kmax = max([int(k) for k in ks] + [int(depth or 0)])
     results = index.retrieve(retriever, [q.question for q in questions], kmax, batch_size=batch_size, progress=progress)
-    flags = [passage_hit_flags([r.passage for r in hits], q.answers, match, match_title=match_title)
-             for hits, q in zip(results, questions)]
+    flags = [
+        passage_hit_flags([r.passage for r in hits], q.answers, match, match_title=match_title)
+        for hits, q in zip(results, questions)
+    ]
     metrics = hits_from_flags(flags, ks)
     return metrics, results, flags
 
 
-def retrieval_record(question: Question, hits: Sequence["Retrieved"], flags: Sequence[bool], k: int) -> dict[str, Any]:
+def retrieval_record(question: Question, hits: Sequence[Retrieved], flags: Sequence[bool], k: int) -> dict[str, Any]:
     """One JSONL record of `ragdistill retrieve` output: the top-k passages with scores and hit flags."""
     top = list(hits)[:k]
     return {
@@ -58,7 +60,13 @@ def retrieval_record(question: Question, hits: Sequence["Retrieved"], flags: Seq
         "question": question.question,
         "answers": list(question.answers),
         "passages": [
-            {"id": r.passage.id, "title": r.passage.title, "score": round(r.score, 6), "rank": r.rank, "has_answer": bool(f)}
+            {
+                "id": r.passage.id,
+                "title": r.passage.title,
+                "score": round(r.score, 6),
+                "rank": r.rank,
+                "has_answer": bool(f),
+            }
             for r, f in zip(top, flags)
         ],
         "hit_rank": next((r.rank for r, f in zip(hits, flags) if f), None),

@@ -218,7 +218,7 @@ def _verify_files(path: Path, manifest: dict[str, Any], mpath: Path, verify: boo
     """Refuse a missing, resized or (with `verify`) altered data file, naming it; nothing is read before this."""
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
-        raise InputError("index manifest lists no file checksums (\"files\"); rebuild the index", mpath)
+        raise InputError('index manifest lists no file checksums ("files"); rebuild the index', mpath)
     sizes = manifest.get("file_sizes") or {}  # absent in manifests written before sizes were recorded
     for name in files:
         fpath = path / name
@@ -230,14 +230,16 @@ def _verify_files(path: Path, manifest: dict[str, Any], mpath: Path, verify: boo
         if want is not None and fpath.stat().st_size != want:
             raise InputError(
                 f"file has {fpath.stat().st_size} bytes but manifest.json records {want} (truncated or corrupted): "
-                "rebuild the index", fpath,
+                "rebuild the index",
+                fpath,
             )
     if verify:
         names = list(files)
         for name, got in zip(names, _sha256_files([path / name for name in names])):
             if got != files[name]:
                 raise InputError(
-                    "file does not match its sha256 in manifest.json (corrupted or truncated): rebuild the index", path / name
+                    "file does not match its sha256 in manifest.json (corrupted or truncated): rebuild the index",
+                    path / name,
                 )
 
 
@@ -262,9 +264,9 @@ def _flat_search(index: Any, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
         faiss.cvar.distance_compute_blas_threshold = old
 
 
-def _passage_digest_update(h: "hashlib._Hash", chunk: Sequence[Passage]) -> None:
+def _passage_digest_update(h: hashlib._Hash, chunk: Sequence[Passage]) -> None:
     for p in chunk:
-        h.update(f"{p.id}\t{p.title}\t{p.text}\n".encode("utf-8"))
+        h.update(f"{p.id}\t{p.title}\t{p.text}\n".encode())
 
 
 class PassageIndex:
@@ -282,7 +284,7 @@ class PassageIndex:
     def build(
         cls,
         passages: Iterable[Passage],
-        retriever: "BiEncoderRetriever",
+        retriever: BiEncoderRetriever,
         out_dir: str | Path,
         faiss_type: str = "Flat",
         batch_size: int = 64,
@@ -291,7 +293,7 @@ class PassageIndex:
         seed: int = 0,
         progress: bool = True,
         corpus_path: str | Path | None = None,
-    ) -> "PassageIndex":
+    ) -> PassageIndex:
         """Stream `passages` in chunks: store, embed and add them; write the directory atomically.
 
         Index types that need training (IVF, PQ) get their embeddings spooled to a
@@ -302,9 +304,12 @@ class PassageIndex:
         from tqdm.auto import tqdm
 
         out_dir = Path(out_dir)
-        if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).exists())):
+        if out_dir.exists() and (
+            not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).exists())
+        ):
             raise ConfigError(
-                "out", f"{out_dir} exists and is not a ragdistill index: choose a new directory (it would be replaced whole)"
+                "out",
+                f"{out_dir} exists and is not a ragdistill index: choose a new directory (it would be replaced whole)",
             )
         if chunk_size <= 0 or batch_size <= 0:
             raise ConfigError("batch_size", "batch and chunk sizes must be positive")
@@ -386,7 +391,7 @@ class PassageIndex:
 
     # ------------------------------------------------------------------ load / save
     @classmethod
-    def load(cls, path: str | Path, retriever: "BiEncoderRetriever | None" = None, verify: bool = True) -> "PassageIndex":
+    def load(cls, path: str | Path, retriever: BiEncoderRetriever | None = None, verify: bool = True) -> PassageIndex:
         """Open a saved index; refuse corrupted files and (given `retriever`) a mismatched retriever.
 
         Both data files (index.faiss, passages.sqlite) are checked alike before anything is read:
@@ -416,13 +421,16 @@ class PassageIndex:
         try:
             index = faiss.read_index(str(path / INDEX_NAME))
         except RuntimeError as exc:
-            raise InputError(f"FAISS cannot read the index ({str(exc).strip().splitlines()[-1]}); rebuild it", path / INDEX_NAME) from None
+            raise InputError(
+                f"FAISS cannot read the index ({str(exc).strip().splitlines()[-1]}); rebuild it", path / INDEX_NAME
+            ) from None
         store = PassageStore.open(path / STORE_NAME)
         n = int(manifest.get("passages", -1))
         if index.ntotal != n or len(store) != n:
             store.close()
             raise InputError(
-                f"index holds {index.ntotal} vectors and {len(store)} passages but the manifest says {n}: rebuild it", path
+                f"index holds {index.ntotal} vectors and {len(store)} passages but the manifest says {n}: rebuild it",
+                path,
             )
         if index.d != int(manifest.get("dim", index.d)):
             store.close()
@@ -444,7 +452,9 @@ class PassageIndex:
         import faiss
 
         out_dir = Path(out_dir)
-        if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).exists())):
+        if out_dir.exists() and (
+            not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).exists())
+        ):
             raise ConfigError("out", f"{out_dir} exists and is not a ragdistill index: choose a new directory")
         with atomic_dir(out_dir) as tmp:
             store_sha = _copy_with_sha256(self.store.path, tmp / STORE_NAME)
@@ -452,7 +462,8 @@ class PassageIndex:
             if recorded is not None and store_sha != recorded:
                 raise InputError(
                     "passage store does not match its sha256 in manifest.json (changed or corrupted since the index was "
-                    "built): not saving an index over it; rebuild the index", self.store.path,
+                    "built): not saving an index over it; rebuild the index",
+                    self.store.path,
                 )
             faiss.write_index(self.index, str(tmp / INDEX_NAME))
             manifest = dict(self.manifest)
@@ -487,7 +498,10 @@ class PassageIndex:
         try:
             faiss.ParameterSpace().set_index_parameters(self.index, params)
         except RuntimeError as exc:
-            raise ConfigError("search_params", f"FAISS rejects '{params}' for {type(self.index).__name__}: {str(exc).strip().splitlines()[-1]}") from None
+            raise ConfigError(
+                "search_params",
+                f"FAISS rejects '{params}' for {type(self.index).__name__}: {str(exc).strip().splitlines()[-1]}",
+            ) from None
 
     # ------------------------------------------------------------------ search
     def search(self, query_emb: np.ndarray, k: int, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -523,7 +537,12 @@ class PassageIndex:
         return scores, rows
 
     def retrieve(
-        self, retriever: "BiEncoderRetriever", questions: Sequence[str], k: int, batch_size: int = 64, progress: bool = False
+        self,
+        retriever: BiEncoderRetriever,
+        questions: Sequence[str],
+        k: int,
+        batch_size: int = 64,
+        progress: bool = False,
     ) -> list[list[Retrieved]]:
         """Encode `questions` with the retriever's query side and return their top-k passages."""
         q = retriever.encode_queries(list(questions), batch_size=batch_size, progress=progress)
@@ -542,8 +561,12 @@ class PassageIndex:
 
     # ------------------------------------------------------------------ refresh
     def embed_shard(
-        self, retriever: "BiEncoderRetriever", shard: tuple[int, int] = (0, 1), batch_size: int = 64,
-        chunk_size: int = DEFAULT_CHUNK, progress: bool = False,
+        self,
+        retriever: BiEncoderRetriever,
+        shard: tuple[int, int] = (0, 1),
+        batch_size: int = 64,
+        chunk_size: int = DEFAULT_CHUNK,
+        progress: bool = False,
     ) -> np.ndarray:
         """Embeddings of this shard's rows (a contiguous block, see `shard_bounds`) with the current weights."""
         from tqdm.auto import tqdm
@@ -552,7 +575,9 @@ class PassageIndex:
         start, stop = shard_bounds(len(self), rank, world)
         out = np.empty((stop - start, self.dim), dtype=np.float32)
         pos = 0
-        with tqdm(total=stop - start, desc=f"re-embedding (shard {rank}/{world})", unit="passage", disable=not progress) as bar:
+        with tqdm(
+            total=stop - start, desc=f"re-embedding (shard {rank}/{world})", unit="passage", disable=not progress
+        ) as bar:
             for chunk in self.store.iter_range(start, stop, chunk_size):
                 out[pos : pos + len(chunk)] = retriever.encode_passages(chunk, batch_size=batch_size)
                 pos += len(chunk)
@@ -561,7 +586,7 @@ class PassageIndex:
 
     def refresh(
         self,
-        retriever: "BiEncoderRetriever",
+        retriever: BiEncoderRetriever,
         batch_size: int = 64,
         shard: tuple[int, int] | None = None,
         gather: Callable[[np.ndarray], Sequence[np.ndarray]] | None = None,
@@ -583,7 +608,9 @@ class PassageIndex:
         rank, world = shard if shard is not None else (0, 1)
         n = len(self)
         if world > 1 and gather is None:
-            raise ConfigError("gather", "a sharded refresh needs a gather function that returns every rank's block in rank order")
+            raise ConfigError(
+                "gather", "a sharded refresh needs a gather function that returns every rank's block in rank order"
+            )
         if retriever.dim != self.dim:
             raise ModelError(f"retriever dimension {retriever.dim} differs from the index's {self.dim}")
         t0 = time.perf_counter()
@@ -596,7 +623,9 @@ class PassageIndex:
             for r, part in enumerate(parts):
                 s, e = shard_bounds(n, r, world)
                 if np.shape(part) != (e - s, self.dim):
-                    raise ConfigError("gather", f"block {r} has shape {np.shape(part)}, expected {(e - s, self.dim)} (rank order?)")
+                    raise ConfigError(
+                        "gather", f"block {r} has shape {np.shape(part)}, expected {(e - s, self.dim)} (rank order?)"
+                    )
             emb = np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
         else:
             emb = local
@@ -612,7 +641,9 @@ class PassageIndex:
         maybe_fault("index_refresh")
         self.index = fresh
         fp = retriever.fingerprint()
-        self.manifest = dict(self.manifest, retriever=fp, model=fp["model"], pooling=fp["pooling"], normalize=fp["normalize"])
+        self.manifest = dict(
+            self.manifest, retriever=fp, model=fp["model"], pooling=fp["pooling"], normalize=fp["normalize"]
+        )
         self.dirty = True
         seconds = time.perf_counter() - t0
         stats = {
@@ -624,7 +655,14 @@ class PassageIndex:
             "rank": rank,
             "world_size": world,
         }
-        log.info("refreshed %d passages in %.1fs (%.1f passages/s, rank %d/%d)", n, seconds, stats["passages_per_s"], rank, world)
+        log.info(
+            "refreshed %d passages in %.1fs (%.1f passages/s, rank %d/%d)",
+            n,
+            seconds,
+            stats["passages_per_s"],
+            rank,
+            world,
+        )
         if save_to is not None:
             self.save(save_to)
         return stats

@@ -119,8 +119,9 @@ def passage_fields(passage, match_title: bool = False) -> list[str]:
     return [passage.text, title] if match_title and title else [passage.text]
 
 
-def passage_hit_flags(passages: Sequence, answers: Sequence[str], match: str = "token",
-                      match_title: bool = False) -> list[bool]:
+def passage_hit_flags(
+    passages: Sequence, answers: Sequence[str], match: str = "token", match_title: bool = False
+) -> list[bool]:
     """The project's one has-answer test: for each of one question's ranked passages, does it hold an answer.
 
     `passages` are `Passage` objects (anything with ``.text`` and ``.title``). Text only by
@@ -176,11 +177,14 @@ def hits_at_k(
     """
     if len(passage_texts_per_q) != len(answers_per_q):
         raise ConfigError(
-            "answers", f"{len(passage_texts_per_q)} ranked lists but {len(answers_per_q)} answer lists: they must pair up"
+            "answers",
+            f"{len(passage_texts_per_q)} ranked lists but {len(answers_per_q)} answer lists: they must pair up",
         )
     ks = _check_ks(ks)
     kmax = max(ks)
-    flags = [hit_flags(list(texts)[:kmax], answers, match) for texts, answers in zip(passage_texts_per_q, answers_per_q)]
+    flags = [
+        hit_flags(list(texts)[:kmax], answers, match) for texts, answers in zip(passage_texts_per_q, answers_per_q)
+    ]
     return hits_from_flags(flags, ks)
 
 

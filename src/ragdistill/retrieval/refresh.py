@@ -28,7 +28,7 @@ class RefreshSchedule:
     spec: str = ""
 
     @classmethod
-    def parse(cls, spec: "str | int | RefreshSchedule", key: str = "refresh_schedule") -> "RefreshSchedule":
+    def parse(cls, spec: str | int | RefreshSchedule, key: str = "refresh_schedule") -> RefreshSchedule:
         """Parse ``"0-100:10,100-1000000:500"``, ``"500"``, ``500`` or ``"-1"``/``"never"``.
 
         Errors are `ConfigError`s naming `key` and the offending piece of the spec.
@@ -36,14 +36,18 @@ class RefreshSchedule:
         if isinstance(spec, RefreshSchedule):
             return spec
         if isinstance(spec, bool) or not isinstance(spec, (int, str)):
-            raise ConfigError(key, f"refresh schedule must be a number or a string like '0-100:10,100-1000000:500', got {spec!r}")
+            raise ConfigError(
+                key, f"refresh schedule must be a number or a string like '0-100:10,100-1000000:500', got {spec!r}"
+            )
         text = str(spec).strip()
         if text.lower() in ("-1", "never", "none"):
             return cls(((0, _FOREVER, _FOREVER),), text)
         if text.lstrip("+").isdigit():
             every = int(text)
             if every <= 0:
-                raise ConfigError(key, f"refresh every {every} steps is not possible: use a positive number, or -1 for never")
+                raise ConfigError(
+                    key, f"refresh every {every} steps is not possible: use a positive number, or -1 for never"
+                )
             return cls(((0, _FOREVER, every),), text)
         ranges: list[tuple[int, int, int]] = []
         for piece in text.split(","):

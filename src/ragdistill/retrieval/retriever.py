@@ -82,26 +82,39 @@ def _write_sentence_transformers_files(root: Path, dim: int, pooling: str, norma
     ``pooling_mode_*_tokens``) that every sentence-transformers release reads, 6.x included; the
     Router (untied encoders) needs sentence-transformers >= 5.
     """
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models." + ("Transformer" if shared else "Router")},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    modules = [
+        {
+            "idx": 0,
+            "name": "0",
+            "path": "",
+            "type": "sentence_transformers.models." + ("Transformer" if shared else "Router"),
+        },
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
     if normalize:
         modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
         (root / "2_Normalize").mkdir(exist_ok=True)
     _write_json(root / "modules.json", modules)
     (root / "1_Pooling").mkdir(exist_ok=True)
-    _write_json(root / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": dim,
-        "pooling_mode_cls_token": pooling == "cls",
-        "pooling_mode_mean_tokens": pooling == "mean",
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-    })
+    _write_json(
+        root / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": dim,
+            "pooling_mode_cls_token": pooling == "cls",
+            "pooling_mode_mean_tokens": pooling == "mean",
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        },
+    )
     if not shared:
-        _write_json(root / "router_config.json", {
-            "types": {folder: "sentence_transformers.models.Transformer" for folder in ST_ROUTES.values()},
-            "structure": {route: [folder] for route, folder in ST_ROUTES.items()},
-            "parameters": {"default_route": "document", "allow_empty_key": True},
-        })
+        _write_json(
+            root / "router_config.json",
+            {
+                "types": {folder: "sentence_transformers.models.Transformer" for folder in ST_ROUTES.values()},
+                "structure": {route: [folder] for route, folder in ST_ROUTES.items()},
+                "parameters": {"default_route": "document", "allow_empty_key": True},
+            },
+        )
     import transformers
 
     versions = {"transformers": transformers.__version__, "pytorch": torch.__version__}
@@ -111,13 +124,16 @@ def _write_sentence_transformers_files(root: Path, dim: int, pooling: str, norma
         versions["sentence_transformers"] = version("sentence-transformers")
     except Exception:  # noqa: BLE001 - not installed: the files do not need it
         pass
-    _write_json(root / "config_sentence_transformers.json", {
-        "__version__": versions,
-        "model_type": "SentenceTransformer",
-        "prompts": {"query": "", "document": ""},
-        "default_prompt_name": None,
-        "similarity_fn_name": "dot",  # s(n, Q) is an inner product (the cosine when normalised)
-    })
+    _write_json(
+        root / "config_sentence_transformers.json",
+        {
+            "__version__": versions,
+            "model_type": "SentenceTransformer",
+            "prompts": {"query": "", "document": ""},
+            "default_prompt_name": None,
+            "similarity_fn_name": "dot",  # s(n, Q) is an inner product (the cosine when normalised)
+        },
+    )
 
 
 class BiEncoderRetriever(nn.Module):
@@ -185,7 +201,7 @@ class BiEncoderRetriever(nn.Module):
         precision: str = "fp32",
         dtype: torch.dtype = torch.float32,
         trust_remote_code: bool = False,
-    ) -> "BiEncoderRetriever":
+    ) -> BiEncoderRetriever:
         """A bundled name (``minilm-l6``), a Hugging Face id / encoder directory, or a directory from `save_pretrained`.
 
         Options left as None take the saved values (for a saved retriever) or the
@@ -200,8 +216,14 @@ class BiEncoderRetriever(nn.Module):
         if normalize is None:
             normalize = _model_dir_normalizes(src.path)
         r = cls(
-            model, tok, name=name, pooling=pooling or "mean", shared=True if shared is None else shared,
-            query_only=query_only, max_length=256 if max_length is None else max_length, normalize=normalize,
+            model,
+            tok,
+            name=name,
+            pooling=pooling or "mean",
+            shared=True if shared is None else shared,
+            query_only=query_only,
+            max_length=256 if max_length is None else max_length,
+            normalize=normalize,
             precision=precision,
         )
         return r.to(default_device(device))
@@ -215,12 +237,15 @@ class BiEncoderRetriever(nn.Module):
         for key, given in (("pooling", pooling), ("normalize", normalize), ("max_length", max_length)):
             if given is not None and given != cfg.get(key):
                 raise ConfigError(
-                    key, f"the retriever saved in {path} was trained with {key}={cfg.get(key)!r}; "
-                    f"loading it with {key}={given!r} would give embeddings it was not trained for"
+                    key,
+                    f"the retriever saved in {path} was trained with {key}={cfg.get(key)!r}; "
+                    f"loading it with {key}={given!r} would give embeddings it was not trained for",
                 )
         saved_shared = bool(cfg.get("shared", True))
         if shared and not saved_shared:
-            raise ConfigError("shared", f"the retriever in {path} has untied query/passage encoders; it cannot be loaded as shared")
+            raise ConfigError(
+                "shared", f"the retriever in {path} has untied query/passage encoders; it cannot be loaded as shared"
+            )
         # version 1 kept the encoders in query_encoder/ and passage_encoder/; version 2 names its folders
         # (the sentence-transformers layout: "" for a shared encoder at the root, Router folders when untied)
         q_model, tok = load_encoder(str(path / cfg.get("query_encoder", "query_encoder")), dtype=dtype)
@@ -228,9 +253,17 @@ class BiEncoderRetriever(nn.Module):
         if not saved_shared:
             p_model, _ = load_encoder(str(path / cfg.get("passage_encoder", "passage_encoder")), dtype=dtype)
         r = cls(
-            q_model, tok, name=str(path), base_model=cfg.get("base_model"), pooling=cfg["pooling"],
-            shared=saved_shared if shared is None else shared, query_only=bool(query_only or cfg.get("query_only", False)),
-            max_length=cfg["max_length"], normalize=cfg["normalize"], passage_encoder=p_model, precision=precision,
+            q_model,
+            tok,
+            name=str(path),
+            base_model=cfg.get("base_model"),
+            pooling=cfg["pooling"],
+            shared=saved_shared if shared is None else shared,
+            query_only=bool(query_only or cfg.get("query_only", False)),
+            max_length=cfg["max_length"],
+            normalize=cfg["normalize"],
+            passage_encoder=p_model,
+            precision=precision,
         )
         return r.to(default_device(device))
 
@@ -258,7 +291,9 @@ class BiEncoderRetriever(nn.Module):
                 where = tmp / folders[key]
                 encoders[key].save_pretrained(where)
                 self.tokenizer.save_pretrained(where)
-                _write_json(where / "sentence_bert_config.json", {"max_seq_length": self.max_length, "do_lower_case": False})
+                _write_json(
+                    where / "sentence_bert_config.json", {"max_seq_length": self.max_length, "do_lower_case": False}
+                )
             _write_sentence_transformers_files(tmp, self.dim, self.pooling, self.normalize, self.shared)
             cfg = {
                 "format": "ragdistill-bi-encoder",
@@ -285,7 +320,7 @@ class BiEncoderRetriever(nn.Module):
     def device(self) -> torch.device:
         return next(self.query_encoder.parameters()).device
 
-    def train(self, mode: bool = True) -> "BiEncoderRetriever":
+    def train(self, mode: bool = True) -> BiEncoderRetriever:
         super().train(mode)
         if self.query_only:
             self.passage_encoder.eval()  # frozen side: no dropout, so it matches the index
@@ -311,8 +346,12 @@ class BiEncoderRetriever(nn.Module):
     # ------------------------------------------------------------------ core forward
     def _tokenize(self, texts: Sequence[str]) -> dict[str, list[list[int]]]:
         return self.tokenizer(
-            list(texts), truncation=True, max_length=self.max_length, padding=False,
-            return_attention_mask=False, return_token_type_ids=False,
+            list(texts),
+            truncation=True,
+            max_length=self.max_length,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
         )["input_ids"]
 
     def _pad(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
@@ -375,7 +414,10 @@ class BiEncoderRetriever(nn.Module):
             return torch.zeros((0, 0), device=self.device)
         k = len(passages[0])
         if any(len(p) != k for p in passages):
-            raise ConfigError("passages", f"every question needs the same number of passages (K); got {sorted({len(p) for p in passages})}")
+            raise ConfigError(
+                "passages",
+                f"every question needs the same number of passages (K); got {sorted({len(p) for p in passages})}",
+            )
         q = self.embed_queries(questions)
         flat = [p for ps in passages for p in ps]
         d = self.embed_passages(flat).view(len(questions), k, -1)
@@ -442,8 +484,10 @@ def check_compatible(built_with: dict[str, Any], retriever: BiEncoderRetriever, 
     if not diffs:
         return
     details = "; ".join(
-        f"{k}: index {built_with.get(k)!r} vs retriever {current.get(k)!r}" if k != "passage_encoder_sha256"
-        else "passage-encoder weights differ" for k in diffs
+        f"{k}: index {built_with.get(k)!r} vs retriever {current.get(k)!r}"
+        if k != "passage_encoder_sha256"
+        else "passage-encoder weights differ"
+        for k in diffs
     )
     raise ModelError(
         f"the {where} was built with retriever '{built_with.get('source') or built_with.get('model')}' "

@@ -27,8 +27,11 @@ class DuplicatePassageId(InputError):
 
     def __init__(self, passage_id: str, first: int, second: int):
         self.passage_id, self.first, self.second = passage_id, first, second
-        super().__init__(f"passage id '{passage_id}' occurs twice (passages #{first + 1} and #{second + 1} of the input): "
-                         + self.HINT)
+        super().__init__(
+            f"passage id '{passage_id}' occurs twice (passages #{first + 1} and #{second + 1} of the input): "
+            + self.HINT
+        )
+
 
 _SCHEMA = "CREATE TABLE passages (row INTEGER PRIMARY KEY, id TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL)"
 
@@ -43,7 +46,7 @@ class PassageStore:
         self._count: int | None = None
 
     @classmethod
-    def create(cls, path: str | Path) -> "PassageStore":
+    def create(cls, path: str | Path) -> PassageStore:
         """A new, empty store (the file must not exist yet)."""
         path = Path(path)
         if path.exists():
@@ -58,7 +61,7 @@ class PassageStore:
         return cls(path, conn, writable=True)
 
     @classmethod
-    def open(cls, path: str | Path) -> "PassageStore":
+    def open(cls, path: str | Path) -> PassageStore:
         """Open an existing store read-only."""
         path = Path(path)
         if not path.is_file():
@@ -106,8 +109,11 @@ class PassageStore:
             pass
 
     def _damaged(self, exc: sqlite3.DatabaseError) -> InputError:
-        return InputError(f"passage store is damaged ({exc}); rebuild the index (a load with verify on detects this "
-                          "before any search)", self.path)
+        return InputError(
+            f"passage store is damaged ({exc}); rebuild the index (a load with verify on detects this "
+            "before any search)",
+            self.path,
+        )
 
     def __len__(self) -> int:
         if self._count is None:

@@ -21,8 +21,9 @@ by name everywhere. What a signal declares at registration:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -45,31 +46,55 @@ class SignalSpec:
     token_scores: Callable[..., Any] | None = None
     batch: Callable[..., torch.Tensor] | None = None  # (reader, questions, passages, answers, **opts) -> Tensor[B, K]
 
-    def scores_batch(self, reader: Any, questions: Sequence[str], passages: Sequence[Sequence[Passage]],
-                     answers: Sequence[str], **options: Any) -> torch.Tensor:
+    def scores_batch(
+        self,
+        reader: Any,
+        questions: Sequence[str],
+        passages: Sequence[Sequence[Passage]],
+        answers: Sequence[str],
+        **options: Any,
+    ) -> torch.Tensor:
         """S for several questions (Tensor[B, K], no grad): the batched form where the signal has one, else one by one."""
         if self.batch is not None:
             out = self.batch(reader, questions, passages, answers, **options)
             if out is not None:
                 return out
-        return torch.stack([self.fn(reader, q, ps, a, **options).float() for q, ps, a in zip(questions, passages, answers)])
+        return torch.stack(
+            [self.fn(reader, q, ps, a, **options).float() for q, ps, a in zip(questions, passages, answers)]
+        )
 
 
 _SIGNALS: dict[str, SignalSpec] = {}
 
-__all__ = ["register_signal", "get_signal", "get_signal_spec", "available_signals", "SignalSpec", "target", "p_retr",
-           "distillation_loss", "MODES"]
+__all__ = [
+    "register_signal",
+    "get_signal",
+    "get_signal_spec",
+    "available_signals",
+    "SignalSpec",
+    "target",
+    "p_retr",
+    "distillation_loss",
+    "MODES",
+]
 
 
-def register_signal(name: str, *, options: Sequence[str] = (), lm_forward: bool = False,
-                    token_scores: Callable[..., Any] | None = None,
-                    batch: Callable[..., torch.Tensor] | None = None) -> Callable[[Signal], Signal]:
+def register_signal(
+    name: str,
+    *,
+    options: Sequence[str] = (),
+    lm_forward: bool = False,
+    token_scores: Callable[..., Any] | None = None,
+    batch: Callable[..., torch.Tensor] | None = None,
+) -> Callable[[Signal], Signal]:
     """Decorator: make `fn(reader, question, passages, answer, **opts) -> Tensor[K]` available by name."""
+
     def deco(fn: Signal) -> Signal:
         if name in _SIGNALS and _SIGNALS[name].fn is not fn:
             raise ValueError(f"signal '{name}' is already registered")
         _SIGNALS[name] = SignalSpec(name, fn, tuple(options), lm_forward, token_scores, batch)
         return fn
+
     return deco
 
 
@@ -103,19 +128,35 @@ def _attention_batch(reader: Any, questions, passages, answers, **options: Any) 
     return torch.stack([r.passage_scores.float() for r in results])
 
 
-@register_signal("attention", options=("layers", "value_norm", "aggregation"), lm_forward=True,
-                 token_scores=_attention_token_scores, batch=_attention_batch)
-def attention_signal(reader: Any, question: str, passages: Sequence[Passage], answer: str, layers: Sequence[int] | None = None,
-                     value_norm: bool = True, aggregation: str = "sum") -> torch.Tensor:
+@register_signal(
+    "attention",
+    options=("layers", "value_norm", "aggregation"),
+    lm_forward=True,
+    token_scores=_attention_token_scores,
+    batch=_attention_batch,
+)
+def attention_signal(
+    reader: Any,
+    question: str,
+    passages: Sequence[Passage],
+    answer: str,
+    layers: Sequence[int] | None = None,
+    value_norm: bool = True,
+    aggregation: str = "sum",
+) -> torch.Tensor:
     """S_i: the reader's value-norm-weighted attention from the answer queries to passage i (METHOD.md §3)."""
-    result = reader.attention_scores(question, passages, answer, layers=layers, value_norm=value_norm, aggregation=aggregation)
+    result = reader.attention_scores(
+        question, passages, answer, layers=layers, value_norm=value_norm, aggregation=aggregation
+    )
     return result.passage_scores
 
 
 @register_signal("perplexity")
-def perplexity_signal(reader: Any, question: str, passages: Sequence[Passage], answer: str, **unused: Any) -> torch.Tensor:
+def perplexity_signal(
+    reader: Any, question: str, passages: Sequence[Passage], answer: str, **unused: Any
+) -> torch.Tensor:
     """S_i = −mean NLL of the answer given the question and passage i alone."""
-    defaults = {"layers": None, "value_norm": True, "aggregation": "sum"}   # attention options left at their defaults
+    defaults = {"layers": None, "value_norm": True, "aggregation": "sum"}  # attention options left at their defaults
     extra = sorted(k for k, v in unused.items() if k not in defaults or v != defaults[k])
     if extra:
         raise ConfigError("signal", f"the perplexity signal takes no options, got {', '.join(extra)}")

@@ -18,7 +18,8 @@ Cost: ``orders`` forward passes per question instead of one.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,21 +54,34 @@ def debiased_scores(score_fn, passages: Sequence[Passage], orders: int = DEFAULT
     for perm in perms:
         s = score_fn([passages[i] for i in perm]).detach().double().cpu()
         back = torch.zeros(k, dtype=torch.float64)
-        back[torch.tensor(perm)] = s       # s[j] is the score of the passage at position j, passages[perm[j]]
+        back[torch.tensor(perm)] = s  # s[j] is the score of the passage at position j, passages[perm[j]]
         total = back if total is None else total + back
     assert total is not None
     return (total / len(perms)).float()
 
 
-@register_signal(NAME, options=("orders", "layers", "value_norm", "aggregation"),
-                 token_scores=lambda reader, q, ps, a, **o: reader.attention_scores(q, ps, a, **o))
-def debiased_attention_signal(reader: Any, question: str, passages: Sequence[Passage], answer: str,
-                              orders: int = DEFAULT_ORDERS, seed: int = 0, layers: Sequence[int] | None = None,
-                              value_norm: bool = True, aggregation: str = "sum") -> torch.Tensor:
+@register_signal(
+    NAME,
+    options=("orders", "layers", "value_norm", "aggregation"),
+    token_scores=lambda reader, q, ps, a, **o: reader.attention_scores(q, ps, a, **o),
+)
+def debiased_attention_signal(
+    reader: Any,
+    question: str,
+    passages: Sequence[Passage],
+    answer: str,
+    orders: int = DEFAULT_ORDERS,
+    seed: int = 0,
+    layers: Sequence[int] | None = None,
+    value_norm: bool = True,
+    aggregation: str = "sum",
+) -> torch.Tensor:
     """S_i of the ``attention`` signal averaged over `orders` passage orders (see the module docstring)."""
+
     def score(ps: list[Passage]) -> torch.Tensor:
-        return reader.attention_scores(question, ps, answer, layers=layers, value_norm=value_norm,
-                                       aggregation=aggregation).passage_scores
+        return reader.attention_scores(
+            question, ps, answer, layers=layers, value_norm=value_norm, aggregation=aggregation
+        ).passage_scores
 
     return debiased_scores(score, passages, orders=orders, seed=seed)
 

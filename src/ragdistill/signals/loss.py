@@ -7,8 +7,14 @@ import torch
 from ragdistill.signals.targets import check_temperature, scaled_logits, target
 
 
-def distillation_loss(retriever_scores: torch.Tensor, S: torch.Tensor, theta: float, tau_gold: float = 1.0,
-                      mode: str = "softmax", mask: torch.Tensor | None = None) -> torch.Tensor:
+def distillation_loss(
+    retriever_scores: torch.Tensor,
+    S: torch.Tensor,
+    theta: float,
+    tau_gold: float = 1.0,
+    mode: str = "softmax",
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """KL(p_gold ‖ p_RETR) summed over passages, averaged over questions; gradients reach the retriever only.
 
     retriever_scores [B, K] (or [K]): s(n_i, Q); S [B, K]: the reader's passage scores.
@@ -29,7 +35,9 @@ def distillation_loss(retriever_scores: torch.Tensor, S: torch.Tensor, theta: fl
     p_gold = target(S, tau_gold, mode, mask).to(s.device)
     log_q = torch.log_softmax(scaled_logits(s, theta, mask), dim=-1)
     if mask is not None:
-        log_q = log_q.masked_fill(~mask, 0.0)                         # p_gold is 0 there
+        log_q = log_q.masked_fill(~mask, 0.0)  # p_gold is 0 there
     log_p = torch.log(p_gold.clamp(min=torch.finfo(p_gold.dtype).tiny))
-    kl = torch.where(p_gold == 0, torch.zeros_like(log_q), p_gold * (log_p - log_q))  # a NaN target stays NaN: the loop skips the step
+    kl = torch.where(
+        p_gold == 0, torch.zeros_like(log_q), p_gold * (log_p - log_q)
+    )  # a NaN target stays NaN: the loop skips the step
     return kl.sum() / s.shape[0]

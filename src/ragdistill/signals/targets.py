@@ -88,7 +88,9 @@ def scaled_logits(scores: torch.Tensor, temperature: float, mask: torch.Tensor |
     return z
 
 
-def target(S: torch.Tensor, tau_gold: float = 1.0, mode: str = "softmax", mask: torch.Tensor | None = None) -> torch.Tensor:
+def target(
+    S: torch.Tensor, tau_gold: float = 1.0, mode: str = "softmax", mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """p_gold over the last dimension (detached): softmax(S/τ_gold), or S/ΣS with mode='normalize'.
 
     'normalize' needs non-negative scores (attention scores are); a row summing to zero becomes
@@ -106,8 +108,11 @@ def target(S: torch.Tensor, tau_gold: float = 1.0, mode: str = "softmax", mask: 
         return torch.softmax(scaled_logits(S, tau, mask), dim=-1)
     s = S if S.dtype == torch.float64 else S.float()
     if bool((s < 0).any()):
-        raise ConfigError("mode", "'normalize' needs non-negative scores (S/ΣS); use mode='softmax' for signals "
-                                  "that can be negative, such as perplexity")
+        raise ConfigError(
+            "mode",
+            "'normalize' needs non-negative scores (S/ΣS); use mode='softmax' for signals "
+            "that can be negative, such as perplexity",
+        )
     if mask is not None:
         s = s.masked_fill(~mask, 0.0)
     total = s.sum(dim=-1, keepdim=True)

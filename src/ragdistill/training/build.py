@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -18,8 +19,13 @@ def _dtype(name: str) -> torch.dtype:
 
 
 def build_reader(cfg: Config, device: torch.device | None):
-    opts: dict[str, Any] = dict(device=device, dtype=_dtype(cfg.reader.dtype), max_new_tokens=cfg.reader.max_new_tokens,
-                                batch_size=cfg.eval.batch_size, trust_remote_code=cfg.reader.trust_remote_code)
+    opts: dict[str, Any] = dict(
+        device=device,
+        dtype=_dtype(cfg.reader.dtype),
+        max_new_tokens=cfg.reader.max_new_tokens,
+        batch_size=cfg.eval.batch_size,
+        trust_remote_code=cfg.reader.trust_remote_code,
+    )
     opts["max_prompt_tokens"] = cfg.reader.max_prompt_tokens
     return get_reader(cfg.reader.name, kind=cfg.reader.kind, **opts)
 
@@ -28,8 +34,9 @@ def build_retriever(cfg: Config, device: torch.device | None):
     r = cfg.retriever
     if (Path(r.name).expanduser() / CONFIG_NAME).is_file():  # a saved retriever keeps its own settings
         return BiEncoderRetriever.from_pretrained(r.name, query_only=r.query_only, device=device)
-    return BiEncoderRetriever.from_pretrained(r.name, pooling=r.pooling, shared=r.shared, query_only=r.query_only,
-                                              max_length=r.max_length, device=device)
+    return BiEncoderRetriever.from_pretrained(
+        r.name, pooling=r.pooling, shared=r.shared, query_only=r.query_only, max_length=r.max_length, device=device
+    )
 
 
 def build_monitor(cfg: Config, dev_questions, index, retriever, out_dir: Path) -> IndicatorMonitor:

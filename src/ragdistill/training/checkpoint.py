@@ -78,16 +78,15 @@ def save_checkpoint(
         for name, module in (modules or {}).items():
             safetensors.torch.save_model(module, str(tmp / f"{name}.safetensors"))
         for name, sd in (tensors or {}).items():
-            safetensors.torch.save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()},
-                                        str(tmp / f"{name}.safetensors"))
+            safetensors.torch.save_file(
+                {k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(tmp / f"{name}.safetensors")
+            )
         for name, obj in (objects or {}).items():
             torch.save(obj, tmp / f"{name}.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, **(state or {})}, indent=2) + "\n", encoding="utf-8")
         maybe_fault("checkpoint_write")
         files = {
-            p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p in sorted(tmp.iterdir())
-            if p.is_file()
+            p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir()) if p.is_file()
         }
         manifest = {"format": FORMAT_VERSION, "step": step, "complete": True, "created": time.time(), "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -169,13 +168,19 @@ def _require(path: Path, name: str, verified: bool = False) -> Path:
         return fp
     mpath = path / MANIFEST
     if not mpath.is_file():
-        raise InputError(f"{mpath.name} is missing: the checkpoint was never completed (its save was interrupted); "
-                         "use an earlier checkpoint", path)
+        raise InputError(
+            f"{mpath.name} is missing: the checkpoint was never completed (its save was interrupted); "
+            "use an earlier checkpoint",
+            path,
+        )
     try:
         meta = json.loads(mpath.read_text(encoding="utf-8"))["files"][name]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{name} is not listed in a readable manifest ({type(exc).__name__}): "
-                         "the checkpoint is incomplete or was edited; use an earlier checkpoint", mpath) from None
+        raise InputError(
+            f"{name} is not listed in a readable manifest ({type(exc).__name__}): "
+            "the checkpoint is incomplete or was edited; use an earlier checkpoint",
+            mpath,
+        ) from None
     problem = _file_problem(fp, meta)
     if problem:
         raise InputError(f"{name} {problem}: use an earlier checkpoint", fp)
@@ -213,7 +218,9 @@ def load_tensors(path: str | Path, name: str, verified: bool = False) -> dict[st
     try:
         return safetensors.torch.load_file(str(fp))
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type on bad headers
-        raise InputError(f"cannot read {name}.safetensors ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})", fp) from exc
+        raise InputError(
+            f"cannot read {name}.safetensors ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})", fp
+        ) from exc
 
 
 def load_object(path: str | Path, name: str, verified: bool = False) -> Any:
@@ -222,4 +229,6 @@ def load_object(path: str | Path, name: str, verified: bool = False) -> Any:
     try:
         return torch.load(fp, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types on corrupt files
-        raise InputError(f"cannot read {name}.pt ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", fp) from exc
+        raise InputError(
+            f"cannot read {name}.pt ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", fp
+        ) from exc

@@ -62,14 +62,27 @@ def load_run_data(cfg: Config, out_dir: Path, dist=None) -> RunData:
         return qs[:limit] if limit else qs
 
     return RunData(
-        corpus=paths["corpus"], corpus_format=cfg.data.corpus_format, chunk_words=cfg.data.chunk_words,
-        train=take("train", cfg.data.max_train), dev=take("dev", cfg.data.max_dev), test=take("test", cfg.data.max_test),
+        corpus=paths["corpus"],
+        corpus_format=cfg.data.corpus_format,
+        chunk_words=cfg.data.chunk_words,
+        train=take("train", cfg.data.max_train),
+        dev=take("dev", cfg.data.max_dev),
+        test=take("test", cfg.data.max_test),
         paths=paths,
     )
 
 
-def batch_indices(step: int, micro: int, accum: int, per_process: int, world: int, rank: int, n: int, seed: int,
-                  _cache: dict | None = None) -> list[int]:
+def batch_indices(
+    step: int,
+    micro: int,
+    accum: int,
+    per_process: int,
+    world: int,
+    rank: int,
+    n: int,
+    seed: int,
+    _cache: dict | None = None,
+) -> list[int]:
     """Indices of the questions this process trains on at (step, micro-batch).
 
     Global example g = ((step * accum + micro) * world + rank) * per_process + j walks through

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,7 +121,9 @@ class Dist:
         bucket: list[torch.Tensor] = []
         size = 0
         for g in grads + [None]:  # type: ignore[list-item]
-            if g is not None and (not bucket or (size + g.numel() * g.element_size() <= _BUCKET_BYTES and g.dtype == bucket[0].dtype)):
+            if g is not None and (
+                not bucket or (size + g.numel() * g.element_size() <= _BUCKET_BYTES and g.dtype == bucket[0].dtype)
+            ):
                 bucket.append(g)
                 size += g.numel() * g.element_size()
                 continue
@@ -172,27 +175,45 @@ def is_collective_failure(exc: BaseException) -> bool:
     if dist_error and isinstance(exc, dist_error):
         return True
     text = str(exc)
-    return isinstance(exc, RuntimeError) and any(s in text for s in (
-        "Connection closed by peer", "Connection reset by peer", "Timed out", "timed out", "Broken pipe",
-        "gloo", "NCCL", "ProcessGroup", "Socket"))
+    return isinstance(exc, RuntimeError) and any(
+        s in text
+        for s in (
+            "Connection closed by peer",
+            "Connection reset by peer",
+            "Timed out",
+            "timed out",
+            "Broken pipe",
+            "gloo",
+            "NCCL",
+            "ProcessGroup",
+            "Socket",
+        )
+    )
 
 
-def peer_lost(dist: "Dist", step: int, exc: BaseException, last_checkpoint: str | None) -> PeerLost:
+def peer_lost(dist: Dist, step: int, exc: BaseException, last_checkpoint: str | None) -> PeerLost:
     """The one message a surviving process gives when another process of the run died or hangs."""
     first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
     where = f"the last complete checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
-    return PeerLost(f"process {dist.rank} of {dist.world_size} stopped after step {step}: another process of this run "
-                    f"died or stopped answering (a collective failed or waited longer than runtime.collective_timeout"
-                    f" = {dist.collective_timeout:g} s: {first}). Nothing was saved after that; {where}. Relaunch "
-                    "the same command with --resume to continue from it")
+    return PeerLost(
+        f"process {dist.rank} of {dist.world_size} stopped after step {step}: another process of this run "
+        f"died or stopped answering (a collective failed or waited longer than runtime.collective_timeout"
+        f" = {dist.collective_timeout:g} s: {first}). Nothing was saved after that; {where}. Relaunch "
+        "the same command with --resume to continue from it"
+    )
 
 
 def refresh_index(index, retriever, dist: Dist | None, batch_size: int = 64, progress: bool = False) -> dict[str, Any]:
     """Re-embed the whole index with `retriever`: each process embeds its contiguous shard, blocks are all-gathered."""
     if dist is None or not dist.distributed:
         return index.refresh(retriever, batch_size=batch_size, progress=progress)
-    return index.refresh(retriever, batch_size=batch_size, shard=(dist.rank, dist.world_size), gather=dist.gather_blocks,
-                         progress=progress and dist.is_main)
+    return index.refresh(
+        retriever,
+        batch_size=batch_size,
+        shard=(dist.rank, dist.world_size),
+        gather=dist.gather_blocks,
+        progress=progress and dist.is_main,
+    )
 
 
 def launched_with_several_processes() -> bool:

@@ -30,7 +30,13 @@ def write_reader_card(trainer: Any, final: dict[str, Any]) -> None:
     if not (trainer.dist.is_main and regime.trains_reader):
         return
     history = trainer.monitor.history if trainer.monitor is not None else []
-    write_model_card(trainer.out / "reader", base_model=getattr(trainer.reader, "base_model", cfg.reader.name),
-                     setting=cfg.name, data=f"{cfg.data.train} (corpus {cfg.data.corpus})", steps=trainer.state.step,
-                     metrics=final or None, indicators=history[-1] if history else None,
-                     extra={"regime": regime.name, "signal": cfg.signal.name})
+    write_model_card(
+        trainer.out / "reader",
+        base_model=getattr(trainer.reader, "base_model", cfg.reader.name),
+        setting=cfg.name,
+        data=f"{cfg.data.train} (corpus {cfg.data.corpus})",
+        steps=trainer.state.step,
+        metrics=final or None,
+        indicators=history[-1] if history else None,
+        extra={"regime": regime.name, "signal": cfg.signal.name},
+    )

@@ -32,8 +32,10 @@ class TrainingIndex:
     def __init__(self, cfg: Config, dist, phases, progress: bool):
         self.cfg, self.dist, self.phases, self.progress = cfg, dist, phases, progress
         self.index: PassageIndex | None = None
-        self.snapshot: dict[str, torch.Tensor] | None = None   # weights the training index was embedded with
-        self._fresh: tuple[int, PassageIndex, dict[str, torch.Tensor]] | None = None  # (step, index, weights) of the eval index
+        self.snapshot: dict[str, torch.Tensor] | None = None  # weights the training index was embedded with
+        self._fresh: tuple[int, PassageIndex, dict[str, torch.Tensor]] | None = (
+            None  # (step, index, weights) of the eval index
+        )
 
     def open(self, retriever, data, out_dir) -> PassageIndex:
         """Load `index.dir`, or build the run's own index under <out>/index (main process) and load it."""
@@ -42,22 +44,34 @@ class TrainingIndex:
         if cfg.index.dir:
             self.index = PassageIndex.load(cfg.index.dir, retriever=retriever)
             if len(self.index) < k:
-                raise ConfigError("train.k", f"k={k} passages per question, but the index {cfg.index.dir} holds only "
-                                             f"{len(self.index)}: lower train.k or use a larger corpus")
+                raise ConfigError(
+                    "train.k",
+                    f"k={k} passages per question, but the index {cfg.index.dir} holds only "
+                    f"{len(self.index)}: lower train.k or use a larger corpus",
+                )
             return self.index
         index_dir = out_dir / "index"
         if dist.is_main and not (index_dir / "manifest.json").is_file():
             # k larger than the corpus is refused before any embedding is spent (reads at most k passages)
-            n = sum(1 for _ in islice(iter_passages(data.corpus, format=data.corpus_format,
-                                                    chunk_words=data.chunk_words), k))
+            n = sum(
+                1
+                for _ in islice(iter_passages(data.corpus, format=data.corpus_format, chunk_words=data.chunk_words), k)
+            )
             if n < k:
-                raise ConfigError("train.k", f"k={k} passages per question, but the corpus {data.corpus} holds "
-                                             f"only {n}: lower train.k or use a larger corpus")
+                raise ConfigError(
+                    "train.k",
+                    f"k={k} passages per question, but the corpus {data.corpus} holds "
+                    f"only {n}: lower train.k or use a larger corpus",
+                )
             with self.phases("refresh"):
                 PassageIndex.build(
                     iter_passages(data.corpus, format=data.corpus_format, chunk_words=data.chunk_words),
-                    retriever, index_dir, faiss_type=cfg.index.faiss_type, batch_size=cfg.index.batch_size,
-                    progress=self.progress, corpus_path=data.corpus,
+                    retriever,
+                    index_dir,
+                    faiss_type=cfg.index.faiss_type,
+                    batch_size=cfg.index.batch_size,
+                    progress=self.progress,
+                    corpus_path=data.corpus,
                 )
         dist.barrier()
         self.index = PassageIndex.load(index_dir, retriever=retriever)
@@ -74,8 +88,9 @@ class TrainingIndex:
 
     def refresh(self, retriever, index: PassageIndex | None = None) -> dict[str, Any]:
         """Re-embed the corpus with `retriever`'s weights (sharded over processes); the training index remembers them."""
-        info = refresh_index(index or self.index, retriever, self.dist, batch_size=self.cfg.index.batch_size,
-                             progress=self.progress)
+        info = refresh_index(
+            index or self.index, retriever, self.dist, batch_size=self.cfg.index.batch_size, progress=self.progress
+        )
         if index is None:
             self.snapshot = _weights(retriever)
         return info
@@ -101,10 +116,12 @@ class TrainingIndex:
         if not (fresh_wanted and self.cfg.trains_retriever) or index_step == step:
             return self.index
         if self._fresh is not None and self._fresh[0] == step:
-            return self._fresh[1]       # already embedded with these weights (e.g. final eval after the last dev eval)
+            return self._fresh[1]  # already embedded with these weights (e.g. final eval after the last dev eval)
         import faiss
 
-        fresh = PassageIndex(faiss.clone_index(self.index.index), self.index.store, dict(self.index.manifest), self.index.path)
+        fresh = PassageIndex(
+            faiss.clone_index(self.index.index), self.index.store, dict(self.index.manifest), self.index.path
+        )
         self.refresh(retriever, index=fresh)  # shares the read-only passage store; the training index is untouched
         # Same weights, same embeddings: a refresh due at this very step can adopt it instead of re-embedding.
         self._fresh = (step, fresh, _weights(retriever))

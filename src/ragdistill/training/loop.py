@@ -29,18 +29,25 @@ from ragdistill.config import Config
 from ragdistill.data.types import Passage, Question
 from ragdistill.retrieval.refresh import RefreshSchedule
 from ragdistill.signals import distillation_loss, get_signal_spec
+from ragdistill.training import checkpoint as ckpt
 from ragdistill.training import state as run_state
 from ragdistill.training.build import build_monitor, build_reader, build_retriever, check_layers, set_trainable, unique
 from ragdistill.training.data import RunData, batch_indices, load_run_data
-from ragdistill.training import checkpoint as ckpt
 from ragdistill.training.distributed import Dist, is_collective_failure, peer_lost
 from ragdistill.training.evaluation import evaluate_run
 from ragdistill.training.export import save_models, write_reader_card
 from ragdistill.training.indexing import TrainingIndex
 from ragdistill.training.optim import build_optimizer, build_scheduler
 from ragdistill.training.rng import seed_step
-from ragdistill.training.rundir import (MetricsLog, check_run_dir, lock_run_dir, read_completed, run_summary,
-                                       write_completed, write_config)
+from ragdistill.training.rundir import (
+    MetricsLog,
+    check_run_dir,
+    lock_run_dir,
+    read_completed,
+    run_summary,
+    write_completed,
+    write_config,
+)
 from ragdistill.training.state import RunState
 from ragdistill.training.stop import EXIT_CODES, StopRequest
 from ragdistill.training.timing import Phases, peak_memory_mb
@@ -58,21 +65,37 @@ class Trainer:
     tiny models). ``run()`` returns the summary also written to ``completed.json``.
     """
 
-    def __init__(self, cfg: Config, out_dir: str | Path, *, resume: bool = False, stop_if_poor: bool = False,
-                 progress: bool = True, dist=None, reader=None, retriever=None, data: RunData | None = None,
-                 monitor=None, config_source: str | None = None, deadline: float | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        out_dir: str | Path,
+        *,
+        resume: bool = False,
+        stop_if_poor: bool = False,
+        progress: bool = True,
+        dist=None,
+        reader=None,
+        retriever=None,
+        data: RunData | None = None,
+        monitor=None,
+        config_source: str | None = None,
+        deadline: float | None = None,
+    ):
         self.cfg, self.regime = cfg, cfg.regime
         self.out = Path(out_dir)
         self.resume, self.stop_if_poor, self.progress = resume, stop_if_poor, progress
         self.config_source = config_source
-        self.dist = dist if dist is not None else Dist(cfg.runtime.device, cfg.runtime.precision,
-                                                       cfg.runtime.collective_timeout)
+        self.dist = (
+            dist
+            if dist is not None
+            else Dist(cfg.runtime.device, cfg.runtime.precision, cfg.runtime.collective_timeout)
+        )
         self.device = self.dist.device
         self.reader, self.retriever, self.data, self.monitor = reader, retriever, data, monitor
         self.state = RunState()
         self.phases = Phases(self.device)
         self.indexing = TrainingIndex(cfg, self.dist, self.phases, progress)
-        self.logs = MetricsLog(self.out, enabled=self.dist.is_main, cfg=cfg)   # + runtime.log_with's trackers
+        self.logs = MetricsLog(self.out, enabled=self.dist.is_main, cfg=cfg)  # + runtime.log_with's trackers
         self._perm_cache: dict = {}
         self.stop = StopRequest(deadline)  # signals and --max-time (a stop.clock() deadline)
         self.lock = None  # the run directory's RunLock while run() runs
@@ -105,7 +128,10 @@ class Trainer:
         self.retriever_params = unique(set_trainable(self.retriever, regime.trains_retriever))
         self.params = unique(self.reader_params + self.retriever_params)
         self.optimizer = build_optimizer(
-            [("reader", self.reader_params, cfg.optim.lr_reader), ("retriever", self.retriever_params, cfg.optim.lr_retriever)],
+            [
+                ("reader", self.reader_params, cfg.optim.lr_reader),
+                ("retriever", self.retriever_params, cfg.optim.lr_retriever),
+            ],
             cfg.optim,
         )
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.train.steps)
@@ -138,8 +164,17 @@ class Trainer:
         bad_batch = None
         accum = cfg.train.grad_accum
         for micro in range(accum):
-            idx = batch_indices(step, micro, accum, cfg.train.batch_size, dist.world_size, dist.rank,
-                                len(self.data.train), cfg.train.seed, self._perm_cache)
+            idx = batch_indices(
+                step,
+                micro,
+                accum,
+                cfg.train.batch_size,
+                dist.world_size,
+                dist.rank,
+                len(self.data.train),
+                cfg.train.seed,
+                self._perm_cache,
+            )
             batch = [self.data.train[i] for i in idx]
             with self.phases("retrieve"):
                 passages = self.indexing.top_k(self.retriever, batch)
@@ -168,8 +203,12 @@ class Trainer:
                 self.optimizer.step()
             else:
                 st.skipped_steps += 1
-                log.warning("step %d skipped: non-finite loss or gradient on batch %s (%d skipped so far)",
-                            step, ", ".join(map(str, bad_batch)), st.skipped_steps)
+                log.warning(
+                    "step %d skipped: non-finite loss or gradient on batch %s (%d skipped so far)",
+                    step,
+                    ", ".join(map(str, bad_batch)),
+                    st.skipped_steps,
+                )
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
         st.step = step + 1
@@ -190,7 +229,7 @@ class Trainer:
         with self.dist.autocast():
             if regime.reader_loss:
                 with self.phases("reader"):
-                    if regime.distillation_loss and self.signal.lm_forward:   # S from the LM loss's own forward
+                    if regime.distillation_loss and self.signal.lm_forward:  # S from the LM loss's own forward
                         loss_r, atts = self.reader.lm_loss_and_attention(qs, passages, answers, **opts)
                         S = torch.stack([a.passage_scores.float() for a in atts]).to(self.device)
                     else:
@@ -198,12 +237,13 @@ class Trainer:
                 out["reader_loss"] = loss_r
             if regime.distillation_loss:
                 if S is None:
-                    with self.phases("signal"), torch.no_grad():   # batched forwards where the signal has them
+                    with self.phases("signal"), torch.no_grad():  # batched forwards where the signal has them
                         S = self.signal.scores_batch(self.reader, qs, passages, answers, **opts).float().to(self.device)
                 with self.phases("retriever"):
                     scores = self.retriever.score(qs, passages)
-                    out["retriever_loss"] = distillation_loss(scores.float(), S.detach(), cfg.retriever.temperature,
-                                                              cfg.signal.tau_gold, mode=cfg.signal.mode)
+                    out["retriever_loss"] = distillation_loss(
+                        scores.float(), S.detach(), cfg.retriever.temperature, cfg.signal.tau_gold, mode=cfg.signal.mode
+                    )
         total = 0.0
         if "reader_loss" in out:
             total = total + cfg.train.reader_loss_weight * out["reader_loss"]
@@ -227,7 +267,7 @@ class Trainer:
             last = ckpt.latest_complete(self.ckpt_root) if self.ckpt_root.is_dir() else None
             raise peer_lost(self.dist, self.state.step, exc, str(last) if last else None) from exc
         finally:
-            self._close_logs()   # also when setup failed after the log opened
+            self._close_logs()  # also when setup failed after the log opened
             if self.lock is not None:
                 self.lock.release()
 
@@ -242,8 +282,13 @@ class Trainer:
         if self.progress and dist.is_main:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=cfg.train.steps, initial=st.step, desc=f"train {cfg.train.regime}", unit="step",
-                       dynamic_ncols=True)
+            bar = tqdm(
+                total=cfg.train.steps,
+                initial=st.step,
+                desc=f"train {cfg.train.regime}",
+                unit="step",
+                dynamic_ncols=True,
+            )
         try:
             with self.stop.installed():
                 if st.step == 0 and cfg.eval.every > 0:
@@ -281,10 +326,17 @@ class Trainer:
                     if stop:
                         break
                 if self.stop.reason:
-                    log.warning("stopped at step %d (%s): a checkpoint was saved; resume with --resume", st.step,
-                                self.stop.reason)
-                    return {"interrupted": True, "step": st.step, "reason": self.stop.reason,
-                            "exit_code": EXIT_CODES.get(self.stop.reason, 130)}
+                    log.warning(
+                        "stopped at step %d (%s): a checkpoint was saved; resume with --resume",
+                        st.step,
+                        self.stop.reason,
+                    )
+                    return {
+                        "interrupted": True,
+                        "step": st.step,
+                        "reason": self.stop.reason,
+                        "exit_code": EXIT_CODES.get(self.stop.reason, 130),
+                    }
                 return self._finish(time.perf_counter() - t_start)
         finally:
             if bar is not None:
@@ -295,11 +347,19 @@ class Trainer:
     def _log_train(self, record: dict[str, Any], steps_per_s: float, steps: int) -> None:
         st = self.state
         timings = self.phases.take()
-        rec = {"step": st.step, "kind": "train", **{k: v for k, v in record.items() if k != "skipped"},
-               "loss_avg": st.loss_sum / max(1, st.loss_count),
-               "lr_reader": self._lr("reader"), "lr_retriever": self._lr("retriever"), "steps_per_s": steps_per_s,
-               "skipped_steps": st.skipped_steps, "refreshes": st.refreshes, "index_step": st.index_step,
-               "peak_mem_mb": peak_memory_mb(self.device)}
+        rec = {
+            "step": st.step,
+            "kind": "train",
+            **{k: v for k, v in record.items() if k != "skipped"},
+            "loss_avg": st.loss_sum / max(1, st.loss_count),
+            "lr_reader": self._lr("reader"),
+            "lr_retriever": self._lr("retriever"),
+            "steps_per_s": steps_per_s,
+            "skipped_steps": st.skipped_steps,
+            "refreshes": st.refreshes,
+            "index_step": st.index_step,
+            "peak_mem_mb": peak_memory_mb(self.device),
+        }
         rec.update({f"time/{k}": v / steps for k, v in timings.items()})
         self.logs.log(rec)
         st.loss_sum, st.loss_count = 0.0, 0
@@ -310,8 +370,14 @@ class Trainer:
     def _close_logs(self) -> None:
         self.logs.close()
 
-    def evaluate(self, split: str | None = None, generate: bool | None = None, write_dir: Path | None = None,
-                 desc: str = "eval", final: bool = False) -> dict[str, Any]:
+    def evaluate(
+        self,
+        split: str | None = None,
+        generate: bool | None = None,
+        write_dir: Path | None = None,
+        desc: str = "eval",
+        final: bool = False,
+    ) -> dict[str, Any]:
         """HR@k (and EM/F1 with generation) on a split; see `training.evaluation.evaluate_run`."""
         return evaluate_run(self, split=split, generate=generate, write_dir=write_dir, desc=desc, final=final)
 
@@ -325,12 +391,20 @@ class Trainer:
         if self.dist.is_main:
             result = self.monitor.check(self.reader, st.step, retriever=self.retriever)
             if isinstance(result, dict):
-                self.logs.log({"step": st.step, "kind": "monitor",
-                           **{k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+                self.logs.log(
+                    {
+                        "step": st.step,
+                        "kind": "monitor",
+                        **{k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                    }
+                )
             if self.stop_if_poor and self.monitor.should_stop():
                 message = getattr(self.monitor, "stop_message", None)
-                st.stopped_early = (message() if callable(message) else
-                                    "the indicator monitor judged the reader's attention a poor teacher")
+                st.stopped_early = (
+                    message()
+                    if callable(message)
+                    else "the indicator monitor judged the reader's attention a poor teacher"
+                )
                 log.warning("stopping early at step %d: %s", st.step, st.stopped_early)
         self.reader.model.train(self.regime.trains_reader)
 
@@ -352,13 +426,28 @@ class Trainer:
         reader_path, retriever_path = save_models(self)
         final = {}
         if cfg.eval.final:
-            final = self.evaluate(split=cfg.eval.final_split, generate=True, write_dir=self.out / "eval",
-                                  desc=f"final {cfg.eval.final_split}", final=True)
+            final = self.evaluate(
+                split=cfg.eval.final_split,
+                generate=True,
+                write_dir=self.out / "eval",
+                desc=f"final {cfg.eval.final_split}",
+                final=True,
+            )
             self.logs.log({"step": st.step, "kind": "final", "split": cfg.eval.final_split, **final})
         write_reader_card(self, final)
-        summary = run_summary(cfg, st, reader=reader_path, retriever=retriever_path, index=str(cfg.index.dir or self.out / "index"),
-                              final_eval=final, seconds=seconds, peak_mem_mb=peak_memory_mb(self.device),
-                              world_size=dist.world_size, ranks_in_sync=in_sync, config_source=self.config_source)
+        summary = run_summary(
+            cfg,
+            st,
+            reader=reader_path,
+            retriever=retriever_path,
+            index=str(cfg.index.dir or self.out / "index"),
+            final_eval=final,
+            seconds=seconds,
+            peak_mem_mb=peak_memory_mb(self.device),
+            world_size=dist.world_size,
+            ranks_in_sync=in_sync,
+            config_source=self.config_source,
+        )
         if dist.is_main:
             write_completed(self.out, summary)
         dist.barrier()

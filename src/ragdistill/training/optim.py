@@ -7,7 +7,7 @@ rates, as in ATLAS); one schedule multiplies both.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -49,8 +49,12 @@ class _Multiplier:
 def _fused_ok(params: list[torch.nn.Parameter]) -> bool:
     """torch's fused Adam/AdamW handles these parameters: floating point, all on CPU or all on CUDA."""
     devices = {p.device.type for p in params}
-    return (len(devices) == 1 and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params)
-            and not any(p.is_sparse for p in params))
+    return (
+        len(devices) == 1
+        and devices <= {"cpu", "cuda"}
+        and all(p.is_floating_point() for p in params)
+        and not any(p.is_sparse for p in params)
+    )
 
 
 def optimizer_impl(impl: str, params: list[torch.nn.Parameter]) -> dict:
@@ -74,7 +78,9 @@ def optimizer_impl(impl: str, params: list[torch.nn.Parameter]) -> dict:
     raise ValueError(f"unknown optimiser implementation {impl!r}")
 
 
-def build_optimizer(groups: Iterable[tuple[str, list[torch.nn.Parameter], float]], cfg: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(
+    groups: Iterable[tuple[str, list[torch.nn.Parameter], float]], cfg: OptimConfig
+) -> torch.optim.Optimizer:
     """One optimiser over named parameter groups `(name, params, lr)`; empty groups are dropped.
 
     ``cfg.impl`` picks the kernel (`optimizer_impl`)."""
@@ -94,7 +100,9 @@ def build_optimizer(groups: Iterable[tuple[str, list[torch.nn.Parameter], float]
     raise ValueError(f"unknown optimiser {cfg.name!r}")
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     fn = _Multiplier(total_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, [fn] * len(optimizer.param_groups))
 

@@ -24,8 +24,18 @@ log = logging.getLogger(__name__)
 
 COMPLETED = "completed.json"
 # Config keys that may change between a run and its resumption (they do not change the computation).
-RESUMABLE_CHANGES = ("train.log_every", "train.save_every", "train.keep_last", "eval.", "monitor.", "runtime.threads",
-                     "runtime.collective_timeout", "runtime.log_with", "description", "reader.max_new_tokens")
+RESUMABLE_CHANGES = (
+    "train.log_every",
+    "train.save_every",
+    "train.keep_last",
+    "eval.",
+    "monitor.",
+    "runtime.threads",
+    "runtime.collective_timeout",
+    "runtime.log_with",
+    "description",
+    "reader.max_new_tokens",
+)
 
 
 def read_completed(out: Path) -> dict[str, Any] | None:
@@ -38,15 +48,39 @@ def write_completed(out: Path, summary: dict[str, Any]) -> None:
     atomic_write_json(out / COMPLETED, summary)
 
 
-def run_summary(cfg: Config, state, *, reader: str, retriever: str, index: str, final_eval: dict[str, Any], seconds: float,
-                peak_mem_mb: float, world_size: int, ranks_in_sync: bool, config_source: str | None) -> dict[str, Any]:
+def run_summary(
+    cfg: Config,
+    state,
+    *,
+    reader: str,
+    retriever: str,
+    index: str,
+    final_eval: dict[str, Any],
+    seconds: float,
+    peak_mem_mb: float,
+    world_size: int,
+    ranks_in_sync: bool,
+    config_source: str | None,
+) -> dict[str, Any]:
     """The summary of a finished run (what completed.json holds)."""
     return {
-        "name": cfg.name, "regime": cfg.train.regime, "steps": state.step, "skipped_steps": state.skipped_steps,
-        "refreshes": state.refreshes, "stopped_early": state.stopped_early, "reader": reader, "retriever": retriever,
-        "index": index, "final_eval": final_eval, "last_eval": state.last_eval, "seconds": round(seconds, 2),
-        "peak_mem_mb": round(peak_mem_mb, 1), "world_size": world_size, "ranks_in_sync": ranks_in_sync,
-        "config_sha256": cfg.fingerprint(), "config_source": config_source,
+        "name": cfg.name,
+        "regime": cfg.train.regime,
+        "steps": state.step,
+        "skipped_steps": state.skipped_steps,
+        "refreshes": state.refreshes,
+        "stopped_early": state.stopped_early,
+        "reader": reader,
+        "retriever": retriever,
+        "index": index,
+        "final_eval": final_eval,
+        "last_eval": state.last_eval,
+        "seconds": round(seconds, 2),
+        "peak_mem_mb": round(peak_mem_mb, 1),
+        "world_size": world_size,
+        "ranks_in_sync": ranks_in_sync,
+        "config_sha256": cfg.fingerprint(),
+        "config_source": config_source,
     }
 
 
@@ -81,8 +115,9 @@ def check_run_dir(out: Path, cfg: Config, resume: bool) -> Path | None:
     if (out / COMPLETED).is_file() and not resume:
         raise InputError("this run directory holds a finished run; choose another --out (or delete it)", out)
     if existing and not resume:
-        raise InputError("this run directory already holds checkpoints: pass --resume to continue, or choose another --out",
-                         out)
+        raise InputError(
+            "this run directory already holds checkpoints: pass --resume to continue, or choose another --out", out
+        )
     if not resume:
         return None
     path = ckpt.latest_complete(root)
@@ -110,9 +145,14 @@ def check_same_config(out: Path, cfg: Config, saved_path: Path) -> None:
 
     a, b = dict(flat(saved)), dict(flat(now))
     for key in sorted(set(a) | set(b)):
-        if a.get(key) != b.get(key) and not any(key == c or (c.endswith(".") and key.startswith(c)) for c in RESUMABLE_CHANGES):
-            raise ConfigError(key, f"the run in {out} was started with {a.get(key)!r}, now {b.get(key)!r}: "
-                                   "resume with the same config (or start a new --out)")
+        if a.get(key) != b.get(key) and not any(
+            key == c or (c.endswith(".") and key.startswith(c)) for c in RESUMABLE_CHANGES
+        ):
+            raise ConfigError(
+                key,
+                f"the run in {out} was started with {a.get(key)!r}, now {b.get(key)!r}: "
+                "resume with the same config (or start a new --out)",
+            )
 
 
 class MetricsLog:
@@ -140,9 +180,13 @@ class MetricsLog:
         if self.path.is_file() and resumed:
             raw = self.path.read_bytes()
             lines = raw.split(b"\n")
-            if lines and lines[-1]:   # no final newline: the last line was cut by a kill
-                log.warning("%s: the last line was cut off (%d bytes, no newline; the process was killed while "
-                            "writing it): truncated to the last complete line", self.path, len(lines[-1]))
+            if lines and lines[-1]:  # no final newline: the last line was cut by a kill
+                log.warning(
+                    "%s: the last line was cut off (%d bytes, no newline; the process was killed while "
+                    "writing it): truncated to the last complete line",
+                    self.path,
+                    len(lines[-1]),
+                )
                 lines = lines[:-1]
             for n, line in enumerate(lines, 1):
                 try:
@@ -159,8 +203,14 @@ class MetricsLog:
         purge = (step + 1 if resumed else 0) if self.tensorboard.is_dir() else None
         cfg = self.cfg
         try:
-            self._trackers = Trackers(self.names, self.out, purge_step=purge, run_name=cfg.name if cfg else "run",
-                                      description=cfg.description if cfg else "", config=cfg.to_dict() if cfg else None)
+            self._trackers = Trackers(
+                self.names,
+                self.out,
+                purge_step=purge,
+                run_name=cfg.name if cfg else "run",
+                description=cfg.description if cfg else "",
+                config=cfg.to_dict() if cfg else None,
+            )
         except BaseException:
             self.close()
             raise
@@ -185,8 +235,8 @@ class MetricsLog:
 
 # ---------------------------------------------------------------------------- one run per directory
 LOCK = ".lock"
-HEARTBEAT_S = 30.0          # the holder touches its record this often
-STALE_AFTER_S = 300.0       # a record from another host whose heartbeat is older than this is stale
+HEARTBEAT_S = 30.0  # the holder touches its record this often
+STALE_AFTER_S = 300.0  # a record from another host whose heartbeat is older than this is stale
 
 
 class RunDirLocked(RagdistillError):
@@ -210,7 +260,7 @@ class RunLock:
         self._fd: int | None = None
         self._stop = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         import fcntl
         import os
         import socket
@@ -225,10 +275,12 @@ class RunLock:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise RunDirLocked(f"{self.dir} is in use by another {self.what}: {_describe(holder)}. Wait for it to "
-                               "finish or stop it (SIGTERM saves a checkpoint); one process writes a run directory "
-                               "at a time") from None
-        except OSError as exc:   # a file system without flock: the record and its heartbeat alone
+            raise RunDirLocked(
+                f"{self.dir} is in use by another {self.what}: {_describe(holder)}. Wait for it to "
+                "finish or stop it (SIGTERM saves a checkpoint); one process writes a run directory "
+                "at a time"
+            ) from None
+        except OSError as exc:  # a file system without flock: the record and its heartbeat alone
             log.warning("%s: file locking is not supported here (%s): relying on the holder record", self.path, exc)
         holder = _read_holder(fd)
         host = socket.gethostname()
@@ -236,15 +288,27 @@ class RunLock:
             age = time.time() - os.fstat(fd).st_mtime
             if holder.get("host") not in (None, host) and age < STALE_AFTER_S:
                 os.close(fd)
-                raise RunDirLocked(f"{self.dir} is in use by another {self.what} on another host: {_describe(holder)}, "
-                                   f"last heartbeat {age:.0f} s ago. If that process is gone, its lock is taken over "
-                                   f"{STALE_AFTER_S:.0f} s after its last heartbeat (or delete {self.path})")
+                raise RunDirLocked(
+                    f"{self.dir} is in use by another {self.what} on another host: {_describe(holder)}, "
+                    f"last heartbeat {age:.0f} s ago. If that process is gone, its lock is taken over "
+                    f"{STALE_AFTER_S:.0f} s after its last heartbeat (or delete {self.path})"
+                )
             alive = holder.get("host") == host and _pid_alive(holder.get("pid"))
-            log.warning("taking over a stale lock on %s: %s%s", self.dir, _describe(holder),
-                        "" if holder.get("host") != host else (" — its process is gone" if not alive else
-                                                                " — not holding the lock any more"))
-        record = {"pid": os.getpid(), "host": host, "started": _now_iso(), "what": self.what,
-                  "command": " ".join(sys.argv)[:500]}
+            log.warning(
+                "taking over a stale lock on %s: %s%s",
+                self.dir,
+                _describe(holder),
+                ""
+                if holder.get("host") != host
+                else (" — its process is gone" if not alive else " — not holding the lock any more"),
+            )
+        record = {
+            "pid": os.getpid(),
+            "host": host,
+            "started": _now_iso(),
+            "what": self.what,
+            "command": " ".join(sys.argv)[:500],
+        }
         data = (json.dumps(record) + "\n").encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)
@@ -270,13 +334,13 @@ class RunLock:
             return
         self._stop.set()
         try:
-            os.ftruncate(self._fd, 0)   # an empty record: nobody holds it
+            os.ftruncate(self._fd, 0)  # an empty record: nobody holds it
         except OSError:  # pragma: no cover
             pass
-        os.close(self._fd)              # closing the last descriptor releases the flock
+        os.close(self._fd)  # closing the last descriptor releases the flock
         self._fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
@@ -297,8 +361,9 @@ def _read_holder(fd: int) -> dict[str, Any] | None:
 def _describe(holder: dict[str, Any] | None) -> str:
     if not holder:
         return "a process that left no holder record"
-    return (f"pid {holder.get('pid')} on host {holder.get('host')}, started {holder.get('started')}"
-            + (f" ({holder['command']})" if holder.get("command") else ""))
+    return f"pid {holder.get('pid')} on host {holder.get('host')}, started {holder.get('started')}" + (
+        f" ({holder['command']})" if holder.get("command") else ""
+    )
 
 
 def _pid_alive(pid) -> bool:

@@ -62,10 +62,17 @@ def save(trainer) -> Path:
     if mon is not None:
         state["monitor"] = mon
     return ckpt.save_checkpoint(
-        trainer.ckpt_root, trainer.state.step, modules=modules, tensors=tensors,
-        objects={"optimizer": trainer.optimizer.state_dict(), "scheduler": scheduler_state(trainer.scheduler),
-                 "rng": rng_state()},
-        state=state, keep_last=cfg.train.keep_last,
+        trainer.ckpt_root,
+        trainer.state.step,
+        modules=modules,
+        tensors=tensors,
+        objects={
+            "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": scheduler_state(trainer.scheduler),
+            "rng": rng_state(),
+        },
+        state=state,
+        keep_last=cfg.train.keep_last,
     )
 
 
@@ -74,8 +81,11 @@ def restore(trainer, path: Path) -> None:
     regime = trainer.regime
     state = ckpt.read_state(path, verified=True)
     if state.get("world_size", 1) != trainer.dist.world_size:
-        raise ConfigError("runtime", f"checkpoint {path} was written by {state.get('world_size')} processes, now "
-                                     f"{trainer.dist.world_size}: resume with the same number of processes (the data order depends on it)")
+        raise ConfigError(
+            "runtime",
+            f"checkpoint {path} was written by {state.get('world_size')} processes, now "
+            f"{trainer.dist.world_size}: resume with the same number of processes (the data order depends on it)",
+        )
     if regime.trains_reader:
         ckpt.load_module(path, "reader", trainer.reader.model, verified=True)
     if regime.trains_retriever:
@@ -84,7 +94,7 @@ def restore(trainer, path: Path) -> None:
     load_scheduler_state(trainer.scheduler, ckpt.load_object(path, "scheduler", verified=True))
     restore_rng(ckpt.load_object(path, "rng", verified=True), state.get("rng"))
     if trainer.monitor is not None and isinstance(state.get("monitor"), dict):
-        for key, value in state["monitor"].items():   # history, streak and reference continue where they were
+        for key, value in state["monitor"].items():  # history, streak and reference continue where they were
             setattr(trainer.monitor, key, value)
     known = {f for f in RunState.__dataclass_fields__}
     trainer.state = RunState(**{k: v for k, v in state.items() if k in known})

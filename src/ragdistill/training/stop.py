@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 EXIT_MAX_TIME = 75
 EXIT_CODES = {"interrupted": 130, "terminated": 143, "SIGUSR1": 138, "max-time": EXIT_MAX_TIME}
 _REASONS = {_signal.SIGINT: "interrupted", _signal.SIGTERM: "terminated", _signal.SIGUSR1: "SIGUSR1"}
-_clock = time.monotonic   # tests replace it
+_clock = time.monotonic  # tests replace it
 
 
 class RunStopped(KeyboardInterrupt):
@@ -65,8 +65,8 @@ class StopRequest:
     def __init__(self, deadline: float | None = None) -> None:
         self.reason: str | None = None
         self.deadline = deadline
-        self.step_s = 0.0      # the longest loop iteration seen
-        self.save_s = 0.0      # the longest checkpoint write seen
+        self.step_s = 0.0  # the longest loop iteration seen
+        self.save_s = 0.0  # the longest checkpoint write seen
 
     @contextlib.contextmanager
     def installed(self, enabled: bool = True):
@@ -92,8 +92,12 @@ class StopRequest:
         self.reason = reason
         name = _signal.Signals(signum).name
         extra = " (press Ctrl-C again to abort now)" if signum == _signal.SIGINT else ""
-        log.warning("%s received: saving a checkpoint after this step, then exiting with status %d%s",
-                    name, EXIT_CODES[reason], extra)
+        log.warning(
+            "%s received: saving a checkpoint after this step, then exiting with status %d%s",
+            name,
+            EXIT_CODES[reason],
+            extra,
+        )
 
     # ------------------------------------------------------------------ the time budget
     def observe_step(self, seconds: float) -> None:
@@ -110,7 +114,10 @@ class StopRequest:
         need = self.step_s + (self.save_s or self.step_s)
         if left < need:
             self.reason = "max-time"
-            log.warning("--max-time: %.0f s left, the next step and a checkpoint need about %.0f s: stopping now",
-                        max(0.0, left), need)
+            log.warning(
+                "--max-time: %.0f s left, the next step and a checkpoint need about %.0f s: stopping now",
+                max(0.0, left),
+                need,
+            )
             return True
         return False

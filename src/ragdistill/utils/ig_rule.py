@@ -23,9 +23,14 @@ INITIAL_INTERVALS = 4
 def check_ig_options(steps: int | None, tolerance: float, max_steps: int, prefix: str = "ig-") -> None:
     """ConfigError naming the option when the rule is not one the analysis can run."""
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ConfigError(f"{prefix}steps", f"must be a whole number of at least 1 (or unset: the adaptive rule), got {steps!r}")
+        raise ConfigError(
+            f"{prefix}steps", f"must be a whole number of at least 1 (or unset: the adaptive rule), got {steps!r}"
+        )
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance < 1:
         raise ConfigError(f"{prefix}tolerance", f"must be a number in (0, 1), got {tolerance!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < INITIAL_INTERVALS + 1:
-        raise ConfigError(f"{prefix}max-steps", f"must be a whole number of at least {INITIAL_INTERVALS + 1} (the adaptive "
-                                                f"rule's first grid), got {max_steps!r}")
+        raise ConfigError(
+            f"{prefix}max-steps",
+            f"must be a whole number of at least {INITIAL_INTERVALS + 1} (the adaptive "
+            f"rule's first grid), got {max_steps!r}",
+        )

@@ -26,7 +26,7 @@ PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_bf16_native() -> bool:
     """True when this CPU has native bf16 matmul instructions (AVX512-BF16 or AMX-BF16)."""
     probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
@@ -64,8 +64,11 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
         log.warning("precision fp16 needs a CUDA GPU: running the forward passes in fp32 on %s", device.type)
         return "fp32"
     if precision == "bf16" and not bf16_supported(device):
-        log.warning("precision bf16 asked for on a %s without native bf16: it is emulated and likely slower "
-                    "than fp32 (use precision: auto)", device.type)
+        log.warning(
+            "precision bf16 asked for on a %s without native bf16: it is emulated and likely slower "
+            "than fp32 (use precision: auto)",
+            device.type,
+        )
     return precision
 
 

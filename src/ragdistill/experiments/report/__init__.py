@@ -22,14 +22,37 @@ from typing import Any
 
 from ragdistill.experiments.report.collect import PREDICT_HELP, PREDICT_NO, collect
 from ragdistill.experiments.report.details import environment, figure1, histograms
-from ragdistill.experiments.report.indicators import (FAILS, HOLDS, UNDECIDED, _public_intervals, controlled_section,
-                                                      indicator_difference, indicator_intervals, interval_status,
-                                                      threshold_difference, verdict_lines)
+from ragdistill.experiments.report.indicators import (
+    FAILS,
+    HOLDS,
+    UNDECIDED,
+    _public_intervals,
+    controlled_section,
+    indicator_difference,
+    indicator_intervals,
+    interval_status,
+    threshold_difference,
+    verdict_lines,
+)
 from ragdistill.experiments.report.render import render
-from ragdistill.experiments.report.tables import (SEED_METRICS, differences_table, fold_seeds, metric_difference,
-                                                  outcome, paired_delta, seeds_table, table1)
-from ragdistill.experiments.report.together import (NOT_REPRODUCED, REPRODUCED, UNDECIDED_FINDING, conclusion,
-                                                    power_line, together_table)
+from ragdistill.experiments.report.tables import (
+    SEED_METRICS,
+    differences_table,
+    fold_seeds,
+    metric_difference,
+    outcome,
+    paired_delta,
+    seeds_table,
+    table1,
+)
+from ragdistill.experiments.report.together import (
+    NOT_REPRODUCED,
+    REPRODUCED,
+    UNDECIDED_FINDING,
+    conclusion,
+    power_line,
+    together_table,
+)
 from ragdistill.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -56,8 +79,21 @@ def write_report(plan, results, wall_seconds: float = 0.0) -> dict[str, Any]:
     atomic_write_text(out_dir / "report.md", text)
     public = []
     for r in rows:
-        pr = {k: v for k, v in r.items() if k not in ("analyses", "hits", "items", "deltas", "intervals",
-                                                      "analyses_controlled", "intervals_controlled", "seed_rows")}
+        pr = {
+            k: v
+            for k, v in r.items()
+            if k
+            not in (
+                "analyses",
+                "hits",
+                "items",
+                "deltas",
+                "intervals",
+                "analyses_controlled",
+                "intervals_controlled",
+                "seed_rows",
+            )
+        }
         pr["deltas"] = {k: (d.to_dict() if d is not None else None) for k, d in (r.get("deltas") or {}).items()}
         pr["indicator_intervals"] = _public_intervals(r.get("intervals"))
         pr["indicators"] = {sig: a["summary"] for sig, a in r["analyses"].items()}
@@ -67,23 +103,69 @@ def write_report(plan, results, wall_seconds: float = 0.0) -> dict[str, Any]:
         pr["analysis_dirs_controlled"] = None if ctl is None else {sig: a["dir"] for sig, a in ctl.items()}
         pr["indicator_intervals_controlled"] = _public_intervals(r.get("intervals_controlled"))
         public.append(pr)
-    obj = {"scale": plan.options.scale, "out": str(out_dir), "command": plan.options.command,
-           "wall_seconds": round(wall_seconds, 1),
-           "datasets": [{"label": d.label, "paths": d.paths, "notes": d.notes, "split": d.split} for d in plan.datasets],
-           "analysis": {"n": plan.options.analysis_n, "seed": plan.options.analysis_seed, "ig_steps": plan.options.ig_steps,
-                        "views": ["own", "controlled"],
-                        "ig_tolerance": plan.options.ig_tolerance, "ig_max_steps": plan.options.ig_max_steps},
-           "seeds": getattr(plan.options, "seeds", 1),
-           "settings": public, "figures": figures, "environment": env,
-           "not_run": [{"dataset": r["dataset"], "setting": r["name"], "reason": r["reason"], "flag": r["flag"]}
-                       for r in rows if r["status"] == "not run"],
-           "failed": [{"dataset": r["dataset"], "setting": r["name"], "error": r["error"]} for r in rows if r["status"] == "failed"]}
+    obj = {
+        "scale": plan.options.scale,
+        "out": str(out_dir),
+        "command": plan.options.command,
+        "wall_seconds": round(wall_seconds, 1),
+        "datasets": [{"label": d.label, "paths": d.paths, "notes": d.notes, "split": d.split} for d in plan.datasets],
+        "analysis": {
+            "n": plan.options.analysis_n,
+            "seed": plan.options.analysis_seed,
+            "ig_steps": plan.options.ig_steps,
+            "views": ["own", "controlled"],
+            "ig_tolerance": plan.options.ig_tolerance,
+            "ig_max_steps": plan.options.ig_max_steps,
+        },
+        "seeds": getattr(plan.options, "seeds", 1),
+        "settings": public,
+        "figures": figures,
+        "environment": env,
+        "not_run": [
+            {"dataset": r["dataset"], "setting": r["name"], "reason": r["reason"], "flag": r["flag"]}
+            for r in rows
+            if r["status"] == "not run"
+        ],
+        "failed": [
+            {"dataset": r["dataset"], "setting": r["name"], "error": r["error"]}
+            for r in rows
+            if r["status"] == "failed"
+        ],
+    }
     atomic_write_json(out_dir / "report.json", obj)
     return obj
 
 
-__all__ = ["FAILS", "HOLDS", "NOT_REPRODUCED", "PREDICT_HELP", "PREDICT_NO", "REPRODUCED", "SEED_METRICS", "UNDECIDED",
-           "UNDECIDED_FINDING", "collect", "conclusion", "controlled_section", "differences_table", "environment",
-           "figure1", "fold_seeds", "histograms", "indicator_difference", "indicator_intervals", "interval_status",
-           "metric_difference", "outcome", "paired_delta", "power_line", "render", "seeds_table", "table1",
-           "threshold_difference", "together_table", "verdict_lines", "write_report"]
+__all__ = [
+    "FAILS",
+    "HOLDS",
+    "NOT_REPRODUCED",
+    "PREDICT_HELP",
+    "PREDICT_NO",
+    "REPRODUCED",
+    "SEED_METRICS",
+    "UNDECIDED",
+    "UNDECIDED_FINDING",
+    "collect",
+    "conclusion",
+    "controlled_section",
+    "differences_table",
+    "environment",
+    "figure1",
+    "fold_seeds",
+    "histograms",
+    "indicator_difference",
+    "indicator_intervals",
+    "interval_status",
+    "metric_difference",
+    "outcome",
+    "paired_delta",
+    "power_line",
+    "render",
+    "seeds_table",
+    "table1",
+    "threshold_difference",
+    "together_table",
+    "verdict_lines",
+    "write_report",
+]

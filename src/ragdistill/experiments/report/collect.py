@@ -20,28 +20,49 @@ def collect(plan, results) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
     by_key: dict[str, dict[str, Any]] = {}
-    texts: dict[str, str] = {}   # passage texts read for the per-question hits, shared by the rows
+    texts: dict[str, str] = {}  # passage texts read for the per-question hits, shared by the rows
     for r in results:
         it = r.item
         m = r.marker or {}
         row: dict[str, Any] = {
-            "dataset": it.dataset.label, "name": it.setting.name, "number": it.setting.number, "title": it.setting.title,
-            "family": it.setting.family, "signal": it.setting.signal, "regime": it.setting.regime,
-            "what_trains": it.setting.what_trains, "status": r.status, "reason": it.reason if r.status == "not run" else "",
-            "flag": it.flag if r.status == "not run" else "", "error": r.error, "run_dir": str(it.run_dir),
-            "config": str(it.run_dir / "config.yaml"), "config_file": str(it.config_path), "overrides": it.overrides,
-            "reader": it.config.reader.name, "retriever": it.config.retriever.name,
-            "final_reader": (m.get("analysis") or {}).get("reader"), "metrics": m.get("final_eval") or {},
+            "dataset": it.dataset.label,
+            "name": it.setting.name,
+            "number": it.setting.number,
+            "title": it.setting.title,
+            "family": it.setting.family,
+            "signal": it.setting.signal,
+            "regime": it.setting.regime,
+            "what_trains": it.setting.what_trains,
+            "status": r.status,
+            "reason": it.reason if r.status == "not run" else "",
+            "flag": it.flag if r.status == "not run" else "",
+            "error": r.error,
+            "run_dir": str(it.run_dir),
+            "config": str(it.run_dir / "config.yaml"),
+            "config_file": str(it.config_path),
+            "overrides": it.overrides,
+            "reader": it.config.reader.name,
+            "retriever": it.config.retriever.name,
+            "final_reader": (m.get("analysis") or {}).get("reader"),
+            "metrics": m.get("final_eval") or {},
             "seconds": {"run": m.get("seconds"), "analysis": (m.get("analysis") or {}).get("seconds")},
-            "steps": m.get("steps"), "skipped_steps": m.get("skipped_steps"), "refreshes": m.get("refreshes"),
+            "steps": m.get("steps"),
+            "skipped_steps": m.get("skipped_steps"),
+            "refreshes": m.get("refreshes"),
             "seeds": {"train.seed": it.config.train.seed, "data.demo_seed": it.config.data.demo_seed},
             "analysis_same_as": (m.get("analysis") or {}).get("same_as"),
             "analyses": _analysis((m.get("analysis") or {}).get("dirs", {})) if m else {},
             # the controlled view (every reader on the initial retriever's passages); None for markers made before it
-            "analyses_controlled": (_analysis((m.get("analysis") or {}).get("controlled_dirs") or {})
-                                    if m and "controlled_dirs" in (m.get("analysis") or {}) else None),
-            "own_view": bool(m and (m.get("analysis") or {}).get("controlled_dirs") is not None
-                             and (m.get("analysis") or {}).get("dirs") != (m.get("analysis") or {}).get("controlled_dirs")),
+            "analyses_controlled": (
+                _analysis((m.get("analysis") or {}).get("controlled_dirs") or {})
+                if m and "controlled_dirs" in (m.get("analysis") or {})
+                else None
+            ),
+            "own_view": bool(
+                m
+                and (m.get("analysis") or {}).get("controlled_dirs") is not None
+                and (m.get("analysis") or {}).get("dirs") != (m.get("analysis") or {}).get("controlled_dirs")
+            ),
             "analysis_index": (m.get("analysis") or {}).get("index"),
             "final_retriever": (m.get("analysis") or {}).get("retriever"),
             "controlled_same_as": (m.get("analysis") or {}).get("controlled_same_as"),
@@ -74,8 +95,9 @@ def collect(plan, results) -> list[dict[str, Any]]:
             if s.reference and ref_a is None:
                 v["note"] = f"the reference row {s.reference} has no analysis: the comparison is undefined"
             if ref_a is not None and s.reference and a["measures"] and ref_a["measures"]:
-                row["intervals"] = indicator_intervals(a, ref_a, v["percentile"], v["attention_measure"],
-                                                       v["corr_threshold"], pair_by=pair_by)
+                row["intervals"] = indicator_intervals(
+                    a, ref_a, v["percentile"], v["attention_measure"], v["corr_threshold"], pair_by=pair_by
+                )
         row["verdict"] = v
         # the controlled view's verdict: every reader on the initial retriever's passages, paired by instance
         row["verdict_controlled"], row["intervals_controlled"] = None, None
@@ -86,15 +108,17 @@ def collect(plan, results) -> list[dict[str, Any]]:
             vc["advice"], vc["advice_reason"] = advice(vc)
             row["verdict_controlled"] = vc
             if ref_c is not None and s.reference and ac["measures"] and ref_c["measures"]:
-                row["intervals_controlled"] = indicator_intervals(ac, ref_c, vc["percentile"], vc["attention_measure"],
-                                                                  vc["corr_threshold"])
+                row["intervals_controlled"] = indicator_intervals(
+                    ac, ref_c, vc["percentile"], vc["attention_measure"], vc["corr_threshold"]
+                )
         # ΔHR@k against the off-the-shelf retriever (the decoder checkpoint row evaluates it; FiD rows share it);
         # ΔEM/ΔF1 against the reference row of the same family (its reader)
         base = by_key.get(f"{row['dataset']}/offshelf_checkpoint")
         row["deltas"] = {}
         if base and row["items"] and base is not row and row["name"] in RETRIEVER_OUTCOME:
-            for key in sorted({k for it in row["items"].values() for k in it if k.startswith("hr@")},
-                              key=lambda x: int(x[3:])):
+            for key in sorted(
+                {k for it in row["items"].values() for k in it if k.startswith("hr@")}, key=lambda x: int(x[3:])
+            ):
                 row["deltas"][key] = metric_difference(row["items"], base["items"], key)
         if ref and ref["items"] and row["items"]:
             for key in ("em", "f1"):
@@ -117,9 +141,13 @@ def collect(plan, results) -> list[dict[str, Any]]:
                 row["prediction_why"] = ""
         else:
             row["prediction"] = None
-            row["prediction_why"] = ("its retriever is not trained" if row["name"] not in RETRIEVER_OUTCOME else
-                                     "no analysis of its teacher" if v is None else
-                                     (v.get("note") or "no reference to compare with"))
+            row["prediction_why"] = (
+                "its retriever is not trained"
+                if row["name"] not in RETRIEVER_OUTCOME
+                else "no analysis of its teacher"
+                if v is None
+                else (v.get("note") or "no reference to compare with")
+            )
         row["agrees"], row["agrees_why"] = _agreement(row["prediction"], row["outcome"])
     return fold_seeds(rows)
 

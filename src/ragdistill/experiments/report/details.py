@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ragdistill.experiments.report.format import _pct, _row_label
 from ragdistill.experiments.report.load import _read_json
@@ -34,8 +35,13 @@ def figure1(rows: Sequence[dict[str, Any]], path: Path, dataset: str) -> str | N
     for i, (r, pts) in enumerate(curves):
         xs, ys = zip(*sorted(pts))
         style = "-" if BY_NAME[r["name"]].trains_retriever else ":"
-        ax.plot(xs, [100 * y for y in ys], style, marker=markers[i % len(markers)], label=f"{r['number']} {r['name']}"
-                + ("" if BY_NAME[r["name"]].trains_retriever else " (retriever fixed)"))
+        ax.plot(
+            xs,
+            [100 * y for y in ys],
+            style,
+            marker=markers[i % len(markers)],
+            label=f"{r['number']} {r['name']}" + ("" if BY_NAME[r["name"]].trains_retriever else " (retriever fixed)"),
+        )
     ax.set_xlabel("training step")
     ax.set_ylabel("HR@5 on held-out questions (%)")
     ax.set_title(f"Figure 1 — held-out HR@5 over training ({dataset})")
@@ -63,12 +69,21 @@ def histograms(rows: Sequence[dict[str, Any]], fig_dir: Path, dataset: str) -> l
     for (family, signal), per_reader in groups.items():
         d = fig_dir / f"{dataset}_{family}_{signal}"
         # the figures of a group are redrawn only when its analyses changed (a rerun that reuses them is quick)
-        sources = sorted(str(Path(r["analyses"][signal]["dir"]) / "instances.jsonl") for r in rows
-                         if signal in r["analyses"] and not r["analysis_same_as"] and r["family"] == family)
-        stamp = {"labels": sorted(per_reader), "sources": {p: Path(p).stat().st_mtime_ns for p in sources if Path(p).is_file()}}
+        sources = sorted(
+            str(Path(r["analyses"][signal]["dir"]) / "instances.jsonl")
+            for r in rows
+            if signal in r["analyses"] and not r["analysis_same_as"] and r["family"] == family
+        )
+        stamp = {
+            "labels": sorted(per_reader),
+            "sources": {p: Path(p).stat().st_mtime_ns for p in sources if Path(p).is_file()},
+        }
         cached = _read_json(d / "figures.json")
-        if cached and cached.get("stamp") == stamp and all((fig_dir / Path(w).relative_to("figures")).is_file()
-                                                             for w in cached.get("written", [])):
+        if (
+            cached
+            and cached.get("stamp") == stamp
+            and all((fig_dir / Path(w).relative_to("figures")).is_file() for w in cached.get("written", []))
+        ):
             out += cached["written"]
             continue
         written = [f"figures/{w}" for w in write_figures(per_reader, d)]
@@ -81,8 +96,12 @@ def environment() -> dict[str, Any]:
     """Hardware and library versions for the report."""
     import importlib.metadata as md
 
-    env: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
-                           "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
     try:
         env["cpus_usable"] = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
@@ -91,8 +110,19 @@ def environment() -> dict[str, Any]:
         env["load_average"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:  # pragma: no cover
         pass
-    for pkg in ("ragdistill", "torch", "transformers", "faiss-cpu", "faiss-gpu", "accelerate", "sentence-transformers",
-                "numpy", "scipy", "spacy", "matplotlib"):
+    for pkg in (
+        "ragdistill",
+        "torch",
+        "transformers",
+        "faiss-cpu",
+        "faiss-gpu",
+        "accelerate",
+        "sentence-transformers",
+        "numpy",
+        "scipy",
+        "spacy",
+        "matplotlib",
+    ):
         try:
             env[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -101,7 +131,11 @@ def environment() -> dict[str, Any]:
         import torch
 
         env["torch_threads"] = torch.get_num_threads()
-        env["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+        env["cuda"] = (
+            [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            if torch.cuda.is_available()
+            else []
+        )
     except Exception:  # noqa: BLE001 - the report must not fail on an odd torch
         pass
     try:
@@ -119,22 +153,38 @@ def _reader_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
     if fit is not None:
         ref = next((r for r in rows if r["name"] == "offshelf_checkpoint_fid" and r["dataset"] == fit["dataset"]), None)
         em = (ref or {}).get("metrics", {}).get("em")
-        notes.append("The FiD rows (1b, 5, 6) read the offline `minilm-bert2bert` **fitted first** as a reader "
-                     f"(`fid_reader_fit`: {fit['steps'] if fit['steps'] is not None else '?'} steps, reader only, on the "
-                     "training split, retriever fixed; " + (f"{fit['status']}" if fit["status"] != "not run" else
-                                                            f"not run: {fit['reason']}") + "). It stands in for the "
-                     "study's pre-trained T5-large: settings 5 and 6 start from it. Its EM on the test questions before "
-                     f"settings 5 and 6 start (row 1b): {_pct(em)} %" + ("" if em is None else
-                     (" (the demo's target is ≥ 30 %)" if em >= 0.30 else " — **below the demo's 30 % target**: the "
-                      "encoder-decoder rows' indicators say little about a reader that does not read")) + ".")
+        notes.append(
+            "The FiD rows (1b, 5, 6) read the offline `minilm-bert2bert` **fitted first** as a reader "
+            f"(`fid_reader_fit`: {fit['steps'] if fit['steps'] is not None else '?'} steps, reader only, on the "
+            "training split, retriever fixed; "
+            + (f"{fit['status']}" if fit["status"] != "not run" else f"not run: {fit['reason']}")
+            + "). It stands in for the "
+            "study's pre-trained T5-large: settings 5 and 6 start from it. Its EM on the test questions before "
+            f"settings 5 and 6 start (row 1b): {_pct(em)} %"
+            + (
+                ""
+                if em is None
+                else (
+                    " (the demo's target is ≥ 30 %)"
+                    if em >= 0.30
+                    else " — **below the demo's 30 % target**: the "
+                    "encoder-decoder rows' indicators say little about a reader that does not read"
+                )
+            )
+            + "."
+        )
         names = set()
     if "minilm-bert2bert" in names:
-        notes.append("The FiD rows (1b, 5, 6) use the offline default `minilm-bert2bert`: a BERT-to-BERT "
-                     "encoder-decoder warm-started from MiniLM-L6 whose cross-attention layers are random — it reads "
-                     "nothing until fine-tuned, so its off-the-shelf EM/F1 are ~0 and its attention starts as noise. "
-                     "The study used T5-large; pass `--encdec-reader google-t5/t5-large` (or a local T5 checkpoint) "
-                     "to run these rows with a real encoder-decoder.")
+        notes.append(
+            "The FiD rows (1b, 5, 6) use the offline default `minilm-bert2bert`: a BERT-to-BERT "
+            "encoder-decoder warm-started from MiniLM-L6 whose cross-attention layers are random — it reads "
+            "nothing until fine-tuned, so its off-the-shelf EM/F1 are ~0 and its attention starts as noise. "
+            "The study used T5-large; pass `--encdec-reader google-t5/t5-large` (or a local T5 checkpoint) "
+            "to run these rows with a real encoder-decoder."
+        )
     if any(r["reader"] == "smollm2-135m" for r in rows):
-        notes.append("The decoder-only rows use the bundled SmolLM2-135M-Instruct (the study: Falcon-1B); the "
-                     "retriever is MiniLM-L6 (the study: Contriever). Pass `--reader` / `--retriever` to change them.")
+        notes.append(
+            "The decoder-only rows use the bundled SmolLM2-135M-Instruct (the study: Falcon-1B); the "
+            "retriever is MiniLM-L6 (the study: Contriever). Pass `--reader` / `--retriever` to change them."
+        )
     return notes

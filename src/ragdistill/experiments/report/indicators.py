@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ragdistill.evaluation.statistics import Difference
 from ragdistill.experiments.report.format import _holds, _row_label
@@ -10,7 +11,9 @@ from ragdistill.experiments.report.format import _holds, _row_label
 HOLDS, FAILS, UNDECIDED = "holds", "fails", "undecided"
 
 
-def _instance_values(a: dict[str, Any], group: str, p: int, quantity: str) -> tuple[list[str | None], list[float | None]]:
+def _instance_values(
+    a: dict[str, Any], group: str, p: int, quantity: str
+) -> tuple[list[str | None], list[float | None]]:
     keys, vals = [], []
     for key, m in zip(a.get("keys") or [None] * len(a["measures"]), a["measures"]):
         g = m.groups.get(group)
@@ -22,8 +25,9 @@ def _instance_values(a: dict[str, Any], group: str, p: int, quantity: str) -> tu
     return keys, vals
 
 
-def indicator_difference(a: dict[str, Any], ref: dict[str, Any], group: str, p: int, quantity: str,
-                         seed: int = 0, pair_by: str = "instance") -> Difference | None:
+def indicator_difference(
+    a: dict[str, Any], ref: dict[str, Any], group: str, p: int, quantity: str, seed: int = 0, pair_by: str = "instance"
+) -> Difference | None:
     """reader − reference of a per-instance measure's mean ("mean_attention", "lift", "spearman"): paired over the
     instances both readers were analysed on (same question, same passages), otherwise an unpaired bootstrap.
 
@@ -37,8 +41,15 @@ def indicator_difference(a: dict[str, Any], ref: dict[str, Any], group: str, p: 
     if pair_by == "question":
         ka = [None if k is None else k.split("|", 1)[0] for k in ka]
         kb = [None if k is None else k.split("|", 1)[0] for k in kb]
-    if ka and kb and None not in ka and None not in kb and len(set(ka)) == len(ka) and len(set(kb)) == len(kb) \
-            and set(ka) & set(kb):
+    if (
+        ka
+        and kb
+        and None not in ka
+        and None not in kb
+        and len(set(ka)) == len(ka)
+        and len(set(kb)) == len(kb)
+        and set(ka) & set(kb)
+    ):
         other = dict(zip(kb, vb))
         pairs = [(x, other[k]) for k, x in zip(ka, va) if k in other and x is not None and other[k] is not None]
         if not pairs:
@@ -67,16 +78,24 @@ def interval_status(parts: Sequence[Difference | None]) -> str | None:
     return UNDECIDED
 
 
-def indicator_intervals(a: dict[str, Any], ref: dict[str, Any], percentile: int, measure: str,
-                        corr_threshold: float, pair_by: str = "instance") -> dict[str, Any]:
+def indicator_intervals(
+    a: dict[str, Any],
+    ref: dict[str, Any],
+    percentile: int,
+    measure: str,
+    corr_threshold: float,
+    pair_by: str = "instance",
+) -> dict[str, Any]:
     """The intervals behind a verdict: Δ mean attention, Δ lift and Δ Spearman per group, ρ_Q − threshold, statuses."""
     from ragdistill.analysis.quality import GROUPS
 
     quantity = {"mean": "mean_attention", "lift": "lift"}[measure]
     out: dict[str, Any] = {"percentile": percentile, "measure": measure, "paired_by": pair_by}
     for g in GROUPS:
-        out[g] = {q: indicator_difference(a, ref, g, percentile, q, pair_by=pair_by)
-                  for q in ("mean_attention", "lift", "spearman")}
+        out[g] = {
+            q: indicator_difference(a, ref, g, percentile, q, pair_by=pair_by)
+            for q in ("mean_attention", "lift", "spearman")
+        }
     out["question"]["spearman_minus_threshold"] = threshold_difference(a, "question", percentile, corr_threshold)
     out["indicator1"] = interval_status([out["answer"][quantity], out["answer"]["spearman"]])
     out["indicator2"] = interval_status([out["question"][quantity], out["question"]["spearman_minus_threshold"]])
@@ -100,33 +119,46 @@ def verdict_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
             continue
         if not v.get("compared_to_reference"):
             ab = v["absolute"]
-            out.append(f"- **{r['number']} {r['name']}** ({r['signal']}, reference row): comparisons undefined; "
-                       f"on its own numbers — answer-related Spearman > {v['corr_threshold']}: "
-                       f"{_holds(ab['answer']['spearman_above_threshold'])}, lift > 1: {_holds(ab['answer']['lift_above_uniform'])}; "
-                       f"question-related Spearman > {v['corr_threshold']}: {_holds(ab['question']['spearman_above_threshold'])}, "
-                       f"lift > 1: {_holds(ab['question']['lift_above_uniform'])}. Advice: *{v['advice']}*.")
+            out.append(
+                f"- **{r['number']} {r['name']}** ({r['signal']}, reference row): comparisons undefined; "
+                f"on its own numbers — answer-related Spearman > {v['corr_threshold']}: "
+                f"{_holds(ab['answer']['spearman_above_threshold'])}, lift > 1: {_holds(ab['answer']['lift_above_uniform'])}; "
+                f"question-related Spearman > {v['corr_threshold']}: {_holds(ab['question']['spearman_above_threshold'])}, "
+                f"lift > 1: {_holds(ab['question']['lift_above_uniform'])}. Advice: *{v['advice']}*."
+            )
             continue
         i1, i2 = v["indicator1"], v["indicator2"]
         iv = r.get("intervals") or {}
         mq = "mean_attention" if v["attention_measure"] == "mean" else "lift"
         other = "lift" if mq == "mean_attention" else "mean_attention"
         name = {"mean_attention": "mean attention", "lift": "lift"}
-        head = (f"- **{r['number']} {r['name']}** vs {r['reference']} ({r['signal']}, p{v['percentile']}; decided by the "
-                f"{v['decided_by']}" + (", the study's measure: every reader scored the same instances with the same "
-                                         "prompt budget; the lift beside it" if v["attention_measure"] == "mean" else "")
-                + "): ")
+        head = (
+            f"- **{r['number']} {r['name']}** vs {r['reference']} ({r['signal']}, p{v['percentile']}; decided by the "
+            f"{v['decided_by']}"
+            + (
+                ", the study's measure: every reader scored the same instances with the same "
+                "prompt budget; the lift beside it"
+                if v["attention_measure"] == "mean"
+                else ""
+            )
+            + "): "
+        )
         parts = []
         for label, ind, g in (("Indicator 1", i1, "answer"), ("Indicator 2", i2, "question")):
             gi = iv.get(g) or {}
-            txt = (f"{label} {_holds(ind['holds'])}" + (f" (by the intervals: {iv['indicator' + label[-1]]})"
-                                                        if iv.get("indicator" + label[-1]) else "")
-                   + f" — {name[mq]} {_num(ind.get(mq))} vs {_num(ind.get('reference_' + mq))}{_iv(gi.get(mq))}; "
-                   f"{name[other]} {_num(ind.get(other))} vs {_num(ind.get('reference_' + other))}{_iv(gi.get(other))}; ")
+            txt = (
+                f"{label} {_holds(ind['holds'])}"
+                + (f" (by the intervals: {iv['indicator' + label[-1]]})" if iv.get("indicator" + label[-1]) else "")
+                + f" — {name[mq]} {_num(ind.get(mq))} vs {_num(ind.get('reference_' + mq))}{_iv(gi.get(mq))}; "
+                f"{name[other]} {_num(ind.get(other))} vs {_num(ind.get('reference_' + other))}{_iv(gi.get(other))}; "
+            )
             if g == "answer":
                 txt += f"Spearman {_num(ind['spearman'])} vs {_num(ind['reference_spearman'])}{_iv(gi.get('spearman'))}"
             else:
-                txt += (f"Spearman {_num(ind['spearman'])} vs > {v['corr_threshold']}"
-                        f"{_iv(gi.get('spearman_minus_threshold'), 'ρ − threshold')}")
+                txt += (
+                    f"Spearman {_num(ind['spearman'])} vs > {v['corr_threshold']}"
+                    f"{_iv(gi.get('spearman_minus_threshold'), 'ρ − threshold')}"
+                )
             parts.append(txt)
         out.append(head + "; ".join(parts) + f". Advice: *{v['advice']}* — {v['advice_reason']}.")
     return out
@@ -157,18 +189,30 @@ def controlled_section(drows: Sequence[dict[str, Any]], pct: Sequence[int], suff
         return out + ["No setting has a controlled-view analysis.", ""]
     n = next(iter(analysed))[2]["settings"].get("n_instances", "?")
     readers = {_row_label(r, sig): a["summary"] for r, sig, a in analysed}
-    out += [f"The same readers as Table 2, each scoring the same {n} instances: the sampled test questions with the "
-            "top-K passages of the **initial** retriever, whatever retriever the setting trained — a controlled "
-            "comparison of the readers alone, paired by instance. Rows whose retriever did not train show the same "
-            "numbers as in Table 2 (one analysis serves both views); step 2's row is step 1's reader (frozen), "
-            "analysed once. Means ± standard errors.", "",
-            table2(readers, None, "attention", pct, se=True), "",
-            "Lift, controlled view:", "", table2(readers, None, "lift", pct, se=True), "",
-            "### Verdicts, controlled view", ""]
-    view_rows = [{**r, "verdict": r.get("verdict_controlled"), "intervals": r.get("intervals_controlled")} for r in drows]
+    out += [
+        f"The same readers as Table 2, each scoring the same {n} instances: the sampled test questions with the "
+        "top-K passages of the **initial** retriever, whatever retriever the setting trained — a controlled "
+        "comparison of the readers alone, paired by instance. Rows whose retriever did not train show the same "
+        "numbers as in Table 2 (one analysis serves both views); step 2's row is step 1's reader (frozen), "
+        "analysed once. Means ± standard errors.",
+        "",
+        table2(readers, None, "attention", pct, se=True),
+        "",
+        "Lift, controlled view:",
+        "",
+        table2(readers, None, "lift", pct, se=True),
+        "",
+        "### Verdicts, controlled view",
+        "",
+    ]
+    view_rows = [
+        {**r, "verdict": r.get("verdict_controlled"), "intervals": r.get("intervals_controlled")} for r in drows
+    ]
     out += verdict_lines(view_rows)
     for r in drows:
         if r.get("controlled_same_as"):
-            out.append(f"- {r['number']} {r['name']}: its controlled view is {r['controlled_same_as']}'s analysis "
-                       "(the same frozen reader on the same instances).")
+            out.append(
+                f"- {r['number']} {r['name']}: its controlled view is {r['controlled_same_as']}'s analysis "
+                "(the same frozen reader on the same instances)."
+            )
     return out + [""]

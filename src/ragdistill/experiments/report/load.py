@@ -157,7 +157,13 @@ def _analysis(dirs: dict[str, str]) -> dict[str, dict[str, Any]]:
                 # the instance: the question and the passages the reader read (what pairs two readers' measures)
                 qid = rec.get("question_id")
                 keys.append(None if qid is None else f"{qid}|{','.join(map(str, rec.get('passage_ids') or []))}")
-        out[signal] = {"summary": summary, "measures": measures, "keys": keys, "dir": d, "settings": ind.get("settings", {})}
+        out[signal] = {
+            "summary": summary,
+            "measures": measures,
+            "keys": keys,
+            "dir": d,
+            "settings": ind.get("settings", {}),
+        }
     return out
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ragdistill.evaluation.statistics import Difference, format_difference
 from ragdistill.experiments.report.format import _holds, _metric_title, _ms
@@ -16,8 +17,19 @@ def _status_cell(point: bool | None, iv: str | None) -> str:
 
 
 def together_table(rows: Sequence[dict[str, Any]]) -> str:
-    head = ["#", "setting", "teacher (reader analysed)", "signal", "ΔHR@5 [95 % CI], n", "outcome (interval)",
-            "Indicator 1", "Indicator 2", "indicators predict", "agree?", "why undefined"]
+    head = [
+        "#",
+        "setting",
+        "teacher (reader analysed)",
+        "signal",
+        "ΔHR@5 [95 % CI], n",
+        "outcome (interval)",
+        "Indicator 1",
+        "Indicator 2",
+        "indicators predict",
+        "agree?",
+        "why undefined",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r["status"] in ("not run", "failed") or not BY_NAME[r["name"]].reference:
@@ -32,11 +44,39 @@ def together_table(rows: Sequence[dict[str, Any]]) -> str:
         if (r.get("across_seeds") or {}).get("delta_hr5"):
             delta += f"; {len(r['seed_runs'])} seeds: {_ms(r['across_seeds']['delta_hr5'], signed=True)}"
         agree = "–" if r["agrees"] is None else ("yes" if r["agrees"] else "**no**")
-        why = "; ".join(dict.fromkeys(x for x in (r.get("outcome_why"), r.get("prediction_why") if r["prediction"] is None else "",
-                                    r.get("agrees_why") if r["agrees"] is None and r["prediction"] and r["outcome"] != "–"
-                                    else "") if x)) or "–"
-        lines.append("| " + " | ".join([r["number"], r["name"], f"{teacher}'s final reader", r["signal"], delta,
-                                        r["outcome"], i1, i2, r["prediction"] or "–", agree, why]) + " |")
+        why = (
+            "; ".join(
+                dict.fromkeys(
+                    x
+                    for x in (
+                        r.get("outcome_why"),
+                        r.get("prediction_why") if r["prediction"] is None else "",
+                        r.get("agrees_why") if r["agrees"] is None and r["prediction"] and r["outcome"] != "–" else "",
+                    )
+                    if x
+                )
+            )
+            or "–"
+        )
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["number"],
+                    r["name"],
+                    f"{teacher}'s final reader",
+                    r["signal"],
+                    delta,
+                    r["outcome"],
+                    i1,
+                    i2,
+                    r["prediction"] or "–",
+                    agree,
+                    why,
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -44,8 +84,11 @@ REPRODUCED, NOT_REPRODUCED, UNDECIDED_FINDING = "reproduced", "did not reproduce
 
 
 def _ci_text(d: Difference, scale: float = 100.0, unit: str = " points") -> str:
-    return (f"{scale * d.estimate:+.1f}{unit} [95 % CI {scale * d.low:+.1f}, {scale * d.high:+.1f}], n={d.n}"
-            if scale != 1 else f"{d.estimate:+.3g} [95 % CI {d.low:+.3g}, {d.high:+.3g}], n={d.n}")
+    return (
+        f"{scale * d.estimate:+.1f}{unit} [95 % CI {scale * d.low:+.1f}, {scale * d.high:+.1f}], n={d.n}"
+        if scale != 1
+        else f"{d.estimate:+.3g} [95 % CI {d.low:+.3g}, {d.high:+.3g}], n={d.n}"
+    )
 
 
 def _missing(row: dict[str, Any] | None, name: str) -> str | None:
@@ -75,8 +118,10 @@ def _retrieval_finding(row: dict[str, Any] | None, name: str, want: str) -> tupl
 
 def _indicator_text(row: dict[str, Any]) -> str:
     v, iv = row["verdict"], row.get("intervals") or {}
-    return (f"Indicator 1 {_holds(v['indicator1']['holds'])} (intervals: {iv.get('indicator1') or 'none'}), "
-            f"Indicator 2 {_holds(v['indicator2']['holds'])} (intervals: {iv.get('indicator2') or 'none'})")
+    return (
+        f"Indicator 1 {_holds(v['indicator1']['holds'])} (intervals: {iv.get('indicator1') or 'none'}), "
+        f"Indicator 2 {_holds(v['indicator2']['holds'])} (intervals: {iv.get('indicator2') or 'none'})"
+    )
 
 
 def _indicator_finding(row: dict[str, Any] | None, name: str, kind: str) -> tuple[str, str]:
@@ -126,26 +171,41 @@ def conclusion(rows: Sequence[dict[str, Any]]) -> list[str]:
     by = {r["name"]: r for r in rows}
     teacher = by.get("finetuned_step1")
     findings = [
-        ("Off-the-shelf distillation hurts the retriever (row 2)",
-         _retrieval_finding(by.get("offshelf_distill"), "offshelf_distill", "hurts")),
-        ("Fine-tuned distillation, step 2, improves the retriever (row 4)",
-         _retrieval_finding(by.get("finetuned_step2"), "finetuned_step2", "improves")),
-        ("Indicators 1 and 2 hold for a good teacher (row 3's fine-tuned reader, row 4's teacher)",
-         _indicator_finding(teacher, "finetuned_step1", "both")),
-        ("Encoder-decoder distillation: only Indicator 1's attention trend (row 5)",
-         _indicator_finding(by.get("encdec_distill"), "encdec_distill", "encdec")),
-        ("Perplexity distillation: neither indicator holds (row 6)",
-         _indicator_finding(by.get("perplexity_distill"), "perplexity_distill", "neither")),
+        (
+            "Off-the-shelf distillation hurts the retriever (row 2)",
+            _retrieval_finding(by.get("offshelf_distill"), "offshelf_distill", "hurts"),
+        ),
+        (
+            "Fine-tuned distillation, step 2, improves the retriever (row 4)",
+            _retrieval_finding(by.get("finetuned_step2"), "finetuned_step2", "improves"),
+        ),
+        (
+            "Indicators 1 and 2 hold for a good teacher (row 3's fine-tuned reader, row 4's teacher)",
+            _indicator_finding(teacher, "finetuned_step1", "both"),
+        ),
+        (
+            "Encoder-decoder distillation: only Indicator 1's attention trend (row 5)",
+            _indicator_finding(by.get("encdec_distill"), "encdec_distill", "encdec"),
+        ),
+        (
+            "Perplexity distillation: neither indicator holds (row 6)",
+            _indicator_finding(by.get("perplexity_distill"), "perplexity_distill", "neither"),
+        ),
     ]
     counts = {k: sum(1 for _, (st, _) in findings if st == k) for k in (REPRODUCED, NOT_REPRODUCED, UNDECIDED_FINDING)}
-    out = [f"Of the study's {len(findings)} findings, {counts[REPRODUCED]} reproduced on this data, "
-           f"{counts[NOT_REPRODUCED]} did not, and {counts[UNDECIDED_FINDING]} could not be decided.", ""]
+    out = [
+        f"Of the study's {len(findings)} findings, {counts[REPRODUCED]} reproduced on this data, "
+        f"{counts[NOT_REPRODUCED]} did not, and {counts[UNDECIDED_FINDING]} could not be decided.",
+        "",
+    ]
     out += [f"- **{title}**: {status} — {detail}." for title, (status, detail) in findings]
     if teacher and teacher.get("status") not in ("not run", "failed"):
         em = (teacher.get("deltas") or {}).get("em")
         if em is not None:
-            out.append(f"- Step 1's reader against the off-the-shelf reader: ΔEM {_ci_text(em)} ({em.outcome}) — the "
-                       "study's step 2 presumes a clearly better (well-tuned) reader.")
+            out.append(
+                f"- Step 1's reader against the off-the-shelf reader: ΔEM {_ci_text(em)} ({em.outcome}) — the "
+                "study's step 2 presumes a clearly better (well-tuned) reader."
+            )
     out += ["", power_line(rows)]
     return out
 
@@ -153,11 +213,17 @@ def conclusion(rows: Sequence[dict[str, Any]]) -> list[str]:
 def power_line(rows: Sequence[dict[str, Any]]) -> str:
     """The 95 % half-widths of every interval: what differences this run can tell from noise."""
     parts = []
-    for key in sorted({k for r in rows for k in (r.get("deltas") or {})}, key=lambda k: (0, int(k[3:]), "") if k.startswith("hr@") and k[3:].isdigit() else (1, 0, k)):
+    for key in sorted(
+        {k for r in rows for k in (r.get("deltas") or {})},
+        key=lambda k: (0, int(k[3:]), "") if k.startswith("hr@") and k[3:].isdigit() else (1, 0, k),
+    ):
         ds = [(r, r["deltas"][key]) for r in rows if (r.get("deltas") or {}).get(key) is not None]
         if ds:
-            parts.append(f"Δ{_metric_title(key)} ± " + ", ".join(f"{100 * d.half_width:.1f} (row {r['number']}, n={d.n})"
-                                                              for r, d in ds) + " points")
+            parts.append(
+                f"Δ{_metric_title(key)} ± "
+                + ", ".join(f"{100 * d.half_width:.1f} (row {r['number']}, n={d.n})" for r, d in ds)
+                + " points"
+            )
     for r in rows:
         iv = r.get("intervals")
         if not iv:
@@ -175,5 +241,8 @@ def power_line(rows: Sequence[dict[str, Any]]) -> str:
             parts.append(f"row {r['number']} indicators (n={n}): " + ", ".join(bits))
     if not parts:
         return "No difference had an interval (nothing to compare)."
-    return ("Interval half-widths (95 %), i.e. the smallest differences this run can tell from noise: "
-            + "; ".join(parts) + ".")
+    return (
+        "Interval half-widths (95 %), i.e. the smallest differences this run can tell from noise: "
+        + "; ".join(parts)
+        + "."
+    )

@@ -33,9 +33,31 @@ from __future__ import annotations
 from ragdistill.experiments.sweep.options import SweepOptions, default_config_path, load_sweep_config
 from ragdistill.experiments.sweep.plan import SweepPlan, build_sweep_plan, format_sweep_plan, teacher_step2_config
 from ragdistill.experiments.sweep.runner import measures_to_inputs, run_sweep
-from ragdistill.experiments.sweep.teachers import (Teacher, builtin_teachers, decoder_layers, extra_teacher,
-                                                   reference_of, reinit_top_layers, select_teachers)
+from ragdistill.experiments.sweep.teachers import (
+    Teacher,
+    builtin_teachers,
+    decoder_layers,
+    extra_teacher,
+    reference_of,
+    reinit_top_layers,
+    select_teachers,
+)
 
-__all__ = ["SweepOptions", "SweepPlan", "Teacher", "build_sweep_plan", "builtin_teachers", "decoder_layers",
-           "default_config_path", "extra_teacher", "format_sweep_plan", "load_sweep_config", "measures_to_inputs",
-           "reference_of", "reinit_top_layers", "run_sweep", "select_teachers", "teacher_step2_config"]
+__all__ = [
+    "SweepOptions",
+    "SweepPlan",
+    "Teacher",
+    "build_sweep_plan",
+    "builtin_teachers",
+    "decoder_layers",
+    "default_config_path",
+    "extra_teacher",
+    "format_sweep_plan",
+    "load_sweep_config",
+    "measures_to_inputs",
+    "reference_of",
+    "reinit_top_layers",
+    "run_sweep",
+    "select_teachers",
+    "teacher_step2_config",
+]

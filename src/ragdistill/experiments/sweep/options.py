@@ -20,22 +20,22 @@ class SweepOptions:
     """Everything `ragdistill validate-indicators` was asked for."""
 
     out: Path
-    config: Path | None = None             # the sweep YAML (default: configs/demo/sweep/sweep.yaml)
+    config: Path | None = None  # the sweep YAML (default: configs/demo/sweep/sweep.yaml)
     corpus: str | None = None
-    questions: str | None = None           # one SQuAD file (split by article) or, with --corpus, train = test = it
+    questions: str | None = None  # one SQuAD file (split by article) or, with --corpus, train = test = it
     questions_train: str | None = None
     questions_dev: str | None = None
     questions_test: str | None = None
     split_by_article: bool = False
-    teachers: list[str] = field(default_factory=list)   # extra teachers: reader names or paths
-    only: list[str] | None = None          # run only these teachers (names)
+    teachers: list[str] = field(default_factory=list)  # extra teachers: reader names or paths
+    only: list[str] | None = None  # run only these teachers (names)
     overrides: list[str] = field(default_factory=list)  # --set on every training config
-    reader: str | None = None              # decoder reader instead of the configs'
-    fid_reader: str | None = None          # FiD reader instead of the configs'
-    retriever: str | None = None           # initial retriever instead of the configs'
-    n: int | None = None                   # analysed instances (default: the sweep config's)
-    seed: int | None = None                # analysis sample seed (default: the sweep config's)
-    resamples: int | None = None           # bootstrap resamples (default: the sweep config's)
+    reader: str | None = None  # decoder reader instead of the configs'
+    fid_reader: str | None = None  # FiD reader instead of the configs'
+    retriever: str | None = None  # initial retriever instead of the configs'
+    n: int | None = None  # analysed instances (default: the sweep config's)
+    seed: int | None = None  # analysis sample seed (default: the sweep config's)
+    resamples: int | None = None  # bootstrap resamples (default: the sweep config's)
     force: bool = False
     progress: bool = True
     command: str = ""
@@ -54,8 +54,20 @@ def default_config_path() -> Path:
     return configs_root() / "demo" / "sweep" / "sweep.yaml"
 
 
-SWEEP_KEYS = {"name", "configs", "snapshots", "degraded", "teachers", "analysis", "verdict", "bootstrap",
-              "step1_overrides", "step2_overrides", "fid_overrides", "estimate"}
+SWEEP_KEYS = {
+    "name",
+    "configs",
+    "snapshots",
+    "degraded",
+    "teachers",
+    "analysis",
+    "verdict",
+    "bootstrap",
+    "step1_overrides",
+    "step2_overrides",
+    "fid_overrides",
+    "estimate",
+}
 SECTION_KEYS = {
     "configs": {"step1", "step2", "fid", "perplexity"},
     "degraded": {"from", "layers", "reinit_top", "reinit_seed", "orders"},
@@ -88,26 +100,57 @@ def load_sweep_config(path: str | Path | None = None) -> dict[str, Any]:
             if k not in keys:
                 raise ConfigError(f"{section}.{k}", f"unknown key; {section} takes {', '.join(sorted(keys))}")
     # training configs: beside the sweep folder (configs/<scale>/sweep/x.yaml -> configs/<scale>/), else the shipped demo ones
-    cfg = {"name": raw.get("name", path.stem), "path": str(path), "configs_dir": str(path.parent.parent)
-           if path.parent.name == "sweep" else str(default_config_path().parent.parent)}
-    cfg["configs"] = {"step1": "finetuned_step1.yaml", "step2": "finetuned_step2.yaml", "fid": "encdec_distill.yaml",
-                      "perplexity": "perplexity_distill.yaml", **(raw.get("configs") or {})}
+    cfg = {
+        "name": raw.get("name", path.stem),
+        "path": str(path),
+        "configs_dir": str(path.parent.parent)
+        if path.parent.name == "sweep"
+        else str(default_config_path().parent.parent),
+    }
+    cfg["configs"] = {
+        "step1": "finetuned_step1.yaml",
+        "step2": "finetuned_step2.yaml",
+        "fid": "encdec_distill.yaml",
+        "perplexity": "perplexity_distill.yaml",
+        **(raw.get("configs") or {}),
+    }
     snaps = raw.get("snapshots", [0.125, 0.25, 0.5, 1.0])
     if not isinstance(snaps, list) or not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in snaps):
         raise ConfigError("snapshots", f"a list of shares of the step-1 budget in (0, 1], got {snaps!r}")
     cfg["snapshots"] = [float(f) for f in snaps]
-    cfg["degraded"] = {"from": 1.0, "layers": [-1], "reinit_top": 2, "reinit_seed": 0, "orders": 4,
-                       **(raw.get("degraded") or {})}
+    cfg["degraded"] = {
+        "from": 1.0,
+        "layers": [-1],
+        "reinit_top": 2,
+        "reinit_seed": 0,
+        "orders": 4,
+        **(raw.get("degraded") or {}),
+    }
     if cfg["degraded"]["orders"] < 1:
         raise ConfigError("degraded.orders", "must be at least 1")
     if cfg["degraded"]["reinit_top"] < 1:
         raise ConfigError("degraded.reinit_top", "must be at least 1")
     cfg["teachers"] = list(raw.get("teachers") or [])
-    cfg["analysis"] = {"n": 50, "seed": 0, "ig_steps": IG_STEPS, "ig_tolerance": IG_TOLERANCE, "ig_max_steps": IG_MAX_STEPS,
-                       **(raw.get("analysis") or {})}
-    check_ig_options(cfg["analysis"]["ig_steps"], cfg["analysis"]["ig_tolerance"], cfg["analysis"]["ig_max_steps"],
-                     prefix="analysis.ig_")
-    cfg["verdict"] = {"attention_measure": "auto", "percentile": 95, "corr_threshold": 0.3, **(raw.get("verdict") or {})}
+    cfg["analysis"] = {
+        "n": 50,
+        "seed": 0,
+        "ig_steps": IG_STEPS,
+        "ig_tolerance": IG_TOLERANCE,
+        "ig_max_steps": IG_MAX_STEPS,
+        **(raw.get("analysis") or {}),
+    }
+    check_ig_options(
+        cfg["analysis"]["ig_steps"],
+        cfg["analysis"]["ig_tolerance"],
+        cfg["analysis"]["ig_max_steps"],
+        prefix="analysis.ig_",
+    )
+    cfg["verdict"] = {
+        "attention_measure": "auto",
+        "percentile": 95,
+        "corr_threshold": 0.3,
+        **(raw.get("verdict") or {}),
+    }
     if cfg["verdict"]["attention_measure"] not in ("mean", "lift", "auto"):
         raise ConfigError("verdict.attention_measure", "must be mean, lift or auto")
     if cfg["verdict"]["percentile"] not in (90, 95):
@@ -118,6 +161,12 @@ def load_sweep_config(path: str | Path | None = None) -> dict[str, Any]:
         if not isinstance(val, list) or not all(isinstance(v, str) and "=" in v for v in val):
             raise ConfigError(key, "a list of KEY=VALUE overrides")
         cfg[key] = list(val)
-    cfg["estimate"] = {"reader_step_s": 1.6, "retriever_step_s": 0.9, "refresh_s": 4.0, "eval_question_s": 0.4,
-                       "analysis_instance_s": 0.5, **(raw.get("estimate") or {})}
+    cfg["estimate"] = {
+        "reader_step_s": 1.6,
+        "retriever_step_s": 0.9,
+        "refresh_s": 4.0,
+        "eval_question_s": 0.4,
+        "analysis_instance_s": 0.5,
+        **(raw.get("estimate") or {}),
+    }
     return cfg

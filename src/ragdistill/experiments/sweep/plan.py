@@ -19,14 +19,14 @@ from ragdistill.experiments.sweep.teachers import DECODER, FID, Teacher, _frac_n
 class SweepPlan:
     options: SweepOptions
     sweep: dict[str, Any]
-    dataset: Any                       # experiments.plan.DataSpec
-    root: Path                         # OUT/<dataset>
+    dataset: Any  # experiments.plan.DataSpec
+    root: Path  # OUT/<dataset>
     teachers: list[Teacher]
-    configs: dict[str, Any]            # step1 / step2 / fid / perplexity: resolved training configs
+    configs: dict[str, Any]  # step1 / step2 / fid / perplexity: resolved training configs
     index_dir: Path
     snapshot_steps: dict[float, int]
-    keys: dict[str, str] = field(default_factory=dict)       # unit -> key
-    status: dict[str, str] = field(default_factory=dict)     # unit -> run | reuse
+    keys: dict[str, str] = field(default_factory=dict)  # unit -> key
+    status: dict[str, str] = field(default_factory=dict)  # unit -> run | reuse
     estimate: dict[str, float] = field(default_factory=dict)  # unit -> seconds
 
 
@@ -43,16 +43,30 @@ def _data_options(options: SweepOptions):
         train = test = options.questions
     if (train or test) and not options.corpus:
         raise ConfigError("corpus", "question files need --corpus")
-    return Options(out=options.out, scale="demo", corpus=options.corpus, questions_train=train, questions_dev=dev,
-                   questions_test=test, split_by_article=options.split_by_article, progress=options.progress,
-                   command=options.command)
+    return Options(
+        out=options.out,
+        scale="demo",
+        corpus=options.corpus,
+        questions_train=train,
+        questions_dev=dev,
+        questions_test=test,
+        split_by_article=options.split_by_article,
+        progress=options.progress,
+        command=options.command,
+    )
 
 
 def _index_dir(root: Path, cfg) -> Path:
-    ident = {"retriever": cfg.retriever.name, "pooling": cfg.retriever.pooling, "shared": cfg.retriever.shared,
-             "max_length": cfg.retriever.max_length,
-             "corpus": str(Path(cfg.data.corpus).resolve()) if cfg.data.corpus != "demo" else "demo",
-             "format": cfg.data.corpus_format, "chunk_words": cfg.data.chunk_words, "faiss": cfg.index.faiss_type}
+    ident = {
+        "retriever": cfg.retriever.name,
+        "pooling": cfg.retriever.pooling,
+        "shared": cfg.retriever.shared,
+        "max_length": cfg.retriever.max_length,
+        "corpus": str(Path(cfg.data.corpus).resolve()) if cfg.data.corpus != "demo" else "demo",
+        "format": cfg.data.corpus_format,
+        "chunk_words": cfg.data.chunk_words,
+        "faiss": cfg.index.faiss_type,
+    }
     return root / f"index-{_sha(ident)[:10]}"
 
 
@@ -64,8 +78,8 @@ def _file_fp(path: str | None) -> str:
 
 def build_sweep_plan(options: SweepOptions, write: bool = False) -> SweepPlan:
     """Resolve the data, the training configs, the teachers, the keys and what will run or be reused. Loads no model."""
-    from ragdistill.experiments.plan import prepare_data
     from ragdistill.config import load_config
+    from ragdistill.experiments.plan import prepare_data
 
     sweep = load_sweep_config(options.config)
     if options.n is not None:
@@ -96,8 +110,13 @@ def build_sweep_plan(options: SweepOptions, write: bool = False) -> SweepPlan:
     configs = {
         "step1": cfg("step1", dec + idx + sweep["step1_overrides"]),
         "step2": cfg("step2", dec + idx + sweep["step2_overrides"]),
-        "fid": cfg("fid", fid + idx + ["train.regime=reader", "train.retriever_loss_weight=0.0", "index.refresh=-1"]
-                   + sweep["fid_overrides"]),
+        "fid": cfg(
+            "fid",
+            fid
+            + idx
+            + ["train.regime=reader", "train.retriever_loss_weight=0.0", "index.refresh=-1"]
+            + sweep["fid_overrides"],
+        ),
         "perplexity": cfg("perplexity", idx),
     }
     for _name, c in configs.items():
@@ -156,23 +175,39 @@ def _keys(plan: SweepPlan) -> None:
     keys: dict[str, str] = {}
     keys["baseline"] = _sha({"step2": c["step2"].to_dict(trackers=False), "data": _data_fp(c["step2"])})
     src_keys: dict[str, str] = {}
-    src_keys["step1"] = _sha({"config": c["step1"].to_dict(trackers=False), "data": _data_fp(c["step1"]),
-                              "snapshots": sorted(plan.snapshot_steps.values())})
+    src_keys["step1"] = _sha(
+        {
+            "config": c["step1"].to_dict(trackers=False),
+            "data": _data_fp(c["step1"]),
+            "snapshots": sorted(plan.snapshot_steps.values()),
+        }
+    )
     src_keys["fid_fit"] = _sha({"config": c["fid"].to_dict(trackers=False), "data": _data_fp(c["fid"])})
     for t in plan.teachers:
         if t.source == "reinit":
-            src_keys[_reinit_name(t)] = _sha({"step1": src_keys["step1"], "top": t.reinit_top, "seed": t.reinit_seed,
-                                              "fraction": t.fraction})
+            src_keys[_reinit_name(t)] = _sha(
+                {"step1": src_keys["step1"], "top": t.reinit_top, "seed": t.reinit_seed, "fraction": t.fraction}
+            )
     for unit in _needed_sources(plan):
         keys[unit] = src_keys[unit.split(":", 1)[1]]
     for t in plan.teachers:
-        reader_key = {"offshelf": c["step1"].reader.name, "fid-offshelf": c["fid"].reader.name,
-                      "step1": src_keys["step1"], "fid-fit": src_keys["fid_fit"],
-                      "reinit": src_keys.get(_reinit_name(t)) if t.source == "reinit" else None,
-                      "path": _file_fp(t.path) if t.path and Path(t.path).is_file() else str(t.path)}[t.source]
-        keys[f"teacher:{t.name}"] = _sha({"teacher": t.to_dict(), "reader": reader_key,
-                                          "step2": teacher_step2_config(plan, t, "<reader>").to_dict(trackers=False),
-                                          "analysis": a, "data": _data_fp(c["step2"])})
+        reader_key = {
+            "offshelf": c["step1"].reader.name,
+            "fid-offshelf": c["fid"].reader.name,
+            "step1": src_keys["step1"],
+            "fid-fit": src_keys["fid_fit"],
+            "reinit": src_keys.get(_reinit_name(t)) if t.source == "reinit" else None,
+            "path": _file_fp(t.path) if t.path and Path(t.path).is_file() else str(t.path),
+        }[t.source]
+        keys[f"teacher:{t.name}"] = _sha(
+            {
+                "teacher": t.to_dict(),
+                "reader": reader_key,
+                "step2": teacher_step2_config(plan, t, "<reader>").to_dict(trackers=False),
+                "analysis": a,
+                "data": _data_fp(c["step2"]),
+            }
+        )
     plan.keys = keys
 
 
@@ -226,25 +261,35 @@ def _fmt_s(s: float) -> str:
 
 def format_sweep_plan(plan: SweepPlan) -> str:
     o, sw, c = plan.options, plan.sweep, plan.configs
-    lines = [f"ragdistill validate-indicators — {sw['name']} ({sw['path']}), output {o.out}", "",
-             f"dataset {plan.dataset.label}: " + "; ".join(plan.dataset.notes), ""]
+    lines = [
+        f"ragdistill validate-indicators — {sw['name']} ({sw['path']}), output {o.out}",
+        "",
+        f"dataset {plan.dataset.label}: " + "; ".join(plan.dataset.notes),
+        "",
+    ]
     s1, s2 = c["step1"], c["step2"]
-    lines += ["## What runs", "",
-              f"- initial retriever {s2.retriever.name}; shared index {plan.index_dir}",
-              f"- analysis: {sw['analysis']['n']} test questions (seed {sw['analysis']['seed']}), top-{s2.train.k} by the "
-              "initial retriever, the same instances for every teacher",
-              f"- step 1 (teachers' source): {s1.reader.name}, reader-only, {s1.train.steps} steps x {s1.train.batch_size} "
-              f"questions, lr {s1.optim.lr_reader}; snapshots at steps "
-              + ", ".join(f"{v} ({k:g})" for k, v in sorted(plan.snapshot_steps.items()))
-              + f" (checkpoint every {s1.train.save_every})",
-              f"- step 2 (identical for every teacher): regime retriever, {s2.train.steps} steps x {s2.train.batch_size} "
-              f"questions, lr {s2.optim.lr_retriever}, seed {s2.train.seed}, refresh {s2.index.refresh}, tau_gold "
-              f"{s2.signal.tau_gold}; outcome: test HR@1/HR@5 on {s2.data.max_test or 'all'} questions vs the initial "
-              "retriever (exact McNemar, paired)",
-              f"- correlations: Spearman across teachers vs ΔHR@5, bootstrap {sw['bootstrap']['resamples']} resamples "
-              f"(questions, instances, teachers), seed {sw['bootstrap']['seed']}", "",
-              "## Teachers", "", "| # | teacher | reader | signal | what | reference | status | est. |",
-              "|---|---|---|---|---|---|---|---:|"]
+    lines += [
+        "## What runs",
+        "",
+        f"- initial retriever {s2.retriever.name}; shared index {plan.index_dir}",
+        f"- analysis: {sw['analysis']['n']} test questions (seed {sw['analysis']['seed']}), top-{s2.train.k} by the "
+        "initial retriever, the same instances for every teacher",
+        f"- step 1 (teachers' source): {s1.reader.name}, reader-only, {s1.train.steps} steps x {s1.train.batch_size} "
+        f"questions, lr {s1.optim.lr_reader}; snapshots at steps "
+        + ", ".join(f"{v} ({k:g})" for k, v in sorted(plan.snapshot_steps.items()))
+        + f" (checkpoint every {s1.train.save_every})",
+        f"- step 2 (identical for every teacher): regime retriever, {s2.train.steps} steps x {s2.train.batch_size} "
+        f"questions, lr {s2.optim.lr_retriever}, seed {s2.train.seed}, refresh {s2.index.refresh}, tau_gold "
+        f"{s2.signal.tau_gold}; outcome: test HR@1/HR@5 on {s2.data.max_test or 'all'} questions vs the initial "
+        "retriever (exact McNemar, paired)",
+        f"- correlations: Spearman across teachers vs ΔHR@5, bootstrap {sw['bootstrap']['resamples']} resamples "
+        f"(questions, instances, teachers), seed {sw['bootstrap']['seed']}",
+        "",
+        "## Teachers",
+        "",
+        "| # | teacher | reader | signal | what | reference | status | est. |",
+        "|---|---|---|---|---|---|---|---:|",
+    ]
     names = {t.name for t in plan.teachers}
     for i, t in enumerate(plan.teachers, 1):
         unit = f"teacher:{t.name}"
@@ -255,15 +300,20 @@ def format_sweep_plan(plan: SweepPlan) -> str:
             opts += " value_norm=false"
         if t.signal == "attention-debiased":
             opts += f" orders={t.orders}"
-        lines.append(f"| {i} | {t.name} | {teacher_reader(plan, t)} | {t.signal}{opts} | {t.description} | "
-                     f"{reference_of(t, names) or '(is a reference)'} | {plan.status[unit]} | {_fmt_s(plan.estimate[unit])} |")
+        lines.append(
+            f"| {i} | {t.name} | {teacher_reader(plan, t)} | {t.signal}{opts} | {t.description} | "
+            f"{reference_of(t, names) or '(is a reference)'} | {plan.status[unit]} | {_fmt_s(plan.estimate[unit])} |"
+        )
     lines += ["", "## Sources and baseline", "", "| unit | directory | status | est. |", "|---|---|---|---:|"]
     for unit in plan.keys:
         if unit.startswith("teacher:"):
             continue
         lines.append(f"| {unit} | {unit_dir(plan, unit)} | {plan.status[unit]} | {_fmt_s(plan.estimate[unit])} |")
     todo = sum(v for u, v in plan.estimate.items() if plan.status[u] == "run")
-    lines += ["", f"Estimated time: {_fmt_s(todo)} to run ({sum(1 for s in plan.status.values() if s == 'run')} units; "
-              f"{sum(1 for s in plan.status.values() if s == 'reuse')} reused), from the per-unit costs in the sweep "
-              "config's `estimate` section (an idle 2-core CPU; a GPU is several times faster)."]
+    lines += [
+        "",
+        f"Estimated time: {_fmt_s(todo)} to run ({sum(1 for s in plan.status.values() if s == 'run')} units; "
+        f"{sum(1 for s in plan.status.values() if s == 'reuse')} reused), from the per-unit costs in the sweep "
+        "config's `estimate` section (an idle 2-core CPU; a GPU is several times faster).",
+    ]
     return "\n".join(lines)

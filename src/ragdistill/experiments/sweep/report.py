@@ -33,8 +33,11 @@ def _mean_se(values) -> tuple[float | None, float | None]:
     from ragdistill.evaluation.statistics import mean_se
     from ragdistill.experiments.sweep.stats import position_share_items, reduce_input  # noqa: F401
 
-    arr = np.asarray(values, dtype=np.float64) if values and isinstance(values[0], list) else \
-        np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    arr = (
+        np.asarray(values, dtype=np.float64)
+        if values and isinstance(values[0], list)
+        else np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    )
     if arr.ndim == 2:
         if arr.shape[0] == 0:
             return None, None
@@ -73,8 +76,11 @@ def teacher_rows(plan, baseline: dict[str, Any], results: dict[str, Any]) -> tup
     base = _hits(Path(baseline["predictions"]))
     names = set(results)
     v = plan.sweep["verdict"]
-    vopts = VerdictOptions(corr_threshold=float(v["corr_threshold"]), percentile=int(v["percentile"]),
-                           attention_measure=v["attention_measure"])
+    vopts = VerdictOptions(
+        corr_threshold=float(v["corr_threshold"]),
+        percentile=int(v["percentile"]),
+        attention_measure=v["attention_measure"],
+    )
     rows = []
     qids = list(base)
     for t in plan.teachers:
@@ -83,8 +89,17 @@ def teacher_rows(plan, baseline: dict[str, Any], results: dict[str, Any]) -> tup
             continue
         hits = _hits(Path(m["predictions"]))
         qids = [q for q in qids if q in hits]
-        rows.append({"teacher": t.name, "description": t.description, "signal": t.signal, "family": m.get("family"),
-                     "reader": m.get("reader"), "marker": m, "hits": hits})
+        rows.append(
+            {
+                "teacher": t.name,
+                "description": t.description,
+                "signal": t.signal,
+                "family": m.get("family"),
+                "reader": m.get("reader"),
+                "marker": m,
+                "hits": hits,
+            }
+        )
     for r in rows:
         ref = reference_of(plan_teacher(plan, r["teacher"]), names)
         r["reference"] = ref
@@ -150,36 +165,72 @@ def write_figures(rows: list[dict[str, Any]], corr: dict[str, Any], out_dir: Pat
     return files
 
 
-def write_sweep_report(plan, baseline: dict[str, Any], results: dict[str, Any], failed: dict[str, str],
-                       sources: dict[str, Any], wall_seconds: float = 0.0) -> dict[str, Any]:
+def write_sweep_report(
+    plan,
+    baseline: dict[str, Any],
+    results: dict[str, Any],
+    failed: dict[str, str],
+    sources: dict[str, Any],
+    wall_seconds: float = 0.0,
+) -> dict[str, Any]:
     from ragdistill.experiments.sweep.stats import decision_record, indicator_correlations
 
     out = plan.options.out
     rows, qids = teacher_rows(plan, baseline, results)
     bs = plan.sweep["bootstrap"]
-    corr = indicator_correlations({r["teacher"]: r["marker"]["inputs"] for r in rows},
-                                  {r["teacher"]: [r["hits"][q]["hr@5"] for q in qids] for r in rows},
-                                  [_base_hit(baseline, q) for q in qids], resamples=int(bs["resamples"]), seed=int(bs["seed"]))
-    record = decision_record([{"teacher": r["teacher"], "advice": r["advice"], "outcome": r["outcome"]}
-                              for r in rows if r["reference"] is not None])
+    corr = indicator_correlations(
+        {r["teacher"]: r["marker"]["inputs"] for r in rows},
+        {r["teacher"]: [r["hits"][q]["hr@5"] for q in qids] for r in rows},
+        [_base_hit(baseline, q) for q in qids],
+        resamples=int(bs["resamples"]),
+        seed=int(bs["seed"]),
+    )
+    record = decision_record(
+        [
+            {"teacher": r["teacher"], "advice": r["advice"], "outcome": r["outcome"]}
+            for r in rows
+            if r["reference"] is not None
+        ]
+    )
     figures = write_figures(rows, corr, out / "figures") if rows else {}
     report = {
-        "sweep": {k: v for k, v in plan.sweep.items()}, "dataset": plan.dataset.label,
-        "baseline": baseline.get("metrics"), "n_questions": len(qids),
-        "teachers": [{"teacher": r["teacher"], "description": r["description"], "signal": r["signal"],
-                      "family": r["family"], "reader": r["reader"], "reference": r["reference"],
-                      "delta_hr@1": r["delta_hr@1"].to_dict() if r["delta_hr@1"] else None,
-                      "delta_hr@5": r["delta_hr@5"].to_dict() if r["delta_hr@5"] else None,
-                      "outcome": r["outcome"], "advice": r["advice"], "advice_reason": r["verdict"]["advice_reason"],
-                      "verdict": r["verdict"], "final_eval": r["marker"].get("final_eval"),
-                      "inputs": {k: {"value": v[0], "se": v[1]} for k, v in r["inputs"].items()},
-                      "position_shares": np.asarray(r["marker"]["inputs"]["position_bias"]).mean(axis=0).tolist()
-                      if r["marker"]["inputs"].get("position_bias") else None,
-                      "seconds": r["marker"].get("seconds")} for r in rows],
-        "correlations": corr, "decision_record": record, "failed": failed, "figures": figures,
-        "sources": {k: {kk: vv for kk, vv in v.items() if kk in ("reader", "snapshots", "final_eval", "layers")}
-                    for k, v in sources.items()},
-        "wall_seconds": round(wall_seconds, 1), "command": plan.options.command,
+        "sweep": {k: v for k, v in plan.sweep.items()},
+        "dataset": plan.dataset.label,
+        "baseline": baseline.get("metrics"),
+        "n_questions": len(qids),
+        "teachers": [
+            {
+                "teacher": r["teacher"],
+                "description": r["description"],
+                "signal": r["signal"],
+                "family": r["family"],
+                "reader": r["reader"],
+                "reference": r["reference"],
+                "delta_hr@1": r["delta_hr@1"].to_dict() if r["delta_hr@1"] else None,
+                "delta_hr@5": r["delta_hr@5"].to_dict() if r["delta_hr@5"] else None,
+                "outcome": r["outcome"],
+                "advice": r["advice"],
+                "advice_reason": r["verdict"]["advice_reason"],
+                "verdict": r["verdict"],
+                "final_eval": r["marker"].get("final_eval"),
+                "inputs": {k: {"value": v[0], "se": v[1]} for k, v in r["inputs"].items()},
+                "position_shares": np.asarray(r["marker"]["inputs"]["position_bias"]).mean(axis=0).tolist()
+                if r["marker"]["inputs"].get("position_bias")
+                else None,
+                "seconds": r["marker"].get("seconds"),
+            }
+            for r in rows
+        ],
+        "correlations": corr,
+        "decision_record": record,
+        "failed": failed,
+        "figures": figures,
+        "sources": {
+            k: {kk: vv for kk, vv in v.items() if kk in ("reader", "snapshots", "final_eval", "layers")}
+            for k, v in sources.items()
+        },
+        "wall_seconds": round(wall_seconds, 1),
+        "command": plan.options.command,
     }
     atomic_write_json(out / "report.json", report)
     atomic_write_text(out / "report.md", render_markdown(plan, report, rows))
@@ -207,26 +258,40 @@ def render_markdown(plan, report: dict[str, Any], rows: list[dict[str, Any]]) ->
     lines.append("")
     if ind:
         name, c = ind[0]
-        lines.append(f"- Strongest indicator input: **{input_title(name)}**, Spearman ρ with ΔHR@5 = {c['rho']:+.2f} "
-                     f"[{_f(c['low'], 2, True)}, {_f(c['high'], 2, True)}] across {c['n_teachers']} teachers "
-                     f"({'interval excludes 0' if c['low'] is not None and (c['low'] > 0 or c['high'] < 0) else 'interval includes 0: not distinguishable from no relation'}).")
+        lines.append(
+            f"- Strongest indicator input: **{input_title(name)}**, Spearman ρ with ΔHR@5 = {c['rho']:+.2f} "
+            f"[{_f(c['low'], 2, True)}, {_f(c['high'], 2, True)}] across {c['n_teachers']} teachers "
+            f"({'interval excludes 0' if c['low'] is not None and (c['low'] > 0 or c['high'] < 0) else 'interval includes 0: not distinguishable from no relation'})."
+        )
     for p in ("ranking_skill", "position_bias"):
         if p in corr and corr[p]["rho"] is not None:
             c = corr[p]
-            lines.append(f"- Simple predictor {input_title(p)}: ρ = {c['rho']:+.2f} [{_f(c['low'], 2, True)}, "
-                         f"{_f(c['high'], 2, True)}].")
+            lines.append(
+                f"- Simple predictor {input_title(p)}: ρ = {c['rho']:+.2f} [{_f(c['low'], 2, True)}, "
+                f"{_f(c['high'], 2, True)}]."
+            )
     if rec["n"]:
-        lines.append(f"- Decision rule: its advice matched the observed step-2 outcome for **{rec['matched']} of "
-                     f"{rec['n']}** teachers compared with a reference.")
+        lines.append(
+            f"- Decision rule: its advice matched the observed step-2 outcome for **{rec['matched']} of "
+            f"{rec['n']}** teachers compared with a reference."
+        )
     if report["failed"]:
         lines.append(f"- Failed teachers (not in the numbers): {', '.join(report['failed'])}.")
-    lines += ["", f"Outcome = ΔHR@5 of one identical step-2 run per teacher (retriever only; {s2.train.steps} steps, "
-              f"seed {s2.train.seed}, same initial retriever {s2.retriever.name}) against the initial retriever on the "
-              f"same {report['n_questions']} test questions (exact McNemar, 95 %). Indicator inputs on the same "
-              f"{plan.sweep['analysis']['n']} analysed instances for every teacher.", ""]
-    lines += ["## Teachers", "",
-              "| teacher | what | ΔHR@1 (pts) | ΔHR@5 (pts) | outcome | attn A p95 | ρ A p95 | attn Q p95 | ρ Q p95 | "
-              "ranking skill | position bias | advice | matched |", "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines += [
+        "",
+        f"Outcome = ΔHR@5 of one identical step-2 run per teacher (retriever only; {s2.train.steps} steps, "
+        f"seed {s2.train.seed}, same initial retriever {s2.retriever.name}) against the initial retriever on the "
+        f"same {report['n_questions']} test questions (exact McNemar, 95 %). Indicator inputs on the same "
+        f"{plan.sweep['analysis']['n']} analysed instances for every teacher.",
+        "",
+    ]
+    lines += [
+        "## Teachers",
+        "",
+        "| teacher | what | ΔHR@1 (pts) | ΔHR@5 (pts) | outcome | attn A p95 | ρ A p95 | attn Q p95 | ρ Q p95 | "
+        "ranking skill | position bias | advice | matched |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
     from ragdistill.experiments.sweep.stats import advice_matches
 
     for r in rows:
@@ -238,42 +303,64 @@ def render_markdown(plan, report: dict[str, Any], rows: list[dict[str, Any]]) ->
 
         adv = r["advice"] + ("" if r["reference"] else " (no reference: absolute rule)")
         m = advice_matches(r["advice"], r["outcome"]) if r["reference"] else None
-        lines.append(f"| {r['teacher']} | {r['description']} | {_diff(r['delta_hr@1'])} | {_diff(r['delta_hr@5'])} | "
-                     f"{r['outcome'] or '–'} | {v('answer.mean_attention.p95', 4)} | {v('answer.spearman.p95', 2)} | "
-                     f"{v('question.mean_attention.p95', 4)} | {v('question.spearman.p95', 2)} | {v('ranking_skill', 2)} | "
-                     f"{v('position_bias', 2)} | {adv} | {'–' if m is None else ('yes' if m else 'no')} |")
-    lines += ["", "## Correlation with ΔHR@5 across teachers", "",
-              "| input | Spearman ρ | 95 % interval | teachers | resamples with ρ defined |", "|---|---:|---|---:|---:|"]
+        lines.append(
+            f"| {r['teacher']} | {r['description']} | {_diff(r['delta_hr@1'])} | {_diff(r['delta_hr@5'])} | "
+            f"{r['outcome'] or '–'} | {v('answer.mean_attention.p95', 4)} | {v('answer.spearman.p95', 2)} | "
+            f"{v('question.mean_attention.p95', 4)} | {v('question.spearman.p95', 2)} | {v('ranking_skill', 2)} | "
+            f"{v('position_bias', 2)} | {adv} | {'–' if m is None else ('yes' if m else 'no')} |"
+        )
+    lines += [
+        "",
+        "## Correlation with ΔHR@5 across teachers",
+        "",
+        "| input | Spearman ρ | 95 % interval | teachers | resamples with ρ defined |",
+        "|---|---:|---|---:|---:|",
+    ]
     for name, c in corr.items():
         ci = "–" if c["low"] is None else f"[{c['low']:+.2f}, {c['high']:+.2f}]"
-        lines.append(f"| {input_title(name)} | {_f(c['rho'], 2, True)} | {ci} | {c['n_teachers']} | "
-                     f"{c['n_defined_resamples']}/{c['n_resamples']} |")
-    lines += ["", "## Decision record", "",
-              "Rule: *distil from this reader* should come with *improves*; *fine-tune it first* and *expect no benefit* "
-              "with *no detectable change* or *hurts* (distilling from the reader as it is does not pay).", "",
-              "| advice \\ outcome | improves | no detectable change | hurts | matched |", "|---|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {input_title(name)} | {_f(c['rho'], 2, True)} | {ci} | {c['n_teachers']} | "
+            f"{c['n_defined_resamples']}/{c['n_resamples']} |"
+        )
+    lines += [
+        "",
+        "## Decision record",
+        "",
+        "Rule: *distil from this reader* should come with *improves*; *fine-tune it first* and *expect no benefit* "
+        "with *no detectable change* or *hurts* (distilling from the reader as it is does not pay).",
+        "",
+        "| advice \\ outcome | improves | no detectable change | hurts | matched |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for a, row in rec["table"].items():
         per = rec["per_advice"][a]
-        lines.append(f"| {a} | {row['improves']} | {row['no detectable change']} | {row['hurts']} | "
-                     f"{per['matched']}/{per['n']} |")
+        lines.append(
+            f"| {a} | {row['improves']} | {row['no detectable change']} | {row['hurts']} | "
+            f"{per['matched']}/{per['n']} |"
+        )
     lines += ["", "## Figures", ""]
     for name, path in report["figures"].items():
         lines.append(f"- [{input_title(name)}]({Path(path).relative_to(plan.options.out)})")
-    lines += ["", "## How this was computed", "",
-              "- Indicator inputs per instance (METHOD §3.7), mean ± standard error over the instances where defined; "
-              "the verdict reads p95 with the measure of `verdict.attention_measure` against the off-the-shelf teacher of "
-              "the same family (offshelf / fid-offshelf); the references themselves use the absolute rule and are left "
-              "out of the decision record.",
-              "- Ranking skill: share of instances whose top-S passage contains the answer minus the share whose "
-              "top-retrieved passage does. Position bias: share of S on each prompt position (S/ΣS; softmax for "
-              "log-likelihood signals), averaged over instances; the number is its total-variation distance from uniform.",
-              "- Correlation intervals: percentile bootstrap; each resample draws the test questions (shared by the "
-              "teachers, so the Δs stay paired), the analysed instances (shared) and the teachers, with replacement.",
-              "- The debiased teacher's token-level indicator inputs are those of its reader's plain attention (the "
-              "indicators read one prompt order); its predictors and its step-2 signal use the averaged S.",
-              "- The perplexity teacher's step 2 uses the perplexity config's tau_gold; FiD teachers use the FiD config's "
-              "prompt budget and tau_gold; every other step-2 setting is the same for all teachers.", "",
-              f"Wall time {report['wall_seconds']:.0f} s. Command: `{report['command'] or 'ragdistill validate-indicators'}`."]
+    lines += [
+        "",
+        "## How this was computed",
+        "",
+        "- Indicator inputs per instance (METHOD §3.7), mean ± standard error over the instances where defined; "
+        "the verdict reads p95 with the measure of `verdict.attention_measure` against the off-the-shelf teacher of "
+        "the same family (offshelf / fid-offshelf); the references themselves use the absolute rule and are left "
+        "out of the decision record.",
+        "- Ranking skill: share of instances whose top-S passage contains the answer minus the share whose "
+        "top-retrieved passage does. Position bias: share of S on each prompt position (S/ΣS; softmax for "
+        "log-likelihood signals), averaged over instances; the number is its total-variation distance from uniform.",
+        "- Correlation intervals: percentile bootstrap; each resample draws the test questions (shared by the "
+        "teachers, so the Δs stay paired), the analysed instances (shared) and the teachers, with replacement.",
+        "- The debiased teacher's token-level indicator inputs are those of its reader's plain attention (the "
+        "indicators read one prompt order); its predictors and its step-2 signal use the averaged S.",
+        "- The perplexity teacher's step 2 uses the perplexity config's tau_gold; FiD teachers use the FiD config's "
+        "prompt budget and tau_gold; every other step-2 setting is the same for all teachers.",
+        "",
+        f"Wall time {report['wall_seconds']:.0f} s. Command: `{report['command'] or 'ragdistill validate-indicators'}`.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -10,16 +10,25 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ragdistill.errors import ConfigError
-from ragdistill.utils.io import atomic_write_text
 from ragdistill.experiments.sweep.markers import finished, write_marker
 from ragdistill.experiments.sweep.options import SweepOptions
-from ragdistill.experiments.sweep.plan import (SweepPlan, _reinit_name, build_sweep_plan, format_sweep_plan,
-                                               snapshot_dir, teacher_reader, teacher_step2_config, unit_dir)
+from ragdistill.experiments.sweep.plan import (
+    SweepPlan,
+    _reinit_name,
+    build_sweep_plan,
+    format_sweep_plan,
+    snapshot_dir,
+    teacher_reader,
+    teacher_step2_config,
+    unit_dir,
+)
 from ragdistill.experiments.sweep.teachers import DECODER, FID, Teacher, reinit_top_layers
+from ragdistill.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +102,24 @@ class _Run:
         self.say(f"baseline: the initial retriever {cfg.retriever.name} on the test questions")
         retriever, index = ensure_index(cfg, plan.options.progress)
         qs = _load_split(cfg, cfg.eval.final_split)
-        out = evaluate_questions(None, retriever, index, qs, k=cfg.train.k, ks=cfg.eval.ks, batch_size=cfg.eval.batch_size,
-                                 match=cfg.eval.match, generate=False, progress=plan.options.progress)
+        out = evaluate_questions(
+            None,
+            retriever,
+            index,
+            qs,
+            k=cfg.train.k,
+            ks=cfg.eval.ks,
+            batch_size=cfg.eval.batch_size,
+            match=cfg.eval.match,
+            generate=False,
+            progress=plan.options.progress,
+        )
         write_eval(d / "eval", out, info={"split": cfg.eval.final_split, "retriever": cfg.retriever.name})
         del retriever, index
         gc.collect()
-        return write_marker(d, plan.keys["baseline"], metrics=out.metrics, predictions=str(d / "eval" / "predictions.jsonl"))
+        return write_marker(
+            d, plan.keys["baseline"], metrics=out.metrics, predictions=str(d / "eval" / "predictions.jsonl")
+        )
 
     # -- sources ----------------------------------------------------------------
     def step1(self) -> dict[str, Any]:
@@ -111,8 +132,10 @@ class _Run:
         if m:
             return m
         cfg = plan.configs["step1"]
-        self.say(f"source step1: reader-only fine-tuning of {cfg.reader.name}, {cfg.train.steps} steps, snapshots at "
-                 + ", ".join(str(s) for s in sorted(set(plan.snapshot_steps.values()))))
+        self.say(
+            f"source step1: reader-only fine-tuning of {cfg.reader.name}, {cfg.train.steps} steps, snapshots at "
+            + ", ".join(str(s) for s in sorted(set(plan.snapshot_steps.values())))
+        )
         run = d / "run"
         summary = _train(cfg, run, plan.options.force, plan.options.progress)
         snaps = {}
@@ -134,9 +157,15 @@ class _Run:
         if (d / "reader").exists():
             shutil.rmtree(d / "reader")
         shutil.move(str(run / "reader"), str(d / "reader"))
-        shutil.rmtree(run / "checkpoints", ignore_errors=True)   # the snapshots are exported; drop optimizer states
-        return write_marker(d, plan.keys["source:step1"], snapshots=snaps, reader=str(d / "reader"),
-                            final_eval=summary.get("final_eval", {}), steps=summary.get("steps"))
+        shutil.rmtree(run / "checkpoints", ignore_errors=True)  # the snapshots are exported; drop optimizer states
+        return write_marker(
+            d,
+            plan.keys["source:step1"],
+            snapshots=snaps,
+            reader=str(d / "reader"),
+            final_eval=summary.get("final_eval", {}),
+            steps=summary.get("steps"),
+        )
 
     def fid_fit(self) -> dict[str, Any]:
         plan = self.plan
@@ -151,8 +180,9 @@ class _Run:
             shutil.rmtree(d / "reader")
         shutil.move(str(d / "run" / "reader"), str(d / "reader"))
         shutil.rmtree(d / "run" / "checkpoints", ignore_errors=True)
-        return write_marker(d, plan.keys["source:fid_fit"], reader=str(d / "reader"),
-                            final_eval=summary.get("final_eval", {}))
+        return write_marker(
+            d, plan.keys["source:fid_fit"], reader=str(d / "reader"), final_eval=summary.get("final_eval", {})
+        )
 
     def reinit(self, t: Teacher) -> dict[str, Any]:
         from ragdistill.training.loop import build_reader
@@ -223,10 +253,18 @@ class _Run:
         opts = t.signal_options
         ana_signal = "perplexity" if t.signal == "perplexity" else "attention"
         att_opts = {k: v for k, v in opts.items() if k != "orders"} if ana_signal == "attention" else None
-        ra = analyze_reader(reader, instances, name=t.name, signal=ana_signal, answer="gold", attention_options=att_opts,
-                            ig_steps=plan.sweep["analysis"]["ig_steps"], progress=plan.options.progress,
-                            ig_tolerance=plan.sweep["analysis"]["ig_tolerance"],
-                            ig_max_steps=plan.sweep["analysis"]["ig_max_steps"])
+        ra = analyze_reader(
+            reader,
+            instances,
+            name=t.name,
+            signal=ana_signal,
+            answer="gold",
+            attention_options=att_opts,
+            ig_steps=plan.sweep["analysis"]["ig_steps"],
+            progress=plan.options.progress,
+            ig_tolerance=plan.sweep["analysis"]["ig_tolerance"],
+            ig_max_steps=plan.sweep["analysis"]["ig_max_steps"],
+        )
         summary = summarize(ra.measures)
         inputs = measures_to_inputs(ra.measures)
         # the teacher's passage scores S (its training signal) on the same instances: the predictors
@@ -256,11 +294,20 @@ class _Run:
         t1 = time.perf_counter()
         step2 = _train(cfg2, d / "step2", plan.options.force, plan.options.progress)
         shutil.rmtree(d / "step2" / "checkpoints", ignore_errors=True)
-        shutil.rmtree(d / "step2" / "retriever", ignore_errors=True)   # only its evaluation is needed; keeps disk small
-        return write_marker(d, plan.keys[unit], teacher=t.to_dict(), family=family, reader=reader_path,
-                            summary=summary, inputs=inputs, instance_ids=[i.question.id for i in instances],
-                            final_eval=step2.get("final_eval", {}), predictions=str(d / "step2" / "eval" / "predictions.jsonl"),
-                            seconds={"analysis": round(analysis_s, 1), "step2": round(time.perf_counter() - t1, 1)})
+        shutil.rmtree(d / "step2" / "retriever", ignore_errors=True)  # only its evaluation is needed; keeps disk small
+        return write_marker(
+            d,
+            plan.keys[unit],
+            teacher=t.to_dict(),
+            family=family,
+            reader=reader_path,
+            summary=summary,
+            inputs=inputs,
+            instance_ids=[i.question.id for i in instances],
+            final_eval=step2.get("final_eval", {}),
+            predictions=str(d / "step2" / "eval" / "predictions.jsonl"),
+            seconds={"analysis": round(analysis_s, 1), "step2": round(time.perf_counter() - t1, 1)},
+        )
 
 
 def _load_split(cfg, split: str):
@@ -298,8 +345,10 @@ def run_sweep(options: SweepOptions, say: Callable[[str], None] = _say) -> dict[
     plan = build_sweep_plan(options, write=True)
     atomic_write_text(options.out / "plan.md", format_sweep_plan(plan))
     n_run = sum(1 for s in plan.status.values() if s == "run")
-    say(f"ragdistill validate-indicators: {len(plan.teachers)} teachers, {n_run} units to run, "
-        f"{len(plan.status) - n_run} reused (see {options.out / 'plan.md'})")
+    say(
+        f"ragdistill validate-indicators: {len(plan.teachers)} teachers, {n_run} units to run, "
+        f"{len(plan.status) - n_run} reused (see {options.out / 'plan.md'})"
+    )
     r = _Run(plan, say)
     baseline = r.baseline()
     sources: dict[str, Any] = {}

@@ -17,7 +17,8 @@ check it on hand-made fixtures:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -117,14 +118,22 @@ def reduce_input(values: np.ndarray, rows: np.ndarray | None = None) -> float:
 
 
 def _as_array(values: Sequence[Any]) -> np.ndarray:
-    arr = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64) if (
-        len(values) and not isinstance(values[0], (list, tuple, np.ndarray))) else np.asarray(values, dtype=np.float64)
+    arr = (
+        np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+        if (len(values) and not isinstance(values[0], (list, tuple, np.ndarray)))
+        else np.asarray(values, dtype=np.float64)
+    )
     return arr
 
 
-def indicator_correlations(inputs: Mapping[str, Mapping[str, Sequence[Any]]], hits: Mapping[str, Sequence[bool]],
-                           baseline: Sequence[bool], resamples: int = 2000, seed: int = 0,
-                           confidence: float = 0.95) -> dict[str, dict[str, Any]]:
+def indicator_correlations(
+    inputs: Mapping[str, Mapping[str, Sequence[Any]]],
+    hits: Mapping[str, Sequence[bool]],
+    baseline: Sequence[bool],
+    resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, dict[str, Any]]:
     """Across teachers: Spearman ρ between each input and ΔHR@5, with a bootstrap interval.
 
     ``inputs[teacher][input]`` holds the per-instance values on the analysed instances (the
@@ -172,11 +181,22 @@ def indicator_correlations(inputs: Mapping[str, Mapping[str, Sequence[Any]]], hi
             if math.isfinite(r):
                 boots.append(r)
         alpha = (1 - confidence) / 2
-        lo, hi = (float(np.percentile(boots, 100 * alpha)), float(np.percentile(boots, 100 * (1 - alpha)))) if boots \
+        lo, hi = (
+            (float(np.percentile(boots, 100 * alpha)), float(np.percentile(boots, 100 * (1 - alpha))))
+            if boots
             else (None, None)
-        out[name] = {"rho": None if not math.isfinite(rho) else rho, "low": lo, "high": hi, "n_teachers": len(have),
-                     "n_resamples": resamples, "n_defined_resamples": len(boots), "confidence": confidence, "seed": seed,
-                     "values": {t: (None if not math.isfinite(v) else float(v)) for t, v in zip(have, x)}}
+        )
+        out[name] = {
+            "rho": None if not math.isfinite(rho) else rho,
+            "low": lo,
+            "high": hi,
+            "n_teachers": len(have),
+            "n_resamples": resamples,
+            "n_defined_resamples": len(boots),
+            "confidence": confidence,
+            "seed": seed,
+            "values": {t: (None if not math.isfinite(v) else float(v)) for t, v in zip(have, x)},
+        }
     return out
 
 
@@ -210,11 +230,31 @@ def decision_record(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         per[a]["matched"] += int(m)
         total += 1
         matched += int(m)
-    return {"table": table, "per_advice": per, "n": total, "matched": matched,
-            "share_matched": (matched / total) if total else None, "rows": detail,
-            "rule": {a: list(v) for a, v in EXPECTED.items()}}
+    return {
+        "table": table,
+        "per_advice": per,
+        "n": total,
+        "matched": matched,
+        "share_matched": (matched / total) if total else None,
+        "rows": detail,
+        "rule": {a: list(v) for a, v in EXPECTED.items()},
+    }
 
 
-__all__ = ["ADVICES", "EXPECTED", "OUTCOME_WORDS", "advice_matches", "decision_record", "indicator_correlations",
-           "position_bias", "position_share_items", "position_shares", "ranking_skill", "ranking_skill_items",
-           "reduce_input", "score_shares", "spearman", "tv_from_uniform"]
+__all__ = [
+    "ADVICES",
+    "EXPECTED",
+    "OUTCOME_WORDS",
+    "advice_matches",
+    "decision_record",
+    "indicator_correlations",
+    "position_bias",
+    "position_share_items",
+    "position_shares",
+    "ranking_skill",
+    "ranking_skill_items",
+    "reduce_input",
+    "score_shares",
+    "spearman",
+    "tv_from_uniform",
+]

@@ -18,14 +18,14 @@ class Teacher:
     """One teacher: which reader (and how it is made), which signal, with which options."""
 
     name: str
-    family: str = DECODER              # decoder | fid | auto (an extra reader: detected when it loads)
-    source: str = "offshelf"           # offshelf | step1 | reinit | fid-offshelf | fid-fit | path
-    fraction: float | None = None      # step1: the share of the step-1 budget
-    path: str | None = None            # source "path": the reader's name or directory
-    signal: str = "attention"          # attention | attention-debiased | perplexity
+    family: str = DECODER  # decoder | fid | auto (an extra reader: detected when it loads)
+    source: str = "offshelf"  # offshelf | step1 | reinit | fid-offshelf | fid-fit | path
+    fraction: float | None = None  # step1: the share of the step-1 budget
+    path: str | None = None  # source "path": the reader's name or directory
+    signal: str = "attention"  # attention | attention-debiased | perplexity
     layers: list[int] | None = None
     value_norm: bool = True
-    orders: int = 1                    # attention-debiased: passage orders
+    orders: int = 1  # attention-debiased: passage orders
     reinit_top: int = 0
     reinit_seed: int = 0
     description: str = ""
@@ -52,24 +52,51 @@ def builtin_teachers(sweep: dict[str, Any]) -> dict[str, Teacher]:
     d = sweep["degraded"]
     src = float(d["from"])
     base = dict(source="step1", fraction=src)
-    out = {"offshelf": Teacher("offshelf", DECODER, "offshelf", description="the off-the-shelf reader (decoder reference)")}
+    out = {
+        "offshelf": Teacher("offshelf", DECODER, "offshelf", description="the off-the-shelf reader (decoder reference)")
+    }
     for f in sweep["snapshots"]:
-        out[_frac_name(f)] = Teacher(_frac_name(f), DECODER, "step1", fraction=f,
-                                     description=f"step-1 reader after {f:.0%} of its budget")
+        out[_frac_name(f)] = Teacher(
+            _frac_name(f), DECODER, "step1", fraction=f, description=f"step-1 reader after {f:.0%} of its budget"
+        )
     tag = _frac_name(src)
-    out["layers-subset"] = Teacher("layers-subset", DECODER, **base, layers=list(d["layers"]),
-                                   description=f"{tag}, attention from layers {list(d['layers'])} only")
-    out["reinit-top"] = Teacher("reinit-top", DECODER, "reinit", fraction=src, reinit_top=int(d["reinit_top"]),
-                                reinit_seed=int(d["reinit_seed"]),
-                                description=f"{tag} with its top {d['reinit_top']} layers re-initialised (seed {d['reinit_seed']})")
-    out["no-value-norm"] = Teacher("no-value-norm", DECODER, **base, value_norm=False,
-                                   description=f"{tag}, value-norm weighting off (attention probabilities alone)")
-    out["perplexity"] = Teacher("perplexity", DECODER, **base, signal="perplexity",
-                                description=f"{tag}, perplexity signal (METHOD §3.4)")
-    out["debiased"] = Teacher("debiased", DECODER, **base, signal="attention-debiased", orders=int(d["orders"]),
-                              description=f"{tag}, attention averaged over {d['orders']} passage orders (position-debiased)")
-    out["fid-offshelf"] = Teacher("fid-offshelf", FID, "fid-offshelf", description="the offline FiD reader, not fitted "
-                                  "(FiD reference)")
+    out["layers-subset"] = Teacher(
+        "layers-subset",
+        DECODER,
+        **base,
+        layers=list(d["layers"]),
+        description=f"{tag}, attention from layers {list(d['layers'])} only",
+    )
+    out["reinit-top"] = Teacher(
+        "reinit-top",
+        DECODER,
+        "reinit",
+        fraction=src,
+        reinit_top=int(d["reinit_top"]),
+        reinit_seed=int(d["reinit_seed"]),
+        description=f"{tag} with its top {d['reinit_top']} layers re-initialised (seed {d['reinit_seed']})",
+    )
+    out["no-value-norm"] = Teacher(
+        "no-value-norm",
+        DECODER,
+        **base,
+        value_norm=False,
+        description=f"{tag}, value-norm weighting off (attention probabilities alone)",
+    )
+    out["perplexity"] = Teacher(
+        "perplexity", DECODER, **base, signal="perplexity", description=f"{tag}, perplexity signal (METHOD §3.4)"
+    )
+    out["debiased"] = Teacher(
+        "debiased",
+        DECODER,
+        **base,
+        signal="attention-debiased",
+        orders=int(d["orders"]),
+        description=f"{tag}, attention averaged over {d['orders']} passage orders (position-debiased)",
+    )
+    out["fid-offshelf"] = Teacher(
+        "fid-offshelf", FID, "fid-offshelf", description="the offline FiD reader, not fitted (FiD reference)"
+    )
     out["fid-fitted"] = Teacher("fid-fitted", FID, "fid-fit", description="the FiD reader after reader-only fitting")
     return out
 
@@ -151,7 +178,7 @@ def reinit_top_layers(model: Any, n: int, seed: int = 0) -> list[int]:
                         if module.bias is not None:
                             module.bias.zero_()
                     elif hasattr(module, "weight") and module.weight is not None and module.weight.dim() == 1:
-                        module.weight.fill_(1.0)            # norms back to identity
+                        module.weight.fill_(1.0)  # norms back to identity
                         if getattr(module, "bias", None) is not None:
                             module.bias.zero_()
     finally:
