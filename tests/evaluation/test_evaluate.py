@@ -119,6 +119,7 @@ def test_outputs_are_written(tmp_path):
         "prediction": "Nile",
         "retrieved": ["2", "3", "4"],
         "hit": True,
+        "hit_flags": [True, False, False],
         "em": 1.0,
         "f1": 1.0,
     }

@@ -205,7 +205,7 @@ def trapezoid_weights(alphas: torch.Tensor) -> torch.Tensor:
 
 @contextmanager
 def _frozen_eval(model: torch.nn.Module) -> Iterator[None]:
-    """eval() mode and no parameter gradients (only the inputs' gradients are needed); restored after."""
+    """Evaluation mode and no parameter gradients (only the inputs' gradients are needed); restored after."""
     was_training = model.training
     params = [p for p in model.parameters() if p.requires_grad]
     model.eval()

@@ -89,10 +89,15 @@ def save_checkpoint(
             p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir()) if p.is_file()
         }
         manifest = {"format": FORMAT_VERSION, "step": step, "complete": True, "created": time.time(), "files": files}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        (tmp / MANIFEST).write_text(_manifest_text(manifest), encoding="utf-8")
     if keep_last:
         prune(root, keep_last)
     return target
+
+
+def _manifest_text(manifest: dict) -> str:
+    """The one serialisation a manifest is written in, so reading can tell any later change to its bytes."""
+    return json.dumps(manifest, indent=2) + "\n"
 
 
 def verify_checkpoint(path: str | Path) -> list[str]:
@@ -102,12 +107,15 @@ def verify_checkpoint(path: str | Path) -> list[str]:
     if not mpath.is_file():
         return [f"{mpath} is missing (the checkpoint was never completed)"]
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        text = mpath.read_text(encoding="utf-8")
+        manifest = json.loads(text)
         files = manifest["files"]
         if not manifest.get("complete"):
             return [f"{mpath} does not mark the checkpoint complete"]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         return [f"{mpath} is unreadable ({type(exc).__name__})"]
+    if text != _manifest_text(manifest):  # even a change that keeps the JSON's meaning (appended bytes) is damage
+        return [f"{mpath} was modified after it was written (its bytes differ from the manifest it holds)"]
     problems = []
     for name, meta in files.items():
         problem = _file_problem(path / name, meta)
