@@ -103,14 +103,14 @@ def _signal_options(cfg) -> dict:
 
 
 def test_paper_encdec_config_reproduces_atlas_target(models, tok):
-    from ragdistill.training.config import load_config
+    from ragdistill.config import load_config
 
     cfg = load_config(CONFIGS / "paper" / "encdec_distill.yaml")
     assert cfg.signal.name == "attention" and cfg.signal.mode == "softmax"
     reader = FiDReader(models[0], tok, max_passage_tokens=512)
     S = reader.attention_scores(QUESTION, PASSAGES, ANSWER, **_signal_options(cfg)).passage_scores
     ours = target(S.double(), cfg.signal.tau_gold)
-    gold = atlas_gold_score(models[1], tok, QUESTION, PASSAGES, ANSWER)
+    gold = atlas_gold_score(models[1], tok, QUESTION, PASSAGES, ANSWER, whole_row=True)  # S sums the whole block
     atlas = torch.softmax(gold / ATLAS_TEMPERATURE_GOLD, dim=-1)
     # the scores are the same up to ATLAS's constant: S = 256 · gold
     torch.testing.assert_close(S.double(), ATLAS_DIVISOR * gold, rtol=1e-5, atol=1e-7)
@@ -119,8 +119,8 @@ def test_paper_encdec_config_reproduces_atlas_target(models, tok):
 
 
 def test_tau_from_atlas_and_the_other_paper_configs():
+    from ragdistill.config import load_config
     from ragdistill.signals.targets import ATLAS_NORMS_SCALE, tau_from_atlas
-    from ragdistill.training.config import load_config
 
     assert ATLAS_NORMS_SCALE == ATLAS_DIVISOR
     assert tau_from_atlas(0.01) == pytest.approx(2.56)
