@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,35 +15,14 @@ import pytest
 from ragdistill.training import checkpoint as ckpt
 from tests.reliability.conftest import ROOT, count
 from tests.tiny_models import tiny_overrides
-from tests.training.test_distributed import DEMO, _free_port
+from tests.training.test_distributed import torchrun_command
 
 pytestmark = pytest.mark.distributed
 BOUND_S = 60  # from the kill to every process gone (torchrun's own teardown grace is 30 s)
 
 
 def _launch(out: Path, overrides: list[str], *extra: str, env: dict[str, str] | None = None):
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-        "-m",
-        "ragdistill",
-        "train",
-        "--config",
-        str(DEMO),
-        "--out",
-        str(out),
-        "--no-progress",
-        *extra,
-    ]
-    for o in overrides:
-        cmd += ["--set", o]
+    cmd = torchrun_command(out, overrides, *extra)
     full = dict(
         os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT / "src"), **(env or {})
     )

@@ -34,7 +34,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(out: Path, overrides: list[str]) -> subprocess.CompletedProcess:
+def torchrun_command(out: Path, overrides: list[str], *extra: str) -> list[str]:
+    """`torchrun` (2 processes, gloo on CPU) running `ragdistill train` on DEMO into `out` with `--set` overrides."""
     cmd = [
         sys.executable,
         "-m",
@@ -53,9 +54,15 @@ def _launch(out: Path, overrides: list[str]) -> subprocess.CompletedProcess:
         "--out",
         str(out),
         "--no-progress",
+        *extra,
     ]
     for o in overrides:
         cmd += ["--set", o]
+    return cmd
+
+
+def _launch(out: Path, overrides: list[str]) -> subprocess.CompletedProcess:
+    cmd = torchrun_command(out, overrides)
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT / "src"))
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
