@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/ragdistill reproduce --scale demo --out runs/demo
 
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # House rules (pyproject.toml [tool.ruff]): lint and formatting, checked before the tests.
 lint: $(STAMP)

@@ -17,8 +17,10 @@ Repeatability: the questions of step s are a function of (seed, s) and the RNGs 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -264,6 +266,10 @@ class Trainer:
         except RuntimeError as exc:
             if not (self.dist.distributed and is_collective_failure(exc)):
                 raise
+            # torchrun SIGTERMs the survivors as soon as it sees a rank die: this process is ending with status 3
+            # anyway, so it lets that signal pass (the launcher SIGKILLs after its grace) and says why it stopped
+            with contextlib.suppress(ValueError, OSError):  # ValueError: not the main thread
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
             last = ckpt.latest_complete(self.ckpt_root) if self.ckpt_root.is_dir() else None
             raise peer_lost(self.dist, self.state.step, exc, str(last) if last else None) from exc
         finally:
