@@ -204,6 +204,7 @@ class EvalConfig:
     final_split: Split = "test"
     batch_size: int = 8
     match: Match = "token"
+    max_generate: int = 0
 
 
 @dataclass
@@ -484,6 +485,7 @@ def validate(cfg: Config, check_hardware: bool = False) -> Config:
         ("data.max_train", cfg.data.max_train),
         ("data.max_dev", cfg.data.max_dev),
         ("data.max_test", cfg.data.max_test),
+        ("eval.max_generate", e.max_generate),
         ("runtime.gpus", cfg.runtime.gpus),
         ("runtime.threads", cfg.runtime.threads),
         ("data.demo_seed", cfg.data.demo_seed),

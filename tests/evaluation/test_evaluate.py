@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from ragdistill.data.types import Passage, Question
-from ragdistill.evaluation.evaluate import evaluate_questions, format_table, write_eval
+from ragdistill.evaluation.evaluate import evaluate_questions, format_table, generation_sample, write_eval
 
 P = {
     i: Passage(str(i), f"T{i}", text)
@@ -66,6 +66,27 @@ def test_hand_computed_metrics():
     assert m["f1"] == pytest.approx(2 / 3)
     assert [r["hit"] for r in out.records] == [True, True, False]
     assert out.records[0]["retrieved"] == ["1", "0", "2"]
+
+
+def test_generation_on_a_seeded_sample_keeps_hr_on_every_question():
+    asked = []
+
+    class CountingReader(FakeReader):
+        def generate(self, questions, passages):
+            asked.extend(questions)
+            return super().generate(questions, passages)
+
+    out = evaluate_questions(CountingReader(), None, FakeIndex(), QS, k=2, ks=(1, 2), batch_size=2, generate_sample=2)
+    chosen = generation_sample(3, 2)
+    assert len(chosen) == 2 and chosen == generation_sample(3, 2)  # the same questions in every run
+    assert sorted(asked) == sorted(QS[i].question for i in chosen)  # only those are generated
+    m = out.metrics
+    assert m["n"] == 3 and m["n_generated"] == 2 and m["hr@2"] == pytest.approx(2 / 3)  # HR@k: all three
+    by_pos = {i: r for i, r in enumerate(out.records)}
+    assert all(("em" in by_pos[i]) == (i in chosen) for i in range(3))
+    want_em = {0: 1.0, 1: 1.0, 2: 0.0}  # q1 and q2 answered right, q3 wrong (see test_hand_computed_metrics)
+    assert m["em"] == pytest.approx(sum(want_em[i] for i in chosen) / 2)
+    assert generation_sample(3, 0) == generation_sample(3, 5) == {0, 1, 2}  # 0 or more than n: all
 
 
 def test_retrieval_only_needs_no_reader():

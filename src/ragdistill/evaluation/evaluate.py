@@ -37,6 +37,16 @@ def _retrieve(index, retriever, texts: list[str], k: int) -> list[list[Passage]]
     return [[r.passage for r in rs] for rs in results]
 
 
+def generation_sample(n: int, size: int, seed: int = 0) -> set[int]:
+    """Positions of the questions whose answers are generated: all when `size` is 0 or >= n, else a sample
+    drawn with a fixed seed, so every setting evaluated on the same question list answers the same ones."""
+    if size <= 0 or size >= n:
+        return set(range(n))
+    import numpy as np
+
+    return {int(i) for i in np.random.default_rng(seed).choice(n, size=size, replace=False)}
+
+
 def evaluate_questions(
     reader,
     retriever,
@@ -51,6 +61,7 @@ def evaluate_questions(
     progress: bool = False,
     dist=None,
     desc: str = "evaluate",
+    generate_sample: int = 0,
 ) -> EvalOutput:
     """Retrieval + (optionally) generation over `questions`; metrics and one record per question.
 
@@ -58,6 +69,9 @@ def evaluate_questions(
     shards the questions across processes; every process gets the full result.
     HR@k uses the project's one has-answer test (`retrieval.metrics.passage_hit_flags`), so it
     equals ``ragdistill retrieve``'s: the passage text only (DPR), the title too with `match_title`.
+    `generate_sample` > 0 generates answers (EM/F1) for that many questions only, a seeded sample that is the
+    same in every run over the same question list (`generation_sample`), so EM pairs across settings; HR@k
+    always covers every question.
     """
     from ragdistill.retrieval.metrics import hits_from_flags, passage_hit_flags
 
@@ -65,6 +79,7 @@ def evaluate_questions(
     ks = sorted({int(x) for x in ks})
     depth = max(max(ks), k)
     order = list(range(len(questions)))
+    answer_these = generation_sample(len(questions), generate_sample) if generate else set()
     if dist is not None and dist.world_size > 1:
         order = order[dist.rank :: dist.world_size]
     timings = {"retrieve": 0.0, "generate": 0.0}
@@ -82,9 +97,12 @@ def evaluate_questions(
             ranked = _retrieve(index, retriever, [q.question for q in batch], depth)
             timings["retrieve"] += time.perf_counter() - ta
             preds: list[str | None] = [None] * len(batch)
-            if generate:
+            ask = [j for j, i in enumerate(idx) if i in answer_these]
+            if ask:
                 tb = time.perf_counter()
-                preds = list(reader.generate([q.question for q in batch], [r[:k] for r in ranked]))
+                answers = reader.generate([batch[j].question for j in ask], [ranked[j][:k] for j in ask])
+                for j, pred in zip(ask, answers):
+                    preds[j] = pred
                 timings["generate"] += time.perf_counter() - tb
             for i, q, ps, pred in zip(idx, batch, ranked, preds):
                 flags = passage_hit_flags(ps, q.answers, match, match_title=match_title)
@@ -97,7 +115,7 @@ def evaluate_questions(
                     "hit_flags": flags,
                     "hit": bool(any(flags[:k])),
                 }
-                if generate:
+                if i in answer_these:
                     rec["prediction"] = pred
                     rec["em"] = exact_match(pred or "", q.answers)
                     rec["f1"] = f1_score(pred or "", q.answers)
@@ -113,9 +131,11 @@ def evaluate_questions(
     metrics: dict[str, Any] = {"n": len(records)}
     metrics.update(hits_from_flags([r["hit_flags"] for r in records], ks))
     if generate:
-        n = max(1, len(records))
-        metrics["em"] = sum(r["em"] for r in records) / n
-        metrics["f1"] = sum(r["f1"] for r in records) / n
+        answered = [r for r in records if "em" in r]
+        n = max(1, len(answered))
+        metrics["em"] = sum(r["em"] for r in answered) / n
+        metrics["f1"] = sum(r["f1"] for r in answered) / n
+        metrics["n_generated"] = len(answered)
     for r in records:
         r["retrieved"] = r["retrieved"][:depth]
         r["hit_flags"] = r["hit_flags"][:depth]  # per rank, for paired statistics in reports

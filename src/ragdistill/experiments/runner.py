@@ -143,6 +143,7 @@ def evaluate_reference(item: PlannedSetting, options: Options) -> dict[str, Any]
         generate=True,
         progress=options.progress,
         desc=f"evaluate {item.setting.name}",
+        generate_sample=cfg.eval.max_generate,
     )
     write_eval(
         run_dir / "eval",

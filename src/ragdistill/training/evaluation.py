@@ -44,6 +44,7 @@ def evaluate_run(
                 progress=trainer.progress and trainer.dist.is_main,
                 dist=trainer.dist,
                 desc=desc,
+                generate_sample=cfg.eval.max_generate,
             )
         finally:
             trainer.reader.model.train(trainer.regime.trains_reader)
