@@ -6,7 +6,8 @@ the final evaluation (HR@k retrieval and greedy generation) and of the analysis 
 perplexity signal by adaptive integrated gradients). Each measurement is one `ragdistill` command, run one after
 the other on an otherwise idle machine, so the figures are what `make demo` will pay.
 
-    python -m bench budget            # ~15 minutes on 2 cores; writes bench/results/<date>-budget.json
+    python -m bench.bench_budget                    # ~15 minutes on 2 cores; writes bench/results/<date>-budget.json
+    python -m bench.bench_budget --parts=eval,analysis   # only the evaluation and analysis costs
 """
 
 from __future__ import annotations
@@ -55,14 +56,16 @@ def _steps(run: Path) -> dict[str, Any]:
     return {"step_s": step_s, "phases": phases, "peak_mem_mb": max(r.get("peak_mem_mb", 0) for r in train)}
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, parts: tuple[str, ...] = ("train", "eval", "analysis")) -> dict[str, Any]:
     out: dict[str, Any] = {"settings": {}, "steps_timed": STEPS - 1}
     with tempfile.TemporaryDirectory(prefix="ragdistill-budget-") as tmp:
         tmp = Path(tmp)
         world = tmp / "world"
         _ragdistill("data", "demo", "--out", str(world))
         index = tmp / "index"
-        out["index_build_s"] = _ragdistill("index", "--corpus", str(world / "corpus.jsonl"), "--out", str(index))
+        out["index_build_s"] = _ragdistill(
+            "index", "--corpus", str(world / "corpus.jsonl"), "--out", str(index), "--max-length", "128"
+        )
         data = [
             f"data.corpus={world / 'corpus.jsonl'}",
             f"data.train={world / 'train.jsonl'}",
@@ -71,6 +74,8 @@ def run(quick: bool = False) -> dict[str, Any]:
             f"index.dir={index}",
         ]
         for name, (config, extra) in CONFIGS.items():
+            if "train" not in parts and name != "fid_reader_fit":
+                continue
             if quick and name not in ("offshelf_distill", "fid_reader_fit"):
                 continue
             run_dir = tmp / name
@@ -95,8 +100,10 @@ def run(quick: bool = False) -> dict[str, Any]:
             print(f"{name}: {m['step_s']:.2f} s/step ({wall:.0f} s for {STEPS} steps + start-up)", flush=True)
         # one refresh = re-embedding the corpus with the retriever (what index.refresh pays every N steps)
         out["refresh_s"] = _ragdistill(
-            "index", "--corpus", str(world / "corpus.jsonl"), "--out", str(tmp / "index2"), "--retriever", "minilm-l6"
+            "index", "--corpus", str(world / "corpus.jsonl"), "--out", str(tmp / "index2"), "--max-length", "128"
         )
+        index256 = tmp / "index256"  # `ragdistill analyze` embeds with the retriever's own 256-token limit
+        _ragdistill("index", "--corpus", str(world / "corpus.jsonl"), "--out", str(index256))
         n_eval = 48
         for reader, kind, budget in (
             ("smollm2-135m", "decoder", 128),
@@ -108,10 +115,12 @@ def run(quick: bool = False) -> dict[str, Any]:
             gen = _ragdistill(
                 "evaluate", "--reader", reader, "--reader-kind", kind, "--index", str(index),
                 "--questions", str(world / "test.jsonl"), "--limit", str(n_eval), "--max-prompt-tokens", str(budget),
+                "--retriever-max-length", "128",
                 "--max-new-tokens", "8", "--out", str(ev),
             )  # fmt: skip
             ret = _ragdistill(
                 "evaluate", "--no-generate", "--index", str(index), "--questions", str(world / "test.jsonl"),
+                "--retriever-max-length", "128",
                 "--out", str(tmp / f"ret-{kind}"),
             )  # fmt: skip
             out[f"eval_{kind}"] = {"questions": n_eval, "with_generation_s": gen, "retrieval_only_all_test_s": ret}
@@ -125,7 +134,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             if kind == "fid" and not Path(reader).exists():
                 continue
             an = _ragdistill(
-                "analyze", "--reader", reader, "--reader-kind", kind, "--signal", signal, "--index", str(index),
+                "analyze", "--reader", reader, "--reader-kind", kind, "--signal", signal, "--index", str(index256),
                 "--questions", str(world / "test.jsonl"), "--n", str(n_an), "--out", str(tmp / f"an-{kind}-{signal}"),
             )  # fmt: skip
             out[f"analysis_{kind}_{signal}"] = {"instances": n_an, "seconds": an}
@@ -170,7 +179,9 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    result = run(quick="--quick" in (argv or sys.argv[1:]))
+    args = argv if argv is not None else sys.argv[1:]
+    parts = tuple(a.split("=", 1)[1].split(",") for a in args if a.startswith("--parts="))
+    result = run(quick="--quick" in args, **({"parts": parts[0]} if parts else {}))
     path = ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}-budget.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result))
