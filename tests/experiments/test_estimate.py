@@ -30,3 +30,30 @@ def test_estimate_matches_a_hand_count(tmp_path):
         fcfg.reader.max_prompt_tokens + fcfg.reader.max_new_tokens
     )
     assert estimate_work(plan.find("demo", "finetuned_step1"))["passages_embedded"] == 0  # retriever fixed
+
+
+def test_measured_unit_estimate_matches_a_hand_count(tmp_path):
+    from ragdistill.experiments import estimate as est
+
+    plan = build_plan(Options(out=tmp_path, check_hub=False, analysis_n=300))
+    item = plan.find("demo", "finetuned_step1")
+    cfg = item.config
+    e = estimate_work(item, plan.options)
+    n_test = e["test_questions"]
+    n_gen = min(n_test, cfg.eval.max_generate or n_test)
+    # steps × questions × s per question + the final evaluation + one analysed view (the retriever is fixed)
+    want = (
+        cfg.train.steps * cfg.train.batch_size * est.CPU_STEP_S_PER_QUESTION[("decoder", "reader", "attention")]
+        + n_gen * est.CPU_ANSWER_S["decoder"]
+        + n_test * est.CPU_RETRIEVE_S_PER_QUESTION
+        + 300 * est.CPU_ANALYSIS_S["attention"]["decoder"]
+    )
+    assert e["analysis_views"] == 1 and abs(e["cpu_seconds"] - want) < 1e-6
+    # a reader the units were not measured with gets no estimate (and the plan's total is then withheld)
+    other = build_plan(Options(out=tmp_path / "o", check_hub=False, reader="some/other-reader"))
+    unmeasured = other.find("demo", "finetuned_step1")
+    assert estimate_work(unmeasured, other.options)["cpu_seconds"] is None
+    unmeasured.status = "run"  # (a hub model is "not run" offline; were it to run, no total could be given)
+    assert est.estimate_line(other) is None
+    line = est.estimate_line(plan)
+    assert line is not None and line.startswith("estimated time: ≈ ")

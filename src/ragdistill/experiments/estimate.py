@@ -43,6 +43,23 @@ KNOWN_PARAMS = {
 }
 EFFECTIVE_FLOPS = {"gpu": 1.0e14, "cpu": 5.0e10}  # rough sustained FLOP/s used to turn FLOPs into hours
 
+# Seconds per unit of work measured by `python -m bench.bench_budget` (bench/results/2026-12-01-budget.json: an idle
+# 2-core AMD EPYC, AVX2 only, fp32; the bundled readers and MiniLM at the demo configs' batch and prompt budgets).
+# They turn the plan into a wall-clock estimate for CPU runs of the bundled models; other models are not covered.
+CPU_STEP_S_PER_QUESTION = {  # (reader family, regime, signal): one question through one training step
+    ("decoder", "joint", "attention"): 5.13 / 4,
+    ("decoder", "reader", "attention"): 4.84 / 4,
+    ("decoder", "retriever", "attention"): 2.03 / 4,
+    ("fid", "reader", "attention"): 2.25 / 8,  # 2.00 and 2.51 s/step at batch 8 in two runs
+    ("fid", "joint", "attention"): 1.87 / 4,
+    ("fid", "joint", "perplexity"): 2.45 / 4,
+}
+CPU_REFRESH_S_PER_PASSAGE = 32.0 / 2913  # re-embedding the corpus (minilm-l6, 128 tokens)
+CPU_ANSWER_S = {"decoder": 0.5, "fid": 0.25}  # one generated answer in the final evaluation
+CPU_RETRIEVE_S_PER_QUESTION = 15.0 / 518  # HR@k retrieval of one test question, start-up included
+CPU_ANALYSIS_S = {"attention": {"decoder": 1.0, "fid": 0.5}, "perplexity": {"decoder": 6.0, "fid": 6.0}}
+CPU_ESTIMATED_READERS = {"smollm2-135m", "minilm-bert2bert"}  # the readers the unit costs were measured with
+
 
 def _count_questions(path: str, limit: int, fallback: int | None) -> tuple[int | None, str]:
     if path != "demo" and Path(path).exists():
@@ -129,9 +146,8 @@ def estimate_work(item: PlannedSetting, options: Any = None) -> dict[str, Any]:
             reembeds = refreshes
     embedded = reembeds * (kb or 0)
     gen_tokens = (n_test or 0) * (prompt + answer)
-    p_reader = KNOWN_PARAMS.get(cfg.reader.name if not item.reader_from else "", None)
-    if item.reader_from:
-        p_reader = KNOWN_PARAMS.get(getattr(item, "base_reader", "") or _base_reader_name(item), None)
+    base_reader = (getattr(item, "base_reader", "") or _base_reader_name(item)) if item.reader_from else cfg.reader.name
+    p_reader = KNOWN_PARAMS.get(base_reader)
     # the attention-quality analyses (issue 14 §3): N instances per view and signal; the own view of a row whose
     # passage encoder trained re-embeds the corpus once (RUN/index-final)
     n_req = getattr(options, "analysis_n", None)
@@ -155,7 +171,21 @@ def estimate_work(item: PlannedSetting, options: Any = None) -> dict[str, Any]:
             + 6 * p_retr * retr_tokens
             + 2 * p_retr * (embedded + analysis_reembeds * (kb or 0)) * retr_len
         )
+    family = "fid" if fid else "decoder"
+    cpu_s = None
+    if cfg.runtime.gpus == 0 and base_reader in CPU_ESTIMATED_READERS:
+        step_unit = CPU_STEP_S_PER_QUESTION.get((family, cfg.train.regime, s.signal if s.trains else "attention"))
+        n_gen = min(n_test or 0, cfg.eval.max_generate or (n_test or 0))
+        cpu_s = (
+            steps * q_per_step * (step_unit or 0.0)
+            + (reembeds + analysis_reembeds) * (kb or 0) * CPU_REFRESH_S_PER_PASSAGE
+            + ((n_gen * CPU_ANSWER_S[family] + (n_test or 0) * CPU_RETRIEVE_S_PER_QUESTION) if cfg.eval.final else 0)
+            + n_inst * views * sum(CPU_ANALYSIS_S.get(sig, CPU_ANALYSIS_S["perplexity"])[family] for sig in signals)
+        )
+        if s.trains and step_unit is None:
+            cpu_s = None  # a regime/signal pair that was not measured
     return {
+        "cpu_seconds": cpu_s,
         "steps": steps,
         "questions_per_step": q_per_step,
         "k": k,
@@ -217,8 +247,8 @@ def estimate_lines(plan: Plan) -> list[str]:
         "",
         "| dataset | setting | steps | q/step | K | reader tok./q | reader train tok. | signal tok. | "
         "retriever tok. | refreshes | KB passages | passages embedded | test q. | analysed inst. (views × N × signals) "
-        "| FLOPs | ≈ hours |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| FLOPs | ≈ hours | ≈ 2-core CPU (measured units) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     total = 0.0
     n_att = n_ppl = 0
@@ -244,19 +274,60 @@ def estimate_lines(plan: Plan) -> list[str]:
             f"{e['prompt_tokens']} | {_human(e['reader_train_tokens'])} | {_human(e['reader_signal_tokens'])} | "
             f"{_human(e['retriever_train_tokens'])} | {e['refreshes']} | {_human(e['kb_passages'])} | "
             f"{_human(e['passages_embedded'])} | {e['test_questions'] if e['test_questions'] is not None else '?'} | "
-            f"{inst} | {_human(e['flops'])} | {'?' if hours is None else f'{hours:.3g} {dev.upper()}-h'} |"
+            f"{inst} | {_human(e['flops'])} | {'?' if hours is None else f'{hours:.3g} {dev.upper()}-h'} | "
+            f"{_duration(e.get('cpu_seconds'))} |"
         )
+    cpu = cpu_estimate(plan)
     lines += [
         "",
-        f"Total ≈ {total:.3g} device-hours (FLOP-based, a lower bound: data loading, "
-        "attention capture and evaluation overheads are not counted).",
+        f"Total ≈ {total:.3g} device-hours (FLOP-based: the token counts are the configured budgets, not the "
+        "actual lengths, and data loading, capture and evaluation overheads are not counted, so it can be off "
+        "either way; the measured-unit column is the better guide for the bundled models on CPU).",
         "",
         f"Analyses of the rows that run: {n_att} attention instance-analyses and {n_ppl} perplexity ones "
         f"(each of those: K × (ig_steps + 1) single-passage forward and backward passes). On CPU the analysis "
         "dominates small runs: roughly 1 s per decoder attention instance (SmolLM2-135M, 2 idle cores), several "
         "per FiD instance, and tens of seconds per perplexity instance.",
     ]
+    if cpu is not None:
+        lines += [
+            "",
+            f"Measured-unit estimate for the rows that run: ≈ {_duration(cpu)} on a 2-core CPU like the one "
+            "`python -m bench.bench_budget` measured (seconds per step, refresh, answer and analysed instance of the "
+            "bundled models; a faster CPU or a GPU takes less).",
+        ]
     return lines
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
+def cpu_estimate(plan: Plan) -> float | None:
+    """Seconds the rows that run would take on the measured 2-core CPU; None unless every one is covered."""
+    total = 0.0
+    for it in plan.items:
+        if it.status not in ("run",):
+            continue
+        e = it.estimate or estimate_work(it, plan.options)
+        it.estimate = e
+        if e.get("cpu_seconds") is None:
+            return None
+        total += e["cpu_seconds"]
+    return total
+
+
+def estimate_line(plan: Plan) -> str | None:
+    """The one line `reproduce` prints before it starts: the measured-unit estimate of what is left to run."""
+    seconds = cpu_estimate(plan)
+    if seconds is None:
+        return None
+    return (
+        f"estimated time: ≈ {_duration(seconds)} on a 2-core CPU (measured unit costs; finished settings are reused "
+        "and cost nothing; see plan.md)"
+    )
 
 
 __all__ = ["EFFECTIVE_FLOPS", "KNOWN_PARAMS", "PAPER_KB_PASSAGES", "PAPER_SIZES", "estimate_lines", "estimate_work"]

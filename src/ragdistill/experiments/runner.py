@@ -50,6 +50,7 @@ from ragdistill.data.corpus import iter_passages
 from ragdistill.data.questions import load_questions
 from ragdistill.errors import ModelError, RagdistillError
 from ragdistill.evaluation.evaluate import evaluate_questions, write_eval
+from ragdistill.experiments.estimate import estimate_line
 from ragdistill.experiments.markers import Marker, analysed, analysis_key, decide_reuse, read_marker
 from ragdistill.experiments.plan import Options, Plan, PlannedSetting, build_plan, format_plan, planned_status
 from ragdistill.experiments.report import write_report
@@ -564,6 +565,8 @@ def reproduce(options: Options, say: Callable[[str], None] = _say) -> dict[str, 
     for it in plan.items:
         if it.status == "not run":
             say(f"  not run: {it.key} — {it.reason}" + (f" → {it.flag}" if it.flag else ""))
+    if (line := estimate_line(plan)) is not None:
+        say(line)
     # one reproduce per output directory; signals between settings stop it there (inside a training setting
     # the loop's own handler saves a checkpoint first); the interrupted setting's marker is not written
     stop = StopRequest(options.deadline)
