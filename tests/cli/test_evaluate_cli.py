@@ -44,7 +44,8 @@ def test_evaluate_writes_metrics_and_predictions(tiny_models, tiny_world, tmp_pa
     table = capsys.readouterr().out
     assert "| n | HR@1 | HR@5 | HR@20 | EM | F1 |" in table and "wall time" in table
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"n", "hr@1", "hr@5", "hr@20", "em", "f1"} and metrics["n"] == 5
+    assert set(metrics) == {"n", "hr@1", "hr@5", "hr@20", "em", "f1", "n_generated"} and metrics["n"] == 5
+    assert metrics["n_generated"] == 5  # every question answered (no --limit on generation)
     rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 5
     gold = {q.id: q for q in load_questions(tiny_world["test"])}

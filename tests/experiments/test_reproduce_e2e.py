@@ -184,7 +184,7 @@ def test_a_changed_config_reruns_only_that_setting(run):
             run["world"],
             run["out"],
             "--set",
-            "encdec_distill:optim.lr_reader=2e-4",
+            "encdec_distill:optim.lr_reader=3e-4",
             "--only",
             "encdec_distill",
         )
@@ -196,4 +196,4 @@ def test_a_changed_config_reruns_only_that_setting(run):
     import yaml
 
     saved = yaml.safe_load((run["out"] / "custom" / "encdec_distill" / "config.yaml").read_text())
-    assert saved["optim"]["lr_reader"] == pytest.approx(2e-4)
+    assert saved["optim"]["lr_reader"] == pytest.approx(3e-4)
