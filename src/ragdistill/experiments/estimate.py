@@ -172,18 +172,17 @@ def estimate_work(item: PlannedSetting, options: Any = None) -> dict[str, Any]:
             + 2 * p_retr * (embedded + analysis_reembeds * (kb or 0)) * retr_len
         )
     family = "fid" if fid else "decoder"
+    # the measured units cover the bundled readers on CPU, and only the regime/signal pairs that were measured
+    step_unit = CPU_STEP_S_PER_QUESTION.get((family, cfg.train.regime, s.signal)) if s.trains else 0.0
     cpu_s = None
-    if cfg.runtime.gpus == 0 and base_reader in CPU_ESTIMATED_READERS:
-        step_unit = CPU_STEP_S_PER_QUESTION.get((family, cfg.train.regime, s.signal if s.trains else "attention"))
+    if cfg.runtime.gpus == 0 and base_reader in CPU_ESTIMATED_READERS and step_unit is not None:
         n_gen = min(n_test or 0, cfg.eval.max_generate or (n_test or 0))
         cpu_s = (
-            steps * q_per_step * (step_unit or 0.0)
+            steps * q_per_step * step_unit
             + (reembeds + analysis_reembeds) * (kb or 0) * CPU_REFRESH_S_PER_PASSAGE
             + ((n_gen * CPU_ANSWER_S[family] + (n_test or 0) * CPU_RETRIEVE_S_PER_QUESTION) if cfg.eval.final else 0)
             + n_inst * views * sum(CPU_ANALYSIS_S.get(sig, CPU_ANALYSIS_S["perplexity"])[family] for sig in signals)
         )
-        if s.trains and step_unit is None:
-            cpu_s = None  # a regime/signal pair that was not measured
     return {
         "cpu_seconds": cpu_s,
         "steps": steps,
@@ -309,7 +308,7 @@ def cpu_estimate(plan: Plan) -> float | None:
     """Seconds the rows that run would take on the measured 2-core CPU; None unless every one is covered."""
     total = 0.0
     for it in plan.items:
-        if it.status not in ("run",):
+        if it.status != "run":
             continue
         e = it.estimate or estimate_work(it, plan.options)
         it.estimate = e
