@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "attention": ("bench.bench_attention", "attention score extraction vs SDPA forward vs output_attentions"),
     "training": ("bench.bench_training", "training step throughput per regime and phase; step time vs K and prompt"),
     "scale": ("bench.bench_scale", "index build/refresh/search vs corpus size; embedding cost; paper-scale projection"),
+    "generation": ("bench.bench_generation", "answer generation for evaluation vs a plain batched model.generate"),
     "budget": ("bench.bench_budget", "what one step, refresh, answer and analysed instance of each demo setting costs"),
 }
 GPU_AWARE = ("attention",)  # benchmarks whose run() takes `device`: run again on CUDA when present

@@ -201,6 +201,7 @@ class EvalConfig:
     generate: bool = False
     fresh_index: bool = True
     final: bool = True
+    final_generate: bool = True
     final_split: Split = "test"
     batch_size: int = 8
     match: Match = "token"

@@ -282,3 +282,22 @@ def test_final_evaluation_re_embeds_a_stale_index(tiny_models, tiny_world, tmp_p
     final = json.loads((out / "eval" / "metrics.json").read_text())
     for k in cfg.eval.ks:
         assert final[f"hr@{k}"] == expected.metrics[f"hr@{k}"]
+
+
+def test_final_evaluation_without_answers(tiny_models, tiny_world, tmp_path):
+    """eval.final_generate false (the sweep's step-2 runs): the final evaluation has HR@k and no EM/F1."""
+    cfg = _cfg(
+        tiny_models,
+        tiny_world,
+        **{
+            "train.regime": "retriever",
+            "train.steps": 1,
+            "eval.every": 0,
+            "train.save_every": 0,
+            "eval.final_generate": "false",
+        },
+    )
+    summary = train(cfg, tmp_path / "run", progress=False)
+    final = summary["final_eval"]
+    assert {f"hr@{k}" for k in cfg.eval.ks} <= set(final)
+    assert "em" not in final and "f1" not in final

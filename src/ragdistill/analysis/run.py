@@ -9,7 +9,7 @@ counted) or, with ``answer="generated"``, each reader's own greedy answer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,8 +143,13 @@ def analyze_reader(
     generate_batch_size: int = 8,
     ig_tolerance: float = IG_TOLERANCE,
     ig_max_steps: int = IG_MAX_STEPS,
+    should_stop: Callable[[], str | None] | None = None,
 ) -> ReaderAnalysis:
     """Per-instance measures of one reader on the given instances (no aggregation).
+
+    ``should_stop`` is asked before every instance; a reason it returns (a signal's, ``--max-time``'s)
+    ends the analysis there with `training.stop.RunStopped`: one analysis can take an hour, and a
+    scheduler's SIGTERM must not wait for it. Nothing is returned or written for a stopped analysis.
 
     Perplexity signal: ``ig_steps=None`` (default) is the adaptive integrated-gradients rule, refined
     until the completeness error is under ``ig_tolerance`` or a passage has ``ig_max_steps`` nodes;
@@ -165,6 +170,11 @@ def analyze_reader(
     )
     measures, records = [], []
     for inst, ans in tqdm(list(zip(instances, answers)), desc=f"analysing {name}", disable=not progress):
+        reason = should_stop() if should_stop is not None else None
+        if reason:
+            from ragdistill.training.stop import RunStopped
+
+            raise RunStopped(reason)
         q = inst.question
         record: dict[str, Any] = {
             "reader": name,

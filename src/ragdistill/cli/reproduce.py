@@ -201,8 +201,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="DURATION",
         type=_duration,
         help="stop cleanly before this much wall-clock time (e.g. 3h50m, 90m, seconds): a training setting "
-        "saves a checkpoint (exit 75); rerunning the command resumes it. SIGTERM (exit 143) and "
-        "SIGUSR1 (138) stop the same way; the stopped setting is not marked finished",
+        "saves a checkpoint (exit 75), an analysis stops before its next instance; rerunning the command "
+        "resumes it. SIGTERM (exit 143) and SIGUSR1 (138) stop the same way; the stopped setting is not marked "
+        "finished (a stopped analysis is redone, its training reused)",
     )
     run.add_argument(
         "--log-with",

@@ -43,21 +43,24 @@ KNOWN_PARAMS = {
 }
 EFFECTIVE_FLOPS = {"gpu": 1.0e14, "cpu": 5.0e10}  # rough sustained FLOP/s used to turn FLOPs into hours
 
-# Seconds per unit of work measured by `python -m bench.bench_budget` (bench/results/2026-12-01-budget.json: an idle
-# 2-core AMD EPYC, AVX2 only, fp32; the bundled readers and MiniLM at the demo configs' batch and prompt budgets).
-# They turn the plan into a wall-clock estimate for CPU runs of the bundled models; other models are not covered.
+# Seconds per unit of work measured by `python -m bench.bench_budget` (an idle 2-core AMD EPYC, AVX2 only, fp32; the
+# bundled readers and MiniLM at the demo configs' batch and prompt budgets: decoder rows from the 2026-12-02 run at the
+# 256-token budget, bench/results/2026-12-02-vm.json; FiD rows from bench/results/2026-12-01-budget.json). They turn
+# the plan into a wall-clock estimate for CPU runs of the bundled models; other models are not covered.
 CPU_STEP_S_PER_QUESTION = {  # (reader family, regime, signal): one question through one training step
-    ("decoder", "joint", "attention"): 5.13 / 4,
-    ("decoder", "reader", "attention"): 4.84 / 4,
-    ("decoder", "retriever", "attention"): 2.03 / 4,
+    ("decoder", "joint", "attention"): 8.86 / 4,
+    ("decoder", "reader", "attention"): 7.87 / 4,
+    ("decoder", "retriever", "attention"): 3.37 / 4,
     ("fid", "reader", "attention"): 2.25 / 8,  # 2.00 and 2.51 s/step at batch 8 in two runs
     ("fid", "joint", "attention"): 1.87 / 4,
     ("fid", "joint", "perplexity"): 2.45 / 4,
 }
-CPU_REFRESH_S_PER_PASSAGE = 32.0 / 2913  # re-embedding the corpus (minilm-l6, 128 tokens)
-CPU_ANSWER_S = {"decoder": 0.5, "fid": 0.25}  # one generated answer in the final evaluation
+CPU_REFRESH_S_PER_PASSAGE = 32.0 / 2913  # re-embedding the corpus (minilm-l6, 128 tokens), start-up included
+# one generated answer in the final evaluation: decoder 0.78 s at the 256-token budget (python -m bench generation)
+CPU_ANSWER_S = {"decoder": 0.8, "fid": 0.25}
 CPU_RETRIEVE_S_PER_QUESTION = 15.0 / 518  # HR@k retrieval of one test question, start-up included
-CPU_ANALYSIS_S = {"attention": {"decoder": 1.0, "fid": 0.5}, "perplexity": {"decoder": 6.0, "fid": 6.0}}
+# one analysed instance; decoder perplexity: a lower bound (12 SmolLM2 instances, adaptive IG, did not finish in 11.7 min)
+CPU_ANALYSIS_S = {"attention": {"decoder": 1.2, "fid": 0.5}, "perplexity": {"decoder": 60.0, "fid": 6.0}}
 CPU_ESTIMATED_READERS = {"smollm2-135m", "minilm-bert2bert"}  # the readers the unit costs were measured with
 
 

@@ -56,6 +56,7 @@ from ragdistill.experiments.plan import Options, Plan, PlannedSetting, build_pla
 from ragdistill.experiments.report import write_report
 from ragdistill.models import load_spacy
 from ragdistill.retrieval.index import MANIFEST_NAME, PassageIndex
+from ragdistill.training import stop as _stop_module
 from ragdistill.training.build import build_reader, build_retriever
 from ragdistill.training.loop import train
 from ragdistill.training.rundir import COMPLETED, RunLock, same_saved_config
@@ -77,6 +78,7 @@ class Context:
     samples: dict[tuple, Any] = field(default_factory=dict)  # (dataset, test file) -> the sampled questions
     own_indexes: dict[str, str] = field(default_factory=dict)  # row key -> the index its own view retrieved from
     nlp: Any = None
+    stop: StopRequest | None = None  # asked between analysed instances, so a signal ends a long analysis there
 
 
 def _say(msg: str) -> None:
@@ -86,6 +88,19 @@ def _say(msg: str) -> None:
         tqdm.write(msg)
     except ImportError:  # pragma: no cover
         print(msg, flush=True)
+
+
+def _stop_reason(stop: StopRequest | None) -> Callable[[], str | None] | None:
+    """What the analysis asks before each instance: a signal's reason, or "max-time" once the deadline passed."""
+    if stop is None:
+        return None
+
+    def reason() -> str | None:
+        if not stop.reason and stop.deadline is not None and _stop_module._clock() >= stop.deadline:
+            stop.reason = "max-time"
+        return stop.reason
+
+    return reason
 
 
 def _device(cfg):
@@ -316,6 +331,7 @@ def analyse_setting(
                 progress=ctx.options.progress,
                 ig_tolerance=ctx.options.ig_tolerance,
                 ig_max_steps=ctx.options.ig_max_steps,
+                should_stop=_stop_reason(ctx.stop),
             )
             settings = {
                 "signal": signal,
@@ -418,7 +434,7 @@ class RunResult:
 def run_plan(plan: Plan, say: Callable[[str], None] = _say, stop: StopRequest | None = None) -> list[RunResult]:
     """Run (or reuse) every row of the plan in order; failures are recorded and their dependants skipped."""
     options = plan.options
-    ctx = Context(options)
+    ctx = Context(options, stop=stop)
     run_ids: dict[str, str] = {}
     results: list[RunResult] = []
     failed: dict[str, str] = {}

@@ -434,7 +434,7 @@ class Trainer:
         if cfg.eval.final:
             final = self.evaluate(
                 split=cfg.eval.final_split,
-                generate=True,
+                generate=cfg.eval.final_generate,
                 write_dir=self.out / "eval",
                 desc=f"final {cfg.eval.final_split}",
                 final=True,

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ragdistill.experiments.estimate import CPU_ANALYSIS_S
+
 if TYPE_CHECKING:
     from ragdistill.experiments.sweep.plan import SweepPlan
 
-#: the adaptive IG rule's typical gradient evaluations per passage (the dry run's estimate): median 19-28 per
-#: passage on demo instances with the off-the-shelf minilm-bert2bert reader
-IG_TYPICAL_NODES = 24
-
 
 def estimate_seconds(plan: SweepPlan) -> dict[str, float]:
+    """Seconds per unit of the plan, from the sweep's ``estimate`` costs (defaults: the measured CPU ones)."""
     e = plan.sweep["estimate"]
     c = plan.configs
     n_corpus = plan.dataset.counts.get("corpus")
-    refresh = e["refresh_s"] * (1.0 if not n_corpus else max(0.25, n_corpus / 1000))
+    refresh = e["refresh_s"] * (n_corpus or 1000) / 1000  # refresh_s: one re-embedding of 1,000 passages
 
     def n_test(cfg):
         return cfg.data.max_test or plan.dataset.counts.get("test", 40)
+
+    def final_eval(cfg, reader_cost: float = 1.0) -> float:
+        """HR@k on every test question, plus the answers when the final evaluation generates them."""
+        n = n_test(cfg)
+        s = n * e["retrieve_question_s"]
+        if cfg.eval.final and cfg.eval.final_generate:
+            s += min(n, cfg.eval.max_generate or n) * e["eval_question_s"] * reader_cost
+        return s
 
     out: dict[str, float] = {}
     s2 = c["step2"]
@@ -28,36 +35,31 @@ def estimate_seconds(plan: SweepPlan) -> dict[str, float]:
     sched = RefreshSchedule.parse(s2.index.refresh)
     refreshes = sum(1 for s in range(1, s2.train.steps + 1) if sched.is_due(s))
     evals = (s2.train.steps // s2.eval.every if s2.eval.every else 0) + 1
+    n = plan.sweep["analysis"]["n"]
+    fid_scale = CPU_ANALYSIS_S["attention"]["fid"] / CPU_ANALYSIS_S["attention"]["decoder"]
     for unit in plan.keys:
         if unit == "baseline":
-            out[unit] = refresh + n_test(s2) * 0.05
+            out[unit] = refresh + n_test(s2) * e["retrieve_question_s"]
         elif unit == "source:step1":
             s1 = c["step1"]
-            out[unit] = (
-                s1.train.steps * s1.train.batch_size * e["reader_step_s"]
-                + n_test(s1) * e["eval_question_s"]
-                + (s1.train.steps // s1.eval.every if s1.eval.every else 0) * refresh
-            )
+            out[unit] = s1.train.steps * s1.train.batch_size * e["reader_step_s"] + final_eval(s1)
         elif unit == "source:fid_fit":
             f = c["fid"]
-            out[unit] = f.train.steps * f.train.batch_size * e["reader_step_s"] * 0.5 + n_test(f) * e["eval_question_s"]
+            out[unit] = f.train.steps * f.train.batch_size * e["fid_step_s"] + final_eval(f, reader_cost=0.5)
         elif unit.startswith("source:"):
             out[unit] = 20.0
         else:
             name = unit.split(":", 1)[1]
             t = next(x for x in plan.teachers if x.name == name)
-            per = e["retriever_step_s"] * (t.orders if t.signal == "attention-debiased" else 1)
+            orders = t.orders if t.signal == "attention-debiased" else 1
+            family = fid_scale if t.family == "fid" else 1.0  # a FiD teacher reads K short inputs: cheaper
+            per = e["retriever_step_s"] * orders * (s2.train.k if t.signal == "perplexity" else 1) * family
             if t.signal == "perplexity":
-                per *= s2.train.k
-            n = plan.sweep["analysis"]["n"]
-            ig_nodes = plan.sweep["analysis"]["ig_steps"] or IG_TYPICAL_NODES
-            ana = n * e["analysis_instance_s"] * ((s2.train.k * ig_nodes) if t.signal == "perplexity" else 1) + n * e[
-                "analysis_instance_s"
-            ] * (t.orders if t.signal == "attention-debiased" else 0.2)
+                analysis = n * e["perplexity_instance_s"]
+            else:
+                analysis = n * e["analysis_instance_s"] * orders * family
+            analysis += n * e["analysis_instance_s"] * 0.2  # the position-bias and ranking-skill pass
             out[unit] = (
-                ana
-                + s2.train.steps * s2.train.batch_size * per
-                + (refreshes + evals) * refresh
-                + n_test(s2) * e["eval_question_s"]
+                analysis + s2.train.steps * s2.train.batch_size * per + (refreshes + evals) * refresh + final_eval(s2)
             )
     return out

@@ -74,7 +74,16 @@ SECTION_KEYS = {
     "analysis": {"n", "seed", "ig_steps", "ig_tolerance", "ig_max_steps"},
     "verdict": {"attention_measure", "percentile", "corr_threshold"},
     "bootstrap": {"resamples", "seed"},
-    "estimate": {"reader_step_s", "retriever_step_s", "refresh_s", "eval_question_s", "analysis_instance_s"},
+    "estimate": {
+        "reader_step_s",
+        "retriever_step_s",
+        "fid_step_s",
+        "refresh_s",
+        "eval_question_s",
+        "retrieve_question_s",
+        "analysis_instance_s",
+        "perplexity_instance_s",
+    },
 }
 
 
@@ -161,12 +170,21 @@ def load_sweep_config(path: str | Path | None = None) -> dict[str, Any]:
         if not isinstance(val, list) or not all(isinstance(v, str) and "=" in v for v in val):
             raise ConfigError(key, "a list of KEY=VALUE overrides")
         cfg[key] = list(val)
-    cfg["estimate"] = {
-        "reader_step_s": 1.6,
-        "retriever_step_s": 0.9,
-        "refresh_s": 4.0,
-        "eval_question_s": 0.4,
-        "analysis_instance_s": 0.5,
-        **(raw.get("estimate") or {}),
-    }
+    cfg["estimate"] = {**default_unit_costs(), **(raw.get("estimate") or {})}
     return cfg
+
+
+def default_unit_costs() -> dict[str, float]:
+    """The dry run's seconds per unit of work: the measured CPU costs of `experiments.estimate` (one source)."""
+    from ragdistill.experiments import estimate as e
+
+    return {
+        "reader_step_s": e.CPU_STEP_S_PER_QUESTION[("decoder", "reader", "attention")],
+        "retriever_step_s": e.CPU_STEP_S_PER_QUESTION[("decoder", "retriever", "attention")],
+        "fid_step_s": e.CPU_STEP_S_PER_QUESTION[("fid", "reader", "attention")],
+        "refresh_s": e.CPU_REFRESH_S_PER_PASSAGE * 1000,  # per 1,000 passages
+        "eval_question_s": e.CPU_ANSWER_S["decoder"],
+        "retrieve_question_s": e.CPU_RETRIEVE_S_PER_QUESTION,
+        "analysis_instance_s": e.CPU_ANALYSIS_S["attention"]["decoder"],
+        "perplexity_instance_s": e.CPU_ANALYSIS_S["perplexity"]["decoder"],
+    }

@@ -313,7 +313,8 @@ def format_sweep_plan(plan: SweepPlan) -> str:
     lines += [
         "",
         f"Estimated time: {_fmt_s(todo)} to run ({sum(1 for s in plan.status.values() if s == 'run')} units; "
-        f"{sum(1 for s in plan.status.values() if s == 'reuse')} reused), from the per-unit costs in the sweep "
-        "config's `estimate` section (an idle 2-core CPU; a GPU is several times faster).",
+        f"{sum(1 for s in plan.status.values() if s == 'reuse')} reused), from the unit costs measured on an idle "
+        "2-core CPU with the bundled models (`experiments/estimate.py`; the sweep config's `estimate` section "
+        "overrides them); other models and a GPU change them.",
     ]
     return "\n".join(lines)
