@@ -161,3 +161,16 @@ def test_analyze_and_diagnose_on_demo_world(tmp_path, capsys, world):
     assert rc == 0
     text = capsys.readouterr().out
     assert "no reference to compare with" in text and "advice:" in text
+
+
+def test_an_index_is_queried_with_the_settings_it_was_built_with(tmp_path, world):
+    """`analyze --index` without --retriever reads the manifest: an index built at 32 tokens is queried at 32."""
+    from ragdistill.analysis.run import load_retrieval
+    from ragdistill.errors import ModelError
+
+    index = tmp_path / "index"
+    assert main(["index", "--corpus", str(world["corpus"]), "--out", str(index), "--max-length", "32"]) == 0
+    retriever, idx = load_retrieval(None, str(index), None)
+    assert retriever.max_length == 32 and len(idx) > 0
+    with pytest.raises(ModelError, match="max_length"):  # a retriever named with other settings is still refused
+        load_retrieval("minilm-l6", str(index), None)

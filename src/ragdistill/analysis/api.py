@@ -67,7 +67,7 @@ def diagnose(
     *,
     index: str | None = None,
     reference: str | None = None,
-    retriever: str = "minilm-l6",
+    retriever: str | None = None,
     reader_kind: str = "auto",
     signal: str = "attention",
     answer: str = "gold",
@@ -87,8 +87,8 @@ def diagnose(
     """Is `reader` a good teacher for the retriever? The `ragdistill diagnose` verdict and its numbers.
 
     Pass the passages as ``corpus`` (any corpus file `ragdistill data inspect` reads; an index
-    is built in a temporary folder) or ``index`` (a folder from `ragdistill index` for
-    ``retriever``), exactly one. ``reference`` is the off-the-shelf checkpoint the reader came
+    is built in a temporary folder) or ``index`` (a folder from `ragdistill index`; queried with the
+    retriever and settings its manifest records unless ``retriever`` names one), exactly one. ``reference`` is the off-the-shelf checkpoint the reader came
     from; without one (or equal to ``reader``) the absolute rule decides. ``out`` also writes
     the full analysis (indicators.json, report.md, figures) there. Bad input raises the same
     `ragdistill.errors` the CLI reports.

@@ -279,15 +279,25 @@ def build_indicators(
 
 
 def load_retrieval(
-    retriever_name: str, index_dir: str | None, corpus: str | None, tmp_dir: str | None = None, progress: bool = True
+    retriever_name: str | None,
+    index_dir: str | None,
+    corpus: str | None,
+    tmp_dir: str | None = None,
+    progress: bool = True,
 ) -> tuple[Any, Any]:
-    """(retriever, index): load an index built for this retriever, or build one in `tmp_dir` from a corpus."""
-    from ragdistill.retrieval.index import PassageIndex
-    from ragdistill.retrieval.retriever import BiEncoderRetriever
+    """(retriever, index): load an index built for this retriever, or build one in `tmp_dir` from a corpus.
+
+    `retriever_name` None: with an index, the retriever and settings its manifest records (so an index built at
+    `--max-length 128` is queried at 128); with a corpus, the bundled default."""
+    from ragdistill.retrieval.index import PassageIndex, built_with
+    from ragdistill.retrieval.retriever import DEFAULT_RETRIEVER, BiEncoderRetriever
 
     if bool(index_dir) == bool(corpus):
         raise ConfigError("index", "pass exactly one of --index DIR or --corpus PATH")
-    retriever = BiEncoderRetriever.from_pretrained(retriever_name)
+    settings: dict[str, Any] = {}
+    if retriever_name is None and index_dir:
+        retriever_name, settings = built_with(index_dir)
+    retriever = BiEncoderRetriever.from_pretrained(retriever_name or DEFAULT_RETRIEVER, **settings)
     if index_dir:
         return retriever, PassageIndex.load(index_dir, retriever=retriever)
     from ragdistill.data.corpus import iter_passages
@@ -341,7 +351,7 @@ def run_analysis(
     reference: str | None = None,
     reader_kind: str = "auto",
     signal: str = "attention",
-    retriever: str = "minilm-l6",
+    retriever: str | None = None,
     index: str | None = None,
     corpus: str | None = None,
     n: int = 1000,

@@ -61,9 +61,9 @@ def add_common_arguments(p: argparse.ArgumentParser, default_n: int) -> None:
     )
     p.add_argument(
         "--retriever",
-        default="minilm-l6",
         metavar="NAME|CKPT",
-        help="retriever for the top-K passages: bundled name, HF id or a saved retriever (default: minilm-l6)",
+        help="retriever for the top-K passages: bundled name, HF id or a saved retriever (default: with --index "
+        "the one that built it, with its settings such as max length; with --corpus minilm-l6)",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--index", metavar="DIR", help="index directory built by `ragdistill index` for this retriever")

@@ -97,12 +97,11 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise here
-    from pathlib import Path
 
     from ragdistill.data.questions import load_questions
     from ragdistill.errors import ConfigError, InputError
     from ragdistill.retrieval.evaluate import evaluate_retrieval, retrieval_record, sample_questions
-    from ragdistill.retrieval.index import MANIFEST_NAME, PassageIndex
+    from ragdistill.retrieval.index import PassageIndex, built_with
     from ragdistill.retrieval.metrics import markdown_table
     from ragdistill.retrieval.retriever import BiEncoderRetriever
     from ragdistill.utils.io import atomic_file
@@ -116,18 +115,8 @@ def run(args: argparse.Namespace) -> int:
     if not questions:
         raise InputError("no questions to retrieve for", args.questions)
     name, settings = args.retriever, {}
-    if name is None:
-        # the retriever that built the index, with the settings it used (pooling, max_length, normalize, ...)
-        try:
-            built_with = json.loads((Path(args.index) / MANIFEST_NAME).read_text())["retriever"]
-            name = built_with["source"]
-            settings = {
-                k: built_with[k]
-                for k in ("pooling", "max_length", "normalize", "shared", "query_only")
-                if built_with.get(k) is not None
-            }
-        except (OSError, ValueError, KeyError, TypeError):
-            name = None  # load() below reports what is wrong with the directory
+    if name is None:  # the retriever that built the index, with the settings it used (pooling, max_length, ...)
+        name, settings = built_with(args.index)
     if name is None:
         PassageIndex.load(args.index, verify=False)  # raises the precise error
         raise InputError("the index manifest does not name its retriever: pass --retriever", args.index)

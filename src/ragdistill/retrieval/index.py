@@ -269,6 +269,19 @@ def _passage_digest_update(h: hashlib._Hash, chunk: Sequence[Passage]) -> None:
         h.update(f"{p.id}\t{p.title}\t{p.text}\n".encode())
 
 
+def built_with(index_dir: str | Path) -> tuple[str | None, dict[str, Any]]:
+    """(retriever name, its settings) recorded in an index's manifest: what to embed queries with to match it.
+
+    The settings are those `BiEncoderRetriever.from_pretrained` takes (pooling, max_length, normalize, shared,
+    query_only); (None, {}) when the manifest is missing or does not say (`PassageIndex.load` reports why)."""
+    try:
+        rec = json.loads((Path(index_dir) / MANIFEST_NAME).read_text())["retriever"]
+        keys = ("pooling", "max_length", "normalize", "shared", "query_only")
+        return rec["source"], {k: rec[k] for k in keys if rec.get(k) is not None}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, {}
+
+
 class PassageIndex:
     """A FAISS index plus its passage store and manifest; build with `build`, open with `load`."""
 
