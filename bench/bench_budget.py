@@ -46,6 +46,13 @@ def _ragdistill(*args: str) -> float:
     return time.perf_counter() - t0
 
 
+def _prompt_budget(config: str) -> int:
+    """The reader's prompt budget in a demo config: the evaluation is timed at what the demo runs."""
+    from ragdistill.config import load_config
+
+    return int(load_config(ROOT / "configs" / "demo" / config).reader.max_prompt_tokens)
+
+
 def _steps(run: Path) -> dict[str, Any]:
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in recs if r.get("kind") == "train"][1:]
@@ -109,8 +116,8 @@ def run(quick: bool = False, parts: tuple[str, ...] = ("train", "eval", "analysi
             ()
             if "eval" not in parts
             else (
-                ("smollm2-135m", "decoder", 128),
-                (str(tmp / "fid_reader_fit" / "reader"), "fid", 96),
+                ("smollm2-135m", "decoder", _prompt_budget("offshelf_distill.yaml")),
+                (str(tmp / "fid_reader_fit" / "reader"), "fid", _prompt_budget("encdec_distill.yaml")),
             )
         )
         for reader, kind, budget in evaluations:

@@ -41,18 +41,17 @@ def test_analysis_runs_to_the_end_without_a_request():
     assert len(out.measures) == 3
 
 
-def test_reproduce_stop_reason_follows_signal_and_deadline(monkeypatch):
-    from ragdistill.experiments.runner import _stop_reason
+def test_stop_reason_now_follows_signal_and_deadline(monkeypatch):
+    """What reproduce's analyses ask (StopRequest.reason_now): a signal's reason, or max-time once the deadline passed."""
     from ragdistill.training import stop as stop_module
 
-    assert _stop_reason(None) is None
     now = [100.0]
     monkeypatch.setattr(stop_module, "_clock", lambda: now[0])
     stop = StopRequest(deadline=150.0)
-    reason = _stop_reason(stop)
-    assert reason() is None
+    assert stop.reason_now() is None
     now[0] = 150.0
-    assert reason() == "max-time"  # the deadline passed inside the analysis
+    assert stop.reason_now() == "max-time"  # the deadline passed inside the analysis
     signalled = StopRequest()
     signalled.reason = "terminated"
-    assert _stop_reason(signalled)() == "terminated"
+    assert signalled.reason_now() == "terminated"
+    assert StopRequest().reason_now() is None  # no deadline, no signal

@@ -56,7 +56,6 @@ from ragdistill.experiments.plan import Options, Plan, PlannedSetting, build_pla
 from ragdistill.experiments.report import write_report
 from ragdistill.models import load_spacy
 from ragdistill.retrieval.index import MANIFEST_NAME, PassageIndex
-from ragdistill.training import stop as _stop_module
 from ragdistill.training.build import build_reader, build_retriever
 from ragdistill.training.loop import train
 from ragdistill.training.rundir import COMPLETED, RunLock, same_saved_config
@@ -88,19 +87,6 @@ def _say(msg: str) -> None:
         tqdm.write(msg)
     except ImportError:  # pragma: no cover
         print(msg, flush=True)
-
-
-def _stop_reason(stop: StopRequest | None) -> Callable[[], str | None] | None:
-    """What the analysis asks before each instance: a signal's reason, or "max-time" once the deadline passed."""
-    if stop is None:
-        return None
-
-    def reason() -> str | None:
-        if not stop.reason and stop.deadline is not None and _stop_module._clock() >= stop.deadline:
-            stop.reason = "max-time"
-        return stop.reason
-
-    return reason
 
 
 def _device(cfg):
@@ -331,7 +317,7 @@ def analyse_setting(
                 progress=ctx.options.progress,
                 ig_tolerance=ctx.options.ig_tolerance,
                 ig_max_steps=ctx.options.ig_max_steps,
-                should_stop=_stop_reason(ctx.stop),
+                should_stop=ctx.stop.reason_now if ctx.stop else None,
             )
             settings = {
                 "signal": signal,

@@ -99,6 +99,13 @@ class StopRequest:
             extra,
         )
 
+    def reason_now(self) -> str | None:
+        """Why to stop at once (between two instances of a long analysis): a signal's reason, or "max-time" once
+        the deadline itself has passed (`time_is_up` instead asks whether the next step would still fit)."""
+        if not self.reason and self.deadline is not None and _clock() >= self.deadline:
+            self.reason = "max-time"
+        return self.reason
+
     # ------------------------------------------------------------------ the time budget
     def observe_step(self, seconds: float) -> None:
         self.step_s = max(self.step_s, seconds)
