@@ -71,7 +71,8 @@ def _count_questions(path: str, limit: int, fallback: int | None) -> tuple[int |
     return (min(fallback, limit) if (fallback and limit) else fallback), "paper size (file absent)"
 
 
-def _count_passages(path: str, chunk_words: int | None) -> tuple[int | None, str]:
+def count_kb_passages(path: str, chunk_words: int | None) -> tuple[int | None, str]:
+    """(passages, how known) of a knowledge base after chunking: counted, estimated from its size, or the paper's."""
     p = Path(path)
     if path != "demo" and p.exists():
         if p.stat().st_size <= 256 * 2**20:
@@ -108,7 +109,7 @@ def estimate_work(item: PlannedSetting, options: Any = None) -> dict[str, Any]:
     if "corpus" in known and not cfg.data.chunk_words:
         kb, kb_src = known["corpus"], "counted"
     else:
-        kb, kb_src = _count_passages(cfg.data.corpus, cfg.data.chunk_words)
+        kb, kb_src = count_kb_passages(cfg.data.corpus, cfg.data.chunk_words)
     if "test" in known and "dev" in known:
         lim = lambda n, limit: min(n, limit) if limit else n  # noqa: E731
         n_dev, n_test, q_src = lim(known["dev"], cfg.data.max_dev), lim(known["test"], cfg.data.max_test), "counted"

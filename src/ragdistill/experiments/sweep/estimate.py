@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ragdistill.experiments.estimate import CPU_ANALYSIS_S
+from ragdistill.experiments.estimate import CPU_ANALYSIS_S, count_kb_passages
 
 if TYPE_CHECKING:
     from ragdistill.experiments.sweep.plan import SweepPlan
@@ -14,7 +14,10 @@ def estimate_seconds(plan: SweepPlan) -> dict[str, float]:
     """Seconds per unit of the plan, from the sweep's ``estimate`` costs (defaults: the measured CPU ones)."""
     e = plan.sweep["estimate"]
     c = plan.configs
-    n_corpus = plan.dataset.counts.get("corpus")
+    kb = c["step2"].data
+    n_corpus = plan.dataset.counts.get("corpus") if not kb.chunk_words else None
+    if n_corpus is None:  # a user's corpus (the demo world's size is known): count it, chunked as the runs chunk it
+        n_corpus, _ = count_kb_passages(kb.corpus, kb.chunk_words)
     refresh = e["refresh_s"] * (n_corpus or 1000) / 1000  # refresh_s: one re-embedding of 1,000 passages
 
     def n_test(cfg):
@@ -30,11 +33,9 @@ def estimate_seconds(plan: SweepPlan) -> dict[str, float]:
 
     out: dict[str, float] = {}
     s2 = c["step2"]
-    from ragdistill.retrieval.refresh import RefreshSchedule
-
-    sched = RefreshSchedule.parse(s2.index.refresh)
-    refreshes = sum(1 for s in range(1, s2.train.steps + 1) if sched.is_due(s))
-    evals = (s2.train.steps // s2.eval.every if s2.eval.every else 0) + 1
+    steps = s2.train.steps
+    n_evals = steps // s2.eval.every if s2.eval.every else 0
+    dev_evals = n_evals * (s2.data.max_dev or plan.dataset.counts.get("dev", 100)) * e["retrieve_question_s"]
     n = plan.sweep["analysis"]["n"]
     fid_scale = CPU_ANALYSIS_S["attention"]["fid"] / CPU_ANALYSIS_S["attention"]["decoder"]
     for unit in plan.keys:
@@ -60,6 +61,28 @@ def estimate_seconds(plan: SweepPlan) -> dict[str, float]:
                 analysis = n * e["analysis_instance_s"] * orders * family
             analysis += n * e["analysis_instance_s"] * 0.2  # the position-bias and ranking-skill pass
             out[unit] = (
-                analysis + s2.train.steps * s2.train.batch_size * per + (refreshes + evals) * refresh + final_eval(s2)
+                analysis
+                + steps * s2.train.batch_size * per
+                + corpus_embeddings(s2) * refresh
+                + dev_evals
+                + final_eval(s2)
             )
     return out
+
+
+def corpus_embeddings(cfg) -> int:
+    """How often one training run re-embeds the corpus: its refreshes, the evaluations that want a fresh index and
+    the final one, counted once per step (an evaluation and a refresh at the same step share the embeddings:
+    `training.indexing.IndexManager.for_eval`). The retriever's cost of a step-2 run is mostly this."""
+    from ragdistill.retrieval.refresh import RefreshSchedule
+
+    if not cfg.trains_retriever:
+        return 0
+    steps = cfg.train.steps
+    sched = RefreshSchedule.parse(cfg.index.refresh)
+    at = {s for s in range(1, steps + 1) if sched.is_due(s)}
+    if cfg.eval.every and cfg.eval.fresh_index:
+        at |= set(range(cfg.eval.every, steps + 1, cfg.eval.every))
+    if cfg.eval.final and (cfg.eval.fresh_index or not cfg.retriever.query_only):
+        at.add(steps)
+    return len(at)
