@@ -71,8 +71,15 @@ def _count_questions(path: str, limit: int, fallback: int | None) -> tuple[int |
     return (min(fallback, limit) if (fallback and limit) else fallback), "paper size (file absent)"
 
 
-def count_kb_passages(path: str, chunk_words: int | None) -> tuple[int | None, str]:
-    """(passages, how known) of a knowledge base after chunking: counted, estimated from its size, or the paper's."""
+def kb_passages(data: Any, known: dict[str, int]) -> tuple[int | None, str]:
+    """(passages, how known) of a config's knowledge base as its runs read it: the size the plan already counted
+    (`known`, unchunked), else counted after chunking, estimated from the file size, or the paper's."""
+    if "corpus" in known and not data.chunk_words:
+        return known["corpus"], "counted"
+    return _count_passages(data.corpus, data.chunk_words)
+
+
+def _count_passages(path: str, chunk_words: int | None) -> tuple[int | None, str]:
     p = Path(path)
     if path != "demo" and p.exists():
         if p.stat().st_size <= 256 * 2**20:
@@ -106,10 +113,7 @@ def estimate_work(item: PlannedSetting, options: Any = None) -> dict[str, Any]:
         and all(getattr(cfg.data, k) == item.dataset.paths.get(k) for k in ("corpus", "dev", "test"))
         else {}
     )
-    if "corpus" in known and not cfg.data.chunk_words:
-        kb, kb_src = known["corpus"], "counted"
-    else:
-        kb, kb_src = count_kb_passages(cfg.data.corpus, cfg.data.chunk_words)
+    kb, kb_src = kb_passages(cfg.data, known)
     if "test" in known and "dev" in known:
         lim = lambda n, limit: min(n, limit) if limit else n  # noqa: E731
         n_dev, n_test, q_src = lim(known["dev"], cfg.data.max_dev), lim(known["test"], cfg.data.max_test), "counted"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ragdistill.experiments.estimate import CPU_ANALYSIS_S, count_kb_passages
+from ragdistill.experiments.estimate import CPU_ANALYSIS_S, kb_passages
 
 if TYPE_CHECKING:
     from ragdistill.experiments.sweep.plan import SweepPlan
@@ -14,10 +14,7 @@ def estimate_seconds(plan: SweepPlan) -> dict[str, float]:
     """Seconds per unit of the plan, from the sweep's ``estimate`` costs (defaults: the measured CPU ones)."""
     e = plan.sweep["estimate"]
     c = plan.configs
-    kb = c["step2"].data
-    n_corpus = plan.dataset.counts.get("corpus") if not kb.chunk_words else None
-    if n_corpus is None:  # a user's corpus (the demo world's size is known): count it, chunked as the runs chunk it
-        n_corpus, _ = count_kb_passages(kb.corpus, kb.chunk_words)
+    n_corpus, _ = kb_passages(c["step2"].data, plan.dataset.counts)  # chunked as the runs chunk it
     refresh = e["refresh_s"] * (n_corpus or 1000) / 1000  # refresh_s: one re-embedding of 1,000 passages
 
     def n_test(cfg):
