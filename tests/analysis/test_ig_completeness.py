@@ -53,9 +53,9 @@ def adaptive(tiny_reader):
     calls: list[tuple[int, bool]] = []
     real = ig._answer_loglik
 
-    def counting(reader, kind, embeds, layout):
+    def counting(reader, kind, embeds, *args, **kwargs):
         calls.append((int(embeds.shape[0]), bool(embeds.requires_grad)))
-        return real(reader, kind, embeds, layout)
+        return real(reader, kind, embeds, *args, **kwargs)
 
     ig._answer_loglik = counting
     try:
@@ -194,3 +194,49 @@ def test_fixed_steps_are_recorded(tiny_reader):
     )
     assert record["ig_tolerance_reached"] == (record["ig_completeness_error"] < 0.05)
     assert ig_settings([analysis], 2, 0.05, 128)["ig_steps"] == 2
+
+
+@pytest.mark.parametrize("which", ["decoder", "fid"])
+def test_pooled_passages_give_the_one_at_a_time_values(which, tiny_reader, tiny_fid, monkeypatch):
+    """The K passages' path points run in one right-padded batch, a decoder's shared prefix from its cache; the
+    reference is one whole input per forward (no padding, no cache), as the analysis ran before."""
+    reader = tiny_reader if which == "decoder" else tiny_fid
+    passages = PASSAGES + [Passage("c", "Whale", "Whales are large marine mammals.")]  # three different lengths
+    paths = [ig._Path(reader, QUESTION, p, ANSWER, "mean") for p in passages]
+    prefix = ig._Instance(paths).prefix
+    assert (prefix is not None and prefix.length > 0) if which == "decoder" else prefix is None
+    for steps in (None, 3):
+        _, pooled = perplexity_token_scores(reader, QUESTION, passages, ANSWER, steps=steps)
+        monkeypatch.setattr(ig, "ROW_TOKENS", 1)  # every batch is a single row
+        monkeypatch.setattr(ig, "PREFIX_CACHE", False)  # and runs the whole input
+        _, alone = perplexity_token_scores(reader, QUESTION, passages, ANSWER, steps=steps)
+        monkeypatch.undo()
+        assert pooled.nodes == alone.nodes
+        for a, b in zip(pooled.alphas, alone.alphas):
+            torch.testing.assert_close(a, b)
+        np.testing.assert_allclose(pooled.loglik, alone.loglik, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(pooled.baseline_loglik, alone.baseline_loglik, rtol=1e-5, atol=1e-5)
+        for g, h in zip(pooled.raw_gains, alone.raw_gains):
+            torch.testing.assert_close(g, h, rtol=1e-4, atol=1e-5)
+    if which == "decoder":  # S_i(x) is the reader's own perplexity score of passage i alone
+        ref = reader.perplexity_scores(QUESTION, passages, ANSWER)
+        np.testing.assert_allclose(pooled.loglik, ref.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_batches_respect_the_token_budget(monkeypatch):
+    class P:
+        kind = "fid"
+
+        def __init__(self, n):
+            self.x = torch.zeros(n, 2)
+
+    inst = ig._Instance([P(10), P(30), P(20)])
+    rows = [(i, a) for i in range(3) for a in (0.0, 0.5, 1.0)]
+    monkeypatch.setattr(ig, "ROW_TOKENS", 64)
+    batches = list(inst._batches(rows))
+    assert [r for b in batches for r in b] == rows  # every row once, in order
+    assert len(batches) > 1
+    for b in batches:
+        assert len(b) == 1 or max(inst.paths[i].x.shape[0] for i, _ in b) * len(b) <= 64
+    monkeypatch.setattr(ig, "ROW_TOKENS", 1)
+    assert [len(b) for b in inst._batches(rows)] == [1] * 9

@@ -41,10 +41,10 @@ gradient-free forwards for S_i(x) and S_i(x'); its error is recorded, not contro
 The token scores analysed are the positive parts w_t = max(g_t, 0) (the tokens that raise the
 answer's likelihood) — â needs non-negative scores; the raw gains are kept in the diagnostics.
 
-Cost: one forward+backward per node and passage (path points in batches of PATH_BATCH; at least
-5 and at most ``max_steps`` nodes per passage with the adaptive rule), plus one call of the
-reader's ``attention_scores`` on the single passage to get its exact prompt layout (the same
-template its ``perplexity_scores`` uses: passage i alone).
+Cost: one forward+backward per node and passage (at least 5 and at most ``max_steps`` nodes per passage with
+the adaptive rule; the nodes of all K passages are batched together, right-padded, ROW_TOKENS tokens a pass),
+plus one call of the reader's ``attention_scores`` on the single passage to get its exact prompt layout (the
+same template its ``perplexity_scores`` uses: passage i alone).
 """
 
 from __future__ import annotations
@@ -83,8 +83,17 @@ __all__ = [
 ]
 #: the quadrature of a fixed rule (``steps=m``)
 DEFAULT_QUADRATURE = "midpoint"
-#: path points per forward+backward (and at most this many new nodes per passage and refinement round)
+#: at most this many new nodes per passage and refinement round (the adaptive rule's step size)
 PATH_BATCH = 8
+#: tokens per forward+backward: the K passages' path points are batched together, right-padded, up to this many
+ROW_TOKENS = 1024
+#: decoder-only readers: compute the keys and values of the input before the passage once an instance (_Prefix)
+PREFIX_CACHE = True
+#: batch the K passages' path points together; False is the one-passage-at-a-time schedule (PATH_BATCH rows a
+#: forward), kept as bench/bench_ig.py's reference
+POOL_PASSAGES = True
+#: decoder-only readers: project only the positions that predict an answer token onto the vocabulary
+ANSWER_LOGITS = True
 #: intervals narrower than this are not bisected further (float32 log-likelihood differences)
 MIN_INTERVAL = 2.0**-14
 #: absolute floor (nats) of the error budget, for instances where no passage changes the log-likelihood
@@ -139,26 +148,70 @@ class PerplexityTokenDiagnostics:
         return err < self.tolerance
 
 
-def _answer_loglik(reader: Any, kind: str, embeds: torch.Tensor, layout: AttentionResult) -> torch.Tensor:
-    """Mean log-likelihood of the answer for a batch of input-embedding sequences [B, T, D] -> [B]."""
+def _answer_loglik(
+    reader: Any,
+    kind: str,
+    embeds: torch.Tensor,
+    mask: torch.Tensor,
+    layouts: Sequence[AttentionResult],
+    prefix: _Prefix | None = None,
+) -> torch.Tensor:
+    """Mean log-likelihood of the answer for a batch of input-embedding sequences [B, T, D] -> [B].
+
+    Row b is the single-passage input of ``layouts[b]``, right-padded to T (``mask`` 0 on the padding): the
+    decoder-only reader is causal and the FiD encoder masks the padded keys, so a row's value is the one it has
+    alone, up to the batched matmuls' rounding. With a decoder ``prefix``, ``embeds`` starts after it (its
+    keys and values come from the cache) and ``mask`` covers prefix and rows.
+    """
     model = reader.model
-    mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+    dev = embeds.device
     if kind == "fid":
-        # teacher forcing as the FiD reader does it: decoder input = [start] + A_1..A_{|A|-1}, targets A (no EOS)
-        answer = layout.answer_ids.to(embeds.device)
+        # teacher forcing as the FiD reader does it: decoder input = [start] + A_1..A_{|A|-1}, targets A (no EOS);
+        # answers of different lengths are right-padded (the decoder is causal, so the padding changes nothing)
         start = getattr(reader, "start_id", None)
         if start is None:
             start = model.config.decoder_start_token_id
-        dec_in = torch.cat([torch.tensor([int(start)], device=embeds.device), answer[:-1]])
-        dec_in = dec_in.unsqueeze(0).expand(embeds.shape[0], -1)
+        answers = [lay.answer_ids.to(dev) for lay in layouts]
+        width = max(int(a.numel()) for a in answers)
+        targets = torch.zeros(len(answers), width, dtype=torch.long, device=dev)
+        keep = torch.zeros(len(answers), width, dtype=torch.bool, device=dev)
+        for b, a in enumerate(answers):
+            targets[b, : a.numel()], keep[b, : a.numel()] = a, True
+        dec_in = torch.cat([torch.full((len(answers), 1), int(start), device=dev), targets[:, :-1]], dim=1)
         logits = model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=dec_in, use_cache=False).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        return logp.gather(-1, answer.view(1, -1, 1).expand(embeds.shape[0], -1, 1)).squeeze(-1).mean(-1)
-    s, e = layout.answer_span
-    targets = layout.input_ids[s:e].to(embeds.device)
-    logits = model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits[:, s - 1 : e - 1]
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return logp.gather(-1, targets.view(1, -1, 1).expand(embeds.shape[0], -1, 1)).squeeze(-1).mean(-1)
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        return (logp * keep).sum(-1) / keep.sum(-1)
+    kwargs: dict[str, Any] = {"use_cache": False}
+    skip = 0
+    if prefix is not None:
+        kwargs.update(cache=prefix.cache(embeds.shape[0]), use_cache=True)
+        skip = prefix.length
+    # logits only where an answer token is predicted (the union over the rows): the vocabulary-wide logits of
+    # every position were most of a batch's memory traffic (SmolLM2: 49k entries a position)
+    spans = [(lay.answer_span[0] - 1 - skip, lay.answer_span[1] - 1 - skip) for lay in layouts]
+    keep = sorted({t for s, e in spans for t in range(s, e)})
+    if ANSWER_LOGITS and _keeps_logits(model):
+        kwargs["logits_to_keep"] = torch.tensor(keep, device=dev)
+        where = {t: j for j, t in enumerate(keep)}
+    else:
+        where = {t: t for t in keep}
+    logits = model(inputs_embeds=embeds, attention_mask=mask, **kwargs).logits
+    out = []
+    for b, (lay, (s, e)) in enumerate(zip(layouts, spans)):
+        rows = torch.tensor([where[t] for t in range(s, e)], device=dev)
+        logp = torch.log_softmax(logits[b, rows].float(), dim=-1)
+        out.append(logp.gather(-1, lay.input_ids[s + 1 + skip : e + 1 + skip].to(dev).view(-1, 1)).squeeze(-1).mean())
+    return torch.stack(out)
+
+
+def _keeps_logits(model: torch.nn.Module) -> bool:
+    """Whether the causal LM's forward takes ``logits_to_keep`` (transformers' way to skip unneeded logits)."""
+    import inspect
+
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def quadrature_nodes(steps: int, quadrature: str = DEFAULT_QUADRATURE) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,26 +295,18 @@ class _Path:
         self.loglik: list[float] = []  # S(α_k)
         self.terms: list[torch.Tensor] = []  # (x_t − x'_t)·∂S/∂x_t at α_k over the passage's tokens, float64
 
-    def loglik_at(self, alphas: Sequence[float]) -> list[float]:
-        """S(α) without gradients (the fixed rules' ends)."""
-        a = torch.tensor(list(alphas), device=self.device, dtype=self.x.dtype)
-        with torch.no_grad():
-            path = self.base.unsqueeze(0) + a.view(-1, 1, 1) * self.diff.unsqueeze(0)
-            return [float(v) for v in _answer_loglik(self.reader, self.kind, path, self.layout)]
+    def point(self, alpha: float) -> torch.Tensor:
+        """The path's input embeddings at α, [T, D]."""
+        return self.base + alpha * self.diff
 
-    def evaluate(self, alphas: Sequence[float]) -> None:
-        """Forward+backward at the new nodes (in batches of PATH_BATCH); appends S and the token terms."""
-        alphas = [float(a) for a in alphas]
-        for c in range(0, len(alphas), PATH_BATCH):
-            chunk = alphas[c : c + PATH_BATCH]
-            a = torch.tensor(chunk, device=self.device, dtype=self.x.dtype)
-            path = (self.base.unsqueeze(0) + a.view(-1, 1, 1) * self.diff.unsqueeze(0)).requires_grad_(True)
-            ll = _answer_loglik(self.reader, self.kind, path, self.layout)
-            (grad,) = torch.autograd.grad(ll.sum(), path)
-            terms = (self.diff[self.start : self.end].unsqueeze(0) * grad[:, self.start : self.end]).sum(-1)
-            self.alphas.extend(chunk)
-            self.loglik.extend(float(v) for v in ll.detach())
-            self.terms.extend(terms.detach().double().cpu())
+    def record(self, alpha: float, loglik: float, grad: torch.Tensor, offset: int = 0) -> None:
+        """Keep node α: S(α) and the token terms (x_t − x'_t)·∂S/∂x_t from the gradient of S there (the
+        gradient's row 0 is input position ``offset``)."""
+        g = grad[self.start - offset : self.end - offset]
+        terms = (self.diff[self.start : self.end] * g).sum(-1)
+        self.alphas.append(float(alpha))
+        self.loglik.append(float(loglik))
+        self.terms.append(terms.detach().double().cpu())
 
     def grid(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(sorted α, S at them, token terms at them [n, L])."""
@@ -278,11 +323,111 @@ class _Path:
         return (trap - (s[1:] - s[:-1])).abs()
 
 
-def _adaptive(paths: Sequence[_Path], tolerance: float, max_steps: int) -> list[float]:
+class _Prefix:
+    """Keys and values of a decoder-only input's tokens before the passage, shared by the instance's K paths.
+
+    Those tokens (chat template, instruction, question) are the same in every single-passage input, do not move
+    along the path (x − x' is zero there), and a causal reader's later tokens cannot change them: computed once
+    an instance, they let every path point run from the passage on. Same values as the whole input up to
+    rounding, fewer tokens (SmolLM2's chat template alone is ~70 of a demo prompt's tokens).
+    """
+
+    def __init__(self, model: torch.nn.Module, embeds: torch.Tensor):
+        with torch.no_grad():
+            out = model(inputs_embeds=embeds.unsqueeze(0), use_cache=True)
+        layers = list(getattr(out, "cache", None) or [])
+        if not layers or any(len(t) > 2 and t[2] is not None for t in layers):  # sliding windows: not replicated
+            raise ValueError("the reader returned no plain key/value cache")
+        self.kv = [(t[0].detach(), t[1].detach()) for t in layers]
+        self.length = int(embeds.shape[0])
+
+    def cache(self, rows: int) -> Any:
+        """A fresh cache holding the prefix for a batch of ``rows`` (the forward appends to it)."""
+        from transformers import DynamicCache
+
+        return DynamicCache([(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in self.kv])
+
+
+def _shared_prefix(paths: Sequence[_Path]) -> _Prefix | None:
+    """The decoder-only paths' common prefix (the input before the earliest passage start), if there is one."""
+    if not PREFIX_CACHE or not paths or paths[0].kind == "fid":
+        return None
+    n = min(p.start for p in paths)
+    head = paths[0].layout.input_ids[:n]
+    if n < 1 or any(not torch.equal(p.layout.input_ids[:n], head) for p in paths):
+        return None
+    try:
+        return _Prefix(paths[0].reader.model, paths[0].x[:n])
+    except (TypeError, ValueError, AttributeError):  # a model without a key/value cache: run whole inputs
+        return None
+
+
+class _Instance:
+    """An instance's K paths, evaluated together: the passages' path points share each right-padded batch.
+
+    Pooling the passages' nodes into one batch (not one forward per passage) and, for a decoder-only reader,
+    running only the tokens from the passage on (``_Prefix``) is what makes the analysis affordable on a CPU.
+    """
+
+    def __init__(self, paths: Sequence[_Path]):
+        self.paths = list(paths)
+        self.prefix = _shared_prefix(self.paths)
+        self.skip = self.prefix.length if self.prefix is not None else 0
+
+    def _batches(self, rows: list[tuple[int, float]]) -> Iterator[list[tuple[int, float]]]:
+        """Consecutive runs of (path, α) rows whose padded batch stays within ROW_TOKENS tokens (≥ 1 row)."""
+        batch: list[tuple[int, float]] = []
+        width = 0
+        for row in rows:
+            n = self.paths[row[0]].x.shape[0] - self.skip
+            apart = not POOL_PASSAGES and (row[0] != batch[-1][0] or len(batch) >= PATH_BATCH) if batch else False
+            if batch and (apart or max(width, n) * (len(batch) + 1) > ROW_TOKENS):
+                yield batch
+                batch, width = [], 0
+            batch.append(row)
+            width = max(width, n)
+        if batch:
+            yield batch
+
+    def _loglik(self, batch: list[tuple[int, float]], grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S at the batch's path points [B], their input embeddings from the prefix on, right-padded [B, T, D])."""
+        x0 = self.paths[0].x
+        width = max(self.paths[i].x.shape[0] for i, _ in batch) - self.skip
+        embeds = torch.zeros(len(batch), width, x0.shape[1], dtype=x0.dtype, device=x0.device)
+        mask = torch.zeros(len(batch), self.skip + width, dtype=torch.long, device=x0.device)
+        for b, (i, a) in enumerate(batch):
+            n = self.paths[i].x.shape[0]
+            embeds[b, : n - self.skip], mask[b, :n] = self.paths[i].point(a)[self.skip :], 1
+        embeds.requires_grad_(grad)
+        layouts = [self.paths[i].layout for i, _ in batch]
+        p0 = self.paths[0]
+        return _answer_loglik(p0.reader, p0.kind, embeds, mask, layouts, prefix=self.prefix), embeds
+
+    def evaluate(self, new: dict[int, Sequence[float]]) -> None:
+        """Forward+backward at the new nodes of every path; appends S and the token terms to each path."""
+        rows = [(i, float(a)) for i in sorted(new) for a in new[i]]
+        for batch in self._batches(rows):
+            ll, embeds = self._loglik(batch, grad=True)
+            (grad,) = torch.autograd.grad(ll.sum(), embeds)
+            for b, (i, a) in enumerate(batch):
+                self.paths[i].record(a, float(ll[b].detach()), grad[b], offset=self.skip)
+
+    def loglik_at(self, alphas: Sequence[float]) -> list[list[float]]:
+        """S(α) of every path at the given α, without gradients (the fixed rules' ends): [path][α]."""
+        rows = [(i, float(a)) for i in range(len(self.paths)) for a in alphas]
+        values: dict[tuple[int, float], float] = {}
+        with torch.no_grad():
+            for batch in self._batches(rows):
+                ll, _ = self._loglik(batch, grad=False)
+                values.update({row: float(v) for row, v in zip(batch, ll)})
+        return [[values[(i, float(a))] for a in alphas] for i in range(len(self.paths))]
+
+
+def _adaptive(inst: _Instance, tolerance: float, max_steps: int) -> list[float]:
     """Refine the paths' grids (pooled over the instance) until Σ e ≤ tolerance · Σ |ΔS|; the paths' bounds Σ_j e_j."""
+    paths = inst.paths
     init = [j / INITIAL_INTERVALS for j in range(INITIAL_INTERVALS + 1)]
-    for p in paths:
-        p.evaluate(init)
+    inst.evaluate(dict.fromkeys(range(len(paths)), init))
     while True:
         errors = [p.interval_errors() for p in paths]
         bounds = [float(e.sum()) for e in errors]
@@ -313,8 +458,7 @@ def _adaptive(paths: Sequence[_Path], tolerance: float, max_steps: int) -> list[
             remaining -= err
         if not new:
             return bounds
-        for i, alphas in new.items():
-            paths[i].evaluate(alphas)
+        inst.evaluate(new)
 
 
 def _gains(path: _Path, alphas: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -352,7 +496,7 @@ def _integrate(
     paths = [_Path(reader, question, p, answer, baseline) for p in passages]
     with _frozen_eval(reader.model):
         if steps is None:
-            bounds = _adaptive(paths, tolerance, max_steps) if paths else []
+            bounds = _adaptive(_Instance(paths), tolerance, max_steps) if paths else []
             for p, b in zip(paths, bounds):
                 _, s, _ = p.grid()
                 gains = _gains(p)
@@ -361,9 +505,9 @@ def _integrate(
                 diag.error_bounds.append(b)
                 diag.raw_gains.append(gains)
         else:
-            for p in paths:
-                p.evaluate(alphas.tolist())
-                ends = p.loglik_at([1.0, 0.0])
+            inst = _Instance(paths)
+            inst.evaluate(dict.fromkeys(range(len(paths)), alphas.tolist()))
+            for p, ends in zip(paths, inst.loglik_at([1.0, 0.0])):
                 diag.loglik.append(ends[0])
                 diag.baseline_loglik.append(ends[1])
                 diag.error_bounds.append(None)
