@@ -186,11 +186,12 @@ def _answer_loglik(
     if prefix is not None:
         kwargs.update(cache=prefix.cache(embeds.shape[0]), use_cache=True)
         skip = prefix.length
-    # logits only where an answer token is predicted (the union over the rows): the vocabulary-wide logits of
-    # every position were most of a batch's memory traffic (SmolLM2: 49k entries a position)
+    # logits only where an answer token is predicted (the union over the rows; ``logits_to_keep`` as the decoder
+    # reader's own forward uses it): the vocabulary-wide logits of every position were most of a batch's memory
+    # traffic (SmolLM2: 49k entries a position)
     spans = [(lay.answer_span[0] - 1 - skip, lay.answer_span[1] - 1 - skip) for lay in layouts]
     keep = sorted({t for s, e in spans for t in range(s, e)})
-    if ANSWER_LOGITS and _keeps_logits(model):
+    if ANSWER_LOGITS:
         kwargs["logits_to_keep"] = torch.tensor(keep, device=dev)
         where = {t: j for j, t in enumerate(keep)}
     else:
@@ -202,16 +203,6 @@ def _answer_loglik(
         logp = torch.log_softmax(logits[b, rows].float(), dim=-1)
         out.append(logp.gather(-1, lay.input_ids[s + 1 + skip : e + 1 + skip].to(dev).view(-1, 1)).squeeze(-1).mean())
     return torch.stack(out)
-
-
-def _keeps_logits(model: torch.nn.Module) -> bool:
-    """Whether the causal LM's forward takes ``logits_to_keep`` (transformers' way to skip unneeded logits)."""
-    import inspect
-
-    try:
-        return "logits_to_keep" in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def quadrature_nodes(steps: int, quadrature: str = DEFAULT_QUADRATURE) -> tuple[torch.Tensor, torch.Tensor]:
@@ -284,10 +275,10 @@ class _Path:
         self.reader, self.layout = reader, layout
         self.kind = getattr(reader, "kind", "decoder")
         emb_layer = reader.model.get_input_embeddings()
-        self.device = emb_layer.weight.device
+        device = emb_layer.weight.device
         self.start, self.end = layout.passage_spans[0]
         with torch.no_grad():
-            self.x = emb_layer(layout.input_ids.to(self.device)).detach()  # [T, D]
+            self.x = emb_layer(layout.input_ids.to(device)).detach()  # [T, D]
             self.base = self.x.clone()
             self.base[self.start : self.end] = _baseline_row(emb_layer, baseline)
         self.diff = self.x - self.base  # zero outside the passage
@@ -380,10 +371,11 @@ class _Instance:
         width = 0
         for row in rows:
             n = self.paths[row[0]].x.shape[0] - self.skip
-            apart = not POOL_PASSAGES and (row[0] != batch[-1][0] or len(batch) >= PATH_BATCH) if batch else False
-            if batch and (apart or max(width, n) * (len(batch) + 1) > ROW_TOKENS):
-                yield batch
-                batch, width = [], 0
+            if batch:
+                apart = not POOL_PASSAGES and (row[0] != batch[-1][0] or len(batch) >= PATH_BATCH)
+                if apart or max(width, n) * (len(batch) + 1) > ROW_TOKENS:
+                    yield batch
+                    batch, width = [], 0
             batch.append(row)
             width = max(width, n)
         if batch:
