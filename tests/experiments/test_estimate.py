@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from ragdistill.experiments.estimate import estimate_work
 from ragdistill.experiments.plan import Options, build_plan
 
@@ -20,9 +24,10 @@ def test_estimate_matches_a_hand_count(tmp_path):
     assert e["reader_train_tokens"] == 40 * 2 * (cfg.reader.max_prompt_tokens + cfg.reader.max_new_tokens)
     # retriever: 40 × 2 × (1 query + K passages) × max_length
     assert e["retriever_train_tokens"] == 40 * 2 * (1 + cfg.train.k) * cfg.retriever.max_length
-    # refresh due at step 20 (adopts the step-20 evaluation's fresh index); evaluations re-embed at 20, 40 and the final test
+    # refresh due at step 20 (adopts the step-20 evaluation's fresh index); the evaluations re-embed at 20 and 40,
+    # and the final test evaluation reuses the step-40 embeddings
     assert e["refreshes"] == 1
-    assert e["passages_embedded"] == 3 * e["kb_passages"]
+    assert e["passages_embedded"] == 2 * e["kb_passages"]
     fid = estimate_work(plan.find("demo", "perplexity_distill"))
     fcfg = plan.find("demo", "perplexity_distill").config
     assert fid["prompt_tokens"] == fcfg.train.k * fcfg.reader.max_prompt_tokens  # FiD: one encoder input per passage
@@ -57,3 +62,33 @@ def test_measured_unit_estimate_matches_a_hand_count(tmp_path):
     assert est.estimate_line(other) is None
     line = est.estimate_line(plan)
     assert line is not None and line.startswith("estimated time: ≈ ")
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        # refreshes at 2 and 4, evaluations at 3 and 5; the final evaluation reuses step 5's embeddings
+        {"train.steps": 5, "index.refresh": "2", "eval.every": 3, "eval.fresh_index": True},
+        # the refresh due at 2 adopts the step-2 evaluation's index: 2 and 4
+        {"train.steps": 4, "index.refresh": "2", "eval.every": 2, "eval.fresh_index": True},
+        # stale evaluations: the refresh at 3 and the final evaluation (the passage encoder trained)
+        {"train.steps": 4, "index.refresh": "3", "eval.every": 2, "eval.fresh_index": False},
+    ],
+)
+def test_corpus_embeddings_counts_what_a_training_run_re_embeds(sets, tiny_models, tiny_world, tmp_path, monkeypatch):
+    """The estimate's re-embedding count equals the refresh passes a real (tiny) run makes."""
+    from ragdistill.config import load_config
+    from ragdistill.experiments.estimate import corpus_embeddings
+    from ragdistill.training import indexing
+    from ragdistill.training.loop import train
+    from tests.tiny_models import tiny_overrides
+
+    passes = []
+    real = indexing.refresh_index
+    monkeypatch.setattr(indexing, "refresh_index", lambda *a, **k: passes.append(1) or real(*a, **k))
+    cfg = load_config(
+        Path(__file__).resolve().parents[2] / "configs" / "demo" / "finetuned_step2.yaml",
+        tiny_overrides(tiny_models, tiny_world, **{"train.save_every": 0, "data.max_test": 3, **sets}),
+    )
+    train(cfg, tmp_path / "run", progress=False)
+    assert len(passes) == corpus_embeddings(cfg) > 0

@@ -79,6 +79,24 @@ def kb_passages(data: Any, known: dict[str, int]) -> tuple[int | None, str]:
     return _count_passages(data.corpus, data.chunk_words)
 
 
+def corpus_embeddings(cfg) -> int:
+    """How often one training run re-embeds the corpus, as `training.loop` does it: the refreshes due before steps
+    1 … steps-1, the held-out evaluations at every, 2·every, … and at the end when they want a fresh index, and the
+    final evaluation unless only the query encoder trained; counted once per step (a refresh due where an evaluation
+    has just re-embedded adopts its index: `training.indexing.IndexManager`). A step-2 run's retriever cost is
+    mostly this."""
+    if not cfg.trains_retriever:
+        return 0
+    steps = cfg.train.steps
+    sched = RefreshSchedule.parse(cfg.index.refresh)
+    at = {s for s in range(1, steps) if sched.is_due(s)}
+    if cfg.eval.every and cfg.eval.fresh_index:
+        at |= set(range(cfg.eval.every, steps, cfg.eval.every)) | {steps}
+    if cfg.eval.final and (cfg.eval.fresh_index or not cfg.retriever.query_only):
+        at.add(steps)
+    return len(at)
+
+
 def _count_passages(path: str, chunk_words: int | None) -> tuple[int | None, str]:
     p = Path(path)
     if path != "demo" and p.exists():
@@ -143,15 +161,11 @@ def estimate_work(item: PlannedSetting, options: Any = None) -> dict[str, Any]:
     # held-out evaluations at steps every, 2·every, ... and at the end (the step-0 one uses the initial index)
     eval_steps = set(range(cfg.eval.every, steps, cfg.eval.every)) | {steps} if (s.trains and cfg.eval.every) else set()
     evals = len(eval_steps) + (1 if (s.trains and cfg.eval.every) else 0)
-    reembeds = 0
     if s.trains_retriever:
-        due = [x for x in RefreshSchedule.parse(cfg.index.refresh).due_steps(steps) if x > 0]
-        refreshes = len(due)
+        refreshes = len([x for x in RefreshSchedule.parse(cfg.index.refresh).due_steps(steps) if x > 0])
         if cfg.eval.fresh_index:
-            fresh_evals = len(eval_steps) + (1 if cfg.eval.final else 0)  # each evaluation re-embeds the corpus
-            reembeds = fresh_evals + len([x for x in due if x not in eval_steps])  # a refresh at an eval step adopts it
-        else:
-            reembeds = refreshes
+            fresh_evals = len(eval_steps) + (1 if cfg.eval.final else 0)
+    reembeds = corpus_embeddings(cfg) if s.trains else 0
     embedded = reembeds * (kb or 0)
     gen_tokens = (n_test or 0) * (prompt + answer)
     base_reader = (getattr(item, "base_reader", "") or _base_reader_name(item)) if item.reader_from else cfg.reader.name

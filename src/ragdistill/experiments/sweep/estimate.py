@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ragdistill.experiments.estimate import CPU_ANALYSIS_S, kb_passages
+from ragdistill.experiments.estimate import CPU_ANALYSIS_S, corpus_embeddings, kb_passages
 
 if TYPE_CHECKING:
     from ragdistill.experiments.sweep.plan import SweepPlan
@@ -65,21 +65,3 @@ def estimate_seconds(plan: SweepPlan) -> dict[str, float]:
                 + final_eval(s2)
             )
     return out
-
-
-def corpus_embeddings(cfg) -> int:
-    """How often one training run re-embeds the corpus: its refreshes, the evaluations that want a fresh index and
-    the final one, counted once per step (an evaluation and a refresh at the same step share the embeddings:
-    `training.indexing.IndexManager.for_eval`). The retriever's cost of a step-2 run is mostly this."""
-    from ragdistill.retrieval.refresh import RefreshSchedule
-
-    if not cfg.trains_retriever:
-        return 0
-    steps = cfg.train.steps
-    sched = RefreshSchedule.parse(cfg.index.refresh)
-    at = {s for s in range(1, steps + 1) if sched.is_due(s)}
-    if cfg.eval.every and cfg.eval.fresh_index:
-        at |= set(range(cfg.eval.every, steps + 1, cfg.eval.every))
-    if cfg.eval.final and (cfg.eval.fresh_index or not cfg.retriever.query_only):
-        at.add(steps)
-    return len(at)
