@@ -183,25 +183,6 @@ def _argv(models, world, out: Path, cfg: Path, *extra: str) -> list[str]:
     return argv + list(extra)
 
 
-@pytest.mark.parametrize(
-    "sets, expected",
-    [
-        (["index.refresh=10", "eval.every=10"], 2),  # the sweep's step 2: refresh, eval and final share steps 10, 20
-        (["index.refresh=7", "eval.every=5", "eval.fresh_index=false"], 3),  # refreshes 7, 14 and the final 20
-        (["index.refresh=7", "eval.every=5", "eval.fresh_index=true"], 6),  # 5, 7, 10, 14, 15, 20
-        (["index.refresh=7", "eval.every=5", "eval.fresh_index=false", "retriever.query_only=true"], 2),  # 7, 14
-    ],
-)
-def test_corpus_embeddings_counts_each_step_once(sets, expected):
-    """The dry run's refresh cost: re-embeddings of the corpus by step, as IndexManager.for_eval shares them."""
-    from ragdistill.config import load_config
-    from ragdistill.experiments.sweep.estimate import corpus_embeddings
-
-    configs = Path(__file__).resolve().parents[2] / "src" / "ragdistill" / "configs" / "demo"
-    assert corpus_embeddings(load_config(configs / "finetuned_step2.yaml", ["train.steps=20", *sets])) == expected
-    assert corpus_embeddings(load_config(configs / "finetuned_step1.yaml", [])) == 0  # the retriever is fixed
-
-
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_models, tiny_world, capsys):
     out = tmp_path / "out"
     rc = main(_argv(tiny_models, tiny_world, out, _sweep_yaml(tmp_path), "--dry-run", "--teachers", "fid-offshelf"))
