@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "scale": ("bench.bench_scale", "index build/refresh/search vs corpus size; embedding cost; paper-scale projection"),
     "generation": ("bench.bench_generation", "answer generation for evaluation vs a plain batched model.generate"),
     "budget": ("bench.bench_budget", "what one step, refresh, answer and analysed instance of each demo setting costs"),
+    "ig": ("bench.bench_ig", "perplexity analysis (integrated gradients): the K passages pooled vs one at a time"),
 }
 GPU_AWARE = ("attention",)  # benchmarks whose run() takes `device`: run again on CUDA when present
 BEGIN = "<!-- BEGIN GENERATED: {name} (python -m bench rewrites this block) -->"

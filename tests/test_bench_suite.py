@@ -30,7 +30,7 @@ def test_help_runs_and_lists_every_benchmark():
         [sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
-    for name in ("gemm", "retrieval", "attention", "training", "scale", "--quick", "--only", "--out"):
+    for name in ("gemm", "retrieval", "attention", "training", "scale", "ig", "--quick", "--only", "--out"):
         assert name in proc.stdout
 
 
@@ -298,7 +298,7 @@ def test_run_isolated_reports_the_childs_peak_rss():
     assert out["peak_rss_delta_mb"] == pytest.approx(out["peak_rss_mb"] - out["baseline_rss_mb"])
 
 
-@pytest.mark.parametrize("name", ["gemm", "retrieval", "attention", "training", "scale"])
+@pytest.mark.parametrize("name", ["gemm", "retrieval", "attention", "training", "scale", "ig"])
 def test_each_benchmark_runs_as_a_script(name):
     """`python bench/bench_<name>.py --help` from anywhere: the scripts find the bench package themselves."""
     proc = subprocess.run(
