@@ -9,6 +9,8 @@ import pytest
 from ragdistill.experiments.estimate import estimate_work
 from ragdistill.experiments.plan import Options, build_plan
 
+DEMO_CONFIGS = Path(__file__).resolve().parents[2] / "src" / "ragdistill" / "configs" / "demo"
+
 
 def test_estimate_matches_a_hand_count(tmp_path):
     plan = build_plan(
@@ -78,9 +80,8 @@ def test_corpus_embeddings_counts_each_step_once(sets, expected):
     from ragdistill.config import load_config
     from ragdistill.experiments.estimate import corpus_embeddings
 
-    configs = Path(__file__).resolve().parents[2] / "src" / "ragdistill" / "configs" / "demo"
-    assert corpus_embeddings(load_config(configs / "finetuned_step2.yaml", ["train.steps=20", *sets])) == expected
-    assert corpus_embeddings(load_config(configs / "finetuned_step1.yaml", [])) == 0  # the retriever is fixed
+    assert corpus_embeddings(load_config(DEMO_CONFIGS / "finetuned_step2.yaml", ["train.steps=20", *sets])) == expected
+    assert corpus_embeddings(load_config(DEMO_CONFIGS / "finetuned_step1.yaml", [])) == 0  # the retriever is fixed
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ def test_corpus_embeddings_counts_what_a_training_run_re_embeds(sets, tiny_model
     real = indexing.refresh_index
     monkeypatch.setattr(indexing, "refresh_index", lambda *a, **k: passes.append(1) or real(*a, **k))
     cfg = load_config(
-        Path(__file__).resolve().parents[2] / "configs" / "demo" / "finetuned_step2.yaml",
+        DEMO_CONFIGS / "finetuned_step2.yaml",
         tiny_overrides(tiny_models, tiny_world, **{"train.save_every": 0, "data.max_test": 3, **sets}),
     )
     train(cfg, tmp_path / "run", progress=False)

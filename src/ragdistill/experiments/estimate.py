@@ -160,14 +160,12 @@ def estimate_work(item: PlannedSetting, options: Any = None) -> dict[str, Any]:
             reader_fwd += steps * q_per_step * (prompt + answer)
     retr_len = cfg.retriever.max_length
     retr_tokens = steps * q_per_step * (1 + k) * retr_len if s.trains_retriever else 0
-    refreshes = fresh_evals = 0
     # held-out evaluations at steps every, 2·every, ... and at the end (the step-0 one uses the initial index)
     eval_steps = set(range(cfg.eval.every, steps, cfg.eval.every)) | {steps} if (s.trains and cfg.eval.every) else set()
     evals = len(eval_steps) + (1 if (s.trains and cfg.eval.every) else 0)
+    refreshes = 0
     if s.trains_retriever:
         refreshes = len([x for x in RefreshSchedule.parse(cfg.index.refresh).due_steps(steps) if x > 0])
-        if cfg.eval.fresh_index:
-            fresh_evals = len(eval_steps) + (1 if cfg.eval.final else 0)
     reembeds = corpus_embeddings(cfg) if s.trains else 0
     embedded = reembeds * (kb or 0)
     gen_tokens = (n_test or 0) * (prompt + answer)
@@ -218,7 +216,6 @@ def estimate_work(item: PlannedSetting, options: Any = None) -> dict[str, Any]:
         "reader_signal_tokens": reader_fwd,
         "retriever_train_tokens": retr_tokens,
         "refreshes": refreshes,
-        "eval_reembeds": fresh_evals,
         "kb_passages": kb,
         "kb_source": kb_src,
         "passages_embedded": embedded,
