@@ -121,7 +121,7 @@ def test_bundled_reader_token_scores_sum_to_passage_scores(smollm2):
 
 
 def test_monitor_from_training_config(tiny_fid, tmp_path):
-    """The training loop's call form: IndicatorMonitor(cfg, dev_questions, index, retriever, out_dir=..., **options)."""
+    """The training loop's form: IndicatorMonitor.from_config(cfg, dev_questions, index, retriever, out_dir=..., **options)."""
     from types import SimpleNamespace
 
     cfg = SimpleNamespace(
@@ -147,9 +147,27 @@ def test_monitor_from_training_config(tiny_fid, tmp_path):
             ]
         )
     ]
-    mon = IndicatorMonitor(cfg, qs, FixedIndex(), object(), out_dir=tmp_path / "monitor", patience=1)
+    mon = IndicatorMonitor.from_config(cfg, qs, FixedIndex(), object(), out_dir=tmp_path / "monitor", patience=1)
     assert mon.every == 5 and mon.k == 3 and len(mon.questions) == 2 and mon.reference_mode == "first"
+    assert mon.patience == 1  # every monitor.options key reaches the monitor (patience was once dropped)
     mon.check(tiny_fid, 5)
     assert (tmp_path / "monitor" / "history.jsonl").read_text().count("\n") == 1
     with pytest.raises(Exception, match="unknown option"):
-        IndicatorMonitor(cfg, qs, FixedIndex(), object(), bogus=1)
+        IndicatorMonitor.from_config(cfg, qs, FixedIndex(), object(), bogus=1)
+
+    # refresh_passages: each check retrieves from the index it is handed (the run's current one after a refresh)
+    class CountingIndex(FixedIndex):
+        def __init__(self):
+            self.calls = 0
+
+        def retrieve(self, retriever, questions, k):
+            self.calls += 1
+            return super().retrieve(retriever, questions, k)
+
+    built_with, current = CountingIndex(), CountingIndex()
+    mon = IndicatorMonitor.from_config(cfg, qs, built_with, object(), refresh_passages=True, prefix="probe/")
+    assert mon.refresh_passages and mon.prefix == "probe/" and mon.patience == 3
+    mon.check(tiny_fid, 5)
+    mon.check(tiny_fid, 10, index=current)
+    mon.check(tiny_fid, 15)  # without an index: the last one it was handed
+    assert (built_with.calls, current.calls) == (1, 2)

@@ -171,7 +171,7 @@ class _FakeMonitor:
     def __init__(self):
         self.history, self.failed_streak, self.reference = [], 0, None
 
-    def check(self, reader, step, retriever=None):
+    def check(self, reader, step, retriever=None, index=None):
         self.failed_streak += 1 if step >= 2 else 0
         self.history.append({"step": step})
         return {"indicators/failed_streak": float(self.failed_streak)}
@@ -206,6 +206,44 @@ def test_stop_if_poor_ends_the_run_with_a_checkpoint(tiny_models, tiny_world, tm
     # without --stop-if-poor the monitor only logs
     summary = Trainer(cfg, tmp_path / "logs", progress=False, monitor=_FakeMonitor()).run()
     assert summary["steps"] == 4 and summary["stopped_early"] is None
+
+
+class _IndexRecorder(_FakeMonitor):
+    """Records, at each check, whether it was handed the index the trainer retrieves from right then."""
+
+    def __init__(self):
+        super().__init__()
+        self.trainer, self.seen = None, []
+
+    def check(self, reader, step, retriever=None, index=None):
+        self.seen.append((index, index is self.trainer.index))
+        return {}
+
+
+def test_monitor_retrieves_from_the_index_a_refresh_put_in_place(tiny_models, tiny_world, tmp_path):
+    """A refresh due at an evaluation step adopts the evaluation's fresh index (a new object): the monitor must
+    retrieve its probe passages from that one, not from the index it was built with."""
+    cfg = _cfg(
+        tiny_models,
+        tiny_world,
+        **{
+            "train.regime": "retriever",
+            "train.steps": 5,
+            "index.refresh": "2",
+            "eval.every": 2,
+            "eval.fresh_index": True,
+            "monitor.every": 1,
+            "eval.final": False,
+            "train.save_every": 0,
+        },
+    )
+    monitor = _IndexRecorder()
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, monitor=monitor)
+    monitor.trainer = trainer
+    start_index = trainer.index
+    trainer.run()
+    assert len(monitor.seen) == 5 and all(current for _, current in monitor.seen)
+    assert monitor.seen[-1][0] is not start_index  # an adoption happened, and the monitor followed it
 
 
 def test_real_indicator_monitor_is_built_from_the_config(tiny_models, tiny_world, tmp_path):

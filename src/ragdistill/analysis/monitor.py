@@ -6,7 +6,7 @@ The training loop calls::
                                reference="first")
     ...
     if monitor.is_due(step):
-        logger.log(monitor.check(reader, step), step)      # flat dict of floats, next to HR@k
+        logger.log(monitor.check(reader, step, retriever=retriever, index=index), step)  # flat floats
         if stop_if_poor and monitor.should_stop():
             print(monitor.stop_message()); break
 
@@ -25,11 +25,12 @@ What "fails" means, per check (`reference`):
 consecutive checks.
 
 The training loop of ``ragdistill train`` builds it from its config as
-``IndicatorMonitor(cfg, dev_questions, index, retriever, out_dir=..., **cfg.monitor.options)``:
+``IndicatorMonitor.from_config(cfg, dev_questions, index, retriever, out_dir=..., **cfg.monitor.options)``:
 ``monitor.every`` checks, ``monitor.instances`` probe questions (a seeded sample of the dev
 split), ``train.k`` passages, the config's signal and attention options; ``monitor.options``
 may set ``patience`` (3), ``reference`` ("first" when the reader trains, else None),
-``corr_threshold``, ``percentile``, ``attention_measure``, ``refresh_passages``. Each check is
+``corr_threshold``, ``percentile``, ``attention_measure``, ``refresh_passages`` (re-retrieve the
+probe passages at every check, from the run's current index), ``prefix``, ``seed``. Each check is
 appended to ``out_dir/history.jsonl``. Undefined values (no reference yet, no defined
 Spearman) are left out of the returned dict rather than logged as NaN.
 """
@@ -89,7 +90,7 @@ class IndicatorMonitor:
 
     def __init__(
         self,
-        probe_questions: Sequence[Question] | Any,
+        probe_questions: Sequence[Question],
         index: Any = None,
         retriever: Any = None,
         every: int = 500,
@@ -105,17 +106,7 @@ class IndicatorMonitor:
         progress: bool = False,
         attention_options: dict | None = None,
         out_dir: str | None = None,
-        **config_options: Any,
     ):
-        if hasattr(probe_questions, "monitor") and hasattr(probe_questions, "train"):
-            # the training loop's form: IndicatorMonitor(cfg, questions, index, retriever, out_dir=..., **options)
-            cfg, questions = probe_questions, index
-            loop_index, loop_retriever = retriever, (None if isinstance(every, int) else every)
-            index, retriever = loop_index, loop_retriever
-            self._init_from_config(cfg, questions, index, retriever, out_dir, nlp, config_options)
-            return
-        if config_options:
-            raise ConfigError("monitor.options", f"unknown option(s): {', '.join(sorted(config_options))}")
         if not probe_questions:
             raise ConfigError("monitor.probe_questions", "the probe set is empty")
         if every < 1:
@@ -146,55 +137,60 @@ class IndicatorMonitor:
         self.history: list[dict[str, Any]] = []
         self.failed_streak = 0
 
-    def _init_from_config(
-        self,
+    @classmethod
+    def from_config(
+        cls,
         cfg: Any,
         questions: Sequence[Question],
         index: Any,
         retriever: Any,
-        out_dir: Any,
-        nlp: Any,
-        opts: dict[str, Any],
-    ) -> None:
-        check_monitor_options(opts)
+        out_dir: Any = None,
+        nlp: Any = None,
+        **options: Any,
+    ) -> IndicatorMonitor:
+        """The training loop's monitor: `cfg.monitor` / `cfg.train` / `cfg.signal` and `monitor.options`.
+
+        Every key of `options` (MONITOR_OPTIONS) reaches the monitor; an unknown one is refused."""
+        check_monitor_options(options)
         n = int(getattr(cfg.monitor, "instances", 20))
-        probe, _ = sample_questions(list(questions), n, int(opts.get("seed", getattr(cfg.train, "seed", 0))))
+        probe, _ = sample_questions(list(questions), n, int(options.get("seed", getattr(cfg.train, "seed", 0))))
         sig = cfg.signal
-        attention_options = {"layers": sig.layers, "value_norm": sig.value_norm}
-        reference = opts.get("reference", "first" if getattr(cfg, "trains_reader", True) else None)
-        options = VerdictOptions(
-            corr_threshold=float(opts.get("corr_threshold", 0.3)),
-            percentile=int(opts.get("percentile", 95)),
-            attention_measure=str(opts.get("attention_measure", "lift")),
-        )
-        self.__init__(
+        return cls(
             probe,
             index=index,
             retriever=retriever,
             every=int(cfg.monitor.every),
             k=int(cfg.train.k),
-            patience=int(opts.get("patience", 3)),
-            reference=reference,
-            options=options,
+            patience=int(options.get("patience", 3)),
+            reference=options.get("reference", "first" if getattr(cfg, "trains_reader", True) else None),
+            options=VerdictOptions(
+                corr_threshold=float(options.get("corr_threshold", 0.3)),
+                percentile=int(options.get("percentile", 95)),
+                attention_measure=str(options.get("attention_measure", "lift")),
+            ),
             signal=sig.name,
-            refresh_passages=bool(opts.get("refresh_passages", False)),
+            refresh_passages=bool(options.get("refresh_passages", False)),
             nlp=nlp,
-            prefix=str(opts.get("prefix", "indicators/")),
-            attention_options=attention_options,
+            prefix=str(options.get("prefix", "indicators/")),
+            attention_options={"layers": sig.layers, "value_norm": sig.value_norm},
             out_dir=None if out_dir is None else str(out_dir),
         )
 
     def is_due(self, step: int) -> bool:
         return step % self.every == 0
 
-    def _instances(self, retriever: Any | None):
+    def _instances(self, retriever: Any | None, index: Any | None = None):
         if self._nlp is None:
             self._nlp = load_spacy()
         hits = None
+        if index is not None:
+            self.index = index  # the caller's current index (a refresh may have replaced the one given at start)
         if self._fixed is None or self.refresh_passages:
             retr = retriever if retriever is not None else self.retriever
             if retr is None:
                 raise ConfigError("monitor.retriever", "a retriever is needed to retrieve the probe passages")
+            if self.index is None:
+                raise ConfigError("monitor.index", "an index is needed to retrieve the probe passages")
             was = getattr(retr, "training", False)
             if hasattr(retr, "eval"):
                 retr.eval()
@@ -207,9 +203,13 @@ class IndicatorMonitor:
         instances: list[Instance] = instances_from_passages(self.questions, self._fixed, self._nlp)
         return instances
 
-    def check(self, reader: Any, step: int, retriever: Any | None = None) -> dict[str, float]:
-        """Indicators of `reader` on the probe set; returns a flat {name: float} dict for the training log."""
-        instances = self._instances(retriever)
+    def check(self, reader: Any, step: int, retriever: Any | None = None, index: Any | None = None) -> dict[str, float]:
+        """Indicators of `reader` on the probe set; returns a flat {name: float} dict for the training log.
+
+        `retriever` and `index` are the training run's current ones: a scheduled refresh can swap the
+        run's index for the one an evaluation embedded, so the monitor retrieves from what it is given,
+        not from the index it was built with."""
+        instances = self._instances(retriever, index)
         model = getattr(reader, "model", None)
         was_training = bool(getattr(model, "training", False))
         if model is not None:

@@ -40,7 +40,9 @@ def build_retriever(cfg: Config, device: torch.device | None):
 
 
 def build_monitor(cfg: Config, dev_questions, index, retriever, out_dir: Path) -> IndicatorMonitor:
-    return IndicatorMonitor(cfg, dev_questions, index, retriever, out_dir=out_dir, **dict(cfg.monitor.options))
+    return IndicatorMonitor.from_config(
+        cfg, dev_questions, index, retriever, out_dir=out_dir, **dict(cfg.monitor.options)
+    )
 
 
 def set_trainable(module: torch.nn.Module, trainable: bool) -> list[torch.nn.Parameter]:

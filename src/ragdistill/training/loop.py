@@ -395,7 +395,7 @@ class Trainer:
     def _run_monitor(self) -> None:
         st = self.state
         if self.dist.is_main:
-            result = self.monitor.check(self.reader, st.step, retriever=self.retriever)
+            result = self.monitor.check(self.reader, st.step, retriever=self.retriever, index=self.index)
             if isinstance(result, dict):
                 self.logs.log(
                     {
