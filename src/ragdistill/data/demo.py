@@ -26,6 +26,7 @@ import json
 import random
 import re
 import string
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -767,6 +768,26 @@ def generate_demo_world(seed: int = 0, config: DemoConfig | None = None, **sizes
                     text += " " + _fill(rng.choice(FILLERS[kind]), {"E": said})
                 raw.append((ent, text, None))
 
+    templates = {(kind, a["name"]): a["questions"] for kind in KINDS for a in ATTRIBUTES[kind]}
+    world = _assemble(rng, seed, config, raw, facts, templates, _in_text)
+    _check_answers_unique(world)
+    return world
+
+
+def _assemble(
+    rng: random.Random,
+    seed: int,
+    config: DemoConfig,
+    raw: list[tuple[str, str, int | None]],
+    facts: list[DemoFact],
+    templates: dict[tuple[str, str], list[str]],
+    named: Callable[[str, str], str],
+) -> DemoWorld:
+    """Shuffle the passages into a corpus, split by fact and word the questions (both versions).
+
+    `raw` holds (title, text, index of the fact it states or None); `named(kind, entity)` is how a
+    question names its entity. The order of the `rng` calls is part of the world: keep it.
+    """
     order = list(range(len(raw)))
     rng.shuffle(order)  # an entity's passages are not neighbours in the corpus
     passages: list[Passage] = []
@@ -784,7 +805,6 @@ def generate_demo_world(seed: int = 0, config: DemoConfig | None = None, **sizes
     for rank, i in enumerate(fact_order):
         facts[i].split = "train" if rank < n_train else "dev" if rank < n_train + n_dev else "test"
 
-    templates = {(kind, a["name"]): a["questions"] for kind in KINDS for a in ATTRIBUTES[kind]}
     questions: dict[str, list[Question]] = {s: [] for s in SPLITS}
     gold: dict[str, str] = {}
     meta: dict[str, dict[str, str]] = {}
@@ -793,14 +813,11 @@ def generate_demo_world(seed: int = 0, config: DemoConfig | None = None, **sizes
         for wording in rng.sample(templates[(fact.kind, fact.attribute)], config.questions_per_fact):
             qid = f"demo-{fact.split}-{len(questions[fact.split]) + 1:04d}"
             questions[fact.split].append(
-                Question(qid, _fill(wording, {"E": _in_text(fact.kind, fact.entity)}), list(fact.answers))
+                Question(qid, _fill(wording, {"E": named(fact.kind, fact.entity)}), list(fact.answers))
             )
             gold[qid] = fact.passage_id
             meta[qid] = {"entity": fact.entity, "kind": fact.kind, "attribute": fact.attribute}
-
-    world = DemoWorld(seed, config, passages, questions, gold, facts, meta)
-    _check_answers_unique(world)
-    return world
+    return DemoWorld(seed, config, passages, questions, gold, facts, meta)
 
 
 def _check_answers_unique(world: DemoWorld) -> None:
@@ -1108,37 +1125,8 @@ def _generate_v2(seed: int, config: DemoConfig) -> DemoWorld:
         (title, text if len(text.split()) >= w.TAIL_BELOW_WORDS else f"{text} {rng.choice(w.TAILS_V2)}", fact)
         for title, text, fact in raw
     ]
-    order = list(range(len(raw)))
-    rng.shuffle(order)
-    passages: list[Passage] = []
-    for new_id, i in enumerate(order, 1):
-        title, text, fact = raw[i]
-        passages.append(Passage(str(new_id), title, text))
-        if fact is not None:
-            facts[fact].passage_id = str(new_id)
-
-    fact_order = list(range(len(facts)))
-    rng.shuffle(fact_order)
-    n_train = round(len(facts) * config.train_fraction)
-    n_dev = round(len(facts) * config.dev_fraction)
-    for rank, i in enumerate(fact_order):
-        facts[i].split = "train" if rank < n_train else "dev" if rank < n_train + n_dev else "test"
-
     templates = {(kind, a["name"]): a["questions"] for kind in KINDS for a in w.ATTRIBUTES_V2[kind]}
-    questions: dict[str, list[Question]] = {s: [] for s in SPLITS}
-    gold: dict[str, str] = {}
-    meta: dict[str, dict[str, str]] = {}
-    for i in fact_order:
-        fact = facts[i]
-        for wording in rng.sample(templates[(fact.kind, fact.attribute)], config.questions_per_fact):
-            qid = f"demo-{fact.split}-{len(questions[fact.split]) + 1:04d}"
-            questions[fact.split].append(
-                Question(qid, _fill(wording, {"E": _named_v2(fact.kind, fact.entity)}), list(fact.answers))
-            )
-            gold[qid] = fact.passage_id
-            meta[qid] = {"entity": fact.entity, "kind": fact.kind, "attribute": fact.attribute}
-
-    world = DemoWorld(seed, config, passages, questions, gold, facts, meta)
+    world = _assemble(rng, seed, config, raw, facts, templates, _named_v2)
     _check_answers_token_unique(world)
     return world
 
