@@ -61,6 +61,7 @@ from ragdistill.training.loop import train
 from ragdistill.training.rundir import COMPLETED, RunLock, same_saved_config
 from ragdistill.training.stop import RunStopped, StopRequest
 from ragdistill.utils.io import atomic_write_text
+from ragdistill.utils.progress import say
 from ragdistill.utils.seed import default_device
 
 log = logging.getLogger(__name__)
@@ -80,22 +81,9 @@ class Context:
     stop: StopRequest | None = None  # asked between analysed instances, so a signal ends a long analysis there
 
 
-def _say(msg: str) -> None:
-    try:
-        from tqdm.auto import tqdm
-
-        tqdm.write(msg)
-    except ImportError:  # pragma: no cover
-        print(msg, flush=True)
-
-
-def _device(cfg):
-    return default_device(None if cfg.runtime.device == "auto" else cfg.runtime.device)
-
-
 def ensure_index(cfg, progress: bool = True):
     """(retriever, index) of the initial retriever: load the shared index, building it on first use."""
-    device = _device(cfg)
+    device = default_device(cfg.runtime.device)
     retriever = build_retriever(cfg, device)
     retriever.eval()
     path = Path(cfg.index.dir)
@@ -105,7 +93,7 @@ def ensure_index(cfg, progress: bool = True):
         except RagdistillError as exc:
             log.warning("rebuilding the shared index %s: %s", path, exc)
             shutil.rmtree(path)
-    _say(f"  building the initial index {path} ({cfg.retriever.name})")
+    say(f"  building the initial index {path} ({cfg.retriever.name})")
     PassageIndex.build(
         iter_passages(cfg.data.corpus, format=cfg.data.corpus_format, chunk_words=cfg.data.chunk_words),
         retriever,
@@ -131,7 +119,7 @@ def evaluate_reference(item: PlannedSetting, options: Options) -> dict[str, Any]
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
     retriever, index = ensure_index(cfg, options.progress)
-    reader = build_reader(cfg, _device(cfg))
+    reader = build_reader(cfg, default_device(cfg.runtime.device))
     questions = _load_split(cfg, cfg.eval.final_split)
     out = evaluate_questions(
         reader,
@@ -176,7 +164,7 @@ def train_setting(item: PlannedSetting, options: Options) -> dict[str, Any]:
         has_ckpt = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
         if same and has_ckpt and not (run_dir / COMPLETED).is_file() and not options.force:
             resume = True
-            _say(f"  resuming the interrupted run in {run_dir}")
+            say(f"  resuming the interrupted run in {run_dir}")
         else:
             shutil.rmtree(run_dir)
     summary = train(
@@ -256,7 +244,7 @@ def own_index(item: PlannedSetting, retriever, options: Options):
             shutil.rmtree(cache)
     elif cache.exists():
         shutil.rmtree(cache)
-    _say(f"  re-embedding the corpus with {item.key}'s final retriever into {cache} (once; reused afterwards)")
+    say(f"  re-embedding the corpus with {item.key}'s final retriever into {cache} (once; reused afterwards)")
     index = PassageIndex.load(shared)
     index.refresh(retriever, batch_size=cfg.index.batch_size, progress=options.progress, save_to=cache)
     return index, cache
@@ -269,7 +257,7 @@ def _own_instances(ctx: Context, item: PlannedSetting, retriever_path: str):
         return ctx.instances[label]
     cfg = copy.deepcopy(item.config)
     cfg.retriever.name = retriever_path
-    retriever = build_retriever(cfg, _device(cfg))
+    retriever = build_retriever(cfg, default_device(cfg.runtime.device))
     retriever.eval()
     index, path = own_index(item, retriever, ctx.options)
     ctx.own_indexes[item.key] = str(path)
@@ -296,7 +284,7 @@ def analyse_setting(
     cfg.reader.name = reader_path
     own = view == "own" and retriever is not None and retriever != item.config.retriever.name
     instances = _own_instances(ctx, item, retriever) if own else _instances(ctx, item)
-    reader = build_reader(cfg, _device(cfg))
+    reader = build_reader(cfg, default_device(cfg.runtime.device))
     out: dict[str, Any] = {}
     try:
         for signal in item.signals:
@@ -417,7 +405,7 @@ class RunResult:
     error: str = ""
 
 
-def run_plan(plan: Plan, say: Callable[[str], None] = _say, stop: StopRequest | None = None) -> list[RunResult]:
+def run_plan(plan: Plan, say: Callable[[str], None] = say, stop: StopRequest | None = None) -> list[RunResult]:
     """Run (or reuse) every row of the plan in order; failures are recorded and their dependants skipped."""
     options = plan.options
     ctx = Context(options, stop=stop)
@@ -547,7 +535,7 @@ def _final_retriever(item: PlannedSetting, marker: Marker) -> str:
     return str(item.config.retriever.name)
 
 
-def reproduce(options: Options, say: Callable[[str], None] = _say) -> dict[str, Any]:
+def reproduce(options: Options, say: Callable[[str], None] = say) -> dict[str, Any]:
     """Plan, run, and write the report; returns the report object (also DIR/report.json)."""
     t0 = time.perf_counter()
     options.out.mkdir(parents=True, exist_ok=True)

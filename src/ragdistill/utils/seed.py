@@ -17,7 +17,7 @@ def set_seed(seed: int) -> None:
 
 
 def default_device(requested: str | None = None) -> torch.device:
-    """`requested` if given ('cpu', 'cuda', 'cuda:1'), else CUDA when present, else CPU."""
-    if requested:
+    """`requested` if given ('cpu', 'cuda', 'cuda:1'), else (None or "auto", as configs say) CUDA when present, else CPU."""
+    if requested and requested != "auto":
         return torch.device(requested)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

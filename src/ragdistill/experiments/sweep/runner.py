@@ -29,23 +29,10 @@ from ragdistill.experiments.sweep.plan import (
 )
 from ragdistill.experiments.sweep.teachers import DECODER, FID, Teacher, reinit_top_layers
 from ragdistill.utils.io import atomic_write_text
+from ragdistill.utils.progress import say
+from ragdistill.utils.seed import default_device
 
 log = logging.getLogger(__name__)
-
-
-def _say(msg: str) -> None:
-    try:
-        from tqdm.auto import tqdm
-
-        tqdm.write(msg)
-    except ImportError:  # pragma: no cover
-        print(msg, flush=True)
-
-
-def _device(cfg):
-    from ragdistill.utils.seed import default_device
-
-    return default_device(None if cfg.runtime.device == "auto" else cfg.runtime.device)
 
 
 def _train(cfg, run_dir: Path, force: bool, progress: bool) -> dict[str, Any]:
@@ -146,7 +133,7 @@ class _Run:
             dest = Path(snapshot_dir(plan, f))
             if step not in found:
                 raise ConfigError("snapshots", f"step 1 left no checkpoint at step {step} (it has {sorted(found)})")
-            reader = build_reader(cfg, _device(cfg))
+            reader = build_reader(cfg, default_device(cfg.runtime.device))
             ckpt.load_module(found[step], "reader", reader.model)
             if dest.exists():
                 shutil.rmtree(dest)
@@ -196,7 +183,7 @@ class _Run:
         cfg = copy.deepcopy(plan.configs["step1"])
         cfg.reader.name = snapshot_dir(plan, t.fraction or 1.0)
         self.say(f"source {_reinit_name(t)}: re-initialising the top {t.reinit_top} layers of {cfg.reader.name}")
-        reader = build_reader(cfg, _device(cfg))
+        reader = build_reader(cfg, default_device(cfg.runtime.device))
         idx = reinit_top_layers(reader.model, t.reinit_top, t.reinit_seed)
         if (d / "reader").exists():
             shutil.rmtree(d / "reader")
@@ -249,7 +236,7 @@ class _Run:
         cfg2 = teacher_step2_config(plan, t, reader_path, family)
         instances = self.get_instances()
         self.say(f"teacher {t.name}: analysing {reader_path} ({t.signal}; {len(instances)} instances)")
-        reader = build_reader(cfg2, _device(cfg2))
+        reader = build_reader(cfg2, default_device(cfg2.runtime.device))
         opts = t.signal_options
         ana_signal = "perplexity" if t.signal == "perplexity" else "attention"
         att_opts = {k: v for k, v in opts.items() if k != "orders"} if ana_signal == "attention" else None
@@ -336,7 +323,7 @@ def measures_to_inputs(measures) -> dict[str, list[float | None]]:
     return out
 
 
-def run_sweep(options: SweepOptions, say: Callable[[str], None] = _say) -> dict[str, Any]:
+def run_sweep(options: SweepOptions, say: Callable[[str], None] = say) -> dict[str, Any]:
     """Plan, run (or reuse) every unit, and write the report; returns the report object (also OUT/report.json)."""
     from ragdistill.experiments.sweep.report import write_sweep_report
 
