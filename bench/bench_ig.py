@@ -93,7 +93,8 @@ def run(quick: bool = False) -> dict[str, Any]:
             "same_nodes": nodes_a == nodes_p,
         }
         del reader
-    return {"k": K, "threads": torch.get_num_threads(), "readers": rows}
+    ratios = {f"alone / pooled time, {label}": r["speedup"] for label, r in rows.items()}
+    return {"k": K, "threads": torch.get_num_threads(), "readers": rows, "ratios": ratios}
 
 
 def markdown(result: dict[str, Any]) -> str:
