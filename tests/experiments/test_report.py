@@ -47,3 +47,26 @@ def test_table1_columns_follow_the_metrics():
     assert (
         lines[2] == "| 2 | offshelf_distill | `smollm2-135m` | both | 50.0 | 75.0 | 12.5 | 25.0 | 40 | -2.5 | – | ran |"
     )
+
+
+def test_reader_note_when_the_fid_fit_did_not_run_says_so_without_placeholders():
+    from ragdistill.experiments.report.details import _reader_notes
+
+    fit = {"name": "fid_reader_fit", "family": "fid", "reader": "minilm-bert2bert", "dataset": "squad-open"}
+    not_run = _reader_notes([{**fit, "status": "not run", "reason": "not selected by --only", "steps": None}])
+    assert any("did not run here (not selected by --only)" in n for n in not_run)
+    assert not any("? steps" in n or "– %" in n for n in not_run)
+    ran = _reader_notes(
+        [
+            {**fit, "status": "ran", "steps": 250},
+            {
+                "name": "offshelf_checkpoint_fid",
+                "family": "fid",
+                "reader": "fit/reader",
+                "dataset": "squad-open",
+                "status": "ran",
+                "metrics": {"em": 0.31},
+            },
+        ]
+    )
+    assert any("250 steps" in n and "31.0 %" in n and "≥ 30 %" in n for n in ran)

@@ -275,8 +275,8 @@ def render(plan, rows: list[dict[str, Any]], figures: dict[str, Any], env: dict[
         "- Both hold → the reader is a good teacher: distil from it. One holds → fine-tune the reader first (the "
         "study's step 1). Neither → expect no gain: the study found distillation from such a reader hurts.",
         "- Every difference carries its 95 % interval and n; *no detectable change* means the interval includes 0. "
-        "Demo-scale numbers come from tiny runs (tens of steps, tens of test questions): the Conclusion's "
-        "half-widths say how large a change must be to show. Run `--scale paper` on GPUs for the study's scale.",
+        "The Conclusion's half-widths say how large a change must be to show on this run; demo-scale settings "
+        "train for minutes on small models, not the study's days on 1B readers: run `--scale paper` on GPUs for that.",
         "",
     ]
     return "\n".join(out)
