@@ -56,6 +56,7 @@ def test_reader_note_when_the_fid_fit_did_not_run_says_so_without_placeholders()
     not_run = _reader_notes([{**fit, "status": "not run", "reason": "not selected by --only", "steps": None}])
     assert any("did not run here (not selected by --only)" in n for n in not_run)
     assert not any("? steps" in n or "– %" in n for n in not_run)
+    assert len(not_run) == 1  # the generic BERT-to-BERT note is not added beside it
     ran = _reader_notes(
         [
             {**fit, "status": "ran", "steps": 250},

@@ -155,6 +155,7 @@ def _reader_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
             "The FiD rows (1b, 5, 6) read the offline `minilm-bert2bert` fitted first as a reader (`fid_reader_fit`, "
             f"reader only, on the training split); it did not run here ({fit['reason']}), so its EM is not known."
         )
+        names = set()  # the fit's note says which reader; the generic one below would repeat it
     elif fit is not None:
         ref = next((r for r in rows if r["name"] == "offshelf_checkpoint_fid" and r["dataset"] == fit["dataset"]), None)
         em = (ref or {}).get("metrics", {}).get("em")
