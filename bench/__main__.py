@@ -108,6 +108,19 @@ def load_results(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def newest_first(out_dir: Path) -> list[Path]:
+    """Results files, the latest run first: by the date each records (a fresh clone gives every file the same
+    mtime), files without one (e.g. a budget probe's) after them by mtime."""
+    if not out_dir.is_dir():
+        return []
+
+    def key(path: Path) -> tuple[str, float]:
+        recorded = (load_results(path) or {}).get("date")
+        return (recorded if isinstance(recorded, str) else "", path.stat().st_mtime)
+
+    return sorted(out_dir.glob("*.json"), key=key, reverse=True)
+
+
 def merged_view(current: dict[str, Any], out_dir: Path, current_path: Path | None = None) -> dict[str, Any]:
     """The current run plus, for benchmarks it did not run, the latest non-quick result in `out_dir`.
 
@@ -119,7 +132,7 @@ def merged_view(current: dict[str, Any], out_dir: Path, current_path: Path | Non
         k: dict(v, run=v.get("run") or {"date": current.get("date"), "command": current.get("command")})
         for k, v in current.get("benchmarks", {}).items()
     }
-    files = sorted(out_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if out_dir.is_dir() else []
+    files = newest_first(out_dir)
     for want_quick in (False, True):  # full results first; a quick one only where no full one exists (marked)
         for path in files:
             if current_path is not None and path.resolve() == current_path.resolve():
@@ -367,9 +380,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.render_only:
         view = merged_view({"benchmarks": {}}, out_dir)
-        latest = (
-            max(out_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, default=None) if out_dir.is_dir() else None
-        )
+        latest = next(iter(newest_first(out_dir)), None)
         if latest is not None:
             head = load_results(latest) or {}
             view.update({k: head[k] for k in ("date", "command", "machine", "versions", "git") if k in head})

@@ -137,6 +137,25 @@ def test_merged_view_borrows_missing_benchmarks_from_older_full_runs(tmp_path):
     assert "training" not in json.dumps(view["benchmarks"]["training"].get("run", {}).get("file", ""))
 
 
+def test_merged_view_takes_the_run_with_the_latest_recorded_date_not_the_newest_file(tmp_path):
+    """A fresh clone gives every results file the same mtime: the date each run records decides."""
+    import os
+
+    def result(date, ratio):
+        return dict(
+            FIXED, date=date, benchmarks={"gemm": {"status": "ok", "seconds": 1, "result": {"ratios": {"x": ratio}}}}
+        )
+
+    (tmp_path / "b-newer-run.json").write_text(json.dumps(result("2026-02-01T00:00:00+00:00", 2.0)))
+    (tmp_path / "a-older-run.json").write_text(json.dumps(result("2026-01-01T00:00:00+00:00", 1.0)))
+    (tmp_path / "probe.json").write_text(json.dumps({"rows": []}))  # no date: after the dated runs
+    os.utime(tmp_path / "b-newer-run.json", (1, 1))  # its file looks the oldest
+    assert [p.name for p in suite.newest_first(tmp_path)][:2] == ["b-newer-run.json", "a-older-run.json"]
+    view = suite.merged_view({"date": "now", "benchmarks": {}}, tmp_path)
+    assert view["benchmarks"]["gemm"]["run"]["file"] == "b-newer-run.json"
+    assert view["benchmarks"]["gemm"]["result"]["ratios"]["x"] == 2.0
+
+
 def test_json_safe_turns_nan_into_null():
     out = suite._json_safe({"a": float("nan"), "b": (1, float("inf")), "c": Path("x")})
     assert json.loads(json.dumps(out, allow_nan=False)) == {"a": None, "b": [1, None], "c": "x"}

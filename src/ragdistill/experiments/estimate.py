@@ -61,9 +61,9 @@ CPU_ANSWER_S = {"decoder": 0.8, "fid": 0.25}
 CPU_RETRIEVE_S_PER_QUESTION = 15.0 / 518  # HR@k retrieval of one test question, start-up included
 # one analysed instance, from `make demo` on that VM (2026-12-02): decoder attention 232 s for 300 instances (row 1)
 # and 495 s for 2 x 300 with a re-embedding (row 2); FiD attention + perplexity 995 s for 300 (row 1b, with the K
-# passages' integrated-gradient path points pooled), of which attention ~0.5 s. Decoder perplexity: a lower bound
-# from before the pooling (12 SmolLM2 instances, adaptive IG, did not finish in 11.7 min).
-CPU_ANALYSIS_S = {"attention": {"decoder": 0.8, "fid": 0.5}, "perplexity": {"decoder": 60.0, "fid": 2.8}}
+# passages' integrated-gradient path points pooled), of which attention ~0.5 s. Decoder perplexity: 82.6 s an
+# instance, pooled, 431 path points (`python -m bench --only ig`, 2026-12-03; one at a time it took 183 s).
+CPU_ANALYSIS_S = {"attention": {"decoder": 0.8, "fid": 0.5}, "perplexity": {"decoder": 83.0, "fid": 2.8}}
 CPU_ESTIMATED_READERS = {"smollm2-135m", "minilm-bert2bert"}  # the readers the unit costs were measured with
 
 
