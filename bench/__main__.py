@@ -108,17 +108,18 @@ def load_results(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def newest_first(out_dir: Path) -> list[Path]:
-    """Results files, the latest run first: by the date each records (a fresh clone gives every file the same
-    mtime), files without one (e.g. a budget probe's) after them by mtime."""
+def newest_first(out_dir: Path) -> list[tuple[Path, dict[str, Any] | None]]:
+    """(path, its results) of every results file, the latest run first: by the date each records (a fresh clone
+    gives every file the same mtime), files without one (e.g. a budget probe's) after them by mtime."""
     if not out_dir.is_dir():
         return []
+    runs = [(path, load_results(path)) for path in out_dir.glob("*.json")]
 
-    def key(path: Path) -> tuple[str, float]:
-        recorded = (load_results(path) or {}).get("date")
-        return (recorded if isinstance(recorded, str) else "", path.stat().st_mtime)
+    def key(run: tuple[Path, dict[str, Any] | None]) -> tuple[str, float]:
+        recorded = (run[1] or {}).get("date")
+        return (recorded if isinstance(recorded, str) else "", run[0].stat().st_mtime)
 
-    return sorted(out_dir.glob("*.json"), key=key, reverse=True)
+    return sorted(runs, key=key, reverse=True)
 
 
 def merged_view(current: dict[str, Any], out_dir: Path, current_path: Path | None = None) -> dict[str, Any]:
@@ -132,12 +133,11 @@ def merged_view(current: dict[str, Any], out_dir: Path, current_path: Path | Non
         k: dict(v, run=v.get("run") or {"date": current.get("date"), "command": current.get("command")})
         for k, v in current.get("benchmarks", {}).items()
     }
-    files = newest_first(out_dir)
+    runs = newest_first(out_dir)
     for want_quick in (False, True):  # full results first; a quick one only where no full one exists (marked)
-        for path in files:
+        for path, old in runs:
             if current_path is not None and path.resolve() == current_path.resolve():
                 continue
-            old = load_results(path)
             if not old or bool(old.get("quick")) != want_quick:
                 continue
             for name, entry in old.get("benchmarks", {}).items():
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         view = merged_view({"benchmarks": {}}, out_dir)
         latest = next(iter(newest_first(out_dir)), None)
         if latest is not None:
-            head = load_results(latest) or {}
+            head = latest[1] or {}
             view.update({k: head[k] for k in ("date", "command", "machine", "versions", "git") if k in head})
         update_markdown(table, view)
         print(f"rewrote {table}")

@@ -150,7 +150,7 @@ def test_merged_view_takes_the_run_with_the_latest_recorded_date_not_the_newest_
     (tmp_path / "a-older-run.json").write_text(json.dumps(result("2026-01-01T00:00:00+00:00", 1.0)))
     (tmp_path / "probe.json").write_text(json.dumps({"rows": []}))  # no date: after the dated runs
     os.utime(tmp_path / "b-newer-run.json", (1, 1))  # its file looks the oldest
-    assert [p.name for p in suite.newest_first(tmp_path)][:2] == ["b-newer-run.json", "a-older-run.json"]
+    assert [p.name for p, _ in suite.newest_first(tmp_path)][:2] == ["b-newer-run.json", "a-older-run.json"]
     view = suite.merged_view({"date": "now", "benchmarks": {}}, tmp_path)
     assert view["benchmarks"]["gemm"]["run"]["file"] == "b-newer-run.json"
     assert view["benchmarks"]["gemm"]["result"]["ratios"]["x"] == 2.0

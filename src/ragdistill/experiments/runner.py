@@ -61,7 +61,7 @@ from ragdistill.training.loop import train
 from ragdistill.training.rundir import COMPLETED, RunLock, same_saved_config
 from ragdistill.training.stop import RunStopped, StopRequest
 from ragdistill.utils.io import atomic_write_text
-from ragdistill.utils.progress import say
+from ragdistill.utils.progress import say as print_progress
 from ragdistill.utils.seed import default_device
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def ensure_index(cfg, progress: bool = True):
         except RagdistillError as exc:
             log.warning("rebuilding the shared index %s: %s", path, exc)
             shutil.rmtree(path)
-    say(f"  building the initial index {path} ({cfg.retriever.name})")
+    print_progress(f"  building the initial index {path} ({cfg.retriever.name})")
     PassageIndex.build(
         iter_passages(cfg.data.corpus, format=cfg.data.corpus_format, chunk_words=cfg.data.chunk_words),
         retriever,
@@ -164,7 +164,7 @@ def train_setting(item: PlannedSetting, options: Options) -> dict[str, Any]:
         has_ckpt = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
         if same and has_ckpt and not (run_dir / COMPLETED).is_file() and not options.force:
             resume = True
-            say(f"  resuming the interrupted run in {run_dir}")
+            print_progress(f"  resuming the interrupted run in {run_dir}")
         else:
             shutil.rmtree(run_dir)
     summary = train(
@@ -244,7 +244,9 @@ def own_index(item: PlannedSetting, retriever, options: Options):
             shutil.rmtree(cache)
     elif cache.exists():
         shutil.rmtree(cache)
-    say(f"  re-embedding the corpus with {item.key}'s final retriever into {cache} (once; reused afterwards)")
+    print_progress(
+        f"  re-embedding the corpus with {item.key}'s final retriever into {cache} (once; reused afterwards)"
+    )
     index = PassageIndex.load(shared)
     index.refresh(retriever, batch_size=cfg.index.batch_size, progress=options.progress, save_to=cache)
     return index, cache
@@ -405,7 +407,9 @@ class RunResult:
     error: str = ""
 
 
-def run_plan(plan: Plan, say: Callable[[str], None] = say, stop: StopRequest | None = None) -> list[RunResult]:
+def run_plan(
+    plan: Plan, say: Callable[[str], None] = print_progress, stop: StopRequest | None = None
+) -> list[RunResult]:
     """Run (or reuse) every row of the plan in order; failures are recorded and their dependants skipped."""
     options = plan.options
     ctx = Context(options, stop=stop)
@@ -535,7 +539,7 @@ def _final_retriever(item: PlannedSetting, marker: Marker) -> str:
     return str(item.config.retriever.name)
 
 
-def reproduce(options: Options, say: Callable[[str], None] = say) -> dict[str, Any]:
+def reproduce(options: Options, say: Callable[[str], None] = print_progress) -> dict[str, Any]:
     """Plan, run, and write the report; returns the report object (also DIR/report.json)."""
     t0 = time.perf_counter()
     options.out.mkdir(parents=True, exist_ok=True)

@@ -150,34 +150,37 @@ def _reader_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
     notes = []
     names = {r["reader"] for r in rows if r["family"] == "fid"}
     fit = next((r for r in rows if r["name"] == "fid_reader_fit"), None)
-    if fit is not None and fit["status"] == "not run":
-        notes.append(
-            "The FiD rows (1b, 5, 6) read the offline `minilm-bert2bert` fitted first as a reader (`fid_reader_fit`, "
-            f"reader only, on the training split); it did not run here ({fit['reason']}), so its EM is not known."
-        )
-        names = set()  # the fit's note says which reader; the generic one below would repeat it
-    elif fit is not None:
-        ref = next((r for r in rows if r["name"] == "offshelf_checkpoint_fid" and r["dataset"] == fit["dataset"]), None)
-        em = (ref or {}).get("metrics", {}).get("em")
-        notes.append(
-            "The FiD rows (1b, 5, 6) read the offline `minilm-bert2bert` **fitted first** as a reader "
-            f"(`fid_reader_fit`: {fit['steps'] if fit['steps'] is not None else '?'} steps, reader only, on the "
-            "training split, retriever fixed; " + f"{fit['status']}). It stands in for the "
-            "study's pre-trained T5-large: settings 5 and 6 start from it. Its EM on the test questions before "
-            f"settings 5 and 6 start (row 1b): {_pct(em)} %"
-            + (
-                ""
-                if em is None
-                else (
-                    " (the demo's target is ≥ 30 %)"
-                    if em >= 0.30
-                    else " — **below the demo's 30 % target**: the "
-                    "encoder-decoder rows' indicators say little about a reader that does not read"
-                )
+    if fit is not None:
+        names = set()  # the fit's note names the reader; the generic BERT-to-BERT note below would repeat it
+        if fit["status"] == "not run":
+            notes.append(
+                "The FiD rows (1b, 5, 6) read the offline `minilm-bert2bert` fitted first as a reader "
+                f"(`fid_reader_fit`, reader only, on the training split); it did not run here ({fit['reason']}), "
+                "so its EM is not known."
             )
-            + "."
-        )
-        names = set()
+        else:
+            ref = next(
+                (r for r in rows if r["name"] == "offshelf_checkpoint_fid" and r["dataset"] == fit["dataset"]), None
+            )
+            em = (ref or {}).get("metrics", {}).get("em")
+            notes.append(
+                "The FiD rows (1b, 5, 6) read the offline `minilm-bert2bert` **fitted first** as a reader "
+                f"(`fid_reader_fit`: {fit['steps'] if fit['steps'] is not None else '?'} steps, reader only, on the "
+                f"training split, retriever fixed; {fit['status']}). It stands in for the "
+                "study's pre-trained T5-large: settings 5 and 6 start from it. Its EM on the test questions before "
+                f"settings 5 and 6 start (row 1b): {_pct(em)} %"
+                + (
+                    ""
+                    if em is None
+                    else (
+                        " (the demo's target is ≥ 30 %)"
+                        if em >= 0.30
+                        else " — **below the demo's 30 % target**: the "
+                        "encoder-decoder rows' indicators say little about a reader that does not read"
+                    )
+                )
+                + "."
+            )
     if "minilm-bert2bert" in names:
         notes.append(
             "The FiD rows (1b, 5, 6) use the offline default `minilm-bert2bert`: a BERT-to-BERT "

@@ -29,7 +29,7 @@ from ragdistill.experiments.sweep.plan import (
 )
 from ragdistill.experiments.sweep.teachers import DECODER, FID, Teacher, reinit_top_layers
 from ragdistill.utils.io import atomic_write_text
-from ragdistill.utils.progress import say
+from ragdistill.utils.progress import say as print_progress
 from ragdistill.utils.seed import default_device
 
 log = logging.getLogger(__name__)
@@ -323,7 +323,7 @@ def measures_to_inputs(measures) -> dict[str, list[float | None]]:
     return out
 
 
-def run_sweep(options: SweepOptions, say: Callable[[str], None] = say) -> dict[str, Any]:
+def run_sweep(options: SweepOptions, say: Callable[[str], None] = print_progress) -> dict[str, Any]:
     """Plan, run (or reuse) every unit, and write the report; returns the report object (also OUT/report.json)."""
     from ragdistill.experiments.sweep.report import write_sweep_report
 
