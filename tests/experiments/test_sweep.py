@@ -145,7 +145,7 @@ def _sweep_yaml(tmp: Path) -> Path:
     text = default_config_path().read_text()
     start = text.index("teachers:")
     end = text.index("analysis:")
-    text = text[:start] + "teachers: [offshelf, step1-0.5, step1-1.0, debiased]  # tiny\n\n" + text[end:]
+    text = text[:start] + "teachers: [offshelf, step1-0.5, step1-1.0, perplexity, debiased]  # tiny\n\n" + text[end:]
     text = text.replace("snapshots: [0.125, 0.25, 0.5, 1.0]", "snapshots: [0.5, 1.0]")
     text = text.replace('step1_overrides: ["train.steps=16"]', "step1_overrides: []")
     text = text.replace("reinit_top: 10", "reinit_top: 1").replace("orders: 4 ", "orders: 2 ")
@@ -207,7 +207,13 @@ def test_end_to_end_writes_report_and_figures(e2e):
     out = e2e["out"]
     assert e2e["rc"] == 0
     report = json.loads((out / "report.json").read_text())
-    assert [t["teacher"] for t in report["teachers"]] == ["offshelf", "step1-0.5", "step1-1.0", "debiased"]
+    assert [t["teacher"] for t in report["teachers"]] == [
+        "offshelf",
+        "step1-0.5",
+        "step1-1.0",
+        "perplexity",
+        "debiased",
+    ]
     for t in report["teachers"]:
         assert t["delta_hr@5"]["n"] == report["n_questions"] > 0
         assert t["outcome"] in ("improves", "hurts", "no detectable change")
@@ -215,11 +221,16 @@ def test_end_to_end_writes_report_and_figures(e2e):
         assert len(t["position_shares"]) == 3
     assert report["teachers"][0]["reference"] is None and report["teachers"][1]["reference"] == "offshelf"
     assert "ranking_skill" in report["correlations"] and "question.spearman.p90" in report["correlations"]
-    assert report["decision_record"]["n"] <= 3
+    assert report["decision_record"]["n"] <= 4
     for path in report["figures"].values():
         assert Path(path).is_file() and Path(path).read_bytes()[:4] == b"\x89PNG"
+    ig = {t["teacher"]: t["ig"] for t in report["teachers"]}
+    assert [n for n, v in ig.items() if v] == ["perplexity"]  # only the perplexity teacher's scores are IG gains
+    assert ig["perplexity"]["n_instances"] == 3 and ig["perplexity"]["ig_nodes_median"] >= 5
+    assert ig["perplexity"]["ig_completeness_error_median"] is not None
     md = (out / "report.md").read_text()
     assert "## The answer" in md and "## Decision record" in md and "| step1-1.0 |" in md
+    assert "## Time" in md and "- perplexity: its token scores are integrated-gradients" in md
     snaps = out / "custom" / "sources" / "step1" / "snapshots"
     assert (snaps / "step-000001").is_dir()  # the half-way step-1 reader, exported
     assert not (out / "custom" / "sources" / "step1" / "run" / "checkpoints").exists()

@@ -60,6 +60,12 @@ def _f(x: float | None, digits: int = 3, signed: bool = False) -> str:
     return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 
+def _minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def _diff(d) -> str:
     if d is None:
         return "–"
@@ -120,6 +126,30 @@ def teacher_rows(plan, baseline: dict[str, Any], results: dict[str, Any]) -> tup
 
 def plan_teacher(plan, name: str):
     return next(t for t in plan.teachers if t.name == name)
+
+
+def ig_summary(plan, name: str) -> dict[str, Any] | None:
+    """How exact a perplexity teacher's integrated-gradients token gains were, from its analysed instances.
+
+    Read from the teacher's ``analysis/instances.jsonl`` (so a report re-rendered from an older run has it too);
+    None for a teacher whose analysis used no integrated gradients.
+    """
+    import json
+
+    from ragdistill.analysis.run import ReaderAnalysis, ig_settings
+    from ragdistill.experiments.sweep.plan import unit_dir
+
+    path = unit_dir(plan, f"teacher:{name}") / "analysis" / "instances.jsonl"
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as f:
+        records = [r for r in (json.loads(line) for line in f if line.strip()) if "ig_rule" in r]
+    if not records:
+        return None
+    a = plan.sweep["analysis"]
+    out = ig_settings([ReaderAnalysis(name, [], records)], a["ig_steps"], a["ig_tolerance"], a["ig_max_steps"])
+    out["n_instances"] = len(records)
+    return out
 
 
 def write_figures(rows: list[dict[str, Any]], corr: dict[str, Any], out_dir: Path) -> dict[str, str]:
@@ -218,6 +248,7 @@ def write_sweep_report(
                 if r["marker"]["inputs"].get("position_bias")
                 else None,
                 "seconds": r["marker"].get("seconds"),
+                "ig": ig_summary(plan, r["teacher"]) if r["signal"] == "perplexity" else None,
             }
             for r in rows
         ],
@@ -338,6 +369,19 @@ def render_markdown(plan, report: dict[str, Any], rows: list[dict[str, Any]]) ->
             f"| {a} | {row['improves']} | {row['no detectable change']} | {row['hurts']} | "
             f"{per['matched']}/{per['n']} |"
         )
+    lines += ["", "## Time", "", "| teacher | analysis | step 2 | together |", "|---|---:|---:|---:|"]
+    for t in report["teachers"]:
+        sec = t.get("seconds") or {}
+        a, b = sec.get("analysis"), sec.get("step2")
+        both = _minutes(a + b) if a is not None and b is not None else "–"
+        lines.append(f"| {t['teacher']} | {_minutes(a)} | {_minutes(b)} | {both} |")
+    lines += [
+        "",
+        f"Whole command {_minutes(report['wall_seconds'])} (teachers, the sources they are built from, the shared "
+        "index and the baseline; a unit reused from an earlier run adds next to nothing to it, while the table "
+        "gives each teacher's times as recorded when it ran).",
+        "",
+    ]
     lines += ["", "## Figures", ""]
     for name, path in report["figures"].items():
         lines.append(f"- [{input_title(name)}]({Path(path).relative_to(plan.options.out)})")
@@ -358,10 +402,27 @@ def render_markdown(plan, report: dict[str, Any], rows: list[dict[str, Any]]) ->
         "indicators read one prompt order); its predictors and its step-2 signal use the averaged S.",
         "- The perplexity teacher's step 2 uses the perplexity config's tau_gold; FiD teachers use the FiD config's "
         "prompt budget and tau_gold; every other step-2 setting is the same for all teachers.",
+    ]
+    for t in report["teachers"]:
+        ig = t.get("ig")
+        if ig:
+            rule = (
+                f"adaptive trapezoid, tolerance {ig['ig_tolerance']:g}, at most {ig['ig_max_steps']} nodes a passage"
+                if ig["ig_steps"] is None
+                else f"fixed {ig['ig_rule']} rule"
+            )
+            lines.append(
+                f"- {t['teacher']}: its token scores are integrated-gradients answer log-likelihood gains (METHOD §3.7; "
+                f"{rule}): a median {ig['ig_nodes_median']:.0f} gradient evaluations an instance; completeness error "
+                f"median {_f(ig['ig_completeness_error_median'], 3)}, max {_f(ig['ig_completeness_error_max'], 3)}; "
+                f"within the tolerance on {100 * (ig['ig_within_tolerance_share'] or 0):.0f} % of its "
+                f"{ig['n_instances']} instances."
+            )
+    lines += [
         "",
         f"Wall time {report['wall_seconds']:.0f} s. Command: `{report['command'] or 'ragdistill validate-indicators'}`.",
     ]
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["input_title", "render_markdown", "teacher_rows", "write_figures", "write_sweep_report"]
+__all__ = ["ig_summary", "input_title", "render_markdown", "teacher_rows", "write_figures", "write_sweep_report"]
