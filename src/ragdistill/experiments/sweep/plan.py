@@ -255,7 +255,9 @@ def teacher_step2_config(plan: SweepPlan, t: Teacher, reader: str, family: str |
     return c
 
 
-def _fmt_s(s: float) -> str:
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "–"
     return f"{s / 60:.1f} min" if s >= 90 else f"{s:.0f} s"
 
 

@@ -60,12 +60,6 @@ def _f(x: float | None, digits: int = 3, signed: bool = False) -> str:
     return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 
-def _minutes(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
 def _diff(d) -> str:
     if d is None:
         return "–"
@@ -323,6 +317,7 @@ def render_markdown(plan, report: dict[str, Any], rows: list[dict[str, Any]]) ->
         "ranking skill | position bias | advice | matched |",
         "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
+    from ragdistill.experiments.sweep.plan import _fmt_s
     from ragdistill.experiments.sweep.stats import advice_matches
 
     for r in rows:
@@ -373,14 +368,13 @@ def render_markdown(plan, report: dict[str, Any], rows: list[dict[str, Any]]) ->
     for t in report["teachers"]:
         sec = t.get("seconds") or {}
         a, b = sec.get("analysis"), sec.get("step2")
-        both = _minutes(a + b) if a is not None and b is not None else "–"
-        lines.append(f"| {t['teacher']} | {_minutes(a)} | {_minutes(b)} | {both} |")
+        both = _fmt_s(a + b) if a is not None and b is not None else "–"
+        lines.append(f"| {t['teacher']} | {_fmt_s(a)} | {_fmt_s(b)} | {both} |")
     lines += [
         "",
-        f"Whole command {_minutes(report['wall_seconds'])} (teachers, the sources they are built from, the shared "
+        f"Whole command {_fmt_s(report['wall_seconds'])} (teachers, the sources they are built from, the shared "
         "index and the baseline; a unit reused from an earlier run adds next to nothing to it, while the table "
         "gives each teacher's times as recorded when it ran).",
-        "",
     ]
     lines += ["", "## Figures", ""]
     for name, path in report["figures"].items():
